@@ -1,0 +1,252 @@
+//! Compression layers around any codec: lz4 frames, zlib streams, zstd frames (feature
+//! `zstd`). All are standard formats that Python's `lz4.frame`, `zlib` and `zstandard`
+//! read and write.
+
+use std::io::{Read, Write};
+
+use crate::codec::sniff::Format;
+use crate::error::{Error, Result};
+
+/// A compression layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compression {
+    /// No compression.
+    #[default]
+    None,
+    /// lz4 frame format (with content size and checksum), fast.
+    Lz4,
+    /// zlib stream, `level` 0-9 (1 fast, 6 default, 9 best).
+    Zlib {
+        /// 0-9.
+        level: u32,
+    },
+    /// zstd frame, `level` 1-22 (negative levels are faster); needs feature `zstd`.
+    Zstd {
+        /// 1-22, or negative for the fast modes.
+        level: i32,
+    },
+}
+
+impl Compression {
+    /// A short name: `none`, `lz4`, `zlib(6)`, `zstd(3)`.
+    pub fn name(&self) -> String {
+        match self {
+            Compression::None => "none".into(),
+            Compression::Lz4 => "lz4".into(),
+            Compression::Zlib { level } => format!("zlib({level})"),
+            Compression::Zstd { level } => format!("zstd({level})"),
+        }
+    }
+
+    /// Parse `none`, `lz4`, `zlib`, `zlib:6`, `zstd`, `zstd:3` (also `zlib(6)`).
+    pub fn parse(s: &str) -> Result<Compression> {
+        let s = s.trim().to_ascii_lowercase();
+        let (name, level) = match s.split_once([':', '(']) {
+            Some((n, l)) => (n.to_owned(), Some(l.trim_end_matches(')').to_owned())),
+            None => (s.clone(), None),
+        };
+        let bad = || Error::InvalidArgument(format!("unknown compression {s:?}"));
+        let c = match (name.as_str(), level) {
+            ("none" | "raw" | "npy", None) => Compression::None,
+            ("lz4", None) => Compression::Lz4,
+            ("zlib", l) => Compression::Zlib {
+                level: l.map(|l| l.parse().map_err(|_| bad())).transpose()?.unwrap_or(6),
+            },
+            ("zstd", l) => Compression::Zstd {
+                level: l.map(|l| l.parse().map_err(|_| bad())).transpose()?.unwrap_or(3),
+            },
+            _ => return Err(bad()),
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Check the level and that the codec is compiled in.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Compression::Zlib { level } if level > 9 => Err(Error::InvalidArgument(format!(
+                "zlib level {level} is out of 0..=9"
+            ))),
+            Compression::Zstd { level } => {
+                if cfg!(feature = "zstd") {
+                    if !(-131072..=22).contains(&level) {
+                        return Err(Error::InvalidArgument(format!(
+                            "zstd level {level} is out of -131072..=22"
+                        )));
+                    }
+                    Ok(())
+                } else {
+                    Err(Error::FeatureDisabled("zstd"))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Compress what `body` writes into `out`; `content_len` is the exact number of bytes
+    /// `body` will write (stored in the frame header where the format has a field for it).
+    pub fn compress_with(
+        &self,
+        content_len: usize,
+        out: &mut dyn Write,
+        body: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        match *self {
+            Compression::None => body(out)?,
+            Compression::Lz4 => {
+                let info = lz4_flex::frame::FrameInfo::new()
+                    .content_size(Some(content_len as u64))
+                    .content_checksum(true)
+                    .block_size(lz4_flex::frame::BlockSize::Max4MB);
+                let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
+                body(&mut enc)?;
+                enc.finish().map_err(|e| Error::corrupt("lz4", e.to_string()))?;
+            }
+            Compression::Zlib { level } => {
+                let mut enc = flate2::write::ZlibEncoder::new(out, flate2::Compression::new(level));
+                body(&mut enc)?;
+                enc.finish()?;
+            }
+            #[cfg(feature = "zstd")]
+            Compression::Zstd { level } => {
+                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+                enc.include_contentsize(true)?;
+                enc.set_pledged_src_size(Some(content_len as u64))?;
+                body(&mut enc)?;
+                enc.finish()?;
+            }
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd { .. } => return Err(Error::FeatureDisabled("zstd")),
+        }
+        Ok(())
+    }
+
+    /// Compress a byte slice into a new vector.
+    pub fn compress(&self, input: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        self.compress_with(input.len(), &mut out, &mut |w| w.write_all(input))?;
+        Ok(out)
+    }
+}
+
+/// Worst-case expansion ratio used to bound the initial allocation for a declared size:
+/// a lying header can make us reserve at most this multiple of the input.
+const MAX_PREALLOC_RATIO: u64 = 64;
+
+fn initial_capacity(declared: Option<u64>, input_len: usize, cap: u64) -> usize {
+    let bound = (input_len as u64).saturating_mul(MAX_PREALLOC_RATIO).min(cap);
+    declared.unwrap_or(input_len as u64 * 3).min(bound) as usize
+}
+
+fn read_capped(
+    format: &'static str,
+    reader: impl Read,
+    capacity: usize,
+    cap: u64,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
+    reader
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| Error::corrupt(format, e.to_string()))?;
+    if out.len() as u64 > cap {
+        return Err(Error::TooLarge {
+            declared: out.len() as u64,
+            cap,
+        });
+    }
+    Ok(out)
+}
+
+fn lz4_declared_size(input: &[u8]) -> Option<u64> {
+    let flg = *input.get(4)?;
+    if flg & 0x08 == 0 {
+        return None;
+    }
+    let b: [u8; 8] = input.get(6..14)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Decompress one layer of `format` (`Lz4Frame`, `Zlib` or `Zstd`), refusing to produce
+/// more than `cap` bytes. A frame header declaring more than `cap` is rejected before
+/// anything is allocated.
+pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
+    match format {
+        Format::Lz4Frame => {
+            let declared = lz4_declared_size(input);
+            if let Some(d) = declared.filter(|&d| d > cap) {
+                return Err(Error::TooLarge { declared: d, cap });
+            }
+            let cap_now = initial_capacity(declared, input.len(), cap);
+            let out = read_capped("lz4", lz4_flex::frame::FrameDecoder::new(input), cap_now, cap)?;
+            if let Some(d) = declared.filter(|&d| d != out.len() as u64) {
+                return Err(Error::corrupt(
+                    "lz4",
+                    format!("frame declares {d} bytes but holds {}", out.len()),
+                ));
+            }
+            Ok(out)
+        }
+        Format::Zlib => read_capped(
+            "zlib",
+            flate2::read::ZlibDecoder::new(input),
+            initial_capacity(None, input.len(), cap),
+            cap,
+        ),
+        #[cfg(feature = "zstd")]
+        Format::Zstd => {
+            let declared = zstd::zstd_safe::get_frame_content_size(input).ok().flatten();
+            if let Some(d) = declared.filter(|&d| d > cap) {
+                return Err(Error::TooLarge { declared: d, cap });
+            }
+            let dec = zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|e| Error::corrupt("zstd", e.to_string()))?
+                .single_frame();
+            read_capped("zstd", dec, initial_capacity(declared, input.len(), cap), cap)
+        }
+        #[cfg(not(feature = "zstd"))]
+        Format::Zstd => Err(Error::FeatureDisabled("zstd")),
+        other => Err(Error::UnknownFormat(format!(
+            "{} is not a compression format",
+            other.name()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_caps() {
+        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let mut kinds = vec![Compression::Lz4, Compression::Zlib { level: 1 }, Compression::Zlib { level: 9 }];
+        if cfg!(feature = "zstd") {
+            kinds.push(Compression::Zstd { level: 3 });
+        }
+        for c in kinds {
+            let z = c.compress(&data).unwrap();
+            let f = Format::sniff(&z);
+            assert_eq!(decompress(f, &z, u64::MAX).unwrap(), data, "{c:?}");
+            assert!(matches!(decompress(f, &z, 1000), Err(Error::TooLarge { .. })), "{c:?}");
+            let cut = &z[..z.len() / 2];
+            assert!(decompress(f, cut, u64::MAX).is_err(), "{c:?} truncated accepted");
+        }
+    }
+
+    #[test]
+    fn lying_lz4_header_is_rejected_without_allocating() {
+        let mut z = Compression::Lz4.compress(b"hello world").unwrap();
+        // content size field sits at 6..14 when the flag is set.
+        z[6..14].copy_from_slice(&(1u64 << 42).to_le_bytes());
+        assert!(matches!(decompress(Format::Lz4Frame, &z, 1 << 32), Err(Error::TooLarge { .. })));
+    }
+
+    #[test]
+    fn parses_names() {
+        assert_eq!(Compression::parse("zlib:1").unwrap(), Compression::Zlib { level: 1 });
+        assert_eq!(Compression::parse("LZ4").unwrap(), Compression::Lz4);
+        assert!(Compression::parse("zlib:12").is_err());
+        assert!(Compression::parse("brotli").is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! Codecs: how arrays become bytes in Redis and back.
+//!
+//! An array is stored as a NumPy `.npy` blob ([`Npy`]), optionally wrapped in a
+//! compression layer ([`Compressed`]: lz4 frame, zlib, zstd). Every value is
+//! self-describing: [`decode_array`] sniffs the magic bytes ([`Format`]) and peels the
+//! layers, so a store configured with one codec reads values written with any other, and
+//! `numpy.load(io.BytesIO(lz4.frame.decompress(v)))` reads what redstash wrote.
+//!
+//! ```
+//! use redstash::codec::{ArrayCodec, Compression, Npy, decode_array, Limits};
+//! use redstash::RawArray;
+//!
+//! let a = RawArray::from_vec(vec![2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+//! let codec = Npy.compressed(Compression::Lz4);
+//! let bytes = codec.encode(&a.as_array_ref()).unwrap();
+//! let back = decode_array(bytes.into(), &Limits::default()).unwrap();
+//! assert_eq!(back, a);
+//! ```
+
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::array::{ArrayRef, Order, RawArray};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+pub mod compress;
+pub mod npy;
+pub mod sniff;
+
+pub use compress::Compression;
+pub use sniff::Format;
+
+/// Safety limits applied when decoding values (which may come from anyone who can write
+/// to Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest decoded value, in bytes (array data, or a decompressed layer). Default 4 GiB.
+    pub max_value_len: u64,
+    /// Largest `.npy` header, in bytes. Default 64 KiB.
+    pub max_header_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_value_len: 4 << 30,
+            max_header_len: 64 << 10,
+        }
+    }
+}
+
+/// How arrays are turned into bytes. [`Npy`] and [`Compressed`] implement it; stores are
+/// generic over it. Decoding is shared ([`decode_array`]) because values are
+/// self-describing.
+pub trait ArrayCodec: Send + Sync + fmt::Debug {
+    /// A short description, e.g. `npy` or `npy+lz4`.
+    fn name(&self) -> String;
+
+    /// Write the encoded array to `out`.
+    fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()>;
+
+    /// Exact encoded length when known without encoding (uncompressed codecs).
+    fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize>;
+
+    /// Encode into a new buffer, sized once.
+    fn encode(&self, array: &ArrayRef<'_>) -> Result<Vec<u8>> {
+        let cap = self
+            .exact_len(array)
+            .unwrap_or_else(|| array.nbytes() / 2 + 256);
+        let mut out = Vec::with_capacity(cap);
+        self.write_to(array, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decode a value (any redstash array format; see [`decode_array`]).
+    fn decode(&self, value: Bytes, limits: &Limits) -> Result<RawArray> {
+        decode_array(value, limits)
+    }
+
+    /// Wrap this codec in a compression layer.
+    fn compressed(self, compression: Compression) -> Compressed<Self>
+    where
+        Self: Sized,
+    {
+        Compressed {
+            inner: self,
+            compression,
+        }
+    }
+}
+
+/// The NumPy `.npy` format, uncompressed: `numpy.load` reads the value as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Npy;
+
+impl ArrayCodec for Npy {
+    fn name(&self) -> String {
+        "npy".into()
+    }
+    fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
+        npy::write_npy(array, out)?;
+        Ok(())
+    }
+    fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
+        Some(npy::header_len(array) + array.nbytes())
+    }
+}
+
+/// A codec wrapped in a compression layer (lz4 frame, zlib, zstd).
+///
+/// ```
+/// use redstash::codec::{ArrayCodec, Compressed, Compression, Npy};
+/// let c = Compressed::new(Npy, Compression::Zlib { level: 1 });
+/// assert_eq!(c.name(), "npy+zlib(1)");
+/// assert_eq!(Compressed::lz4().name(), "npy+lz4");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compressed<C = Npy> {
+    inner: C,
+    compression: Compression,
+}
+
+impl<C: ArrayCodec> Compressed<C> {
+    /// Wrap `inner` in `compression`.
+    pub fn new(inner: C, compression: Compression) -> Self {
+        Compressed { inner, compression }
+    }
+    /// The compression layer.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+}
+
+impl Compressed<Npy> {
+    /// `.npy` in an lz4 frame.
+    pub fn lz4() -> Self {
+        Self::new(Npy, Compression::Lz4)
+    }
+    /// `.npy` in a zlib stream of the given level (0-9).
+    pub fn zlib(level: u32) -> Self {
+        Self::new(Npy, Compression::Zlib { level })
+    }
+    /// `.npy` in a zstd frame of the given level (feature `zstd`).
+    pub fn zstd(level: i32) -> Self {
+        Self::new(Npy, Compression::Zstd { level })
+    }
+}
+
+impl<C: ArrayCodec> ArrayCodec for Compressed<C> {
+    fn name(&self) -> String {
+        match self.compression {
+            Compression::None => self.inner.name(),
+            c => format!("{}+{}", self.inner.name(), c.name()),
+        }
+    }
+    fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
+        self.compression.validate()?;
+        let len = self
+            .inner
+            .exact_len(array)
+            .unwrap_or(array.nbytes());
+        let mut err = None;
+        self.compression.compress_with(len, out, &mut |w| {
+            self.inner.write_to(array, w).map_err(|e| {
+                let msg = e.to_string();
+                err = Some(e);
+                std::io::Error::other(msg)
+            })
+        })
+        .map_err(|e| err.take().unwrap_or(e))
+    }
+    fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
+        match self.compression {
+            Compression::None => self.inner.exact_len(array),
+            _ => None,
+        }
+    }
+}
+
+impl ArrayCodec for Box<dyn ArrayCodec> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
+        (**self).write_to(array, out)
+    }
+    fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
+        (**self).exact_len(array)
+    }
+}
+
+impl ArrayCodec for Arc<dyn ArrayCodec> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
+        (**self).write_to(array, out)
+    }
+    fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
+        (**self).exact_len(array)
+    }
+}
+
+/// A codec chosen at run time from a compression setting: plain `.npy` for
+/// [`Compression::None`], else `.npy` in that compression.
+pub fn codec_for(compression: Compression) -> Compressed<Npy> {
+    Compressed::new(Npy, compression)
+}
+
+/// How many compression layers [`decode_array`] peels before giving up.
+const MAX_LAYERS: usize = 4;
+
+/// Decode any redstash array value: `.npy`, or `.npy` inside lz4/zlib/zstd layers.
+pub fn decode_array(value: Bytes, limits: &Limits) -> Result<RawArray> {
+    let mut value = value;
+    for _ in 0..=MAX_LAYERS {
+        match Format::sniff(&value) {
+            Format::Npy => return npy::decode(value, limits),
+            f @ (Format::Lz4Frame | Format::Zlib | Format::Zstd) => {
+                value = Bytes::from(compress::decompress(f, &value, limits.max_value_len)?);
+            }
+            Format::ChunkManifest => {
+                return Err(Error::UnknownFormat(
+                    "a chunked-array manifest: read it through ArrayStore".into(),
+                ));
+            }
+            Format::ArrowIpc => {
+                return Err(Error::UnknownFormat(
+                    "an Arrow IPC value, not an array".into(),
+                ));
+            }
+            Format::Unknown => {
+                let head: Vec<u8> = value.iter().take(8).copied().collect();
+                return Err(Error::UnknownFormat(format!(
+                    "no known magic (first bytes {head:02x?})"
+                )));
+            }
+        }
+    }
+    Err(Error::corrupt("array", "too many nested compression layers"))
+}
+
+/// What [`inspect`] finds in a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueInfo {
+    /// Layers from the outside in, e.g. `[Lz4Frame, Npy]`.
+    pub layers: Vec<Format>,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Memory order.
+    pub order: Order,
+    /// `.npy` version.
+    pub npy_version: (u8, u8),
+    /// Bytes as stored.
+    pub stored_len: usize,
+    /// Bytes of the uncompressed `.npy` value.
+    pub raw_len: usize,
+}
+
+/// Describe a value without converting its data: layers, dtype, shape, sizes.
+pub fn inspect(value: &[u8], limits: &Limits) -> Result<ValueInfo> {
+    let mut layers = Vec::new();
+    let mut owned;
+    let mut cur = value;
+    for _ in 0..=MAX_LAYERS {
+        let f = Format::sniff(cur);
+        layers.push(f);
+        match f {
+            Format::Npy => {
+                let h = npy::parse_header(cur, limits)?;
+                return Ok(ValueInfo {
+                    layers,
+                    dtype: h.dtype,
+                    shape: h.shape,
+                    order: h.order,
+                    npy_version: h.version,
+                    stored_len: value.len(),
+                    raw_len: cur.len(),
+                });
+            }
+            Format::Lz4Frame | Format::Zlib | Format::Zstd => {
+                owned = compress::decompress(f, cur, limits.max_value_len)?;
+                cur = &owned;
+            }
+            other => {
+                return Err(Error::UnknownFormat(format!(
+                    "{} value is not an array",
+                    other.name()
+                )));
+            }
+        }
+    }
+    Err(Error::corrupt("array", "too many nested compression layers"))
+}

@@ -1,0 +1,226 @@
+//! The one error type of the crate, and how Redis errors are classified.
+
+use crate::dtype::DType;
+
+/// Result alias used throughout redstash.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in redstash.
+///
+/// Decoding errors name the exact mismatch; Redis errors keep the key they were
+/// about (when there is one) and the classification of [`RedisErrorKind`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stored array has another element type than the one asked for.
+    #[error("dtype mismatch: expected {expected}, found {found}")]
+    DTypeMismatch {
+        /// The dtype the caller asked for.
+        expected: DType,
+        /// The dtype of the value.
+        found: DType,
+    },
+    /// The stored array has another shape or number of dimensions than the one asked for.
+    #[error("shape mismatch: expected {expected}, found {found:?}")]
+    ShapeMismatch {
+        /// What the caller asked for (e.g. `ndim 2`, or a shape).
+        expected: String,
+        /// The shape of the value.
+        found: Vec<usize>,
+    },
+    /// A dtype descriptor or name redstash does not support (structured, object, strings...).
+    #[error("unsupported dtype {0:?}")]
+    UnsupportedDType(String),
+    /// The bytes are not in any format redstash knows (bad magic).
+    #[error("unknown format: {0}")]
+    UnknownFormat(String),
+    /// The value is in a known format but is malformed.
+    #[error("corrupt {format} value: {reason}")]
+    Corrupt {
+        /// Which format was being decoded (`npy`, `lz4`, `zlib`, ...).
+        format: &'static str,
+        /// What exactly is wrong.
+        reason: String,
+    },
+    /// The value ends before the data its header declares.
+    #[error("truncated {format} value: header declares {expected} bytes of data, {actual} present")]
+    Truncated {
+        /// Which format was being decoded.
+        format: &'static str,
+        /// Bytes the header declares.
+        expected: u64,
+        /// Bytes actually present.
+        actual: u64,
+    },
+    /// A decoded value would exceed the configured size cap ([`crate::Limits`]).
+    #[error("value too large: {declared} bytes declared, cap is {cap} bytes")]
+    TooLarge {
+        /// Bytes the value declares (or would decompress to).
+        declared: u64,
+        /// The configured cap.
+        cap: u64,
+    },
+    /// A codec was asked for that this build does not include (e.g. zstd without the feature).
+    #[error("{0} support is not enabled in this build (enable the cargo feature)")]
+    FeatureDisabled(&'static str),
+    /// The caller passed an argument that cannot work (empty key, zero chunk size...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A key exists but holds something that is not a redstash value of the expected kind.
+    #[error("key {key:?}: {reason}")]
+    NotAnArray {
+        /// The Redis key.
+        key: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// A chunked array is missing some of its chunks (deleted or expired under it).
+    #[error("key {key:?}: chunked array is incomplete, missing chunks {missing:?}")]
+    MissingChunks {
+        /// The key of the array's manifest.
+        key: String,
+        /// Indices of the missing chunks.
+        missing: Vec<usize>,
+    },
+    /// The Redis server answered with an error or the connection failed.
+    #[error("redis error ({kind:?}){}: {source}", key.as_deref().map(|k| format!(" on key {k:?}")).unwrap_or_default())]
+    Redis {
+        /// The classification of the error, which also carries the retry decision.
+        kind: RedisErrorKind,
+        /// The key the command was about, when there was a single one.
+        key: Option<String>,
+        /// The error as redis-rs reported it.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The server answered something the operation did not expect.
+    #[error("unexpected reply from redis{}: {reason}", key.as_deref().map(|k| format!(" for key {k:?}")).unwrap_or_default())]
+    UnexpectedReply {
+        /// What was expected and what came.
+        reason: String,
+        /// The key the command was about, when there was a single one.
+        key: Option<String>,
+    },
+    /// A local I/O error (files, sockets of the testkit).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// JSON of a metadata value could not be read or written.
+    #[error("json error: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// What kind of Redis failure an [`Error::Redis`] is, and so what a retry policy may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RedisErrorKind {
+    /// `WRONGTYPE`: the key holds another Redis type.
+    WrongType,
+    /// `OOM`: the server is at `maxmemory` and refuses writes.
+    OutOfMemory,
+    /// `NOAUTH`, `WRONGPASS`, `NOPERM`: authentication or ACL failure.
+    Auth,
+    /// The connection could not be made, was dropped, or timed out.
+    Connection,
+    /// Cluster redirection (`MOVED`/`ASK`): retry on the right node.
+    Redirect,
+    /// `TRYAGAIN`, `LOADING`, `BUSY`, `MASTERDOWN`: transient, retry after a pause.
+    Transient,
+    /// `READONLY`: the command hit a replica.
+    ReadOnly,
+    /// Any other error.
+    Other,
+}
+
+impl RedisErrorKind {
+    /// Classify a redis-rs error.
+    pub fn classify(err: &redis::RedisError) -> Self {
+        if err.is_io_error()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_timeout()
+        {
+            return Self::Connection;
+        }
+        let code = err.code().unwrap_or("");
+        match code {
+            "WRONGTYPE" => Self::WrongType,
+            "OOM" => Self::OutOfMemory,
+            "NOAUTH" | "WRONGPASS" | "NOPERM" => Self::Auth,
+            "MOVED" | "ASK" => Self::Redirect,
+            "TRYAGAIN" | "LOADING" | "BUSY" | "MASTERDOWN" | "CLUSTERDOWN" => Self::Transient,
+            "READONLY" => Self::ReadOnly,
+            _ => {
+                let msg = err.to_string();
+                if msg.contains("WRONGPASS") || msg.contains("NOAUTH") || msg.contains("NOPERM") {
+                    Self::Auth
+                } else if msg.contains("OOM") {
+                    Self::OutOfMemory
+                } else if msg.contains("WRONGTYPE") {
+                    Self::WrongType
+                } else {
+                    Self::Other
+                }
+            }
+        }
+    }
+
+    /// Whether an operation that failed this way may simply be sent again
+    /// (after a redirect or a pause).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Redirect | Self::Transient)
+    }
+}
+
+impl Error {
+    /// Wrap a redis-rs error, classifying it and remembering the key.
+    pub fn redis(source: redis::RedisError, key: Option<&str>) -> Self {
+        Error::Redis {
+            kind: RedisErrorKind::classify(&source),
+            key: key.map(str::to_owned),
+            source,
+        }
+    }
+
+    /// The Redis classification when this is a Redis error.
+    pub fn redis_kind(&self) -> Option<RedisErrorKind> {
+        match self {
+            Error::Redis { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn unexpected(reason: impl Into<String>, key: Option<String>) -> Self {
+        Error::UnexpectedReply {
+            reason: reason.into(),
+            key,
+        }
+    }
+
+    pub(crate) fn corrupt(format: &'static str, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            format,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::redis(e, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_server_errors() {
+        let e = redis::make_extension_error("WRONGTYPE".into(), Some("Operation".into()));
+        assert_eq!(RedisErrorKind::classify(&e), RedisErrorKind::WrongType);
+        let e = redis::make_extension_error("OOM".into(), Some("command not allowed".into()));
+        assert_eq!(RedisErrorKind::classify(&e), RedisErrorKind::OutOfMemory);
+        assert!(!RedisErrorKind::OutOfMemory.is_retryable());
+        assert!(RedisErrorKind::Transient.is_retryable());
+    }
+}

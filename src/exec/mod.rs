@@ -1,0 +1,252 @@
+//! Running plans on connections.
+//!
+//! Every store operation is written once, as a pure function that returns a [`Step`]: a
+//! [`Request`] (a pipeline of commands) plus a pure continuation that parses the replies
+//! into either the result or the next request. This module holds the only code that
+//! talks to connections: [`run`] drives a step on any [`SyncConnection`] (every
+//! `redis::ConnectionLike`, e.g. `redis::Connection`, and redstash's
+//! [`DirectConnection`](crate::direct::DirectConnection)), and `run_async` (feature
+//! `tokio`) on any [`AsyncConnection`] (every `redis::aio::ConnectionLike`, e.g.
+//! `MultiplexedConnection` and `ConnectionManager`).
+
+use redis::{Cmd, Pipeline, Value};
+
+use crate::error::{Error, Result};
+
+#[cfg(feature = "tokio")]
+mod asynchronous;
+#[cfg(feature = "tokio")]
+pub use asynchronous::{AsyncConnection, run_async};
+
+/// A batch of commands sent in one round trip, optionally as a MULTI/EXEC transaction.
+#[derive(Clone)]
+pub struct Request {
+    pipeline: Pipeline,
+    len: usize,
+    atomic: bool,
+    key: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("commands", &self.len)
+            .field("atomic", &self.atomic)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Request {
+    /// An empty, non-atomic request about `key` (the key is used in error messages).
+    pub fn new(key: Option<&str>) -> Self {
+        Request {
+            pipeline: Pipeline::new(),
+            len: 0,
+            atomic: false,
+            key: key.map(str::to_owned),
+        }
+    }
+
+    /// A request of a single command.
+    pub fn single(cmd: Cmd, key: Option<&str>) -> Self {
+        let mut r = Self::new(key);
+        r.push(cmd);
+        r
+    }
+
+    /// Make the request a MULTI/EXEC transaction.
+    pub fn atomic(mut self) -> Self {
+        self.atomic = true;
+        self.pipeline.atomic();
+        self
+    }
+
+    /// Add a command.
+    pub fn push(&mut self, cmd: Cmd) {
+        self.pipeline.add_command(cmd);
+        self.len += 1;
+    }
+
+    /// Number of commands (and so of replies).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the request holds no command.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the request is a transaction.
+    pub fn is_atomic(&self) -> bool {
+        self.atomic
+    }
+
+    /// The key this request is about, if one.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// The commands as a redis-rs pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Turn a redis-rs error into ours, with this request's key.
+    pub fn error(&self, e: redis::RedisError) -> Error {
+        Error::redis(e, self.key.as_deref())
+    }
+
+    /// Check the replies: the right count, with server errors turned into
+    /// [`Error::Redis`] only where `strict` (the parse step sees them otherwise).
+    fn finish(&self, mut replies: Vec<Value>) -> Result<Vec<Value>> {
+        if self.atomic {
+            // EXEC's reply is the array of replies of the transaction.
+            match replies.pop() {
+                Some(Value::Array(inner)) if replies.is_empty() => replies = inner,
+                Some(Value::Nil) => {
+                    return Err(Error::unexpected(
+                        "transaction aborted",
+                        self.key.clone(),
+                    ));
+                }
+                Some(Value::ServerError(e)) => return Err(self.error(e.into())),
+                other => {
+                    return Err(Error::unexpected(
+                        format!("EXEC replied {other:?}"),
+                        self.key.clone(),
+                    ));
+                }
+            }
+        }
+        if replies.len() != self.len {
+            return Err(Error::unexpected(
+                format!("{} replies for {} commands", replies.len(), self.len),
+                self.key.clone(),
+            ));
+        }
+        Ok(replies)
+    }
+}
+
+/// What a reply-parsing continuation returns.
+pub type Continuation<T> = Box<dyn FnOnce(Vec<Value>) -> Result<Step<T>> + Send>;
+
+/// One step of an operation: done, or a request to send and what to do with its replies.
+pub enum Step<T> {
+    /// The operation has its result.
+    Done(T),
+    /// Send this request, then feed its replies to the continuation.
+    Send(Request, Continuation<T>),
+}
+
+impl<T> std::fmt::Debug for Step<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Done(_) => f.write_str("Step::Done"),
+            Step::Send(r, _) => f.debug_tuple("Step::Send").field(r).finish(),
+        }
+    }
+}
+
+impl<T: Send + 'static> Step<T> {
+    /// A step that sends `req` and parses the replies with `parse`.
+    pub fn send(
+        req: Request,
+        parse: impl FnOnce(Vec<Value>) -> Result<Step<T>> + Send + 'static,
+    ) -> Self {
+        Step::Send(req, Box::new(parse))
+    }
+
+    /// Continue with `f` once this step has its result.
+    pub fn and_then<U: Send + 'static>(
+        self,
+        f: impl FnOnce(T) -> Result<Step<U>> + Send + 'static,
+    ) -> Result<Step<U>> {
+        match self {
+            Step::Done(v) => f(v),
+            Step::Send(req, k) => Ok(Step::Send(req, Box::new(move |r| k(r)?.and_then(f)))),
+        }
+    }
+
+    /// Map the final result.
+    pub fn map<U: Send + 'static>(self, f: impl FnOnce(T) -> U + Send + 'static) -> Step<U> {
+        match self {
+            Step::Done(v) => Step::Done(f(v)),
+            Step::Send(req, k) => Step::Send(req, Box::new(move |r| Ok(k(r)?.map(f)))),
+        }
+    }
+
+    /// A step that sends `req` and maps its replies to the final result.
+    pub fn then(req: Request, parse: impl FnOnce(Vec<Value>) -> Result<T> + Send + 'static) -> Self {
+        Step::Send(req, Box::new(move |v| parse(v).map(Step::Done)))
+    }
+}
+
+/// A synchronous connection redstash can run requests on.
+pub trait SyncConnection {
+    /// Send the request and return one reply per command (server errors as
+    /// `Value::ServerError` elements).
+    fn run_request(&mut self, req: &Request) -> Result<Vec<Value>>;
+}
+
+impl<C: redis::ConnectionLike> SyncConnection for C {
+    fn run_request(&mut self, req: &Request) -> Result<Vec<Value>> {
+        let packed = req.pipeline.get_packed_pipeline();
+        let (offset, count) = if req.atomic {
+            (req.len + 1, 1)
+        } else {
+            (0, req.len)
+        };
+        let replies = self
+            .req_packed_commands(&packed, offset, count)
+            .map_err(|e| req.error(e))?;
+        req.finish(replies)
+    }
+}
+
+/// Drive an operation to its end on a synchronous connection.
+pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<T>) -> Result<T> {
+    loop {
+        match step {
+            Step::Done(v) => return Ok(v),
+            Step::Send(req, next) => {
+                let replies = con.run_request(&req)?;
+                step = next(replies)?;
+            }
+        }
+    }
+}
+
+/// Take a reply as bytes; `Nil` is `None`; a server error becomes [`Error::Redis`].
+pub(crate) fn reply_bytes(v: Value, key: &str) -> Result<Option<bytes::Bytes>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(bytes::Bytes::from(b))),
+        Value::ServerError(e) => Err(Error::redis(e.into(), Some(key))),
+        other => Err(Error::unexpected(
+            format!("expected a string value, got {other:?}"),
+            Some(key.to_owned()),
+        )),
+    }
+}
+
+/// Check a reply that must not be an error (`OK`, an integer...), returning it.
+pub(crate) fn reply_ok(v: Value, key: &str) -> Result<Value> {
+    match v {
+        Value::ServerError(e) => Err(Error::redis(e.into(), Some(key))),
+        other => Ok(other),
+    }
+}
+
+/// Take an integer reply.
+pub(crate) fn reply_int(v: Value, key: &str) -> Result<i64> {
+    match reply_ok(v, key)? {
+        Value::Int(i) => Ok(i),
+        other => Err(Error::unexpected(
+            format!("expected an integer, got {other:?}"),
+            Some(key.to_owned()),
+        )),
+    }
+}

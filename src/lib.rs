@@ -1,0 +1,60 @@
+//! # redstash
+//!
+//! Keep numerical data in Redis, fast and in standard formats.
+//!
+//! * Arrays are stored as NumPy `.npy` values (optionally inside an lz4, zlib or zstd
+//!   frame), so `numpy.load(io.BytesIO(value))` reads what Rust wrote and the other way
+//!   round. No pickle, no private framing.
+//! * [`ArrayStore`] puts and gets arrays (`ndarray` or [`RawArray`]) with TTLs, pipelined
+//!   batches (`put_many`/`get_many`), and transparent chunking of arrays larger than
+//!   Redis's bulk limit.
+//! * Every operation is written once as a plan and a parse ([`exec`]); it runs on any
+//!   synchronous `redis::ConnectionLike`, any async `redis::aio::ConnectionLike` (feature
+//!   `tokio`), or on redstash's [`direct`] connections, a narrow fast path for large
+//!   values.
+//!
+//! ```no_run
+//! use ndarray::Array2;
+//! use redstash::ArrayStore;
+//!
+//! # fn main() -> redstash::Result<()> {
+//! let client = redis::Client::open("redis://127.0.0.1/")?;
+//! let mut con = client.get_connection()?;
+//! let store = ArrayStore::new("emb");
+//! let a = Array2::<f32>::ones((1000, 128));
+//! store.put(&mut con, "user:42", &a)?;
+//! let back: Option<Array2<f32>> = store.get_as(&mut con, "user:42")?;
+//! assert_eq!(back.unwrap(), a);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `sync` (default) | the blocking API on `redis::ConnectionLike` |
+//! | `ndarray` (default) | conversions to and from `ndarray` arrays |
+//! | `tokio` | `*_async` operations on `redis::aio::ConnectionLike`, [`direct::DirectAsyncConnection`] |
+//! | `zstd` | zstd compression |
+//! | `testkit` | [`testkit`]: start real `redis-server`s for tests |
+//! | `cli` | the `redstash` command-line tool |
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod array;
+pub mod codec;
+pub mod direct;
+pub mod dtype;
+pub mod error;
+pub mod exec;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use array::{ArrayRef, AsArray, Order, RawArray};
+pub use codec::{ArrayCodec, Compressed, Compression, Limits, Npy};
+pub use dtype::{ByteOrder, DType, Element};
+pub use error::{Error, RedisErrorKind, Result};
+pub use store::array::ArrayStore;
+pub use store::recipe::RecipeStore;

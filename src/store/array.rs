@@ -1,0 +1,529 @@
+//! [`ArrayStore`]: one array per key, as a `.npy` value (optionally compressed).
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::{Cmd, RedisWrite, ToRedisArgs, Value};
+
+use crate::array::{ArrayRef, AsArray, RawArray};
+use crate::codec::{ArrayCodec, Limits, Npy};
+use crate::error::{Error, Result};
+use crate::exec::{Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::store::chunked::{MANIFEST_LEN, Manifest};
+use crate::store::{join_key, sync_and_async, ttl_millis};
+
+/// Default chunk limit: values above it are split (Redis refuses bulk strings over
+/// `proto-max-bulk-len`, 512 MB by default).
+pub const DEFAULT_CHUNK_SIZE: usize = 256 << 20;
+
+/// Arrays in Redis, one key each: `{prefix}:{name}` holds the encoded array.
+///
+/// * `put`/`get`/`delete`/`exists`, `put_many`/`get_many` (one round trip each);
+///   `get` of a missing key is `Ok(None)`.
+/// * Values are `.npy` (or `.npy` inside lz4/zlib/zstd, per the codec); any store reads
+///   any redstash value whatever its own codec.
+/// * Values larger than [`chunk_size`](Self::chunk_size) are stored as chunks plus a
+///   manifest written last, so readers never see half an array.
+/// * Methods come in pairs: `op(&mut con, ..)` for any sync connection and
+///   `op_async(&mut con, ..)` for any async one (feature `tokio`), both running the same
+///   plan ([`plan_get`](Self::plan_get) etc.).
+///
+/// ```no_run
+/// use redstash::{ArrayStore, Compressed};
+/// use std::time::Duration;
+/// # fn main() -> redstash::Result<()> {
+/// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
+/// let store = ArrayStore::new("cache")
+///     .with_codec(Compressed::lz4())
+///     .ttl(Duration::from_secs(3600));
+/// let x = ndarray::Array1::<f64>::linspace(0.0, 1.0, 1000);
+/// store.put(&mut con, "x", &x)?;
+/// let raw = store.get(&mut con, "x")?.expect("just written");
+/// assert_eq!(raw.shape(), &[1000]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ArrayStore<C: ArrayCodec = Npy> {
+    prefix: String,
+    codec: C,
+    ttl: Option<Duration>,
+    chunk_size: usize,
+    limits: Limits,
+}
+
+impl ArrayStore<Npy> {
+    /// A store of plain `.npy` values under `prefix` (`""` for no prefix).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        ArrayStore {
+            prefix: prefix.into(),
+            codec: Npy,
+            ttl: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A `SET` argument that encodes the array straight into the command buffer (one copy).
+struct EncodedArg<'a, C: ?Sized> {
+    codec: &'a C,
+    array: ArrayRef<'a>,
+    error: RefCell<Option<Error>>,
+}
+
+impl<C: ArrayCodec + ?Sized> ToRedisArgs for EncodedArg<'_, C> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut w = out.writer_for_next_arg();
+        if let Err(e) = self.codec.write_to(&self.array, &mut w) {
+            *self.error.borrow_mut() = Some(e);
+        }
+    }
+}
+
+/// Whether an old value's prefix (from `GETRANGE`) is a manifest whose chunks must go.
+fn stale_chunks(key: &str, old_prefix: Value, keep_generation: Option<u64>) -> Vec<String> {
+    // A WRONGTYPE error means the old value was not ours: nothing to clean.
+    let Value::BulkString(b) = old_prefix else {
+        return Vec::new();
+    };
+    match Manifest::parse(&b) {
+        Ok(Some(m)) if Some(m.generation) != keep_generation => m.chunk_keys(key),
+        _ => Vec::new(),
+    }
+}
+
+fn del_cmd(keys: &[String]) -> Cmd {
+    let mut c = redis::cmd("DEL");
+    for k in keys {
+        c.arg(k);
+    }
+    c
+}
+
+fn getrange_cmd(key: &str) -> Cmd {
+    let mut c = redis::cmd("GETRANGE");
+    c.arg(key).arg(0).arg(MANIFEST_LEN - 1);
+    c
+}
+
+impl<C: ArrayCodec> ArrayStore<C> {
+    /// Use another codec for writing (reading is format-agnostic).
+    pub fn with_codec<C2: ArrayCodec>(self, codec: C2) -> ArrayStore<C2> {
+        ArrayStore {
+            prefix: self.prefix,
+            codec,
+            ttl: self.ttl,
+            chunk_size: self.chunk_size,
+            limits: self.limits,
+        }
+    }
+
+    /// Expire written arrays after `ttl` (set in the same command as the value).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Values larger than this many bytes are stored in chunks (default 256 MiB).
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes.max(1);
+        self
+    }
+
+    /// Decoding limits (size caps against hostile values).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    /// The key of `name`.
+    pub fn key(&self, name: &str) -> String {
+        join_key(&self.prefix, name)
+    }
+
+    fn push_ttl(&self, cmd: &mut Cmd) {
+        if let Some(ttl) = self.ttl {
+            cmd.arg("PX").arg(ttl_millis(ttl));
+        }
+    }
+
+    /// `SET key <encoded array> [PX ttl]`, encoding into the command's own buffer.
+    fn set_cmd(&self, key: &str, array: ArrayRef<'_>) -> Result<Cmd> {
+        let hint = self
+            .codec
+            .exact_len(&array)
+            .unwrap_or(array.nbytes() / 2 + 256);
+        let mut cmd = Cmd::with_capacity(5, key.len() + hint + 32);
+        let arg = EncodedArg {
+            codec: &self.codec,
+            array,
+            error: RefCell::new(None),
+        };
+        cmd.arg("SET").arg(key).arg(&arg);
+        if let Some(e) = arg.error.into_inner() {
+            return Err(e);
+        }
+        self.push_ttl(&mut cmd);
+        Ok(cmd)
+    }
+
+    fn value_len(cmd: &Cmd) -> usize {
+        match cmd.args_iter().nth(2) {
+            Some(redis::Arg::Simple(v)) => v.len(),
+            _ => 0,
+        }
+    }
+
+    /// Plan of [`put`](Self::put).
+    pub fn plan_put(&self, name: &str, array: &impl AsArray) -> Result<Step<()>> {
+        let key = self.key(name);
+        let cmd = array.with_array_ref(|a| self.set_cmd(&key, a))?;
+        if Self::value_len(&cmd) > self.chunk_size {
+            return self.plan_put_chunked(key, cmd);
+        }
+        let mut req = Request::new(Some(&key));
+        req.push(getrange_cmd(&key));
+        req.push(cmd);
+        Ok(Step::send(req, move |mut r| {
+            reply_ok(r.pop().unwrap_or(Value::Nil), &key)?;
+            let old = r.pop().unwrap_or(Value::Nil);
+            Ok(cleanup_step(&key, stale_chunks(&key, old, None)))
+        }))
+    }
+
+    /// Write the value of `set` (an encoded `SET`) as chunks, then the manifest.
+    fn plan_put_chunked(&self, key: String, set: Cmd) -> Result<Step<()>> {
+        let value: &[u8] = match set.args_iter().nth(2) {
+            Some(redis::Arg::Simple(v)) => v,
+            _ => return Err(Error::InvalidArgument("no value to chunk".into())),
+        };
+        let manifest = Manifest::new(value.len(), self.chunk_size)?;
+        let keys = manifest.chunk_keys(&key);
+        // One request per chunk bounds the memory to one extra chunk.
+        let chunks: Vec<Cmd> = value
+            .chunks(self.chunk_size)
+            .zip(&keys)
+            .map(|(c, k)| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(k).arg(c);
+                self.push_ttl(&mut cmd);
+                cmd
+            })
+            .collect();
+        drop(set);
+        let mut fin = Request::new(Some(&key));
+        fin.push(getrange_cmd(&key));
+        let mut mset = redis::cmd("SET");
+        mset.arg(&key).arg(&manifest.to_bytes()[..]);
+        self.push_ttl(&mut mset);
+        fin.push(mset);
+        Ok(write_chunks(key, keys, chunks.into_iter(), 0, fin, manifest.generation))
+    }
+
+    /// Plan of [`get`](Self::get).
+    pub fn plan_get(&self, name: &str) -> Result<Step<Option<RawArray>>> {
+        let key = self.key(name);
+        let limits = self.limits;
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        Ok(Step::send(Request::single(get, Some(&key)), move |mut r| {
+            match reply_bytes(r.pop().unwrap_or(Value::Nil), &key)? {
+                None => Ok(Step::Done(None)),
+                Some(v) => decode_or_follow(key, v, limits, true),
+            }
+        }))
+    }
+
+    /// Plan of [`get_many`](Self::get_many).
+    pub fn plan_get_many<N: AsRef<str>>(&self, names: &[N]) -> Result<Step<Vec<Option<RawArray>>>> {
+        if names.is_empty() {
+            return Ok(Step::Done(Vec::new()));
+        }
+        let keys: Vec<String> = names.iter().map(|n| self.key(n.as_ref())).collect();
+        let mut mget = redis::cmd("MGET");
+        for k in &keys {
+            mget.arg(k);
+        }
+        let limits = self.limits;
+        let req = Request::single(mget, keys.first().map(String::as_str).filter(|_| keys.len() == 1));
+        Ok(Step::send(req, move |mut r| {
+            let values = match reply_ok(r.pop().unwrap_or(Value::Nil), &keys[0])? {
+                Value::Array(v) if v.len() == keys.len() => v,
+                other => {
+                    return Err(Error::unexpected(
+                        format!("MGET of {} keys replied {other:?}", keys.len()),
+                        None,
+                    ));
+                }
+            };
+            let mut out: Vec<Option<RawArray>> = Vec::with_capacity(keys.len());
+            let mut chunked: Vec<(usize, String, Manifest)> = Vec::new();
+            for (i, (v, key)) in values.into_iter().zip(keys).enumerate() {
+                let Some(bytes) = reply_bytes(v, &key)? else {
+                    out.push(None);
+                    continue;
+                };
+                if let Some(m) = Manifest::parse(&bytes)? {
+                    chunked.push((i, key, m));
+                    out.push(None);
+                } else {
+                    out.push(Some(decode_value(&key, bytes, &limits)?));
+                }
+            }
+            if chunked.is_empty() {
+                return Ok(Step::Done(out));
+            }
+            // One more round trip fetches the chunks of every chunked array.
+            let mut req = Request::new(None);
+            for (_, key, m) in &chunked {
+                req.push(mget_cmd(&m.chunk_keys(key)));
+            }
+            Ok(Step::then(req, move |replies| {
+                for ((i, key, m), reply) in chunked.into_iter().zip(replies) {
+                    let bytes = assemble(&key, &m, reply)?;
+                    out[i] = Some(decode_value(&key, bytes, &limits)?);
+                }
+                Ok(out)
+            }))
+        }))
+    }
+
+    /// Plan of [`put_many`](Self::put_many).
+    pub fn plan_put_many<N: AsRef<str>, A: AsArray>(&self, items: &[(N, A)]) -> Result<Step<()>> {
+        let mut req = Request::new(None);
+        let mut keys = Vec::with_capacity(items.len());
+        let mut big: Vec<Step<()>> = Vec::new();
+        for (name, array) in items {
+            let key = self.key(name.as_ref());
+            let cmd = array.with_array_ref(|a| self.set_cmd(&key, a))?;
+            if Self::value_len(&cmd) > self.chunk_size {
+                big.push(self.plan_put_chunked(key, cmd)?);
+                continue;
+            }
+            req.push(getrange_cmd(&key));
+            req.push(cmd);
+            keys.push(key);
+        }
+        let small = if req.is_empty() {
+            Step::Done(())
+        } else {
+            Step::send(req, move |replies| {
+                let mut stale = Vec::new();
+                let mut first_err = None;
+                let mut it = replies.into_iter();
+                for key in &keys {
+                    let old = it.next().unwrap_or(Value::Nil);
+                    match reply_ok(it.next().unwrap_or(Value::Nil), key) {
+                        Ok(_) => stale.extend(stale_chunks(key, old, None)),
+                        Err(e) if first_err.is_none() => first_err = Some(e),
+                        Err(_) => {}
+                    }
+                }
+                match first_err {
+                    Some(e) => Err(e),
+                    None => Ok(cleanup_step("", stale)),
+                }
+            })
+        };
+        let mut step = small;
+        for b in big {
+            step = step.and_then(move |()| Ok(b))?;
+        }
+        Ok(step)
+    }
+
+    /// Plan of [`delete`](Self::delete).
+    pub fn plan_delete(&self, name: &str) -> Result<Step<bool>> {
+        let key = self.key(name);
+        let mut req = Request::new(Some(&key));
+        req.push(getrange_cmd(&key));
+        let mut del = redis::cmd("DEL");
+        del.arg(&key);
+        req.push(del);
+        Ok(Step::send(req, move |mut r| {
+            let existed = reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0;
+            let old = r.pop().unwrap_or(Value::Nil);
+            Ok(cleanup_step(&key, stale_chunks(&key, old, None)).map(move |()| existed))
+        }))
+    }
+
+    /// Plan of [`exists`](Self::exists).
+    pub fn plan_exists(&self, name: &str) -> Result<Step<bool>> {
+        let key = self.key(name);
+        let mut c = redis::cmd("EXISTS");
+        c.arg(&key);
+        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
+            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0)
+        }))
+    }
+
+    #[cfg(feature = "ndarray")]
+    fn plan_get_as<T: crate::Element, D: ndarray::Dimension + 'static>(
+        &self,
+        name: &str,
+    ) -> Result<Step<Option<ndarray::Array<T, D>>>> {
+        self.plan_get(name)?
+            .and_then(|a| Ok(Step::Done(a.map(|a| a.into_ndarray::<T, D>()).transpose()?)))
+    }
+
+    sync_and_async! {
+        /// Store `array` (an `ndarray` array, a [`RawArray`] or an [`ArrayRef`]) under
+        /// `name`, replacing what was there (including the chunks of a chunked array).
+        fn put / put_async<A: AsArray>(name: &str, array: &A) -> () = plan_put;
+        /// Read the array stored under `name`, whatever codec wrote it; `None` if the key
+        /// does not exist.
+        fn get / get_async(name: &str) -> Option<RawArray> = plan_get;
+        /// Read many arrays in one round trip (MGET), in the order of `names`.
+        fn get_many / get_many_async<N: AsRef<str>>(names: &[N]) -> Vec<Option<RawArray>> = plan_get_many;
+        /// Store many arrays in one round trip (a pipeline of `SET`s with the TTL).
+        fn put_many / put_many_async<N: AsRef<str>, A: AsArray>(items: &[(N, A)]) -> () = plan_put_many;
+        /// Delete the array under `name` (and its chunks); `true` if it existed.
+        fn delete / delete_async(name: &str) -> bool = plan_delete;
+        /// Whether `name` exists.
+        fn exists / exists_async(name: &str) -> bool = plan_exists;
+    }
+
+    #[cfg(feature = "ndarray")]
+    sync_and_async! {
+        /// Read the array under `name` as an `ndarray::Array<T, D>`; a dtype or ndim
+        /// mismatch is an error, a missing key `None`.
+        fn get_as / get_as_async<T: crate::Element, D: DimStatic>(name: &str) -> Option<ndarray::Array<T, D>> = plan_get_as;
+    }
+}
+
+/// `ndarray::Dimension + 'static` (a single path for the store macros).
+#[cfg(feature = "ndarray")]
+pub trait DimStatic: ndarray::Dimension + 'static {}
+#[cfg(feature = "ndarray")]
+impl<D: ndarray::Dimension + 'static> DimStatic for D {}
+
+fn mget_cmd(keys: &[String]) -> Cmd {
+    let mut c = redis::cmd("MGET");
+    for k in keys {
+        c.arg(k);
+    }
+    c
+}
+
+fn decode_value(key: &str, bytes: Bytes, limits: &Limits) -> Result<RawArray> {
+    crate::codec::decode_array(bytes, limits).map_err(|e| match e {
+        Error::UnknownFormat(reason) => Error::NotAnArray {
+            key: key.to_owned(),
+            reason,
+        },
+        other => other,
+    })
+}
+
+/// Decode a value, or follow its manifest to its chunks (once more if the manifest
+/// changed under us while reading).
+fn decode_or_follow(
+    key: String,
+    value: Bytes,
+    limits: Limits,
+    may_retry: bool,
+) -> Result<Step<Option<RawArray>>> {
+    let Some(m) = Manifest::parse(&value)? else {
+        return Ok(Step::Done(Some(decode_value(&key, value, &limits)?)));
+    };
+    let mut req = Request::new(Some(&key));
+    req.push(mget_cmd(&m.chunk_keys(&key)));
+    let mut get = redis::cmd("GET");
+    get.arg(&key);
+    req.push(get);
+    Ok(Step::send(req, move |mut r| {
+        let current = r.pop().unwrap_or(Value::Nil);
+        let chunks = r.pop().unwrap_or(Value::Nil);
+        match assemble(&key, &m, chunks) {
+            Ok(bytes) => Ok(Step::Done(Some(decode_value(&key, bytes, &limits)?))),
+            Err(Error::MissingChunks { .. }) if may_retry => {
+                // A writer replaced the array between our reads: read the new one.
+                match reply_bytes(current, &key)? {
+                    None => Ok(Step::Done(None)),
+                    Some(v) if v[..] != m.to_bytes()[..] => decode_or_follow(key, v, limits, false),
+                    Some(_) => assemble(&key, &m, Value::Nil).map(|_| Step::Done(None)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }))
+}
+
+/// Concatenate the chunks of an MGET reply, checking each is present and sized right.
+fn assemble(key: &str, m: &Manifest, reply: Value) -> Result<Bytes> {
+    let parts = match reply_ok(reply, key)? {
+        Value::Array(v) => v,
+        _ => Vec::new(),
+    };
+    let mut missing = Vec::new();
+    let total = usize::try_from(m.total_len)
+        .map_err(|_| Error::corrupt("chunk manifest", "total length overflows usize"))?;
+    let mut out = Vec::with_capacity(total.min(parts.len().saturating_mul(m.chunk_len as usize)));
+    for i in 0..m.chunks as usize {
+        match parts.get(i) {
+            Some(Value::BulkString(b)) => out.extend_from_slice(b),
+            _ => missing.push(i),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::MissingChunks {
+            key: key.to_owned(),
+            missing,
+        });
+    }
+    if out.len() != total {
+        return Err(Error::corrupt(
+            "chunked array",
+            format!("chunks hold {} bytes, manifest says {total}", out.len()),
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Delete stale chunk keys (if any), then finish.
+fn cleanup_step(key: &str, stale: Vec<String>) -> Step<()> {
+    if stale.is_empty() {
+        return Step::Done(());
+    }
+    let key = (!key.is_empty()).then_some(key);
+    Step::then(Request::single(del_cmd(&stale), key), |_| Ok(()))
+}
+
+/// Write chunk commands one request at a time, then the final manifest request. On a
+/// server error the chunks written so far are deleted and the old value stays intact.
+fn write_chunks(
+    key: String,
+    keys: Vec<String>,
+    mut chunks: std::vec::IntoIter<Cmd>,
+    written: usize,
+    fin: Request,
+    generation: u64,
+) -> Step<()> {
+    match chunks.next() {
+        Some(cmd) => Step::send(Request::single(cmd, Some(&key)), move |mut r| {
+            match reply_ok(r.pop().unwrap_or(Value::Nil), &key) {
+                Ok(_) => Ok(write_chunks(key, keys, chunks, written + 1, fin, generation)),
+                Err(e) => {
+                    let done = &keys[..written];
+                    if done.is_empty() {
+                        return Err(e);
+                    }
+                    Ok(Step::send(Request::single(del_cmd(done), Some(&key)), move |_| Err(e)))
+                }
+            }
+        }),
+        None => Step::send(fin, move |mut r| {
+            if let Err(e) = reply_ok(r.pop().unwrap_or(Value::Nil), &key) {
+                return Ok(Step::send(Request::single(del_cmd(&keys), Some(&key)), move |_| Err(e)));
+            }
+            let old = r.pop().unwrap_or(Value::Nil);
+            Ok(cleanup_step(&key, stale_chunks(&key, old, Some(generation))))
+        }),
+    }
+}

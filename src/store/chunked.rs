@@ -1,0 +1,138 @@
+//! Chunked values: a value larger than the store's chunk limit is written as chunks under
+//! keys that share the main key's hash slot, then a small manifest is written at the main
+//! key, last. Readers either see the old value or the whole new one.
+//!
+//! Manifest (36 bytes, little-endian): magic `\x93RSTASH\x01`, generation `u64`, chunk
+//! count `u32`, total length `u64`, chunk length `u64`. Chunk `i` of generation `g` of
+//! key `k` lives at `{k}:chunk:<g hex>:<i>` (or `k:chunk:..` when `k` already has a hash
+//! tag, which the chunk keys then share).
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::codec::sniff::MANIFEST_MAGIC;
+use crate::error::{Error, Result};
+use crate::store::hash_tag;
+
+/// Bytes of a manifest; `GETRANGE key 0 MANIFEST_LEN-1` reads all of it.
+pub(crate) const MANIFEST_LEN: usize = 36;
+
+/// Description of a chunked value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub generation: u64,
+    pub chunks: u32,
+    pub total_len: u64,
+    pub chunk_len: u64,
+}
+
+impl Manifest {
+    pub fn new(total_len: usize, chunk_len: usize) -> Result<Self> {
+        if chunk_len == 0 {
+            return Err(Error::InvalidArgument("chunk size must be positive".into()));
+        }
+        let chunks = total_len.div_ceil(chunk_len);
+        Ok(Manifest {
+            generation: new_generation(),
+            chunks: u32::try_from(chunks)
+                .map_err(|_| Error::InvalidArgument("too many chunks".into()))?,
+            total_len: total_len as u64,
+            chunk_len: chunk_len as u64,
+        })
+    }
+
+    pub fn to_bytes(self) -> [u8; MANIFEST_LEN] {
+        let mut out = [0u8; MANIFEST_LEN];
+        out[..8].copy_from_slice(MANIFEST_MAGIC);
+        out[8..16].copy_from_slice(&self.generation.to_le_bytes());
+        out[16..20].copy_from_slice(&self.chunks.to_le_bytes());
+        out[20..28].copy_from_slice(&self.total_len.to_le_bytes());
+        out[28..36].copy_from_slice(&self.chunk_len.to_le_bytes());
+        out
+    }
+
+    /// Parse a manifest; `None` when the bytes are not one (no magic).
+    pub fn parse(b: &[u8]) -> Result<Option<Self>> {
+        if !b.starts_with(MANIFEST_MAGIC) {
+            return Ok(None);
+        }
+        if b.len() != MANIFEST_LEN {
+            return Err(Error::corrupt(
+                "chunk manifest",
+                format!("{} bytes, expected {MANIFEST_LEN}", b.len()),
+            ));
+        }
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        let m = Manifest {
+            generation: u64_at(8),
+            chunks: u32::from_le_bytes([b[16], b[17], b[18], b[19]]),
+            total_len: u64_at(20),
+            chunk_len: u64_at(28),
+        };
+        let expect = m.total_len.div_ceil(m.chunk_len.max(1));
+        if m.chunk_len == 0 || u64::from(m.chunks) != expect {
+            return Err(Error::corrupt(
+                "chunk manifest",
+                format!(
+                    "{} chunks of {} bytes cannot hold {} bytes",
+                    m.chunks, m.chunk_len, m.total_len
+                ),
+            ));
+        }
+        Ok(Some(m))
+    }
+
+    pub fn chunk_keys(&self, key: &str) -> Vec<String> {
+        (0..self.chunks).map(|i| chunk_key(key, self.generation, i)).collect()
+    }
+}
+
+/// The key of chunk `i` of generation `generation`; same hash slot as `key`.
+pub(crate) fn chunk_key(key: &str, generation: u64, i: u32) -> String {
+    if hash_tag(key).is_some() {
+        format!("{key}:chunk:{generation:016x}:{i}")
+    } else {
+        format!("{{{key}}}:chunk:{generation:016x}:{i}")
+    }
+}
+
+fn new_generation() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trip_and_validation() {
+        let m = Manifest::new(1001, 100).unwrap();
+        assert_eq!(m.chunks, 11);
+        let b = m.to_bytes();
+        assert_eq!(Manifest::parse(&b).unwrap(), Some(m));
+        assert_eq!(Manifest::parse(b"\x93NUMPY").unwrap(), None);
+        let mut bad = b;
+        bad[16] = 3;
+        assert!(Manifest::parse(&bad).is_err());
+        assert!(Manifest::parse(&b[..20]).is_err());
+        assert_ne!(Manifest::new(1, 1).unwrap().generation, Manifest::new(1, 1).unwrap().generation);
+    }
+
+    #[test]
+    fn chunk_keys_share_the_slot_tag() {
+        assert_eq!(chunk_key("a:b", 1, 2), "{a:b}:chunk:0000000000000001:2");
+        assert_eq!(chunk_key("x{t}y", 1, 0), "x{t}y:chunk:0000000000000001:0");
+        assert_eq!(hash_tag(&chunk_key("a:b", 7, 0)), Some("a:b"));
+    }
+}

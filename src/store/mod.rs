@@ -1,0 +1,84 @@
+//! Stores: typed views of Redis keys. Each operation is a plan and a parse (see
+//! [`crate::exec`]); `op(&mut con, ..)` runs it on a sync connection, `op_async` on an
+//! async one.
+
+use std::time::Duration;
+
+pub mod array;
+pub(crate) mod chunked;
+pub mod recipe;
+
+/// Join a store prefix and a name into a key: `prefix:name`, or `name` without prefix.
+pub(crate) fn join_key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        let mut k = String::with_capacity(prefix.len() + 1 + name.len());
+        k.push_str(prefix);
+        k.push(':');
+        k.push_str(name);
+        k
+    }
+}
+
+/// The hash tag of a key as Redis Cluster computes it (`{...}` content), if any.
+pub(crate) fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let close = key[open + 1..].find('}')?;
+    (close > 0).then(|| &key[open + 1..open + 1 + close])
+}
+
+/// TTL as whole milliseconds for `PX` (at least 1).
+pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+/// Generate the `op` (sync) and `op_async` (tokio) methods of a store from its plan
+/// functions, so that no operation is written twice.
+macro_rules! sync_and_async {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident / $name_async:ident
+            $(<$($g:ident : $bound:path),*>)?
+            ($($arg:ident : $ty:ty),*) -> $ret:ty = $plan:ident;
+    )*) => {$(
+        $(#[$doc])*
+        #[cfg(feature = "sync")]
+        pub fn $name<$($($g: $bound,)*)? Con: $crate::exec::SyncConnection + ?Sized>(
+            &self,
+            con: &mut Con,
+            $($arg: $ty),*
+        ) -> $crate::Result<$ret> {
+            $crate::exec::run(con, self.$plan($($arg),*)?)
+        }
+
+        $(#[$doc])*
+        ///
+        /// Async version (feature `tokio`).
+        #[cfg(feature = "tokio")]
+        pub async fn $name_async<$($($g: $bound,)*)? Con: $crate::exec::AsyncConnection + ?Sized>(
+            &self,
+            con: &mut Con,
+            $($arg: $ty),*
+        ) -> $crate::Result<$ret> {
+            let step = self.$plan($($arg),*)?;
+            $crate::exec::run_async(con, step).await
+        }
+    )*};
+}
+pub(crate) use sync_and_async;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_tags() {
+        assert_eq!(hash_tag("a{b}c"), Some("b"));
+        assert_eq!(hash_tag("a{}c"), None);
+        assert_eq!(hash_tag("abc"), None);
+        assert_eq!(hash_tag("{x}:{y}"), Some("x"));
+        assert_eq!(join_key("", "k"), "k");
+        assert_eq!(join_key("p", "k"), "p:k");
+    }
+}

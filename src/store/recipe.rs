@@ -1,0 +1,227 @@
+//! [`RecipeStore`]: the two-key layout of the common Python recipe ("Storing NumPy arrays
+//! in Redis"), so Python services using it and Rust services share data.
+//!
+//! `{key}:data` holds the raw C-order element bytes (optionally an lz4 frame or a zlib
+//! stream of them) and `{key}:meta` a JSON object
+//! `{"dtype": "float64", "shape": [..], "compression": "lz4" | "zlib" | null, "original_size": n}`.
+//! Unlike the recipe, redstash writes both keys in one MULTI/EXEC transaction and reads
+//! them with one MGET, so readers never see a data key of one write with the meta key of
+//! another.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::Value;
+use serde::{Deserialize, Serialize};
+
+use crate::array::{AsArray, Order, RawArray, c_order_bytes};
+use crate::codec::{Compression, Format, Limits, compress};
+use crate::dtype::{ByteOrder, DType, swap_bytes_in_place};
+use crate::error::{Error, Result};
+use crate::exec::{Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::store::{join_key, sync_and_async, ttl_millis};
+
+/// Arrays in the Python recipe's layout (`key:data` + `key:meta`).
+///
+/// ```no_run
+/// # fn main() -> redstash::Result<()> {
+/// use redstash::{Compression, RecipeStore};
+/// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
+/// let store = RecipeStore::new("").compression(Compression::Lz4);
+/// // written in Python by store_array_compressed('my_array', arr, 'lz4')
+/// let a = store.get(&mut con, "my_array")?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RecipeStore {
+    prefix: String,
+    compression: Compression,
+    ttl: Option<Duration>,
+    limits: Limits,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    dtype: String,
+    shape: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    compression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    original_size: Option<u64>,
+}
+
+impl RecipeStore {
+    /// A store of recipe-layout arrays under `prefix` (`""` for none), uncompressed.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        RecipeStore {
+            prefix: prefix.into(),
+            compression: Compression::None,
+            ttl: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Compression for writing: `None`, `Lz4` or `Zlib` (what the recipe knows).
+    pub fn compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+
+    /// Expire both keys after `ttl`.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Decoding limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    fn keys(&self, name: &str) -> (String, String) {
+        let base = join_key(&self.prefix, name);
+        (format!("{base}:data"), format!("{base}:meta"))
+    }
+
+    /// Plan of [`put`](Self::put).
+    pub fn plan_put(&self, name: &str, array: &impl AsArray) -> Result<Step<()>> {
+        let (dkey, mkey) = self.keys(name);
+        let (data, meta) = array.with_array_ref(|a| -> Result<_> {
+            let raw = c_order_bytes(&a);
+            let (data, compression) = match self.compression {
+                Compression::None => (raw.into_owned(), None),
+                Compression::Lz4 => (compress::Compression::Lz4.compress(&raw)?, Some("lz4")),
+                c @ Compression::Zlib { .. } => (c.compress(&raw)?, Some("zlib")),
+                Compression::Zstd { .. } => {
+                    return Err(Error::InvalidArgument(
+                        "the recipe layout knows lz4 and zlib only".into(),
+                    ));
+                }
+            };
+            let meta = Meta {
+                dtype: a.dtype().name().to_owned(),
+                shape: a.shape().to_vec(),
+                compression: compression.map(str::to_owned),
+                original_size: Some(a.nbytes() as u64),
+            };
+            Ok((data, serde_json::to_vec(&meta)?))
+        })?;
+        let mut req = Request::new(Some(&mkey));
+        for (k, v) in [(&dkey, data), (&mkey, meta)] {
+            let mut c = redis::cmd("SET");
+            c.arg(k).arg(v);
+            if let Some(t) = self.ttl {
+                c.arg("PX").arg(ttl_millis(t));
+            }
+            req.push(c);
+        }
+        Ok(Step::then(req.atomic(), move |r| {
+            for v in r {
+                reply_ok(v, &dkey)?;
+            }
+            Ok(())
+        }))
+    }
+
+    /// Plan of [`get`](Self::get).
+    pub fn plan_get(&self, name: &str) -> Result<Step<Option<RawArray>>> {
+        let (dkey, mkey) = self.keys(name);
+        let mut c = redis::cmd("MGET");
+        c.arg(&mkey).arg(&dkey);
+        let limits = self.limits;
+        Ok(Step::then(Request::single(c, Some(&mkey)), move |mut r| {
+            let (meta, data) = match reply_ok(r.pop().unwrap_or(Value::Nil), &mkey)? {
+                Value::Array(mut v) if v.len() == 2 => {
+                    let data = reply_bytes(v.pop().unwrap_or(Value::Nil), &dkey)?;
+                    (reply_bytes(v.pop().unwrap_or(Value::Nil), &mkey)?, data)
+                }
+                other => {
+                    return Err(Error::unexpected(format!("{other:?}"), Some(mkey)));
+                }
+            };
+            match (meta, data) {
+                (None, None) => Ok(None),
+                (Some(meta), Some(data)) => decode(&mkey, &meta, data, &limits).map(Some),
+                (None, Some(_)) => Err(Error::NotAnArray {
+                    key: mkey,
+                    reason: "the data key exists but the meta key does not".into(),
+                }),
+                (Some(_), None) => Err(Error::NotAnArray {
+                    key: dkey,
+                    reason: "the meta key exists but the data key does not".into(),
+                }),
+            }
+        }))
+    }
+
+    /// Plan of [`delete`](Self::delete).
+    pub fn plan_delete(&self, name: &str) -> Result<Step<bool>> {
+        let (dkey, mkey) = self.keys(name);
+        let mut c = redis::cmd("DEL");
+        c.arg(&dkey).arg(&mkey);
+        Ok(Step::then(Request::single(c, Some(&mkey)), move |mut r| {
+            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &mkey)? > 0)
+        }))
+    }
+
+    /// Plan of [`exists`](Self::exists).
+    pub fn plan_exists(&self, name: &str) -> Result<Step<bool>> {
+        let (_, mkey) = self.keys(name);
+        let mut c = redis::cmd("EXISTS");
+        c.arg(&mkey);
+        Ok(Step::then(Request::single(c, Some(&mkey)), move |mut r| {
+            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &mkey)? > 0)
+        }))
+    }
+
+    sync_and_async! {
+        /// Write `array` as `name:data` + `name:meta` in one transaction (C order).
+        fn put / put_async<A: AsArray>(name: &str, array: &A) -> () = plan_put;
+        /// Read `name:meta` + `name:data` in one round trip; `None` if neither exists.
+        fn get / get_async(name: &str) -> Option<RawArray> = plan_get;
+        /// Delete both keys; `true` if any existed.
+        fn delete / delete_async(name: &str) -> bool = plan_delete;
+        /// Whether the meta key exists.
+        fn exists / exists_async(name: &str) -> bool = plan_exists;
+    }
+}
+
+fn decode(key: &str, meta: &[u8], data: Bytes, limits: &Limits) -> Result<RawArray> {
+    let meta: Meta = serde_json::from_slice(meta).map_err(|e| Error::NotAnArray {
+        key: key.to_owned(),
+        reason: format!("meta is not the recipe's JSON: {e}"),
+    })?;
+    let (dtype, order) = DType::parse_any(&meta.dtype)?;
+    let data = match meta.compression.as_deref() {
+        None | Some("none") | Some("None") | Some("") => data,
+        Some("lz4") => Bytes::from(compress::decompress(Format::Lz4Frame, &data, limits.max_value_len)?),
+        Some("zlib") => Bytes::from(compress::decompress(Format::Zlib, &data, limits.max_value_len)?),
+        Some(other) => {
+            return Err(Error::NotAnArray {
+                key: key.to_owned(),
+                reason: format!("unknown compression {other:?} in meta"),
+            });
+        }
+    };
+    if let Some(n) = meta.original_size.filter(|&n| n != data.len() as u64) {
+        return Err(Error::Truncated {
+            format: "recipe data",
+            expected: n,
+            actual: data.len() as u64,
+        });
+    }
+    let data = if order == ByteOrder::Big && ByteOrder::NATIVE == ByteOrder::Little
+        || order == ByteOrder::Little && ByteOrder::NATIVE == ByteOrder::Big
+    {
+        let mut v = data.to_vec();
+        swap_bytes_in_place(&mut v, dtype.swap_unit());
+        Bytes::from(v)
+    } else {
+        data
+    };
+    if dtype == DType::Bool && data.iter().any(|&b| b > 1) {
+        return Err(Error::corrupt("recipe data", "bool array holds bytes other than 0 and 1"));
+    }
+    RawArray::new(dtype, meta.shape, Order::C, data)
+}
