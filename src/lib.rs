@@ -40,7 +40,7 @@
 //! | `cli` | the `redstash` command-line tool |
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod array;
 pub mod codec;

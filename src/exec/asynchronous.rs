@@ -13,21 +13,31 @@ use crate::error::Result;
 pub trait AsyncConnection: Send {
     /// Send the request and return one reply per command (server errors as
     /// `Value::ServerError` elements).
-    fn run_request(&mut self, req: &Request) -> impl Future<Output = Result<Vec<Value>>> + Send;
+    fn run_request(&mut self, req: Request) -> impl Future<Output = Result<Vec<Value>>> + Send;
+}
+
+impl AsyncConnection for crate::direct::DirectAsyncConnection {
+    async fn run_request(&mut self, req: Request) -> Result<Vec<Value>> {
+        // The direct connection unwraps a transaction's EXEC reply itself.
+        let replies = self
+            .exec(req.commands(), req.is_atomic())
+            .await
+            .map_err(|e| req.error(e))?;
+        req.shell().check_len(replies)
+    }
 }
 
 impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
-    async fn run_request(&mut self, req: &Request) -> Result<Vec<Value>> {
-        let (offset, count) = if req.atomic {
-            (req.len + 1, 1)
-        } else {
-            (0, req.len)
-        };
+    async fn run_request(&mut self, req: Request) -> Result<Vec<Value>> {
+        let (offset, count) = req.reply_window();
+        // The checks after the call need the key and shape of the request, not its data.
+        let shell = req.shell();
+        let pipeline = req.into_pipeline();
         let replies = self
-            .req_packed_commands(&req.pipeline, offset, count)
+            .req_packed_commands(&pipeline, offset, count)
             .await
-            .map_err(|e| req.error(e))?;
-        req.finish(replies)
+            .map_err(|e| shell.error(e))?;
+        shell.finish(replies)
     }
 }
 
@@ -37,7 +47,7 @@ pub async fn run_async<T>(con: &mut (impl AsyncConnection + ?Sized), mut step: S
         match step {
             Step::Done(v) => return Ok(v),
             Step::Send(req, next) => {
-                let replies = con.run_request(&req).await?;
+                let replies = con.run_request(req).await?;
                 step = next(replies)?;
             }
         }

@@ -9,7 +9,7 @@
 //! `tokio`) on any [`AsyncConnection`] (every `redis::aio::ConnectionLike`, e.g.
 //! `MultiplexedConnection` and `ConnectionManager`).
 
-use redis::{Cmd, Pipeline, Value};
+use redis::{Cmd, Value};
 
 use crate::error::{Error, Result};
 
@@ -21,8 +21,7 @@ pub use asynchronous::{AsyncConnection, run_async};
 /// A batch of commands sent in one round trip, optionally as a MULTI/EXEC transaction.
 #[derive(Clone)]
 pub struct Request {
-    pipeline: Pipeline,
-    len: usize,
+    cmds: Vec<Cmd>,
     atomic: bool,
     key: Option<String>,
 }
@@ -30,7 +29,7 @@ pub struct Request {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
-            .field("commands", &self.len)
+            .field("commands", &self.cmds.len())
             .field("atomic", &self.atomic)
             .field("key", &self.key)
             .finish()
@@ -41,8 +40,7 @@ impl Request {
     /// An empty, non-atomic request about `key` (the key is used in error messages).
     pub fn new(key: Option<&str>) -> Self {
         Request {
-            pipeline: Pipeline::new(),
-            len: 0,
+            cmds: Vec::new(),
             atomic: false,
             key: key.map(str::to_owned),
         }
@@ -58,24 +56,22 @@ impl Request {
     /// Make the request a MULTI/EXEC transaction.
     pub fn atomic(mut self) -> Self {
         self.atomic = true;
-        self.pipeline.atomic();
         self
     }
 
     /// Add a command.
     pub fn push(&mut self, cmd: Cmd) {
-        self.pipeline.add_command(cmd);
-        self.len += 1;
+        self.cmds.push(cmd);
     }
 
     /// Number of commands (and so of replies).
     pub fn len(&self) -> usize {
-        self.len
+        self.cmds.len()
     }
 
     /// Whether the request holds no command.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.cmds.is_empty()
     }
 
     /// Whether the request is a transaction.
@@ -88,9 +84,54 @@ impl Request {
         self.key.as_deref()
     }
 
-    /// The commands as a redis-rs pipeline.
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+    /// The commands.
+    pub fn commands(&self) -> &[Cmd] {
+        &self.cmds
+    }
+
+    /// The commands as a redis-rs pipeline (moved, not copied).
+    pub fn into_pipeline(self) -> redis::Pipeline {
+        let mut p = redis::Pipeline::with_capacity(self.cmds.len());
+        for c in self.cmds {
+            p.add_command(c);
+        }
+        if self.atomic {
+            p.atomic();
+        }
+        p
+    }
+
+    /// `(offset, count)` of the replies to keep from the raw reply stream (a transaction
+    /// answers MULTI, one QUEUED per command, then EXEC).
+    pub(crate) fn reply_window(&self) -> (usize, usize) {
+        if self.atomic {
+            (self.cmds.len() + 1, 1)
+        } else {
+            (0, self.cmds.len())
+        }
+    }
+
+    /// All commands packed as RESP into one buffer sized once.
+    pub(crate) fn packed(&self) -> Vec<u8> {
+        let size: usize = self
+            .cmds
+            .iter()
+            .map(|c| c.args_iter().map(|a| match a {
+                redis::Arg::Simple(b) => b.len() + 24,
+                _ => 24,
+            }).sum::<usize>() + 16)
+            .sum();
+        let mut buf = Vec::with_capacity(size + 64);
+        if self.atomic {
+            redis::cmd("MULTI").write_packed_command(&mut buf);
+        }
+        for c in &self.cmds {
+            c.write_packed_command(&mut buf);
+        }
+        if self.atomic {
+            redis::cmd("EXEC").write_packed_command(&mut buf);
+        }
+        buf
     }
 
     /// Turn a redis-rs error into ours, with this request's key.
@@ -98,18 +139,42 @@ impl Request {
         Error::redis(e, self.key.as_deref())
     }
 
-    /// Check the replies: the right count, with server errors turned into
-    /// [`Error::Redis`] only where `strict` (the parse step sees them otherwise).
-    fn finish(&self, mut replies: Vec<Value>) -> Result<Vec<Value>> {
+    /// Check the replies of a request: unwrap a transaction's EXEC reply and check the
+    /// count. Per-command server errors stay `Value::ServerError` for the parse step.
+    pub(crate) fn finish(&self, replies: Vec<Value>) -> Result<Vec<Value>> {
+        self.shell().finish(replies)
+    }
+
+    /// What checking the replies needs, without the commands' data.
+    pub(crate) fn shell(&self) -> ReplyCheck {
+        ReplyCheck {
+            len: self.cmds.len(),
+            atomic: self.atomic,
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// The shape of a request (count, transaction, key), kept to check its replies after
+/// the request itself was handed to a connection.
+pub(crate) struct ReplyCheck {
+    len: usize,
+    atomic: bool,
+    key: Option<String>,
+}
+
+impl ReplyCheck {
+    pub(crate) fn error(&self, e: redis::RedisError) -> Error {
+        Error::redis(e, self.key.as_deref())
+    }
+
+    pub(crate) fn finish(&self, mut replies: Vec<Value>) -> Result<Vec<Value>> {
         if self.atomic {
             // EXEC's reply is the array of replies of the transaction.
             match replies.pop() {
                 Some(Value::Array(inner)) if replies.is_empty() => replies = inner,
                 Some(Value::Nil) => {
-                    return Err(Error::unexpected(
-                        "transaction aborted",
-                        self.key.clone(),
-                    ));
+                    return Err(Error::unexpected("transaction aborted", self.key.clone()));
                 }
                 Some(Value::ServerError(e)) => return Err(self.error(e.into())),
                 other => {
@@ -120,6 +185,11 @@ impl Request {
                 }
             }
         }
+        self.check_len(replies)
+    }
+
+    /// Check that there is one reply per command.
+    pub(crate) fn check_len(&self, replies: Vec<Value>) -> Result<Vec<Value>> {
         if replies.len() != self.len {
             return Err(Error::unexpected(
                 format!("{} replies for {} commands", replies.len(), self.len),
@@ -191,14 +261,20 @@ pub trait SyncConnection {
     fn run_request(&mut self, req: &Request) -> Result<Vec<Value>>;
 }
 
+impl SyncConnection for crate::direct::DirectConnection {
+    fn run_request(&mut self, req: &Request) -> Result<Vec<Value>> {
+        // The direct connection unwraps a transaction's EXEC reply itself.
+        let replies = self
+            .exec(&req.cmds, req.atomic)
+            .map_err(|e| req.error(e))?;
+        req.shell().check_len(replies)
+    }
+}
+
 impl<C: redis::ConnectionLike> SyncConnection for C {
     fn run_request(&mut self, req: &Request) -> Result<Vec<Value>> {
-        let packed = req.pipeline.get_packed_pipeline();
-        let (offset, count) = if req.atomic {
-            (req.len + 1, 1)
-        } else {
-            (0, req.len)
-        };
+        let packed = req.packed();
+        let (offset, count) = req.reply_window();
         let replies = self
             .req_packed_commands(&packed, offset, count)
             .map_err(|e| req.error(e))?;

@@ -1,0 +1,925 @@
+//! Sans-IO RESP2 encoder and resumable reply parser shared by the sync and
+//! tokio direct connections.
+//!
+//! Nothing in this module performs I/O. The I/O layers drive it like this:
+//!
+//! * [`Encoder::encode`] frames a batch of commands: small pieces (headers and
+//!   arguments under [`LARGE_ARG`]) are copied into one reused scratch buffer,
+//!   large arguments are referenced in place and later sent with vectored
+//!   writes, so a 64 MiB value is never copied on the way out.
+//! * [`Parser::advance`] consumes bytes from a [`ReadBuffer`] and returns
+//!   [`Progress::Done`] with a complete reply, [`Progress::NeedMore`] when the
+//!   I/O layer must read more bytes into the buffer, or [`Progress::NeedDirect`]
+//!   when the parser is inside a large bulk string: the I/O layer must then read
+//!   exactly [`Parser::direct_target`]'s `remaining` bytes straight from the
+//!   socket into the spare capacity of the target `Vec<u8>` (no intermediate
+//!   buffer, no second copy, no zero-filling), then call `advance` again.
+
+use std::io::IoSlice;
+
+use redis::{Arg, Cmd, ErrorKind, RedisError, RedisResult, Value};
+
+/// Arguments at least this large are written straight from the command's
+/// memory with vectored writes instead of being copied into the scratch buffer.
+pub(crate) const LARGE_ARG: usize = 16 * 1024;
+
+/// Size of the reused read buffer.
+pub(crate) const READ_BUF_SIZE: usize = 128 * 1024;
+
+/// Bulk strings larger than this that are not already fully buffered get their
+/// own exactly-sized allocation, filled directly from the socket.
+pub(crate) const LARGE_BULK: usize = 64 * 1024;
+
+/// Longest accepted header / simple line (type byte to CRLF, exclusive).
+pub(crate) const MAX_LINE: usize = 64 * 1024;
+
+/// Largest accepted bulk string: Redis's default `proto-max-bulk-len` (512 MiB)
+/// plus some slack.
+pub(crate) const MAX_BULK: usize = 512 * 1024 * 1024 + 64 * 1024;
+
+/// Largest accepted array element count.
+pub(crate) const MAX_ARRAY: usize = i32::MAX as usize;
+
+/// At most this many elements are preallocated from an array header; larger
+/// arrays grow as elements actually arrive.
+pub(crate) const MAX_ARRAY_PREALLOC: usize = 1 << 16;
+
+/// Maximum nesting depth of arrays (same limit as redis-rs).
+pub(crate) const MAX_DEPTH: usize = 100;
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// A protocol violation by the peer (the stream cannot be trusted any more).
+pub(crate) fn protocol_error(detail: impl Into<String>) -> RedisError {
+    RedisError::from((
+        ErrorKind::Parse,
+        "RESP protocol error on direct connection",
+        detail.into(),
+    ))
+}
+
+/// Error returned by every call on a connection that was broken earlier.
+pub(crate) fn broken_error() -> RedisError {
+    RedisError::from((
+        ErrorKind::Io,
+        "direct connection is broken",
+        "an earlier I/O or protocol error (or a cancelled call) left the stream out of sync; open a new connection"
+            .to_string(),
+    ))
+}
+
+/// Error for a socket that reached EOF in the middle of a reply.
+pub(crate) fn eof_error() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "connection closed by server in the middle of a reply",
+    ))
+}
+
+/// Builds a `Value::ServerError` from an error line (the bytes after `-`,
+/// without the CRLF), going through redis-rs's own parser so that the error
+/// kinds are classified exactly as redis-rs does.
+pub(crate) fn server_error_value(line: &[u8]) -> Value {
+    let mut raw = Vec::with_capacity(line.len() + 3);
+    raw.push(b'-');
+    match std::str::from_utf8(line) {
+        Ok(_) => raw.extend_from_slice(line),
+        Err(_) => raw.extend_from_slice(String::from_utf8_lossy(line).as_bytes()),
+    }
+    raw.extend_from_slice(b"\r\n");
+    match redis::parse_redis_value(&raw) {
+        Ok(v @ Value::ServerError(_)) => v,
+        // Should not happen: fall back to a generic ERR.
+        _ => match redis::parse_redis_value(b"-ERR unparseable server error\r\n") {
+            Ok(v) => v,
+            Err(_) => Value::Nil,
+        },
+    }
+}
+
+/// The error returned when `EXEC` replies nil (transaction aborted by WATCH).
+pub(crate) fn exec_abort_error() -> RedisError {
+    match redis::parse_redis_value(
+        b"-EXECABORT Transaction aborted: EXEC returned nil (a WATCHed key was modified)\r\n",
+    ) {
+        Ok(Value::ServerError(e)) => e.into(),
+        _ => RedisError::from((ErrorKind::Client, "transaction aborted")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encoder
+// ---------------------------------------------------------------------------
+
+/// Reusable request framer.
+#[derive(Debug, Default)]
+pub(crate) struct Encoder {
+    /// Framing plus all small arguments, in wire order (interleaved with the
+    /// large arguments listed in the [`Encoded`] marks).
+    scratch: Vec<u8>,
+}
+
+/// A framed batch: the scratch buffer plus the large arguments to splice in.
+pub(crate) struct Encoded<'a> {
+    scratch: &'a [u8],
+    /// `(offset in scratch, large argument)`: the argument goes on the wire
+    /// right after `scratch[..offset]`'s end. Offsets are non-decreasing.
+    marks: Vec<(usize, &'a [u8])>,
+}
+
+impl Encoded<'_> {
+    /// True when everything is in the contiguous scratch buffer.
+    pub(crate) fn is_contiguous(&self) -> bool {
+        self.marks.is_empty()
+    }
+
+    /// The contiguous scratch bytes (the whole request if [`is_contiguous`]).
+    ///
+    /// [`is_contiguous`]: Encoded::is_contiguous
+    pub(crate) fn scratch(&self) -> &[u8] {
+        self.scratch
+    }
+
+    /// The request as a list of slices for vectored writes.
+    pub(crate) fn io_slices(&self) -> Vec<IoSlice<'_>> {
+        let mut out = Vec::with_capacity(self.marks.len() * 2 + 1);
+        let mut prev = 0;
+        for &(off, arg) in &self.marks {
+            if off > prev {
+                out.push(IoSlice::new(&self.scratch[prev..off]));
+            }
+            out.push(IoSlice::new(arg));
+            prev = off;
+        }
+        if self.scratch.len() > prev {
+            out.push(IoSlice::new(&self.scratch[prev..]));
+        }
+        out
+    }
+
+    /// Total number of bytes to send.
+    #[cfg(test)]
+    pub(crate) fn total_len(&self) -> usize {
+        self.scratch.len() + self.marks.iter().map(|m| m.1.len()).sum::<usize>()
+    }
+}
+
+fn push_header(buf: &mut Vec<u8>, prefix: u8, n: usize) {
+    buf.push(prefix);
+    // itoa without allocation
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+    buf.extend_from_slice(b"\r\n");
+}
+
+fn push_small_cmd(buf: &mut Vec<u8>, args: &[&[u8]]) {
+    push_header(buf, b'*', args.len());
+    for a in args {
+        push_header(buf, b'$', a.len());
+        buf.extend_from_slice(a);
+        buf.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Encoder {
+    /// Frames `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`). Fails without
+    /// side effects on the connection if a command holds a cursor argument or
+    /// no arguments at all.
+    pub(crate) fn encode<'a>(
+        &'a mut self,
+        cmds: &'a [Cmd],
+        atomic: bool,
+    ) -> RedisResult<Encoded<'a>> {
+        self.scratch.clear();
+        let mut marks = Vec::new();
+        if atomic {
+            push_small_cmd(&mut self.scratch, &[b"MULTI"]);
+        }
+        for cmd in cmds {
+            let args = cmd.args_iter();
+            if args.len() == 0 {
+                return Err(RedisError::from((
+                    ErrorKind::Client,
+                    "empty command on the direct path",
+                )));
+            }
+            push_header(&mut self.scratch, b'*', args.len());
+            for arg in args {
+                let bytes = match arg {
+                    Arg::Simple(b) => b,
+                    _ => {
+                        return Err(RedisError::from((
+                            ErrorKind::Client,
+                            "cursor arguments are not supported on the direct path",
+                        )));
+                    }
+                };
+                push_header(&mut self.scratch, b'$', bytes.len());
+                if bytes.len() >= LARGE_ARG {
+                    marks.push((self.scratch.len(), bytes));
+                } else {
+                    self.scratch.extend_from_slice(bytes);
+                }
+                self.scratch.extend_from_slice(b"\r\n");
+            }
+        }
+        if atomic {
+            push_small_cmd(&mut self.scratch, &[b"EXEC"]);
+        }
+        Ok(Encoded {
+            scratch: &self.scratch,
+            marks,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Read buffer
+// ---------------------------------------------------------------------------
+
+/// Fixed-size, reused read buffer. Live data is `buf[start..end]`.
+pub(crate) struct ReadBuffer {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl std::fmt::Debug for ReadBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBuffer")
+            .field("capacity", &self.buf.len())
+            .field("buffered", &(self.end - self.start))
+            .finish()
+    }
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        Self::with_capacity(READ_BUF_SIZE)
+    }
+}
+
+impl ReadBuffer {
+    /// A buffer of `cap` bytes (allocated and zeroed once).
+    pub(crate) fn with_capacity(cap: usize) -> Self {
+        Self {
+            buf: vec![0u8; cap].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The buffered, unconsumed bytes.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` buffered bytes as consumed.
+    pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.end - self.start);
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Free space to read into, compacting first if needed. Errors if the
+    /// buffer is completely full of unconsumed data (cannot happen with the
+    /// parser's limits, kept as a defensive check).
+    pub(crate) fn spare_mut(&mut self) -> RedisResult<&mut [u8]> {
+        let cap = self.buf.len();
+        if self.start > 0 && cap - self.end < cap / 2 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == cap {
+            return Err(protocol_error("read buffer full without a complete frame"));
+        }
+        Ok(&mut self.buf[self.end..])
+    }
+
+    /// Records that `n` bytes were written into [`spare_mut`](Self::spare_mut).
+    pub(crate) fn commit(&mut self, n: usize) {
+        debug_assert!(self.end + n <= self.buf.len());
+        self.end += n;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parser
+// ---------------------------------------------------------------------------
+
+/// What the I/O layer must do next.
+#[derive(Debug)]
+pub(crate) enum Progress {
+    /// One complete top-level reply.
+    Done(Value),
+    /// Read more bytes into the [`ReadBuffer`] and call `advance` again.
+    NeedMore,
+    /// Read the bytes of a large bulk string directly into
+    /// [`Parser::direct_target`], then call `advance` again.
+    NeedDirect,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Expecting a type byte and header line.
+    Header,
+    /// A bulk string of `len` bytes that will be copied out of the read buffer
+    /// once `len + 2` bytes are buffered.
+    SmallBulk { len: usize },
+    /// A large bulk string being filled in its own allocation; complete when
+    /// `data.len() == len`.
+    LargeBulk { data: Vec<u8>, len: usize },
+    /// A large bulk string complete except for its trailing CRLF.
+    BulkTrailer { data: Vec<u8> },
+}
+
+/// Resumable RESP2 reply parser. Keeps its state between calls, so a reply can
+/// arrive in arbitrary pieces.
+#[derive(Debug)]
+pub(crate) struct Parser {
+    state: State,
+    /// Arrays under construction: (elements so far, expected count).
+    stack: Vec<(Vec<Value>, usize)>,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn find_crlf(data: &[u8]) -> Option<usize> {
+    // Look for '\r' followed by '\n'.
+    let mut from = 0;
+    while let Some(i) = data[from..].iter().position(|&b| b == b'\r') {
+        let i = from + i;
+        if i + 1 >= data.len() {
+            return None;
+        }
+        if data[i + 1] == b'\n' {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+    None
+}
+
+fn parse_int(line: &[u8]) -> Option<i64> {
+    let (neg, digits) = match line.first() {
+        Some(b'-') => (true, &line[1..]),
+        Some(b'+') => (false, &line[1..]),
+        _ => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub((d - b'0') as i64)?
+        } else {
+            v.checked_add((d - b'0') as i64)?
+        };
+    }
+    Some(v)
+}
+
+impl Parser {
+    /// A parser waiting for the start of a reply.
+    pub(crate) fn new() -> Self {
+        Self {
+            state: State::Header,
+            stack: Vec::new(),
+        }
+    }
+
+    /// When [`advance`](Self::advance) returned [`Progress::NeedDirect`]: the
+    /// vector to append to and how many more bytes it needs. Its spare
+    /// capacity is at least `remaining`. The I/O layer must append at most
+    /// `remaining` bytes.
+    pub(crate) fn direct_target(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        match &mut self.state {
+            State::LargeBulk { data, len } => {
+                let remaining = *len - data.len();
+                Some((data, remaining))
+            }
+            _ => None,
+        }
+    }
+
+    /// Consumes as much of `rb` as possible. Errors are protocol violations;
+    /// after one the stream is unusable.
+    pub(crate) fn advance(&mut self, rb: &mut ReadBuffer) -> RedisResult<Progress> {
+        loop {
+            let value = match self.state {
+                State::Header => match self.parse_header(rb)? {
+                    Some(Some(v)) => v,
+                    Some(None) => continue, // entered a nested / bulk state
+                    None => return Ok(Progress::NeedMore),
+                },
+                State::SmallBulk { len } => {
+                    let data = rb.data();
+                    if data.len() < len + 2 {
+                        return Ok(Progress::NeedMore);
+                    }
+                    if &data[len..len + 2] != b"\r\n" {
+                        return Err(protocol_error("bulk string not terminated by CRLF"));
+                    }
+                    let v = Value::BulkString(data[..len].to_vec());
+                    rb.consume(len + 2);
+                    self.state = State::Header;
+                    v
+                }
+                State::LargeBulk { ref mut data, len } => {
+                    let need = len - data.len();
+                    let avail = rb.data();
+                    let take = need.min(avail.len());
+                    data.extend_from_slice(&avail[..take]);
+                    rb.consume(take);
+                    if data.len() < len {
+                        return Ok(Progress::NeedDirect);
+                    }
+                    let data = std::mem::take(data);
+                    self.state = State::BulkTrailer { data };
+                    continue;
+                }
+                State::BulkTrailer { ref mut data } => {
+                    let avail = rb.data();
+                    if avail.len() < 2 {
+                        return Ok(Progress::NeedMore);
+                    }
+                    if &avail[..2] != b"\r\n" {
+                        return Err(protocol_error("bulk string not terminated by CRLF"));
+                    }
+                    rb.consume(2);
+                    let v = Value::BulkString(std::mem::take(data));
+                    self.state = State::Header;
+                    v
+                }
+            };
+            if let Some(done) = self.complete(value) {
+                return Ok(Progress::Done(done));
+            }
+        }
+    }
+
+    /// Feeds a finished value into the enclosing arrays; returns the top-level
+    /// value when the reply is complete.
+    fn complete(&mut self, mut value: Value) -> Option<Value> {
+        loop {
+            match self.stack.last_mut() {
+                None => return Some(value),
+                Some((items, expected)) => {
+                    items.push(value);
+                    if items.len() < *expected {
+                        return None;
+                    }
+                    let (items, _) = self.stack.pop().expect("non-empty stack");
+                    value = Value::Array(items);
+                }
+            }
+        }
+    }
+
+    /// Parses one header line. `Ok(None)`: need more data. `Ok(Some(None))`:
+    /// the parser changed state (array opened or bulk started), keep going.
+    /// `Ok(Some(Some(v)))`: a complete scalar value.
+    fn parse_header(&mut self, rb: &mut ReadBuffer) -> RedisResult<Option<Option<Value>>> {
+        let data = rb.data();
+        let Some(&ty) = data.first() else {
+            return Ok(None);
+        };
+        if !matches!(ty, b'+' | b'-' | b':' | b'$' | b'*') {
+            return Err(protocol_error(format!(
+                "unexpected reply type byte 0x{ty:02x}"
+            )));
+        }
+        let Some(eol) = find_crlf(data) else {
+            if data.len() > MAX_LINE {
+                return Err(protocol_error("reply line too long"));
+            }
+            return Ok(None);
+        };
+        let line = &data[1..eol];
+        let consumed = eol + 2;
+        let out = match ty {
+            b'+' => {
+                let v = if line == b"OK" {
+                    Value::Okay
+                } else {
+                    Value::SimpleString(String::from_utf8_lossy(line).into_owned())
+                };
+                Some(v)
+            }
+            b'-' => Some(server_error_value(line)),
+            b':' => {
+                let n = parse_int(line).ok_or_else(|| protocol_error("invalid integer reply"))?;
+                Some(Value::Int(n))
+            }
+            b'$' => {
+                let n =
+                    parse_int(line).ok_or_else(|| protocol_error("invalid bulk string length"))?;
+                if n == -1 {
+                    Some(Value::Nil)
+                } else if n < 0 {
+                    return Err(protocol_error(format!("negative bulk string length {n}")));
+                } else if n as u64 > MAX_BULK as u64 {
+                    return Err(protocol_error(format!(
+                        "bulk string length {n} exceeds the {MAX_BULK} byte limit"
+                    )));
+                } else {
+                    let len = n as usize;
+                    let avail = data.len() - consumed;
+                    if avail >= len + 2 {
+                        let body = &data[consumed..consumed + len];
+                        if &data[consumed + len..consumed + len + 2] != b"\r\n" {
+                            return Err(protocol_error("bulk string not terminated by CRLF"));
+                        }
+                        let v = Value::BulkString(body.to_vec());
+                        rb.consume(consumed + len + 2);
+                        return Ok(Some(Some(v)));
+                    }
+                    if len > LARGE_BULK {
+                        let mut vec = Vec::with_capacity(len);
+                        let take = avail.min(len);
+                        vec.extend_from_slice(&data[consumed..consumed + take]);
+                        rb.consume(consumed + take);
+                        self.state = State::LargeBulk { data: vec, len };
+                    } else {
+                        rb.consume(consumed);
+                        self.state = State::SmallBulk { len };
+                    }
+                    return Ok(Some(None));
+                }
+            }
+            b'*' => {
+                let n = parse_int(line).ok_or_else(|| protocol_error("invalid array length"))?;
+                if n == -1 {
+                    Some(Value::Nil)
+                } else if n < 0 {
+                    return Err(protocol_error(format!("negative array length {n}")));
+                } else if n as u64 > MAX_ARRAY as u64 {
+                    return Err(protocol_error(format!(
+                        "array length {n} exceeds the {MAX_ARRAY} element limit"
+                    )));
+                } else if n == 0 {
+                    Some(Value::Array(Vec::new()))
+                } else {
+                    if self.stack.len() >= MAX_DEPTH {
+                        return Err(protocol_error("arrays nested too deeply"));
+                    }
+                    let n = n as usize;
+                    self.stack
+                        .push((Vec::with_capacity(n.min(MAX_ARRAY_PREALLOC)), n));
+                    rb.consume(consumed);
+                    return Ok(Some(None));
+                }
+            }
+            _ => unreachable!("type byte checked above"),
+        };
+        rb.consume(consumed);
+        Ok(Some(out))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reply post-processing shared by sync and async
+// ---------------------------------------------------------------------------
+
+/// Number of replies to read for a batch.
+pub(crate) fn expected_replies(n_cmds: usize, atomic: bool) -> usize {
+    if atomic { n_cmds + 2 } else { n_cmds }
+}
+
+/// Turns the raw replies of a batch into the `exec` result.
+pub(crate) fn finish_replies(mut replies: Vec<Value>, atomic: bool) -> RedisResult<Vec<Value>> {
+    if !atomic {
+        return Ok(replies);
+    }
+    // MULTI reply, N x QUEUED (or queuing errors), EXEC reply.
+    let exec = replies.pop().unwrap_or(Value::Nil);
+    if let Some(Value::ServerError(e)) = replies.first() {
+        return Err(e.clone().into());
+    }
+    match exec {
+        Value::Array(items) => Ok(items),
+        Value::Nil => Err(exec_abort_error()),
+        Value::ServerError(e) => Err(e.into()),
+        other => Err(protocol_error(format!("unexpected EXEC reply {other:?}"))),
+    }
+}
+
+/// Checks a handshake reply (AUTH / SELECT).
+pub(crate) fn check_ok(v: Value, what: &'static str) -> RedisResult<()> {
+    match v {
+        Value::Okay => Ok(()),
+        Value::ServerError(e) => Err(e.into()),
+        other => Err(RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            what,
+            format!("unexpected reply {other:?}"),
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Unit tests
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives the parser over `input`, delivering it in chunks of the sizes
+    /// produced by `next_chunk`, filling large bulks directly. Returns all
+    /// complete top-level replies.
+    fn drive(
+        input: &[u8],
+        rb_cap: usize,
+        mut next_chunk: impl FnMut() -> usize,
+    ) -> RedisResult<Vec<Value>> {
+        let mut rb = ReadBuffer::with_capacity(rb_cap);
+        let mut p = Parser::new();
+        let mut pos = 0;
+        let mut out = Vec::new();
+        loop {
+            match p.advance(&mut rb)? {
+                Progress::Done(v) => out.push(v),
+                Progress::NeedMore => {
+                    if pos == input.len() {
+                        return Ok(out);
+                    }
+                    let spare = rb.spare_mut()?;
+                    let n = next_chunk().max(1).min(spare.len()).min(input.len() - pos);
+                    spare[..n].copy_from_slice(&input[pos..pos + n]);
+                    rb.commit(n);
+                    pos += n;
+                }
+                Progress::NeedDirect => {
+                    let (vec, remaining) = p.direct_target().expect("direct target");
+                    assert!(vec.capacity() - vec.len() >= remaining);
+                    if pos == input.len() {
+                        return Ok(out);
+                    }
+                    let n = next_chunk().max(1).min(remaining).min(input.len() - pos);
+                    let cap_before = vec.capacity();
+                    vec.extend_from_slice(&input[pos..pos + n]);
+                    assert_eq!(vec.capacity(), cap_before, "no reallocation");
+                    pos += n;
+                }
+            }
+        }
+    }
+
+    /// Tiny deterministic PRNG (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+    }
+
+    fn sample() -> (Vec<u8>, Vec<Value>) {
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mid: Vec<u8> = (0..40_000u32).map(|i| (i % 13) as u8).collect();
+        let mut input = Vec::new();
+        input.extend_from_slice(b"+OK\r\n+PONG\r\n-ERR boom\r\n:42\r\n:-7\r\n$-1\r\n$0\r\n\r\n");
+        input.extend_from_slice(b"$5\r\nhe\r\nl\r\n*-1\r\n*0\r\n");
+        input.extend_from_slice(b"*3\r\n$1\r\na\r\n*2\r\n:1\r\n$-1\r\n+x\r\n");
+        input.extend_from_slice(format!("${}\r\n", big.len()).as_bytes());
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b"\r\n");
+        input.extend_from_slice(format!("*4\r\n${}\r\n", big.len()).as_bytes());
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b"\r\n$-1\r\n");
+        input.extend_from_slice(format!("${}\r\n", mid.len()).as_bytes());
+        input.extend_from_slice(&mid);
+        input.extend_from_slice(format!("\r\n${}\r\n", big.len()).as_bytes());
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b"\r\n");
+        let expected = vec![
+            Value::Okay,
+            Value::SimpleString("PONG".into()),
+            server_error_value(b"ERR boom"),
+            Value::Int(42),
+            Value::Int(-7),
+            Value::Nil,
+            Value::BulkString(vec![]),
+            Value::BulkString(b"he\r\nl".to_vec()),
+            Value::Nil,
+            Value::Array(vec![]),
+            Value::Array(vec![
+                Value::BulkString(b"a".to_vec()),
+                Value::Array(vec![Value::Int(1), Value::Nil]),
+                Value::SimpleString("x".into()),
+            ]),
+            Value::BulkString(big.clone()),
+            Value::Array(vec![
+                Value::BulkString(big.clone()),
+                Value::Nil,
+                Value::BulkString(mid),
+                Value::BulkString(big),
+            ]),
+        ];
+        (input, expected)
+    }
+
+    #[test]
+    fn whole_input() {
+        let (input, expected) = sample();
+        let got = drive(&input, READ_BUF_SIZE, || usize::MAX).unwrap();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let (input, expected) = sample();
+        let got = drive(&input, READ_BUF_SIZE, || 1).unwrap();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn random_splits() {
+        let (input, expected) = sample();
+        for seed in 1..40u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let max = [3u64, 17, 1000, 70_000, 300_000][(seed % 5) as usize];
+            let got = drive(&input, READ_BUF_SIZE, || (rng.next() % max) as usize + 1).unwrap();
+            assert_eq!(got, expected, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn server_error_kinds_match_redis_rs() {
+        let v = server_error_value(
+            b"WRONGTYPE Operation against a key holding the wrong kind of value",
+        );
+        let Value::ServerError(e) = v else {
+            panic!("not a server error")
+        };
+        assert_eq!(e.code(), "WRONGTYPE");
+        let err: RedisError = e.into();
+        assert!(err.to_string().contains("WRONGTYPE"));
+        assert_eq!(
+            exec_abort_error().kind(),
+            ErrorKind::Server(redis::ServerErrorKind::ExecAbort)
+        );
+    }
+
+    fn parse_one(input: &[u8]) -> RedisResult<Progress> {
+        let mut rb = ReadBuffer::with_capacity(READ_BUF_SIZE);
+        let spare = rb.spare_mut().unwrap();
+        spare[..input.len()].copy_from_slice(input);
+        rb.commit(input.len());
+        Parser::new().advance(&mut rb)
+    }
+
+    #[test]
+    fn hostile_headers() {
+        for bad in [
+            &b"$-5\r\n"[..],
+            b"$99999999999999\r\n",
+            b"$99999999999999999999999\r\n",
+            b"$-9223372036854775808\r\n",
+            b"$abc\r\n",
+            b"$\r\n",
+            b"*-2\r\n",
+            b"*99999999999999\r\n",
+            b"*x\r\n",
+            b":12a\r\n",
+            b"?garbage\r\n",
+            b"\x00\r\n",
+            b"%2\r\n", // RESP3 map: not spoken here
+            b"$3\r\nabcXY",
+        ] {
+            let r = parse_one(bad);
+            assert!(r.is_err(), "{:?} -> {r:?}", String::from_utf8_lossy(bad));
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::Parse);
+        }
+        // Over the bulk limit by one byte.
+        let r = parse_one(format!("${}\r\n", MAX_BULK + 1).as_bytes());
+        assert!(r.is_err());
+        // Exactly at the limit is accepted (and waits for data, preallocating
+        // lazily only via the LargeBulk path).
+        assert!(matches!(
+            parse_one(b"$1000000\r\n").unwrap(),
+            Progress::NeedDirect
+        ));
+    }
+
+    #[test]
+    fn huge_array_header_does_not_preallocate() {
+        let mut rb = ReadBuffer::with_capacity(1024);
+        let input = b"*2000000000\r\n:1\r\n";
+        rb.spare_mut().unwrap()[..input.len()].copy_from_slice(input);
+        rb.commit(input.len());
+        let mut p = Parser::new();
+        assert!(matches!(p.advance(&mut rb).unwrap(), Progress::NeedMore));
+        assert!(p.stack[0].0.capacity() <= MAX_ARRAY_PREALLOC);
+    }
+
+    #[test]
+    fn deep_nesting_rejected() {
+        let input = b"*1\r\n".repeat(MAX_DEPTH + 1);
+        assert!(parse_one(&input).is_err());
+        let mut ok = b"*1\r\n".repeat(MAX_DEPTH);
+        ok.extend_from_slice(b":1\r\n");
+        assert!(matches!(parse_one(&ok).unwrap(), Progress::Done(_)));
+    }
+
+    #[test]
+    fn line_too_long() {
+        let mut input = vec![b'+'];
+        input.extend(std::iter::repeat_n(b'a', MAX_LINE + 10));
+        assert!(parse_one(&input).is_err());
+    }
+
+    #[test]
+    fn large_bulk_gets_exact_allocation() {
+        let len = 300_000usize;
+        let mut rb = ReadBuffer::with_capacity(READ_BUF_SIZE);
+        let hdr = format!("${len}\r\n");
+        let spare = rb.spare_mut().unwrap();
+        spare[..hdr.len()].copy_from_slice(hdr.as_bytes());
+        spare[hdr.len()..hdr.len() + 1000].fill(7);
+        rb.commit(hdr.len() + 1000);
+        let mut p = Parser::new();
+        assert!(matches!(p.advance(&mut rb).unwrap(), Progress::NeedDirect));
+        let (vec, remaining) = p.direct_target().unwrap();
+        assert_eq!(vec.len(), 1000);
+        assert_eq!(remaining, len - 1000);
+        assert!(vec.capacity() >= len);
+        vec.resize(len, 7);
+        assert!(matches!(p.advance(&mut rb).unwrap(), Progress::NeedMore));
+        rb.spare_mut().unwrap()[..2].copy_from_slice(b"\r\n");
+        rb.commit(2);
+        match p.advance(&mut rb).unwrap() {
+            Progress::Done(Value::BulkString(b)) => {
+                assert_eq!(b.len(), len);
+                assert!(b.iter().all(|&x| x == 7));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn encoder_frames_and_splices() {
+        let big = vec![b'z'; LARGE_ARG + 5];
+        let mut c1 = redis::cmd("SET");
+        c1.arg("k").arg(&big[..]);
+        let mut c2 = redis::cmd("GET");
+        c2.arg("k");
+        let cmds = [c1, c2];
+        let mut enc = Encoder::default();
+        let e = enc.encode(&cmds, true).unwrap();
+        assert!(!e.is_contiguous());
+        let mut wire = Vec::new();
+        for s in e.io_slices() {
+            wire.extend_from_slice(&s);
+        }
+        assert_eq!(wire.len(), e.total_len());
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        expected.extend_from_slice(
+            format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", big.len()).as_bytes(),
+        );
+        expected.extend_from_slice(&big);
+        expected.extend_from_slice(b"\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nEXEC\r\n");
+        assert_eq!(wire, expected);
+        // Same bytes as redis-rs's own packing.
+        let mut rr = Vec::new();
+        rr.extend_from_slice(&redis::cmd("MULTI").get_packed_command());
+        for c in &cmds {
+            rr.extend_from_slice(&c.get_packed_command());
+        }
+        rr.extend_from_slice(&redis::cmd("EXEC").get_packed_command());
+        assert_eq!(wire, rr);
+
+        let mut cur = redis::cmd("SCAN");
+        cur.cursor_arg(0);
+        assert!(enc.encode(std::slice::from_ref(&cur), false).is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! Blocking direct connection.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use redis::{Cmd, IntoConnectionInfo, RedisResult, Value};
+
+use super::resp::{self, Encoder, Parser, Progress, ReadBuffer};
+use super::{Target, check_handshake, setup};
+
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+
+    /// Appends exactly `n` bytes (or fewer at EOF) to `vec`, reading straight
+    /// into its spare capacity. Goes through the concrete socket types so that
+    /// std's `read_buf` specialisation is used and the spare capacity is not
+    /// zero-filled first; `take` guarantees not a byte past the bulk string
+    /// is consumed even if `vec` has more capacity.
+    fn read_exact_into_vec(&mut self, vec: &mut Vec<u8>, n: usize) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => Read::by_ref(s).take(n as u64).read_to_end(vec),
+            #[cfg(unix)]
+            Stream::Unix(s) => Read::by_ref(s).take(n as u64).read_to_end(vec),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.write_all(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn set_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => {
+                s.set_read_timeout(dur)?;
+                s.set_write_timeout(dur)
+            }
+            #[cfg(unix)]
+            Stream::Unix(s) => {
+                s.set_read_timeout(dur)?;
+                s.set_write_timeout(dur)
+            }
+        }
+    }
+
+    /// `write_all` for a list of slices (std's `write_all_vectored` is unstable).
+    fn write_all_vectored(&mut self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        while !bufs.is_empty() {
+            match self.write_vectored(bufs) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write whole request",
+                    ));
+                }
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Blocking direct connection to one Redis server.
+///
+/// Sends batches of [`redis::Cmd`]s pipelined in one write and reads their
+/// replies with the zero-extra-copy RESP2 parser of this module. See the
+/// [module docs](super) for what it supports.
+#[derive(Debug)]
+pub struct DirectConnection {
+    stream: Stream,
+    encoder: Encoder,
+    parser: Parser,
+    rbuf: ReadBuffer,
+    broken: bool,
+}
+
+impl DirectConnection {
+    /// Connects using anything redis-rs accepts as connection info (a URL such
+    /// as `"redis://[user:pass@]host:port/db"` or `"redis+unix:///path"`, a
+    /// [`redis::ConnectionInfo`], ...).
+    ///
+    /// TCP and Unix sockets are supported; a TLS address fails with
+    /// [`redis::ErrorKind::InvalidClientConfig`]. When the info carries a
+    /// password, `AUTH [username] password` is sent; when `db != 0`, `SELECT db`.
+    /// A rejected `AUTH` (e.g. `WRONGPASS`) is returned as the server error.
+    pub fn open<T: IntoConnectionInfo>(info: T) -> RedisResult<Self> {
+        let setup = setup(info)?;
+        let stream = match &setup.target {
+            Target::Tcp(host, port) => {
+                let s = TcpStream::connect((host.as_str(), *port))?;
+                s.set_nodelay(setup.nodelay)?;
+                Stream::Tcp(s)
+            }
+            #[cfg(unix)]
+            Target::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        };
+        let mut conn = DirectConnection {
+            stream,
+            encoder: Encoder::default(),
+            parser: Parser::new(),
+            rbuf: ReadBuffer::default(),
+            broken: false,
+        };
+        if !setup.handshake.is_empty() {
+            let replies = conn.exec(&setup.handshake, false)?;
+            check_handshake(replies)?;
+        }
+        Ok(conn)
+    }
+
+    /// Sets (or clears, with `None`) the read and write timeouts of the socket.
+    /// A call that times out leaves the connection broken.
+    pub fn set_timeout(&mut self, dur: Option<Duration>) -> RedisResult<()> {
+        self.stream.set_timeout(dur)?;
+        Ok(())
+    }
+
+    /// `false` once an I/O or protocol error broke the connection; every
+    /// `exec` then fails with an error of kind [`redis::ErrorKind::Io`].
+    pub fn is_open(&self) -> bool {
+        !self.broken
+    }
+
+    /// Sends all `cmds` pipelined in one write and reads one reply per command.
+    ///
+    /// With `atomic`, the batch is wrapped in `MULTI`/`EXEC` and the replies
+    /// returned are `EXEC`'s (an `EXEC` nil, i.e. a transaction aborted by
+    /// `WATCH`, is an error of kind `Server(ExecAbort)`; an `EXECABORT` error
+    /// reply is returned as that server error). Server error replies of single
+    /// commands are returned as [`redis::Value::ServerError`] elements, as
+    /// redis-rs does for pipelines.
+    pub fn exec(&mut self, cmds: &[Cmd], atomic: bool) -> RedisResult<Vec<Value>> {
+        if self.broken {
+            return Err(resp::broken_error());
+        }
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Encoding errors (e.g. cursor arguments) happen before any I/O and
+        // leave the connection usable.
+        let encoded = self.encoder.encode(cmds, atomic)?;
+        self.broken = true;
+        if encoded.is_contiguous() {
+            self.stream.write_all(encoded.scratch())?;
+        } else {
+            let mut slices = encoded.io_slices();
+            self.stream.write_all_vectored(&mut slices)?;
+        }
+        let n = resp::expected_replies(cmds.len(), atomic);
+        let mut replies = Vec::with_capacity(n);
+        for _ in 0..n {
+            replies.push(self.read_reply()?);
+        }
+        self.broken = false;
+        resp::finish_replies(replies, atomic)
+    }
+
+    fn read_reply(&mut self) -> RedisResult<Value> {
+        loop {
+            match self.parser.advance(&mut self.rbuf)? {
+                Progress::Done(v) => return Ok(v),
+                Progress::NeedMore => {
+                    let spare = self.rbuf.spare_mut()?;
+                    let n = loop {
+                        match self.stream.read(spare) {
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            other => break other?,
+                        }
+                    };
+                    if n == 0 {
+                        return Err(resp::eof_error());
+                    }
+                    self.rbuf.commit(n);
+                }
+                Progress::NeedDirect => {
+                    let (vec, remaining) = self
+                        .parser
+                        .direct_target()
+                        .expect("NeedDirect implies a direct target");
+                    let got = self.stream.read_exact_into_vec(vec, remaining)?;
+                    if got < remaining {
+                        return Err(resp::eof_error());
+                    }
+                }
+            }
+        }
+    }
+}

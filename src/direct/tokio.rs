@@ -1,0 +1,211 @@
+//! Tokio direct connection (feature `tokio`).
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use ::tokio::net::TcpStream;
+#[cfg(unix)]
+use ::tokio::net::UnixStream;
+use redis::{Cmd, IntoConnectionInfo, RedisResult, Value};
+
+use super::resp::{self, Encoder, Parser, Progress, ReadBuffer};
+use super::{Target, check_handshake, setup};
+
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Tokio direct connection to one Redis server; same semantics as
+/// [`DirectConnection`](super::DirectConnection).
+///
+/// If an `exec` future is dropped before completing (e.g. by a timeout), the
+/// connection is marked broken, since the stream may be mid-reply.
+#[derive(Debug)]
+pub struct DirectAsyncConnection {
+    stream: Stream,
+    encoder: Encoder,
+    parser: Parser,
+    rbuf: ReadBuffer,
+    broken: bool,
+}
+
+impl DirectAsyncConnection {
+    /// Connects using anything redis-rs accepts as connection info; see
+    /// [`DirectConnection::open`](super::DirectConnection::open) (TCP and Unix
+    /// sockets, no TLS; `AUTH` and `SELECT` from the info).
+    pub async fn open<T: IntoConnectionInfo>(info: T) -> RedisResult<Self> {
+        let setup = setup(info)?;
+        let stream = match &setup.target {
+            Target::Tcp(host, port) => {
+                let s = TcpStream::connect((host.as_str(), *port)).await?;
+                s.set_nodelay(setup.nodelay)?;
+                Stream::Tcp(s)
+            }
+            #[cfg(unix)]
+            Target::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+        };
+        let mut conn = DirectAsyncConnection {
+            stream,
+            encoder: Encoder::default(),
+            parser: Parser::new(),
+            rbuf: ReadBuffer::default(),
+            broken: false,
+        };
+        if !setup.handshake.is_empty() {
+            let replies = conn.exec(&setup.handshake, false).await?;
+            check_handshake(replies)?;
+        }
+        Ok(conn)
+    }
+
+    /// `false` once an I/O or protocol error (or a cancelled `exec`) broke the
+    /// connection; every `exec` then fails with an error of kind
+    /// [`redis::ErrorKind::Io`].
+    pub fn is_open(&self) -> bool {
+        !self.broken
+    }
+
+    /// Sends all `cmds` pipelined in one write and reads one reply per command;
+    /// see [`DirectConnection::exec`](super::DirectConnection::exec) for the
+    /// `atomic` and error semantics.
+    pub async fn exec(&mut self, cmds: &[Cmd], atomic: bool) -> RedisResult<Vec<Value>> {
+        if self.broken {
+            return Err(resp::broken_error());
+        }
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded = self.encoder.encode(cmds, atomic)?;
+        // Set before any I/O and cleared only on success: an error or a
+        // dropped future leaves the connection marked broken.
+        self.broken = true;
+        if encoded.is_contiguous() {
+            self.stream.write_all(encoded.scratch()).await?;
+        } else {
+            let mut slices = encoded.io_slices();
+            let mut bufs: &mut [IoSlice<'_>] = &mut slices;
+            while !bufs.is_empty() {
+                let n = self.stream.write_vectored(bufs).await?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write whole request",
+                    )
+                    .into());
+                }
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+        }
+        self.stream.flush().await?;
+        let n = resp::expected_replies(cmds.len(), atomic);
+        let mut replies = Vec::with_capacity(n);
+        for _ in 0..n {
+            replies.push(self.read_reply().await?);
+        }
+        self.broken = false;
+        resp::finish_replies(replies, atomic)
+    }
+
+    async fn read_reply(&mut self) -> RedisResult<Value> {
+        loop {
+            match self.parser.advance(&mut self.rbuf)? {
+                Progress::Done(v) => return Ok(v),
+                Progress::NeedMore => {
+                    let spare = self.rbuf.spare_mut()?;
+                    let n = self.stream.read(spare).await?;
+                    if n == 0 {
+                        return Err(resp::eof_error());
+                    }
+                    self.rbuf.commit(n);
+                }
+                Progress::NeedDirect => {
+                    let (vec, remaining) = self
+                        .parser
+                        .direct_target()
+                        .expect("NeedDirect implies a direct target");
+                    let target = vec.len() + remaining;
+                    // `take` bounds the read to this bulk string even if `vec`
+                    // has extra capacity; `read_buf` fills the spare capacity
+                    // without zeroing it. `vec.len() < target <= capacity`
+                    // holds at every call, so `read_buf` never reallocates.
+                    let mut limited = (&mut self.stream).take(remaining as u64);
+                    while vec.len() < target {
+                        let n = limited.read_buf(vec).await?;
+                        if n == 0 {
+                            return Err(resp::eof_error());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The ArrayStore / RecipeStore suite, written once and run on every backend (sync and
+//! async redis-rs connections, redstash's direct connections) against real redis-servers.
+#![cfg(all(feature = "testkit", feature = "tokio", feature = "ndarray"))]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ALL_BACKENDS, Backend, Conn, SHAPES, rt, sample, server};
+use redstash::codec::{ArrayCodec, Compressed, Npy};
+use redstash::dtype::ALL_DTYPES;
+use redstash::testkit::RedisServer;
+use redstash::{ArrayStore, Compression, Error, Order, RawArray, RecipeStore, RedisErrorKind};
+
+fn codecs() -> Vec<Box<dyn ArrayCodec>> {
+    let mut v: Vec<Box<dyn ArrayCodec>> = vec![
+        Box::new(Npy),
+        Box::new(Compressed::lz4()),
+        Box::new(Compressed::zlib(1)),
+        Box::new(Compressed::zlib(6)),
+    ];
+    if cfg!(feature = "zstd") {
+        v.push(Box::new(Compressed::zstd(3)));
+    }
+    v
+}
+
+/// Run `case` on every backend, each against its own fresh server.
+fn each_backend<F, Fut>(case: F)
+where
+    F: Fn(Backend, Conn) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in ALL_BACKENDS {
+        let srv = server();
+        rt().block_on(async {
+            let con = Conn::open(backend, &srv.url()).await.expect("connect");
+            case(backend, con).await;
+        });
+    }
+}
+
+#[test]
+fn every_dtype_shape_order_and_codec_round_trips() {
+    each_backend(|backend, mut con| async move {
+        for codec in codecs() {
+            let name = codec.name();
+            let store = ArrayStore::new("rt").with_codec(codec);
+            for dtype in ALL_DTYPES {
+                for shape in SHAPES {
+                    for order in [Order::C, Order::F] {
+                        let a = sample(dtype, shape, order);
+                        let key = format!("{name}:{dtype}:{shape:?}:{order:?}");
+                        call!(con, store.put / put_async(&key, &a)).unwrap();
+                        let back = call!(con, store.get / get_async(&key)).unwrap();
+                        assert_eq!(back.as_ref(), Some(&a), "{backend:?} {key}");
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn typed_get_checks_dtype_and_ndim() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("typed");
+        let a = ndarray::Array2::<f32>::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f32);
+        call!(con, store.put / put_async("a", &a)).unwrap();
+        let back: Option<ndarray::Array2<f32>> = call!(con, store.get_as / get_as_async("a")).unwrap();
+        assert_eq!(back, Some(a.clone()), "{backend:?}");
+        let dynamic: Option<ndarray::ArrayD<f32>> = call!(con, store.get_as / get_as_async("a")).unwrap();
+        assert_eq!(dynamic.unwrap().shape(), &[3, 4]);
+        let wrong: redstash::Result<Option<ndarray::Array2<f64>>> = call!(con, store.get_as / get_as_async("a"));
+        assert!(matches!(wrong, Err(Error::DTypeMismatch { .. })), "{backend:?}");
+        let wrong: redstash::Result<Option<ndarray::Array3<f32>>> = call!(con, store.get_as / get_as_async("a"));
+        assert!(matches!(wrong, Err(Error::ShapeMismatch { .. })), "{backend:?}");
+        let missing: Option<ndarray::Array2<f32>> = call!(con, store.get_as / get_as_async("nope")).unwrap();
+        assert!(missing.is_none());
+        // Fortran-order and strided inputs keep their logical values.
+        let f = a.t().to_owned();
+        call!(con, store.put / put_async("t", &a.t())).unwrap();
+        let back: Option<ndarray::Array2<f32>> = call!(con, store.get_as / get_as_async("t")).unwrap();
+        assert_eq!(back.unwrap(), f);
+        let s = a.slice(ndarray::s![..;2, ..;-1]);
+        call!(con, store.put / put_async("s", &s)).unwrap();
+        let back: Option<ndarray::Array2<f32>> = call!(con, store.get_as / get_as_async("s")).unwrap();
+        assert_eq!(back.unwrap(), s);
+    });
+}
+
+#[test]
+fn missing_delete_exists_and_prefix() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("p");
+        assert_eq!(call!(con, store.get / get_async("x")).unwrap(), None, "{backend:?}");
+        assert!(!call!(con, store.exists / exists_async("x")).unwrap());
+        assert!(!call!(con, store.delete / delete_async("x")).unwrap());
+        let a = sample(redstash::DType::I64, &[4], Order::C);
+        call!(con, store.put / put_async("x", &a)).unwrap();
+        assert!(call!(con, store.exists / exists_async("x")).unwrap());
+        let raw: Vec<u8> = con.raw(redis::cmd("GET").arg("p:x")).await.unwrap();
+        assert!(raw.starts_with(b"\x93NUMPY"), "stored under prefix:name as .npy");
+        assert!(call!(con, store.delete / delete_async("x")).unwrap());
+        assert!(!call!(con, store.exists / exists_async("x")).unwrap());
+        let bare = ArrayStore::new("");
+        call!(con, bare.put / put_async("bare", &a)).unwrap();
+        assert_eq!(con.raw::<i64>(redis::cmd("EXISTS").arg("bare")).await.unwrap(), 1);
+    });
+}
+
+#[test]
+fn ttl_is_set_with_the_value() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("ttl").ttl(Duration::from_millis(300));
+        let a = sample(redstash::DType::F32, &[10], Order::C);
+        call!(con, store.put / put_async("a", &a)).unwrap();
+        let pttl: i64 = con.raw(redis::cmd("PTTL").arg("ttl:a")).await.unwrap();
+        assert!(pttl > 0 && pttl <= 300, "{backend:?} pttl {pttl}");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(call!(con, store.get / get_async("a")).unwrap(), None);
+        let persistent = ArrayStore::new("ttl");
+        call!(con, persistent.put / put_async("b", &a)).unwrap();
+        let pttl: i64 = con.raw(redis::cmd("PTTL").arg("ttl:b")).await.unwrap();
+        assert_eq!(pttl, -1);
+    });
+}
+
+#[test]
+fn put_many_and_get_many_in_order_with_missing() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("many").with_codec(Compressed::lz4()).ttl(Duration::from_secs(60));
+        let items: Vec<(String, RawArray)> = (0..200)
+            .map(|i| (format!("k{i}"), sample(redstash::DType::F64, &[i % 7, 3], Order::C)))
+            .collect();
+        call!(con, store.put_many / put_many_async(&items)).unwrap();
+        let mut names: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
+        names.insert(50, "absent".into());
+        let got = call!(con, store.get_many / get_many_async(&names)).unwrap();
+        assert_eq!(got.len(), 201);
+        assert_eq!(got[50], None, "{backend:?}");
+        for (i, (_, a)) in items.iter().enumerate() {
+            let j = if i < 50 { i } else { i + 1 };
+            assert_eq!(got[j].as_ref(), Some(a), "{backend:?} item {i}");
+        }
+        let pttl: i64 = con.raw(redis::cmd("PTTL").arg("many:k3")).await.unwrap();
+        assert!(pttl > 0);
+        let empty: Vec<String> = Vec::new();
+        assert!(call!(con, store.get_many / get_many_async(&empty)).unwrap().is_empty());
+    });
+}
+
+async fn count_keys(con: &mut Conn, pattern: &str) -> usize {
+    let keys: Vec<String> = con.raw(redis::cmd("KEYS").arg(pattern)).await.unwrap();
+    keys.len()
+}
+
+#[test]
+fn large_arrays_are_chunked_with_manifest_last_and_cleaned_up() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("big").chunk_size(1000).ttl(Duration::from_secs(100));
+        let a = sample(redstash::DType::F64, &[40, 30], Order::C); // 9600 B + header
+        call!(con, store.put / put_async("a", &a)).unwrap();
+        assert_eq!(count_keys(&mut con, "{big:a}:chunk:*").await, 10, "{backend:?}");
+        let pttl: i64 = con.raw(redis::cmd("PTTL").arg("big:a")).await.unwrap();
+        assert!(pttl > 0);
+        assert_eq!(call!(con, store.get / get_async("a")).unwrap().as_ref(), Some(&a));
+        // get_many mixes chunked and plain values.
+        let small = sample(redstash::DType::I8, &[3], Order::C);
+        call!(con, store.put / put_async("s", &small)).unwrap();
+        let got = call!(con, store.get_many / get_many_async(&["s", "a", "zz"])).unwrap();
+        assert_eq!(got, vec![Some(small.clone()), Some(a.clone()), None]);
+        // Rewriting with another chunked value replaces the chunks.
+        let b = sample(redstash::DType::I32, &[600], Order::C);
+        call!(con, store.put / put_async("a", &b)).unwrap();
+        assert_eq!(count_keys(&mut con, "{big:a}:chunk:*").await, 3);
+        assert_eq!(call!(con, store.get / get_async("a")).unwrap(), Some(b));
+        // Overwriting with a small value removes the chunks.
+        call!(con, store.put / put_async("a", &small)).unwrap();
+        assert_eq!(count_keys(&mut con, "{big:a}:chunk:*").await, 0);
+        // Delete removes the chunks too.
+        call!(con, store.put / put_async("a", &a)).unwrap();
+        assert!(call!(con, store.delete / delete_async("a")).unwrap());
+        assert_eq!(count_keys(&mut con, "*chunk*").await, 0);
+        // put_many with a chunked item.
+        let items = vec![("m1", a.clone()), ("m2", small.clone())];
+        call!(con, store.put_many / put_many_async(&items)).unwrap();
+        let got = call!(con, store.get_many / get_many_async(&["m1", "m2"])).unwrap();
+        assert_eq!(got, vec![Some(a.clone()), Some(small.clone())]);
+        // A missing chunk is reported, with which one.
+        call!(con, store.put / put_async("c", &a)).unwrap();
+        let keys: Vec<String> = con.raw(redis::cmd("KEYS").arg("{big:c}:chunk:*:3")).await.unwrap();
+        let _: i64 = con.raw(redis::cmd("DEL").arg(&keys[0])).await.unwrap();
+        match call!(con, store.get / get_async("c")) {
+            Err(Error::MissingChunks { key, missing }) => {
+                assert_eq!(key, "big:c");
+                assert_eq!(missing, vec![3]);
+            }
+            other => panic!("{backend:?}: expected MissingChunks, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn any_store_reads_any_codec() {
+    each_backend(|backend, mut con| async move {
+        let a = sample(redstash::DType::U16, &[5, 5], Order::F);
+        for codec in codecs() {
+            let w = ArrayStore::new("x").with_codec(codec);
+            call!(con, w.put / put_async("v", &a)).unwrap();
+            let r = ArrayStore::new("x");
+            assert_eq!(call!(con, r.get / get_async("v")).unwrap().as_ref(), Some(&a), "{backend:?}");
+        }
+    });
+}
+
+#[test]
+fn bad_values_are_typed_errors() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("");
+        let a = sample(redstash::DType::F64, &[8], Order::C);
+        call!(con, store.put / put_async("good", &a)).unwrap();
+        let good: Vec<u8> = con.raw(redis::cmd("GET").arg("good")).await.unwrap();
+        let set = |k: &str, v: &[u8]| {
+            let mut c = redis::cmd("SET");
+            c.arg(k).arg(v);
+            c
+        };
+        // Truncated, bad magic, trailing bytes, lying header, unknown dtype, huge shape.
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("truncated", good[..good.len() - 3].to_vec()),
+            ("text", b"hello world".to_vec()),
+            ("trailing", [&good[..], b"xx"].concat()),
+            ("lz4-garbage", [&[0x04u8, 0x22, 0x4d, 0x18][..], &[0u8; 20]].concat()),
+            ("empty", Vec::new()),
+        ];
+        for (k, v) in &cases {
+            let _: () = con.raw(&set(k, v)).await.unwrap();
+        }
+        let lie = String::from_utf8_lossy(&good[..good.len() - 64]).replace("(8,)", "(9,)");
+        let _: () = con.raw(&set("lie", lie.as_bytes())).await.unwrap();
+        let mut huge = good[..64].to_vec();
+        let h = String::from_utf8_lossy(&huge[10..]).replace("(8,),", "(99999999999999,)");
+        huge.truncate(10);
+        huge.extend_from_slice(h.as_bytes());
+        let _: () = con.raw(&set("huge", &huge)).await.unwrap();
+        let obj = String::from_utf8_lossy(&good).replace("'<f8'", "'|O8'");
+        let _: () = con.raw(&set("object", obj.as_bytes())).await.unwrap();
+        let mut checks: Vec<(&str, fn(&Error) -> bool)> = vec![
+            ("truncated", |e| matches!(e, Error::Truncated { .. })),
+            ("text", |e| matches!(e, Error::NotAnArray { .. })),
+            ("trailing", |e| matches!(e, Error::Corrupt { .. })),
+            ("lz4-garbage", |e| matches!(e, Error::Corrupt { .. })),
+            ("empty", |e| matches!(e, Error::NotAnArray { .. })),
+            ("lie", |e| matches!(e, Error::Truncated { .. })),
+            ("huge", |e| matches!(e, Error::TooLarge { .. })),
+            ("object", |e| matches!(e, Error::UnsupportedDType(_))),
+        ];
+        for (k, check) in checks.drain(..) {
+            match call!(con, store.get / get_async(k)) {
+                Err(e) => assert!(check(&e), "{backend:?} {k}: wrong error {e:?}"),
+                Ok(v) => panic!("{backend:?} {k}: accepted {v:?}"),
+            }
+        }
+        // WRONGTYPE keeps its key.
+        let _: i64 = con.raw(redis::cmd("LPUSH").arg("list").arg("x")).await.unwrap();
+        match call!(con, store.get / get_async("list")) {
+            Err(Error::Redis { kind: RedisErrorKind::WrongType, key: Some(k), .. }) => assert_eq!(k, "list"),
+            other => panic!("{backend:?}: {other:?}"),
+        }
+        // The connection is still usable after all of it.
+        assert_eq!(call!(con, store.get / get_async("good")).unwrap(), Some(a));
+    });
+}
+
+#[test]
+fn server_errors_oom_auth_and_down() {
+    for backend in ALL_BACKENDS {
+        rt().block_on(async {
+            // OOM: the old value stays, chunks of a failed chunked write are removed.
+            let srv = RedisServer::builder().maxmemory(3 << 20).start().unwrap();
+            let mut con = Conn::open(backend, &srv.url()).await.unwrap();
+            let store = ArrayStore::new("oom");
+            let small = sample(redstash::DType::U8, &[16], Order::C);
+            call!(con, store.put / put_async("a", &small)).unwrap();
+            let big = RawArray::from_vec(vec![8 << 20], vec![7u8; 8 << 20]).unwrap();
+            match call!(con, store.put / put_async("a", &big)) {
+                Err(e) => assert_eq!(e.redis_kind(), Some(RedisErrorKind::OutOfMemory), "{backend:?} {e}"),
+                Ok(()) => panic!("{backend:?}: 8 MB write under a 3 MB maxmemory succeeded"),
+            }
+            assert_eq!(call!(con, store.get / get_async("a")).unwrap(), Some(small.clone()));
+            let chunked = ArrayStore::new("oom").chunk_size(512 << 10);
+            assert!(call!(con, chunked.put / put_async("a", &big)).is_err());
+            assert_eq!(count_keys(&mut con, "*chunk*").await, 0, "{backend:?}: chunks left behind");
+            assert_eq!(call!(con, store.get / get_async("a")).unwrap(), Some(small));
+
+            // Auth: a connection without the password gets an Auth error.
+            let srv = RedisServer::builder().password("s3cret").start().unwrap();
+            let url = format!("redis://127.0.0.1:{}/", srv.port());
+            let res = async {
+                let mut con = Conn::open(backend, &url).await?;
+                call!(con, store.get / get_async("a"))
+            }
+            .await;
+            assert_eq!(res.unwrap_err().redis_kind(), Some(RedisErrorKind::Auth), "{backend:?}");
+            let mut con = Conn::open(backend, &srv.url()).await.unwrap();
+            assert_eq!(call!(con, store.get / get_async("a")).unwrap(), None);
+
+            // Server down: a connection error, no panic.
+            let mut srv = server();
+            let mut con = Conn::open(backend, &srv.url()).await.unwrap();
+            srv.stop();
+            let err = call!(con, store.get / get_async("a")).unwrap_err();
+            assert_eq!(err.redis_kind(), Some(RedisErrorKind::Connection), "{backend:?}: {err:?}");
+        });
+    }
+}
+
+#[test]
+fn recipe_layout_round_trips_and_reports_half_written_values() {
+    each_backend(|backend, mut con| async move {
+        for c in [Compression::None, Compression::Lz4, Compression::Zlib { level: 6 }] {
+            let store = RecipeStore::new("r").compression(c).ttl(Duration::from_secs(60));
+            for dtype in ALL_DTYPES {
+                for order in [Order::C, Order::F] {
+                    let a = sample(dtype, &[3, 4], order);
+                    call!(con, store.put / put_async("a", &a)).unwrap();
+                    let back = call!(con, store.get / get_async("a")).unwrap().unwrap();
+                    assert_eq!(back.order(), Order::C);
+                    assert_eq!(back.data()[..], sample(dtype, &[3, 4], Order::C).data()[..], "{backend:?} {c:?} {dtype}");
+                }
+            }
+            let meta: String = con.raw(redis::cmd("GET").arg("r:a:meta")).await.unwrap();
+            let json: serde_json::Value = serde_json::from_str(&meta).unwrap();
+            assert_eq!(json["dtype"], "complex128");
+            assert_eq!(json["shape"], serde_json::json!([3, 4]));
+        }
+        let store = RecipeStore::new("r");
+        assert_eq!(call!(con, store.get / get_async("none")).unwrap(), None);
+        let _: () = con.raw(redis::cmd("SET").arg("r:half:data").arg("xx")).await.unwrap();
+        assert!(matches!(call!(con, store.get / get_async("half")), Err(Error::NotAnArray { .. })));
+        let _: () = con.raw(redis::cmd("SET").arg("r:bad:data").arg("xx")).await.unwrap();
+        let _: () = con.raw(redis::cmd("SET").arg("r:bad:meta").arg("{not json")).await.unwrap();
+        assert!(matches!(call!(con, store.get / get_async("bad")), Err(Error::NotAnArray { .. })));
+        assert!(call!(con, store.exists / exists_async("a")).unwrap());
+        assert!(call!(con, store.delete / delete_async("a")).unwrap());
+        assert!(!call!(con, store.exists / exists_async("a")).unwrap());
+    });
+}

@@ -1,0 +1,174 @@
+//! Shared test support: one connection enum over every backend, so each store test is
+//! written once and run on all of them; deterministic test data shared with the Python
+//! interop scripts.
+#![allow(dead_code)]
+
+use half::f16;
+use num_complex::Complex;
+use redstash::testkit::RedisServer;
+use redstash::{DType, Order, RawArray};
+
+/// Every backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `redis::Connection`.
+    Sync,
+    /// `redstash::direct::DirectConnection`.
+    DirectSync,
+    /// `redis::aio::MultiplexedConnection`.
+    Async,
+    /// `redis::aio::ConnectionManager`.
+    AsyncManager,
+    /// `redstash::direct::DirectAsyncConnection`.
+    DirectAsync,
+}
+
+pub const ALL_BACKENDS: [Backend; 5] = [
+    Backend::Sync,
+    Backend::DirectSync,
+    Backend::Async,
+    Backend::AsyncManager,
+    Backend::DirectAsync,
+];
+
+pub enum Conn {
+    Sync(redis::Connection),
+    DirectSync(redstash::direct::DirectConnection),
+    Async(redis::aio::MultiplexedConnection),
+    AsyncManager(redis::aio::ConnectionManager),
+    DirectAsync(redstash::direct::DirectAsyncConnection),
+}
+
+impl Conn {
+    pub async fn open(backend: Backend, url: &str) -> redstash::Result<Conn> {
+        let client = redis::Client::open(url)?;
+        Ok(match backend {
+            Backend::Sync => Conn::Sync(client.get_connection()?),
+            Backend::DirectSync => Conn::DirectSync(redstash::direct::DirectConnection::open(url)?),
+            Backend::Async => Conn::Async(client.get_multiplexed_async_connection().await?),
+            Backend::AsyncManager => {
+                Conn::AsyncManager(redis::aio::ConnectionManager::new(client).await?)
+            }
+            Backend::DirectAsync => {
+                Conn::DirectAsync(redstash::direct::DirectAsyncConnection::open(url).await?)
+            }
+        })
+    }
+
+    /// Run a raw command for checks (through a plain redis-rs call).
+    pub async fn raw<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        use redstash::exec::Request;
+        let req = Request::single(cmd.clone(), None);
+        let v = match self {
+            Conn::Sync(c) => redstash::exec::SyncConnection::run_request(c, &req),
+            Conn::DirectSync(c) => redstash::exec::SyncConnection::run_request(c, &req),
+            Conn::Async(c) => redstash::exec::AsyncConnection::run_request(c, req).await,
+            Conn::AsyncManager(c) => redstash::exec::AsyncConnection::run_request(c, req).await,
+            Conn::DirectAsync(c) => redstash::exec::AsyncConnection::run_request(c, req).await,
+        };
+        let v = v.map_err(|e| redis::RedisError::from((redis::ErrorKind::Io, "raw", e.to_string())))?;
+        let one = v.into_iter().next().unwrap_or(redis::Value::Nil).extract_error()?;
+        redis::from_redis_value(one).map_err(Into::into)
+    }
+}
+
+/// Call a store operation on any backend: `call!(con, store.put(args..))` runs `put` on
+/// sync connections and `put_async` on async ones.
+#[macro_export]
+macro_rules! call {
+    ($con:expr, $store:ident . $op:ident / $op_async:ident ( $($arg:expr),* $(,)? )) => {
+        match &mut $con {
+            $crate::common::Conn::Sync(c) => $store.$op(c $(, $arg)*),
+            $crate::common::Conn::DirectSync(c) => $store.$op(c $(, $arg)*),
+            $crate::common::Conn::Async(c) => $store.$op_async(c $(, $arg)*).await,
+            $crate::common::Conn::AsyncManager(c) => $store.$op_async(c $(, $arg)*).await,
+            $crate::common::Conn::DirectAsync(c) => $store.$op_async(c $(, $arg)*).await,
+        }
+    };
+}
+
+/// Start a plain test server.
+pub fn server() -> RedisServer {
+    RedisServer::start().expect("start redis-server (run scripts/setup)")
+}
+
+/// A tokio runtime for one test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The deterministic integer behind element `i` (shared with tests/python/interop.py).
+pub fn base(i: usize) -> i64 {
+    ((i * 37 + 11) % 97) as i64
+}
+
+/// A deterministic array of `dtype` and `shape` in `order` (logical values depend only
+/// on the C-order flat index, as in tests/python/interop.py).
+pub fn sample(dtype: DType, shape: &[usize], order: Order) -> RawArray {
+    let n: usize = shape.iter().product();
+    // Flat C index of the k-th element in memory order.
+    let mem_to_c: Vec<usize> = match order {
+        Order::C => (0..n).collect(),
+        Order::F => {
+            let mut out = Vec::with_capacity(n);
+            let nd = shape.len();
+            let mut idx = vec![0usize; nd];
+            for _ in 0..n {
+                let mut c = 0;
+                for d in 0..nd {
+                    c = c * shape[d] + idx[d];
+                }
+                out.push(c);
+                for d in 0..nd {
+                    idx[d] += 1;
+                    if idx[d] < shape[d] {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+            out
+        }
+    };
+    let f = |i: usize| (base(i) - 40) as f64 * 0.25;
+    macro_rules! build {
+        ($t:ty, $conv:expr) => {{
+            let v: Vec<$t> = mem_to_c.iter().map(|&i| $conv(i)).collect();
+            let bytes: Vec<u8> = redstash::Element::slice_as_bytes(&v[..]).to_vec();
+            RawArray::new(dtype, shape.to_vec(), order, bytes.into()).unwrap()
+        }};
+    }
+    match dtype {
+        DType::Bool => build!(bool, |i| base(i) % 2 == 1),
+        DType::I8 => build!(i8, |i| (base(i) - 40) as i8),
+        DType::I16 => build!(i16, |i| (base(i) - 40) as i16 * 300),
+        DType::I32 => build!(i32, |i| (base(i) - 40) as i32 * 70000),
+        DType::I64 => build!(i64, |i| (base(i) - 40) * 5_000_000_000),
+        DType::U8 => build!(u8, |i| base(i) as u8),
+        DType::U16 => build!(u16, |i| base(i) as u16 * 600),
+        DType::U32 => build!(u32, |i| base(i) as u32 * 40_000_000),
+        DType::U64 => build!(u64, |i| base(i) as u64 * 100_000_000_000),
+        DType::F16 => build!(f16, |i| f16::from_f64(f(i))),
+        DType::F32 => build!(f32, |i| f(i) as f32),
+        DType::F64 => build!(f64, f),
+        DType::C64 => build!(Complex<f32>, |i| Complex::new(f(i) as f32, -(f(i) as f32) * 0.5)),
+        DType::C128 => build!(Complex<f64>, |i| Complex::new(f(i), -f(i) * 0.5)),
+    }
+}
+
+/// Shapes every round-trip test covers: 0-d, empty, 1-d to 6-d.
+pub const SHAPES: &[&[usize]] = &[
+    &[],
+    &[0],
+    &[0, 3],
+    &[5],
+    &[2, 3],
+    &[2, 3, 4],
+    &[1, 2, 3, 2],
+    &[2, 1, 2, 3, 2],
+    &[1, 2, 1, 2, 3, 2],
+];
