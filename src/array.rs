@@ -21,6 +21,17 @@ pub(crate) fn checked_len(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
+/// Fortran order only means something when more than one dimension is longer than 1 (and
+/// the array is not empty); otherwise both orders are the same bytes, and we say C, as
+/// numpy does.
+pub(crate) fn normalize_order(shape: &[usize], order: Order) -> Order {
+    if order == Order::F && !shape.contains(&0) && shape.iter().filter(|&&d| d > 1).count() > 1 {
+        Order::F
+    } else {
+        Order::C
+    }
+}
+
 /// Number of bytes of an array of this dtype and shape, or an error on overflow.
 pub(crate) fn checked_nbytes(dtype: DType, shape: &[usize]) -> Result<usize> {
     checked_len(shape)
@@ -53,7 +64,7 @@ impl<'a> ArrayRef<'a> {
         Ok(ArrayRef {
             dtype,
             shape,
-            order,
+            order: normalize_order(shape, order),
             data,
         })
     }
@@ -115,7 +126,7 @@ impl<T: Element> AsRef<[u8]> for ElemVec<T> {
 impl RawArray {
     /// Make an array, checking that `data` has exactly the bytes the shape needs.
     pub fn new(dtype: DType, shape: Vec<usize>, order: Order, data: Bytes) -> Result<Self> {
-        ArrayRef::new(dtype, &shape, order, &data)?;
+        let order = ArrayRef::new(dtype, &shape, order, &data)?.order;
         Ok(RawArray {
             dtype,
             shape,
@@ -298,7 +309,7 @@ mod nd {
                 return f(ArrayRef {
                     dtype: T::DTYPE,
                     shape,
-                    order: Order::F,
+                    order: normalize_order(shape, Order::F),
                     data: T::slice_as_bytes(slice),
                 });
             }

@@ -150,6 +150,12 @@ fn put_many_and_get_many_in_order_with_missing() {
     });
 }
 
+/// Replace the first `from` in `hay` by `to`.
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let i = hay.windows(from.len()).position(|w| w == from).expect("pattern present");
+    [&hay[..i], to, &hay[i + from.len()..]].concat()
+}
+
 async fn count_keys(con: &mut Conn, pattern: &str) -> usize {
     let keys: Vec<String> = con.raw(redis::cmd("KEYS").arg(pattern)).await.unwrap();
     keys.len()
@@ -237,15 +243,12 @@ fn bad_values_are_typed_errors() {
         for (k, v) in &cases {
             let _: () = con.raw(&set(k, v)).await.unwrap();
         }
-        let lie = String::from_utf8_lossy(&good[..good.len() - 64]).replace("(8,)", "(9,)");
-        let _: () = con.raw(&set("lie", lie.as_bytes())).await.unwrap();
-        let mut huge = good[..64].to_vec();
-        let h = String::from_utf8_lossy(&huge[10..]).replace("(8,),", "(99999999999999,)");
-        huge.truncate(10);
-        huge.extend_from_slice(h.as_bytes());
+        let lie = replace(&good, b"(8,)", b"(9,)");
+        let _: () = con.raw(&set("lie", &lie)).await.unwrap();
+        let huge = replace(&good[..good.len() - 64], b"(8,), ", b"(9999999999999,)");
         let _: () = con.raw(&set("huge", &huge)).await.unwrap();
-        let obj = String::from_utf8_lossy(&good).replace("'<f8'", "'|O8'");
-        let _: () = con.raw(&set("object", obj.as_bytes())).await.unwrap();
+        let obj = replace(&good, b"'<f8'", b"'|O8'");
+        let _: () = con.raw(&set("object", &obj)).await.unwrap();
         let mut checks: Vec<(&str, fn(&Error) -> bool)> = vec![
             ("truncated", |e| matches!(e, Error::Truncated { .. })),
             ("text", |e| matches!(e, Error::NotAnArray { .. })),

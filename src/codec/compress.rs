@@ -158,6 +158,55 @@ fn read_capped(
     Ok(out)
 }
 
+/// Inflate a whole zlib stream: the stream must end (checksum verified) exactly at the
+/// end of `input`; a truncated stream or trailing bytes are errors.
+fn inflate_zlib(input: &[u8], cap: u64) -> Result<Vec<u8>> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let mut d = Decompress::new(true);
+    let mut out = Vec::with_capacity(initial_capacity(None, input.len(), cap));
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() as u64 >= cap {
+                return Err(Error::TooLarge {
+                    declared: out.len() as u64 + 1,
+                    cap,
+                });
+            }
+            let grow = (out.len().max(64 << 10) as u64).min(cap - out.len() as u64);
+            out.reserve(grow as usize);
+        }
+        let (in_before, out_before) = (d.total_in(), out.len());
+        let rest = &input[d.total_in() as usize..];
+        let status = d
+            .decompress_vec(rest, &mut out, FlushDecompress::Finish)
+            .map_err(|e| Error::corrupt("zlib", e.to_string()))?;
+        match status {
+            Status::StreamEnd => break,
+            _ if d.total_in() == in_before && out.len() == out_before && out.len() < out.capacity() => {
+                return Err(Error::corrupt("zlib", "stream ends before its end marker"));
+            }
+            _ => {}
+        }
+    }
+    if (d.total_in() as usize) < input.len() {
+        return Err(Error::corrupt(
+            "zlib",
+            format!("{} bytes after the end of the stream", input.len() - d.total_in() as usize),
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether the frame ends with its end mark (and content checksum, when flagged): the
+/// decoder treats end of input as end of frame, so a cut frame would otherwise pass.
+fn lz4_frame_is_terminated(input: &[u8]) -> bool {
+    let Some(&flg) = input.get(4) else {
+        return false;
+    };
+    let tail = if flg & 0x04 != 0 { 8 } else { 4 };
+    input.len() >= 7 + tail && input[input.len() - tail..input.len() - tail + 4] == [0; 4]
+}
+
 fn lz4_declared_size(input: &[u8]) -> Option<u64> {
     let flg = *input.get(4)?;
     if flg & 0x08 == 0 {
@@ -177,6 +226,9 @@ pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
             if let Some(d) = declared.filter(|&d| d > cap) {
                 return Err(Error::TooLarge { declared: d, cap });
             }
+            if !lz4_frame_is_terminated(input) {
+                return Err(Error::corrupt("lz4", "frame ends before its end mark"));
+            }
             let cap_now = initial_capacity(declared, input.len(), cap);
             let out = read_capped("lz4", lz4_flex::frame::FrameDecoder::new(input), cap_now, cap)?;
             if let Some(d) = declared.filter(|&d| d != out.len() as u64) {
@@ -187,12 +239,7 @@ pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
             }
             Ok(out)
         }
-        Format::Zlib => read_capped(
-            "zlib",
-            flate2::read::ZlibDecoder::new(input),
-            initial_capacity(None, input.len(), cap),
-            cap,
-        ),
+        Format::Zlib => inflate_zlib(input, cap),
         #[cfg(feature = "zstd")]
         Format::Zstd => {
             let declared = zstd::zstd_safe::get_frame_content_size(input).ok().flatten();

@@ -442,12 +442,12 @@ fn decode_or_follow(
         let chunks = r.pop().unwrap_or(Value::Nil);
         match assemble(&key, &m, chunks) {
             Ok(bytes) => Ok(Step::Done(Some(decode_value(&key, bytes, &limits)?))),
-            Err(Error::MissingChunks { .. }) if may_retry => {
+            Err(e @ Error::MissingChunks { .. }) if may_retry => {
                 // A writer replaced the array between our reads: read the new one.
                 match reply_bytes(current, &key)? {
                     None => Ok(Step::Done(None)),
                     Some(v) if v[..] != m.to_bytes()[..] => decode_or_follow(key, v, limits, false),
-                    Some(_) => assemble(&key, &m, Value::Nil).map(|_| Step::Done(None)),
+                    Some(_) => Err(e),
                 }
             }
             Err(e) => Err(e),
