@@ -139,7 +139,7 @@ def write(r):
         for shape in SHAPES:
             a = expected(dtype, shape)
             for order in ("C", "F"):
-                arr = np.asfortranarray(a) if order == "F" and a.ndim > 1 else np.ascontiguousarray(a)
+                arr = a.copy(order=order)
                 for variant in ("npy-le", "npy-be", "lz4", "zlib"):
                     x = arr
                     if variant == "npy-be":
