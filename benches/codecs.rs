@@ -42,7 +42,10 @@ fn datasets() -> Vec<Dataset> {
     let counts = data::poisson_i32(2, 3.0, N);
     let arrays = [
         ("normal f64 (8 MB)", RawArray::from_vec(vec![N], normal)),
-        ("normal f64, 2 decimals (8 MB)", RawArray::from_vec(vec![N], rounded)),
+        (
+            "normal f64, 2 decimals (8 MB)",
+            RawArray::from_vec(vec![N], rounded),
+        ),
         ("poisson(3) i32 (4 MB)", RawArray::from_vec(vec![N], counts)),
     ];
     arrays
@@ -123,7 +126,11 @@ fn print_ratio_table(sets: &[Dataset], codecs: &[Box<dyn ArrayCodec>]) {
     eprintln!("{t}");
 }
 
-fn bench_dataset(g: &mut BenchmarkGroup<'_, WallTime>, d: &Dataset, codecs: &[Box<dyn ArrayCodec>]) {
+fn bench_dataset(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    d: &Dataset,
+    codecs: &[Box<dyn ArrayCodec>],
+) {
     let src = d.raw.data().as_ref();
     g.bench_function("memcpy/to_vec", |b| b.iter(|| memcpy_fresh(src)));
     let mut dst = vec![0u8; src.len()];

@@ -81,7 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("waiting for the TTL (2 s) to expire...");
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let (_, hit) = cache.get_or_compute(1).await?;
-    println!("after expiry seed 1: {}", if hit { "hit" } else { "miss (expired)" });
+    println!(
+        "after expiry seed 1: {}",
+        if hit { "hit" } else { "miss (expired)" }
+    );
     assert!(!hit);
     Ok(())
 }

@@ -26,7 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. A 2-d float32 array as a plain .npy value (numpy.load reads it as is).
     let store = ArrayStore::new("quickstart");
-    let embeddings = Array2::<f32>::from_shape_fn((1000, 128), |(i, j)| (i * 128 + j) as f32 * 0.001);
+    let embeddings =
+        Array2::<f32>::from_shape_fn((1000, 128), |(i, j)| (i * 128 + j) as f32 * 0.001);
     let t = Instant::now();
     store.put(&mut con, "embeddings", &embeddings)?;
     let back: Array2<f32> = store.get_as(&mut con, "embeddings")?.ok_or("missing")?;
@@ -53,7 +54,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. Any store reads any codec; a missing key is Ok(None); a wrong dtype is an error.
     let raw = store.get(&mut con, "counts")?.ok_or("missing")?;
-    println!("read back with a plain store: {} {:?}", raw.dtype(), raw.shape());
+    println!(
+        "read back with a plain store: {} {:?}",
+        raw.dtype(),
+        raw.shape()
+    );
     assert!(store.get(&mut con, "nope")?.is_none());
     let wrong: redstash::Result<Option<Array1<f64>>> = store.get_as(&mut con, "counts");
     println!("asking for float64: {}", wrong.unwrap_err());
@@ -65,7 +70,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.put_many(&mut con, &items)?;
     let names: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
     let got = store.get_many(&mut con, &names)?;
-    println!("get_many: {} arrays, all present: {}", got.len(), got.iter().all(Option::is_some));
+    println!(
+        "get_many: {} arrays, all present: {}",
+        got.len(),
+        got.iter().all(Option::is_some)
+    );
     println!("quickstart ok");
     Ok(())
 }

@@ -397,7 +397,9 @@ mod tests {
 
     #[test]
     fn new_checks_length() {
-        assert!(RawArray::new(DType::F64, vec![2], Order::C, Bytes::from_static(&[0; 15])).is_err());
+        assert!(
+            RawArray::new(DType::F64, vec![2], Order::C, Bytes::from_static(&[0; 15])).is_err()
+        );
         assert!(RawArray::new(DType::F64, vec![2], Order::C, Bytes::from_static(&[0; 16])).is_ok());
         assert!(RawArray::new(DType::F64, vec![usize::MAX, 2], Order::C, Bytes::new()).is_err());
     }
@@ -420,7 +422,10 @@ mod tests {
         );
         let strided = a.slice(s![.., ..;2, ..;-1]);
         let raw = RawArray::from_ndarray(&strided);
-        assert_eq!(raw.into_ndarray::<i32, IxDyn>().unwrap(), strided.into_dyn());
+        assert_eq!(
+            raw.into_ndarray::<i32, IxDyn>().unwrap(),
+            strided.into_dyn()
+        );
         assert!(matches!(
             raw.into_ndarray::<i32, ndarray::Ix2>(),
             Err(Error::ShapeMismatch { .. })

@@ -357,7 +357,9 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_descr() {
-        for bad in ["", "<", "<f3", "|f8", "<U10", "O", "<M8[ns]", "V16", "<i16x"] {
+        for bad in [
+            "", "<", "<f3", "|f8", "<U10", "O", "<M8[ns]", "V16", "<i16x",
+        ] {
             assert!(
                 matches!(DType::parse_descr(bad), Err(Error::UnsupportedDType(_))),
                 "{bad}"

@@ -67,24 +67,37 @@ fn typed_get_checks_dtype_and_ndim() {
         let store = ArrayStore::new("typed");
         let a = ndarray::Array2::<f32>::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f32);
         call!(con, store.put / put_async("a", &a)).unwrap();
-        let back: Option<ndarray::Array2<f32>> = call!(con, store.get_as / get_as_async("a")).unwrap();
+        let back: Option<ndarray::Array2<f32>> =
+            call!(con, store.get_as / get_as_async("a")).unwrap();
         assert_eq!(back, Some(a.clone()), "{backend:?}");
-        let dynamic: Option<ndarray::ArrayD<f32>> = call!(con, store.get_as / get_as_async("a")).unwrap();
+        let dynamic: Option<ndarray::ArrayD<f32>> =
+            call!(con, store.get_as / get_as_async("a")).unwrap();
         assert_eq!(dynamic.unwrap().shape(), &[3, 4]);
-        let wrong: redstash::Result<Option<ndarray::Array2<f64>>> = call!(con, store.get_as / get_as_async("a"));
-        assert!(matches!(wrong, Err(Error::DTypeMismatch { .. })), "{backend:?}");
-        let wrong: redstash::Result<Option<ndarray::Array3<f32>>> = call!(con, store.get_as / get_as_async("a"));
-        assert!(matches!(wrong, Err(Error::ShapeMismatch { .. })), "{backend:?}");
-        let missing: Option<ndarray::Array2<f32>> = call!(con, store.get_as / get_as_async("nope")).unwrap();
+        let wrong: redstash::Result<Option<ndarray::Array2<f64>>> =
+            call!(con, store.get_as / get_as_async("a"));
+        assert!(
+            matches!(wrong, Err(Error::DTypeMismatch { .. })),
+            "{backend:?}"
+        );
+        let wrong: redstash::Result<Option<ndarray::Array3<f32>>> =
+            call!(con, store.get_as / get_as_async("a"));
+        assert!(
+            matches!(wrong, Err(Error::ShapeMismatch { .. })),
+            "{backend:?}"
+        );
+        let missing: Option<ndarray::Array2<f32>> =
+            call!(con, store.get_as / get_as_async("nope")).unwrap();
         assert!(missing.is_none());
         // Fortran-order and strided inputs keep their logical values.
         let f = a.t().to_owned();
         call!(con, store.put / put_async("t", &a.t())).unwrap();
-        let back: Option<ndarray::Array2<f32>> = call!(con, store.get_as / get_as_async("t")).unwrap();
+        let back: Option<ndarray::Array2<f32>> =
+            call!(con, store.get_as / get_as_async("t")).unwrap();
         assert_eq!(back.unwrap(), f);
         let s = a.slice(ndarray::s![..;2, ..;-1]);
         call!(con, store.put / put_async("s", &s)).unwrap();
-        let back: Option<ndarray::Array2<f32>> = call!(con, store.get_as / get_as_async("s")).unwrap();
+        let back: Option<ndarray::Array2<f32>> =
+            call!(con, store.get_as / get_as_async("s")).unwrap();
         assert_eq!(back.unwrap(), s);
     });
 }
@@ -93,19 +106,31 @@ fn typed_get_checks_dtype_and_ndim() {
 fn missing_delete_exists_and_prefix() {
     each_backend(|backend, mut con| async move {
         let store = ArrayStore::new("p");
-        assert_eq!(call!(con, store.get / get_async("x")).unwrap(), None, "{backend:?}");
+        assert_eq!(
+            call!(con, store.get / get_async("x")).unwrap(),
+            None,
+            "{backend:?}"
+        );
         assert!(!call!(con, store.exists / exists_async("x")).unwrap());
         assert!(!call!(con, store.delete / delete_async("x")).unwrap());
         let a = sample(redstash::DType::I64, &[4], Order::C);
         call!(con, store.put / put_async("x", &a)).unwrap();
         assert!(call!(con, store.exists / exists_async("x")).unwrap());
         let raw: Vec<u8> = con.raw(redis::cmd("GET").arg("p:x")).await.unwrap();
-        assert!(raw.starts_with(b"\x93NUMPY"), "stored under prefix:name as .npy");
+        assert!(
+            raw.starts_with(b"\x93NUMPY"),
+            "stored under prefix:name as .npy"
+        );
         assert!(call!(con, store.delete / delete_async("x")).unwrap());
         assert!(!call!(con, store.exists / exists_async("x")).unwrap());
         let bare = ArrayStore::new("");
         call!(con, bare.put / put_async("bare", &a)).unwrap();
-        assert_eq!(con.raw::<i64>(redis::cmd("EXISTS").arg("bare")).await.unwrap(), 1);
+        assert_eq!(
+            con.raw::<i64>(redis::cmd("EXISTS").arg("bare"))
+                .await
+                .unwrap(),
+            1
+        );
     });
 }
 
@@ -129,9 +154,16 @@ fn ttl_is_set_with_the_value() {
 #[test]
 fn put_many_and_get_many_in_order_with_missing() {
     each_backend(|backend, mut con| async move {
-        let store = ArrayStore::new("many").with_codec(Compressed::lz4()).ttl(Duration::from_secs(60));
+        let store = ArrayStore::new("many")
+            .with_codec(Compressed::lz4())
+            .ttl(Duration::from_secs(60));
         let items: Vec<(String, RawArray)> = (0..200)
-            .map(|i| (format!("k{i}"), sample(redstash::DType::F64, &[i % 7, 3], Order::C)))
+            .map(|i| {
+                (
+                    format!("k{i}"),
+                    sample(redstash::DType::F64, &[i % 7, 3], Order::C),
+                )
+            })
             .collect();
         call!(con, store.put_many / put_many_async(&items)).unwrap();
         let mut names: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
@@ -146,13 +178,23 @@ fn put_many_and_get_many_in_order_with_missing() {
         let pttl: i64 = con.raw(redis::cmd("PTTL").arg("many:k3")).await.unwrap();
         assert!(pttl > 0);
         let empty: Vec<String> = Vec::new();
-        assert!(call!(con, store.get_many / get_many_async(&empty)).unwrap().is_empty());
+        assert!(
+            call!(con, store.get_many / get_many_async(&empty))
+                .unwrap()
+                .is_empty()
+        );
     });
 }
 
+/// A predicate on the error a bad value must produce.
+type ErrorCheck = fn(&Error) -> bool;
+
 /// Replace the first `from` in `hay` by `to`.
 fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let i = hay.windows(from.len()).position(|w| w == from).expect("pattern present");
+    let i = hay
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern present");
     [&hay[..i], to, &hay[i + from.len()..]].concat()
 }
 
@@ -164,13 +206,22 @@ async fn count_keys(con: &mut Conn, pattern: &str) -> usize {
 #[test]
 fn large_arrays_are_chunked_with_manifest_last_and_cleaned_up() {
     each_backend(|backend, mut con| async move {
-        let store = ArrayStore::new("big").chunk_size(1000).ttl(Duration::from_secs(100));
+        let store = ArrayStore::new("big")
+            .chunk_size(1000)
+            .ttl(Duration::from_secs(100));
         let a = sample(redstash::DType::F64, &[40, 30], Order::C); // 9600 B + header
         call!(con, store.put / put_async("a", &a)).unwrap();
-        assert_eq!(count_keys(&mut con, "{big:a}:chunk:*").await, 10, "{backend:?}");
+        assert_eq!(
+            count_keys(&mut con, "{big:a}:chunk:*").await,
+            10,
+            "{backend:?}"
+        );
         let pttl: i64 = con.raw(redis::cmd("PTTL").arg("big:a")).await.unwrap();
         assert!(pttl > 0);
-        assert_eq!(call!(con, store.get / get_async("a")).unwrap().as_ref(), Some(&a));
+        assert_eq!(
+            call!(con, store.get / get_async("a")).unwrap().as_ref(),
+            Some(&a)
+        );
         // get_many mixes chunked and plain values.
         let small = sample(redstash::DType::I8, &[3], Order::C);
         call!(con, store.put / put_async("s", &small)).unwrap();
@@ -195,7 +246,10 @@ fn large_arrays_are_chunked_with_manifest_last_and_cleaned_up() {
         assert_eq!(got, vec![Some(a.clone()), Some(small.clone())]);
         // A missing chunk is reported, with which one.
         call!(con, store.put / put_async("c", &a)).unwrap();
-        let keys: Vec<String> = con.raw(redis::cmd("KEYS").arg("{big:c}:chunk:*:3")).await.unwrap();
+        let keys: Vec<String> = con
+            .raw(redis::cmd("KEYS").arg("{big:c}:chunk:*:3"))
+            .await
+            .unwrap();
         let _: i64 = con.raw(redis::cmd("DEL").arg(&keys[0])).await.unwrap();
         match call!(con, store.get / get_async("c")) {
             Err(Error::MissingChunks { key, missing }) => {
@@ -215,7 +269,11 @@ fn any_store_reads_any_codec() {
             let w = ArrayStore::new("x").with_codec(codec);
             call!(con, w.put / put_async("v", &a)).unwrap();
             let r = ArrayStore::new("x");
-            assert_eq!(call!(con, r.get / get_async("v")).unwrap().as_ref(), Some(&a), "{backend:?}");
+            assert_eq!(
+                call!(con, r.get / get_async("v")).unwrap().as_ref(),
+                Some(&a),
+                "{backend:?}"
+            );
         }
     });
 }
@@ -237,7 +295,10 @@ fn bad_values_are_typed_errors() {
             ("truncated", good[..good.len() - 3].to_vec()),
             ("text", b"hello world".to_vec()),
             ("trailing", [&good[..], b"xx"].concat()),
-            ("lz4-garbage", [&[0x04u8, 0x22, 0x4d, 0x18][..], &[0u8; 20]].concat()),
+            (
+                "lz4-garbage",
+                [&[0x04u8, 0x22, 0x4d, 0x18][..], &[0u8; 20]].concat(),
+            ),
             ("empty", Vec::new()),
         ];
         for (k, v) in &cases {
@@ -249,7 +310,7 @@ fn bad_values_are_typed_errors() {
         let _: () = con.raw(&set("huge", &huge)).await.unwrap();
         let obj = replace(&good, b"'<f8'", b"'|O8'");
         let _: () = con.raw(&set("object", &obj)).await.unwrap();
-        let mut checks: Vec<(&str, fn(&Error) -> bool)> = vec![
+        let mut checks: Vec<(&str, ErrorCheck)> = vec![
             ("truncated", |e| matches!(e, Error::Truncated { .. })),
             ("text", |e| matches!(e, Error::NotAnArray { .. })),
             ("trailing", |e| matches!(e, Error::Corrupt { .. })),
@@ -266,9 +327,16 @@ fn bad_values_are_typed_errors() {
             }
         }
         // WRONGTYPE keeps its key.
-        let _: i64 = con.raw(redis::cmd("LPUSH").arg("list").arg("x")).await.unwrap();
+        let _: i64 = con
+            .raw(redis::cmd("LPUSH").arg("list").arg("x"))
+            .await
+            .unwrap();
         match call!(con, store.get / get_async("list")) {
-            Err(Error::Redis { kind: RedisErrorKind::WrongType, key: Some(k), .. }) => assert_eq!(k, "list"),
+            Err(Error::Redis {
+                kind: RedisErrorKind::WrongType,
+                key: Some(k),
+                ..
+            }) => assert_eq!(k, "list"),
             other => panic!("{backend:?}: {other:?}"),
         }
         // The connection is still usable after all of it.
@@ -288,13 +356,24 @@ fn server_errors_oom_auth_and_down() {
             call!(con, store.put / put_async("a", &small)).unwrap();
             let big = RawArray::from_vec(vec![8 << 20], vec![7u8; 8 << 20]).unwrap();
             match call!(con, store.put / put_async("a", &big)) {
-                Err(e) => assert_eq!(e.redis_kind(), Some(RedisErrorKind::OutOfMemory), "{backend:?} {e}"),
+                Err(e) => assert_eq!(
+                    e.redis_kind(),
+                    Some(RedisErrorKind::OutOfMemory),
+                    "{backend:?} {e}"
+                ),
                 Ok(()) => panic!("{backend:?}: 8 MB write under a 3 MB maxmemory succeeded"),
             }
-            assert_eq!(call!(con, store.get / get_async("a")).unwrap(), Some(small.clone()));
+            assert_eq!(
+                call!(con, store.get / get_async("a")).unwrap(),
+                Some(small.clone())
+            );
             let chunked = ArrayStore::new("oom").chunk_size(512 << 10);
             assert!(call!(con, chunked.put / put_async("a", &big)).is_err());
-            assert_eq!(count_keys(&mut con, "*chunk*").await, 0, "{backend:?}: chunks left behind");
+            assert_eq!(
+                count_keys(&mut con, "*chunk*").await,
+                0,
+                "{backend:?}: chunks left behind"
+            );
             assert_eq!(call!(con, store.get / get_async("a")).unwrap(), Some(small));
 
             // Auth: a connection without the password gets an Auth error.
@@ -305,7 +384,11 @@ fn server_errors_oom_auth_and_down() {
                 call!(con, store.get / get_async("a"))
             }
             .await;
-            assert_eq!(res.unwrap_err().redis_kind(), Some(RedisErrorKind::Auth), "{backend:?}");
+            assert_eq!(
+                res.unwrap_err().redis_kind(),
+                Some(RedisErrorKind::Auth),
+                "{backend:?}"
+            );
             let mut con = Conn::open(backend, &srv.url()).await.unwrap();
             assert_eq!(call!(con, store.get / get_async("a")).unwrap(), None);
 
@@ -314,7 +397,11 @@ fn server_errors_oom_auth_and_down() {
             let mut con = Conn::open(backend, &srv.url()).await.unwrap();
             srv.stop();
             let err = call!(con, store.get / get_async("a")).unwrap_err();
-            assert_eq!(err.redis_kind(), Some(RedisErrorKind::Connection), "{backend:?}: {err:?}");
+            assert_eq!(
+                err.redis_kind(),
+                Some(RedisErrorKind::Connection),
+                "{backend:?}: {err:?}"
+            );
         });
     }
 }
@@ -322,15 +409,25 @@ fn server_errors_oom_auth_and_down() {
 #[test]
 fn recipe_layout_round_trips_and_reports_half_written_values() {
     each_backend(|backend, mut con| async move {
-        for c in [Compression::None, Compression::Lz4, Compression::Zlib { level: 6 }] {
-            let store = RecipeStore::new("r").compression(c).ttl(Duration::from_secs(60));
+        for c in [
+            Compression::None,
+            Compression::Lz4,
+            Compression::Zlib { level: 6 },
+        ] {
+            let store = RecipeStore::new("r")
+                .compression(c)
+                .ttl(Duration::from_secs(60));
             for dtype in ALL_DTYPES {
                 for order in [Order::C, Order::F] {
                     let a = sample(dtype, &[3, 4], order);
                     call!(con, store.put / put_async("a", &a)).unwrap();
                     let back = call!(con, store.get / get_async("a")).unwrap().unwrap();
                     assert_eq!(back.order(), Order::C);
-                    assert_eq!(back.data()[..], sample(dtype, &[3, 4], Order::C).data()[..], "{backend:?} {c:?} {dtype}");
+                    assert_eq!(
+                        back.data()[..],
+                        sample(dtype, &[3, 4], Order::C).data()[..],
+                        "{backend:?} {c:?} {dtype}"
+                    );
                 }
             }
             let meta: String = con.raw(redis::cmd("GET").arg("r:a:meta")).await.unwrap();
@@ -340,11 +437,26 @@ fn recipe_layout_round_trips_and_reports_half_written_values() {
         }
         let store = RecipeStore::new("r");
         assert_eq!(call!(con, store.get / get_async("none")).unwrap(), None);
-        let _: () = con.raw(redis::cmd("SET").arg("r:half:data").arg("xx")).await.unwrap();
-        assert!(matches!(call!(con, store.get / get_async("half")), Err(Error::NotAnArray { .. })));
-        let _: () = con.raw(redis::cmd("SET").arg("r:bad:data").arg("xx")).await.unwrap();
-        let _: () = con.raw(redis::cmd("SET").arg("r:bad:meta").arg("{not json")).await.unwrap();
-        assert!(matches!(call!(con, store.get / get_async("bad")), Err(Error::NotAnArray { .. })));
+        let _: () = con
+            .raw(redis::cmd("SET").arg("r:half:data").arg("xx"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            call!(con, store.get / get_async("half")),
+            Err(Error::NotAnArray { .. })
+        ));
+        let _: () = con
+            .raw(redis::cmd("SET").arg("r:bad:data").arg("xx"))
+            .await
+            .unwrap();
+        let _: () = con
+            .raw(redis::cmd("SET").arg("r:bad:meta").arg("{not json"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            call!(con, store.get / get_async("bad")),
+            Err(Error::NotAnArray { .. })
+        ));
         assert!(call!(con, store.exists / exists_async("a")).unwrap());
         assert!(call!(con, store.delete / delete_async("a")).unwrap());
         assert!(!call!(con, store.exists / exists_async("a")).unwrap());

@@ -31,7 +31,19 @@ fn array_put_inspect_get_round_trip() {
     std::fs::write(&input, Npy.encode(&a.as_array_ref()).unwrap()).unwrap();
     let url = srv.url();
 
-    let (code, out, err) = redstash(&url, &["array", "put", "a", input.to_str().unwrap(), "--codec", "zlib:1", "--ttl", "100"]);
+    let (code, out, err) = redstash(
+        &url,
+        &[
+            "array",
+            "put",
+            "a",
+            input.to_str().unwrap(),
+            "--codec",
+            "zlib:1",
+            "--ttl",
+            "100",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
 
     let (code, out, err) = redstash(&url, &["--json", "inspect", "a"]);
@@ -47,7 +59,9 @@ fn array_put_inspect_get_round_trip() {
     let output = dir.path().join("out.npy");
     let (code, _, err) = redstash(&url, &["array", "get", "a", "-o", output.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let back = redstash::codec::decode_array(std::fs::read(&output).unwrap().into(), &Default::default()).unwrap();
+    let back =
+        redstash::codec::decode_array(std::fs::read(&output).unwrap().into(), &Default::default())
+            .unwrap();
     assert_eq!(back, a);
 
     // Text output of inspect names the essentials.
@@ -63,7 +77,10 @@ fn exit_codes_mean_something() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = redstash(&url, &["inspect", "missing"]);
     assert_eq!(code, 3, "{err}");
-    let (code, out, _) = redstash(&url, &["--json", "array", "get", "missing", "-o", "/dev/null"]);
+    let (code, out, _) = redstash(
+        &url,
+        &["--json", "array", "get", "missing", "-o", "/dev/null"],
+    );
     assert_eq!(code, 3);
     assert!(out.contains("not found"));
     let bad = dir.path().join("bad.npy");
@@ -71,12 +88,27 @@ fn exit_codes_mean_something() {
     let (code, _, err) = redstash(&url, &["array", "put", "k", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown format"), "{err}");
-    let (code, _, _) = redstash(&url, &["array", "put", "k", bad.to_str().unwrap(), "--codec", "brotli"]);
+    let (code, _, _) = redstash(
+        &url,
+        &[
+            "array",
+            "put",
+            "k",
+            bad.to_str().unwrap(),
+            "--codec",
+            "brotli",
+        ],
+    );
     assert_eq!(code, 1);
     let (code, _, _) = redstash(&url, &["frobnicate"]);
     assert_eq!(code, 2);
     let mut c = srv.client().unwrap().get_connection().unwrap();
-    let _: () = redis::cmd("HSET").arg("h").arg("f").arg("v").query(&mut c).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
     let (code, _, err) = redstash(&url, &["inspect", "h"]);
     assert_eq!(code, 1);
     assert!(err.contains("hash"), "{err}");

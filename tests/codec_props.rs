@@ -24,7 +24,11 @@ fn arb_array() -> impl Strategy<Value = RawArray> {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                *b = if dtype == redstash::DType::Bool { (x & 1) as u8 } else { x as u8 };
+                *b = if dtype == redstash::DType::Bool {
+                    (x & 1) as u8
+                } else {
+                    x as u8
+                };
             }
             let order = if f { Order::F } else { Order::C };
             RawArray::new(dtype, shape, order, bytes.into()).unwrap()
@@ -37,7 +41,10 @@ fn codec(i: usize) -> Box<dyn ArrayCodec> {
         1 => Box::new(Compressed::lz4()),
         2 => Box::new(Compressed::zlib(1)),
         3 if cfg!(feature = "zstd") => Box::new(Compressed::zstd(1)),
-        _ => Box::new(Compressed::new(Compressed::lz4(), Compression::Zlib { level: 6 })),
+        _ => Box::new(Compressed::new(
+            Compressed::lz4(),
+            Compression::Zlib { level: 6 },
+        )),
     }
 }
 

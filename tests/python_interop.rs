@@ -26,7 +26,12 @@ fn python() -> PathBuf {
 
 fn run_py(mode: &str, url: &str) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/interop.py");
-    let out = Command::new(python()).arg(&script).arg(mode).arg(url).output().expect("run python");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(mode)
+        .arg(url)
+        .output()
+        .expect("run python");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -40,12 +45,20 @@ fn shape_name(shape: &[usize]) -> String {
     if shape.is_empty() {
         "s".into()
     } else {
-        shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
     }
 }
 
 fn parse_shape(s: &str) -> Vec<usize> {
-    if s == "s" { vec![] } else { s.split('x').map(|d| d.parse().unwrap()).collect() }
+    if s == "s" {
+        vec![]
+    } else {
+        s.split('x').map(|d| d.parse().unwrap()).collect()
+    }
 }
 
 const SHAPES: &[&[usize]] = &[&[], &[0], &[5], &[2, 3], &[2, 3, 4], &[1, 2, 1, 2, 3, 2]];
@@ -54,8 +67,11 @@ const SHAPES: &[&[usize]] = &[&[], &[0], &[5], &[2, 3], &[2, 3, 4], &[1, 2, 1, 2
 fn numpy_reads_what_redstash_wrote() {
     let srv = server();
     let mut con = srv.client().unwrap().get_connection().unwrap();
-    let mut codecs: Vec<Box<dyn ArrayCodec>> =
-        vec![Box::new(Npy), Box::new(Compressed::lz4()), Box::new(Compressed::zlib(6))];
+    let mut codecs: Vec<Box<dyn ArrayCodec>> = vec![
+        Box::new(Npy),
+        Box::new(Compressed::lz4()),
+        Box::new(Compressed::zlib(6)),
+    ];
     if cfg!(feature = "zstd") {
         codecs.push(Box::new(Compressed::zstd(3)));
     }
@@ -68,17 +84,25 @@ fn numpy_reads_what_redstash_wrote() {
                 for order in [Order::C, Order::F] {
                     let o = if order == Order::C { "C" } else { "F" };
                     let key = format!("{cname}:{dtype}:{}:{o}", shape_name(shape));
-                    store.put(&mut con, &key, &sample(dtype, shape, order)).unwrap();
+                    store
+                        .put(&mut con, &key, &sample(dtype, shape, order))
+                        .unwrap();
                     n += 1;
                 }
             }
         }
     }
-    for (cname, c) in [("none", Compression::None), ("lz4", Compression::Lz4), ("zlib", Compression::Zlib { level: 6 })] {
+    for (cname, c) in [
+        ("none", Compression::None),
+        ("lz4", Compression::Lz4),
+        ("zlib", Compression::Zlib { level: 6 }),
+    ] {
         let store = RecipeStore::new("rsrecipe").compression(c);
         for dtype in ALL_DTYPES {
             let key = format!("{cname}:{dtype}:2x3");
-            store.put(&mut con, &key, &sample(dtype, &[2, 3], Order::F)).unwrap();
+            store
+                .put(&mut con, &key, &sample(dtype, &[2, 3], Order::F))
+                .unwrap();
         }
     }
     assert!(n > 300);
@@ -97,12 +121,16 @@ fn redstash_reads_what_numpy_wrote() {
         let parts: Vec<&str> = key.split(':').collect();
         let dtype: DType = parts[2].parse().unwrap();
         let shape = parse_shape(parts[3]);
-        let got = store.get(&mut con, key).unwrap().unwrap_or_else(|| panic!("{key} missing"));
+        let got = store
+            .get(&mut con, key)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{key} missing"));
         let want = sample(dtype, &shape, Order::C);
         assert_eq!(got.dtype(), dtype, "{key}");
         assert_eq!(got.shape(), &shape[..], "{key}");
         // Compare logical values in C order, whatever order numpy stored.
-        let got_bytes = redstash::RawArray::new(dtype, shape.clone(), got.order(), got.data().clone()).unwrap();
+        let got_bytes =
+            redstash::RawArray::new(dtype, shape.clone(), got.order(), got.data().clone()).unwrap();
         let c = c_order(&got_bytes);
         assert_eq!(c, want.data().to_vec(), "{key}");
         if parts[4] == "F" && shape.len() > 1 {
@@ -110,16 +138,27 @@ fn redstash_reads_what_numpy_wrote() {
         }
     }
     let recipe = RecipeStore::new("pyrecipe");
-    let metas: Vec<String> = redis::cmd("KEYS").arg("pyrecipe:*:meta").query(&mut con).unwrap();
+    let metas: Vec<String> = redis::cmd("KEYS")
+        .arg("pyrecipe:*:meta")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(metas.len(), ALL_DTYPES.len() * 6 * 3);
     for m in metas {
-        let name = m.strip_prefix("pyrecipe:").unwrap().strip_suffix(":meta").unwrap();
+        let name = m
+            .strip_prefix("pyrecipe:")
+            .unwrap()
+            .strip_suffix(":meta")
+            .unwrap();
         let parts: Vec<&str> = name.split(':').collect();
         let dtype: DType = parts[1].parse().unwrap();
         let shape = parse_shape(parts[2]);
         let got = recipe.get(&mut con, name).unwrap().unwrap();
         assert_eq!(got.shape(), &shape[..], "{name}");
-        assert_eq!(got.data()[..], sample(dtype, &shape, Order::C).data()[..], "{name}");
+        assert_eq!(
+            got.data()[..],
+            sample(dtype, &shape, Order::C).data()[..],
+            "{name}"
+        );
     }
 }
 

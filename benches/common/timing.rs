@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 /// which runs every benchmark once as a smoke test).
 pub fn benchmarking() -> bool {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench")
-        && !args.iter().any(|a| a == "--test" || a == "--list")
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list")
 }
 
 /// Median wall time of `f` over `runs` runs (after one untimed warm-up run).
@@ -29,7 +28,12 @@ pub fn median(runs: usize, mut f: impl FnMut()) -> Duration {
 
 /// Like [`median`], with the number of runs picked from one timed trial so that a
 /// measurement takes about `budget` (between `min_runs` and `max_runs` runs).
-pub fn median_within(budget: Duration, min_runs: usize, max_runs: usize, mut f: impl FnMut()) -> Duration {
+pub fn median_within(
+    budget: Duration,
+    min_runs: usize,
+    max_runs: usize,
+    mut f: impl FnMut(),
+) -> Duration {
     let t = Instant::now();
     f();
     let one = t.elapsed().max(Duration::from_nanos(1));

@@ -50,10 +50,16 @@ impl Compression {
             ("none" | "raw" | "npy", None) => Compression::None,
             ("lz4", None) => Compression::Lz4,
             ("zlib", l) => Compression::Zlib {
-                level: l.map(|l| l.parse().map_err(|_| bad())).transpose()?.unwrap_or(6),
+                level: l
+                    .map(|l| l.parse().map_err(|_| bad()))
+                    .transpose()?
+                    .unwrap_or(6),
             },
             ("zstd", l) => Compression::Zstd {
-                level: l.map(|l| l.parse().map_err(|_| bad())).transpose()?.unwrap_or(3),
+                level: l
+                    .map(|l| l.parse().map_err(|_| bad()))
+                    .transpose()?
+                    .unwrap_or(3),
             },
             _ => return Err(bad()),
         };
@@ -100,7 +106,8 @@ impl Compression {
                     .block_size(lz4_flex::frame::BlockSize::Max4MB);
                 let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
                 body(&mut enc)?;
-                enc.finish().map_err(|e| Error::corrupt("lz4", e.to_string()))?;
+                enc.finish()
+                    .map_err(|e| Error::corrupt("lz4", e.to_string()))?;
             }
             Compression::Zlib { level } => {
                 let mut enc = flate2::write::ZlibEncoder::new(out, flate2::Compression::new(level));
@@ -134,7 +141,9 @@ impl Compression {
 const MAX_PREALLOC_RATIO: u64 = 64;
 
 fn initial_capacity(declared: Option<u64>, input_len: usize, cap: u64) -> usize {
-    let bound = (input_len as u64).saturating_mul(MAX_PREALLOC_RATIO).min(cap);
+    let bound = (input_len as u64)
+        .saturating_mul(MAX_PREALLOC_RATIO)
+        .min(cap);
     declared.unwrap_or(input_len as u64 * 3).min(bound) as usize
 }
 
@@ -182,7 +191,10 @@ fn inflate_zlib(input: &[u8], cap: u64) -> Result<Vec<u8>> {
             .map_err(|e| Error::corrupt("zlib", e.to_string()))?;
         match status {
             Status::StreamEnd => break,
-            _ if d.total_in() == in_before && out.len() == out_before && out.len() < out.capacity() => {
+            _ if d.total_in() == in_before
+                && out.len() == out_before
+                && out.len() < out.capacity() =>
+            {
                 return Err(Error::corrupt("zlib", "stream ends before its end marker"));
             }
             _ => {}
@@ -191,7 +203,10 @@ fn inflate_zlib(input: &[u8], cap: u64) -> Result<Vec<u8>> {
     if (d.total_in() as usize) < input.len() {
         return Err(Error::corrupt(
             "zlib",
-            format!("{} bytes after the end of the stream", input.len() - d.total_in() as usize),
+            format!(
+                "{} bytes after the end of the stream",
+                input.len() - d.total_in() as usize
+            ),
         ));
     }
     Ok(out)
@@ -230,7 +245,12 @@ pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
                 return Err(Error::corrupt("lz4", "frame ends before its end mark"));
             }
             let cap_now = initial_capacity(declared, input.len(), cap);
-            let out = read_capped("lz4", lz4_flex::frame::FrameDecoder::new(input), cap_now, cap)?;
+            let out = read_capped(
+                "lz4",
+                lz4_flex::frame::FrameDecoder::new(input),
+                cap_now,
+                cap,
+            )?;
             if let Some(d) = declared.filter(|&d| d != out.len() as u64) {
                 return Err(Error::corrupt(
                     "lz4",
@@ -242,14 +262,21 @@ pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
         Format::Zlib => inflate_zlib(input, cap),
         #[cfg(feature = "zstd")]
         Format::Zstd => {
-            let declared = zstd::zstd_safe::get_frame_content_size(input).ok().flatten();
+            let declared = zstd::zstd_safe::get_frame_content_size(input)
+                .ok()
+                .flatten();
             if let Some(d) = declared.filter(|&d| d > cap) {
                 return Err(Error::TooLarge { declared: d, cap });
             }
             let dec = zstd::stream::read::Decoder::with_buffer(input)
                 .map_err(|e| Error::corrupt("zstd", e.to_string()))?
                 .single_frame();
-            read_capped("zstd", dec, initial_capacity(declared, input.len(), cap), cap)
+            read_capped(
+                "zstd",
+                dec,
+                initial_capacity(declared, input.len(), cap),
+                cap,
+            )
         }
         #[cfg(not(feature = "zstd"))]
         Format::Zstd => Err(Error::FeatureDisabled("zstd")),
@@ -266,8 +293,14 @@ mod tests {
 
     #[test]
     fn round_trips_and_caps() {
-        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
-        let mut kinds = vec![Compression::Lz4, Compression::Zlib { level: 1 }, Compression::Zlib { level: 9 }];
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let mut kinds = vec![
+            Compression::Lz4,
+            Compression::Zlib { level: 1 },
+            Compression::Zlib { level: 9 },
+        ];
         if cfg!(feature = "zstd") {
             kinds.push(Compression::Zstd { level: 3 });
         }
@@ -275,9 +308,15 @@ mod tests {
             let z = c.compress(&data).unwrap();
             let f = Format::sniff(&z);
             assert_eq!(decompress(f, &z, u64::MAX).unwrap(), data, "{c:?}");
-            assert!(matches!(decompress(f, &z, 1000), Err(Error::TooLarge { .. })), "{c:?}");
+            assert!(
+                matches!(decompress(f, &z, 1000), Err(Error::TooLarge { .. })),
+                "{c:?}"
+            );
             let cut = &z[..z.len() / 2];
-            assert!(decompress(f, cut, u64::MAX).is_err(), "{c:?} truncated accepted");
+            assert!(
+                decompress(f, cut, u64::MAX).is_err(),
+                "{c:?} truncated accepted"
+            );
         }
     }
 
@@ -286,12 +325,18 @@ mod tests {
         let mut z = Compression::Lz4.compress(b"hello world").unwrap();
         // content size field sits at 6..14 when the flag is set.
         z[6..14].copy_from_slice(&(1u64 << 42).to_le_bytes());
-        assert!(matches!(decompress(Format::Lz4Frame, &z, 1 << 32), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            decompress(Format::Lz4Frame, &z, 1 << 32),
+            Err(Error::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn parses_names() {
-        assert_eq!(Compression::parse("zlib:1").unwrap(), Compression::Zlib { level: 1 });
+        assert_eq!(
+            Compression::parse("zlib:1").unwrap(),
+            Compression::Zlib { level: 1 }
+        );
         assert_eq!(Compression::parse("LZ4").unwrap(), Compression::Lz4);
         assert!(Compression::parse("zlib:12").is_err());
         assert!(Compression::parse("brotli").is_err());

@@ -159,19 +159,17 @@ impl<C: ArrayCodec> ArrayCodec for Compressed<C> {
     }
     fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
         self.compression.validate()?;
-        let len = self
-            .inner
-            .exact_len(array)
-            .unwrap_or(array.nbytes());
+        let len = self.inner.exact_len(array).unwrap_or(array.nbytes());
         let mut err = None;
-        self.compression.compress_with(len, out, &mut |w| {
-            self.inner.write_to(array, w).map_err(|e| {
-                let msg = e.to_string();
-                err = Some(e);
-                std::io::Error::other(msg)
+        self.compression
+            .compress_with(len, out, &mut |w| {
+                self.inner.write_to(array, w).map_err(|e| {
+                    let msg = e.to_string();
+                    err = Some(e);
+                    std::io::Error::other(msg)
+                })
             })
-        })
-        .map_err(|e| err.take().unwrap_or(e))
+            .map_err(|e| err.take().unwrap_or(e))
     }
     fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
         match self.compression {
@@ -241,7 +239,10 @@ pub fn decode_array(value: Bytes, limits: &Limits) -> Result<RawArray> {
             }
         }
     }
-    Err(Error::corrupt("array", "too many nested compression layers"))
+    Err(Error::corrupt(
+        "array",
+        "too many nested compression layers",
+    ))
 }
 
 /// What [`inspect`] finds in a value.
@@ -296,5 +297,8 @@ pub fn inspect(value: &[u8], limits: &Limits) -> Result<ValueInfo> {
             }
         }
     }
-    Err(Error::corrupt("array", "too many nested compression layers"))
+    Err(Error::corrupt(
+        "array",
+        "too many nested compression layers",
+    ))
 }

@@ -124,7 +124,9 @@ pub fn parse_header(bytes: &[u8], limits: &Limits) -> Result<NpyHeader> {
             ));
         }
     };
-    let len_bytes = bytes.get(8..8 + len_size).ok_or_else(|| short("header length"))?;
+    let len_bytes = bytes
+        .get(8..8 + len_size)
+        .ok_or_else(|| short("header length"))?;
     let hlen = if len_size == 2 {
         u16::from_le_bytes([len_bytes[0], len_bytes[1]]) as usize
     } else {
@@ -203,7 +205,10 @@ pub fn decode(value: Bytes, limits: &Limits) -> Result<RawArray> {
         data
     };
     if h.dtype == DType::Bool && data.iter().any(|&b| b > 1) {
-        return Err(Error::corrupt("npy", "bool array holds bytes other than 0 and 1"));
+        return Err(Error::corrupt(
+            "npy",
+            "bool array holds bytes other than 0 and 1",
+        ));
     }
     RawArray::new(h.dtype, h.shape, h.order, data)
 }
@@ -408,7 +413,10 @@ mod tests {
         assert_eq!(a.to_vec::<i32>().unwrap(), vec![1, 2, 3, 4]);
         assert_eq!(a.to_vec_c_order::<i32>().unwrap(), vec![1, 3, 2, 4]);
         // Double quotes, no trailing comma, L suffix, odd key order.
-        let v = npy_of(r#"{"shape": (3L,), "fortran_order": False, "descr": "<u2"}"#, &[1, 0, 2, 0, 3, 0]);
+        let v = npy_of(
+            r#"{"shape": (3L,), "fortran_order": False, "descr": "<u2"}"#,
+            &[1, 0, 2, 0, 3, 0],
+        );
         let a = decode(Bytes::from(v), &Limits::default()).unwrap();
         assert_eq!(a.to_vec::<u16>().unwrap(), vec![1, 2, 3]);
     }
@@ -417,17 +425,47 @@ mod tests {
     fn rejects_hostile_headers() {
         let lim = Limits::default();
         let cases: Vec<Vec<u8>> = vec![
-            npy_of("{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1024), }", &[]),
-            npy_of("{'descr': '<f8', 'fortran_order': False, 'shape': (18446744073709551615, 2), }", &[]),
-            npy_of("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", &[0; 8]),
-            npy_of("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", &[0; 9]),
-            npy_of("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", &[0; 8]),
-            npy_of("{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,), }", &[0; 8]),
+            npy_of(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1024), }",
+                &[],
+            ),
+            npy_of(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (18446744073709551615, 2), }",
+                &[],
+            ),
+            npy_of(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+                &[0; 8],
+            ),
+            npy_of(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }",
+                &[0; 9],
+            ),
+            npy_of(
+                "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+                &[0; 8],
+            ),
+            npy_of(
+                "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,), }",
+                &[0; 8],
+            ),
             npy_of("{'descr': '<f8', 'shape': (1,), }", &[0; 8]),
-            npy_of("{'descr': '<f8', 'fortran_order': Maybe, 'shape': (1,), }", &[0; 8]),
-            npy_of("{'descr': '<f8', 'fortran_order': False, 'shape': (-1,), }", &[0; 8]),
-            npy_of("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'x': 1}", &[0; 8]),
-            npy_of("{'descr': '|b1', 'fortran_order': False, 'shape': (1,), }", &[7]),
+            npy_of(
+                "{'descr': '<f8', 'fortran_order': Maybe, 'shape': (1,), }",
+                &[0; 8],
+            ),
+            npy_of(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,), }",
+                &[0; 8],
+            ),
+            npy_of(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'x': 1}",
+                &[0; 8],
+            ),
+            npy_of(
+                "{'descr': '|b1', 'fortran_order': False, 'shape': (1,), }",
+                &[7],
+            ),
             b"\x93NUMPY\x01\x00\xff\xff{".to_vec(),
             b"\x93NUMPY\x09\x00".to_vec(),
             b"\x93NUMPY".to_vec(),
@@ -436,7 +474,13 @@ mod tests {
             let r = decode(Bytes::from(c.clone()), &lim);
             assert!(r.is_err(), "accepted {:?}", String::from_utf8_lossy(&c));
         }
-        let huge = npy_of("{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1024), }", &[]);
-        assert!(matches!(decode(Bytes::from(huge), &lim), Err(Error::TooLarge { .. })));
+        let huge = npy_of(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1024), }",
+            &[],
+        );
+        assert!(matches!(
+            decode(Bytes::from(huge), &lim),
+            Err(Error::TooLarge { .. })
+        ));
     }
 }

@@ -75,7 +75,9 @@ fn is_zlib_header(b: &[u8]) -> bool {
         return false;
     }
     let (cmf, flg) = (b[0], b[1]);
-    cmf & 0x0F == 8 && cmf >> 4 <= 7 && (u16::from(cmf) * 256 + u16::from(flg)) % 31 == 0
+    cmf & 0x0F == 8
+        && cmf >> 4 <= 7
+        && (u16::from(cmf) * 256 + u16::from(flg)) % 31 == 0
         && flg & 0x20 == 0 // no preset dictionary
 }
 

@@ -42,7 +42,10 @@ impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
 }
 
 /// Drive an operation to its end on an asynchronous connection.
-pub async fn run_async<T>(con: &mut (impl AsyncConnection + ?Sized), mut step: Step<T>) -> Result<T> {
+pub async fn run_async<T>(
+    con: &mut (impl AsyncConnection + ?Sized),
+    mut step: Step<T>,
+) -> Result<T> {
     loop {
         match step {
             Step::Done(v) => return Ok(v),

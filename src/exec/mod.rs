@@ -116,10 +116,15 @@ impl Request {
         let size: usize = self
             .cmds
             .iter()
-            .map(|c| c.args_iter().map(|a| match a {
-                redis::Arg::Simple(b) => b.len() + 24,
-                _ => 24,
-            }).sum::<usize>() + 16)
+            .map(|c| {
+                c.args_iter()
+                    .map(|a| match a {
+                        redis::Arg::Simple(b) => b.len() + 24,
+                        _ => 24,
+                    })
+                    .sum::<usize>()
+                    + 16
+            })
             .sum();
         let mut buf = Vec::with_capacity(size + 64);
         if self.atomic {
@@ -249,7 +254,10 @@ impl<T: Send + 'static> Step<T> {
     }
 
     /// A step that sends `req` and maps its replies to the final result.
-    pub fn then(req: Request, parse: impl FnOnce(Vec<Value>) -> Result<T> + Send + 'static) -> Self {
+    pub fn then(
+        req: Request,
+        parse: impl FnOnce(Vec<Value>) -> Result<T> + Send + 'static,
+    ) -> Self {
         Step::Send(req, Box::new(move |v| parse(v).map(Step::Done)))
     }
 }
@@ -264,9 +272,7 @@ pub trait SyncConnection {
 impl SyncConnection for crate::direct::DirectConnection {
     fn run_request(&mut self, req: &Request) -> Result<Vec<Value>> {
         // The direct connection unwraps a transaction's EXEC reply itself.
-        let replies = self
-            .exec(&req.cmds, req.atomic)
-            .map_err(|e| req.error(e))?;
+        let replies = self.exec(&req.cmds, req.atomic).map_err(|e| req.error(e))?;
         req.shell().check_len(replies)
     }
 }

@@ -223,7 +223,14 @@ impl<C: ArrayCodec> ArrayStore<C> {
         mset.arg(&key).arg(&manifest.to_bytes()[..]);
         self.push_ttl(&mut mset);
         fin.push(mset);
-        Ok(write_chunks(key, keys, chunks.into_iter(), 0, fin, manifest.generation))
+        Ok(write_chunks(
+            key,
+            keys,
+            chunks.into_iter(),
+            0,
+            fin,
+            manifest.generation,
+        ))
     }
 
     /// Plan of [`get`](Self::get).
@@ -232,12 +239,13 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let limits = self.limits;
         let mut get = redis::cmd("GET");
         get.arg(&key);
-        Ok(Step::send(Request::single(get, Some(&key)), move |mut r| {
-            match reply_bytes(r.pop().unwrap_or(Value::Nil), &key)? {
+        Ok(Step::send(
+            Request::single(get, Some(&key)),
+            move |mut r| match reply_bytes(r.pop().unwrap_or(Value::Nil), &key)? {
                 None => Ok(Step::Done(None)),
                 Some(v) => decode_or_follow(key, v, limits, true),
-            }
-        }))
+            },
+        ))
     }
 
     /// Plan of [`get_many`](Self::get_many).
@@ -251,7 +259,10 @@ impl<C: ArrayCodec> ArrayStore<C> {
             mget.arg(k);
         }
         let limits = self.limits;
-        let req = Request::single(mget, keys.first().map(String::as_str).filter(|_| keys.len() == 1));
+        let req = Request::single(
+            mget,
+            keys.first().map(String::as_str).filter(|_| keys.len() == 1),
+        );
         Ok(Step::send(req, move |mut r| {
             let values = match reply_ok(r.pop().unwrap_or(Value::Nil), &keys[0])? {
                 Value::Array(v) if v.len() == keys.len() => v,
@@ -363,8 +374,9 @@ impl<C: ArrayCodec> ArrayStore<C> {
         }))
     }
 
+    /// Plan of [`get_as`](Self::get_as).
     #[cfg(feature = "ndarray")]
-    fn plan_get_as<T: crate::Element, D: ndarray::Dimension + 'static>(
+    pub fn plan_get_as<T: crate::Element, D: ndarray::Dimension + 'static>(
         &self,
         name: &str,
     ) -> Result<Step<Option<ndarray::Array<T, D>>>> {
@@ -506,24 +518,41 @@ fn write_chunks(
     generation: u64,
 ) -> Step<()> {
     match chunks.next() {
-        Some(cmd) => Step::send(Request::single(cmd, Some(&key)), move |mut r| {
-            match reply_ok(r.pop().unwrap_or(Value::Nil), &key) {
-                Ok(_) => Ok(write_chunks(key, keys, chunks, written + 1, fin, generation)),
+        Some(cmd) => Step::send(
+            Request::single(cmd, Some(&key)),
+            move |mut r| match reply_ok(r.pop().unwrap_or(Value::Nil), &key) {
+                Ok(_) => Ok(write_chunks(
+                    key,
+                    keys,
+                    chunks,
+                    written + 1,
+                    fin,
+                    generation,
+                )),
                 Err(e) => {
                     let done = &keys[..written];
                     if done.is_empty() {
                         return Err(e);
                     }
-                    Ok(Step::send(Request::single(del_cmd(done), Some(&key)), move |_| Err(e)))
+                    Ok(Step::send(
+                        Request::single(del_cmd(done), Some(&key)),
+                        move |_| Err(e),
+                    ))
                 }
-            }
-        }),
+            },
+        ),
         None => Step::send(fin, move |mut r| {
             if let Err(e) = reply_ok(r.pop().unwrap_or(Value::Nil), &key) {
-                return Ok(Step::send(Request::single(del_cmd(&keys), Some(&key)), move |_| Err(e)));
+                return Ok(Step::send(
+                    Request::single(del_cmd(&keys), Some(&key)),
+                    move |_| Err(e),
+                ));
             }
             let old = r.pop().unwrap_or(Value::Nil);
-            Ok(cleanup_step(&key, stale_chunks(&key, old, Some(generation))))
+            Ok(cleanup_step(
+                &key,
+                stale_chunks(&key, old, Some(generation)),
+            ))
         }),
     }
 }

@@ -87,7 +87,9 @@ impl Manifest {
     }
 
     pub fn chunk_keys(&self, key: &str) -> Vec<String> {
-        (0..self.chunks).map(|i| chunk_key(key, self.generation, i)).collect()
+        (0..self.chunks)
+            .map(|i| chunk_key(key, self.generation, i))
+            .collect()
     }
 }
 
@@ -126,7 +128,10 @@ mod tests {
         bad[16] = 3;
         assert!(Manifest::parse(&bad).is_err());
         assert!(Manifest::parse(&b[..20]).is_err());
-        assert_ne!(Manifest::new(1, 1).unwrap().generation, Manifest::new(1, 1).unwrap().generation);
+        assert_ne!(
+            Manifest::new(1, 1).unwrap().generation,
+            Manifest::new(1, 1).unwrap().generation
+        );
     }
 
     #[test]

@@ -195,8 +195,16 @@ fn decode(key: &str, meta: &[u8], data: Bytes, limits: &Limits) -> Result<RawArr
     let (dtype, order) = DType::parse_any(&meta.dtype)?;
     let data = match meta.compression.as_deref() {
         None | Some("none") | Some("None") | Some("") => data,
-        Some("lz4") => Bytes::from(compress::decompress(Format::Lz4Frame, &data, limits.max_value_len)?),
-        Some("zlib") => Bytes::from(compress::decompress(Format::Zlib, &data, limits.max_value_len)?),
+        Some("lz4") => Bytes::from(compress::decompress(
+            Format::Lz4Frame,
+            &data,
+            limits.max_value_len,
+        )?),
+        Some("zlib") => Bytes::from(compress::decompress(
+            Format::Zlib,
+            &data,
+            limits.max_value_len,
+        )?),
         Some(other) => {
             return Err(Error::NotAnArray {
                 key: key.to_owned(),
@@ -221,7 +229,10 @@ fn decode(key: &str, meta: &[u8], data: Bytes, limits: &Limits) -> Result<RawArr
         data
     };
     if dtype == DType::Bool && data.iter().any(|&b| b > 1) {
-        return Err(Error::corrupt("recipe data", "bool array holds bytes other than 0 and 1"));
+        return Err(Error::corrupt(
+            "recipe data",
+            "bool array holds bytes other than 0 and 1",
+        ));
     }
     RawArray::new(dtype, meta.shape, Order::C, data)
 }

@@ -56,7 +56,10 @@ impl Conn {
     }
 
     /// Run a raw command for checks (through a plain redis-rs call).
-    pub async fn raw<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    pub async fn raw<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
         use redstash::exec::Request;
         let req = Request::single(cmd.clone(), None);
         let v = match self {
@@ -66,8 +69,13 @@ impl Conn {
             Conn::AsyncManager(c) => redstash::exec::AsyncConnection::run_request(c, req).await,
             Conn::DirectAsync(c) => redstash::exec::AsyncConnection::run_request(c, req).await,
         };
-        let v = v.map_err(|e| redis::RedisError::from((redis::ErrorKind::Io, "raw", e.to_string())))?;
-        let one = v.into_iter().next().unwrap_or(redis::Value::Nil).extract_error()?;
+        let v =
+            v.map_err(|e| redis::RedisError::from((redis::ErrorKind::Io, "raw", e.to_string())))?;
+        let one = v
+            .into_iter()
+            .next()
+            .unwrap_or(redis::Value::Nil)
+            .extract_error()?;
         redis::from_redis_value(one).map_err(Into::into)
     }
 }
@@ -155,7 +163,10 @@ pub fn sample(dtype: DType, shape: &[usize], order: Order) -> RawArray {
         DType::F16 => build!(f16, |i| f16::from_f64(f(i))),
         DType::F32 => build!(f32, |i| f(i) as f32),
         DType::F64 => build!(f64, f),
-        DType::C64 => build!(Complex<f32>, |i| Complex::new(f(i) as f32, -(f(i) as f32) * 0.5)),
+        DType::C64 => build!(Complex<f32>, |i| Complex::new(
+            f(i) as f32,
+            -(f(i) as f32) * 0.5
+        )),
         DType::C128 => build!(Complex<f64>, |i| Complex::new(f(i), -f(i) * 0.5)),
     }
 }

@@ -16,7 +16,12 @@ use redstash::{ArrayStore, Compression, Error};
 #[command(name = "redstash", version, about)]
 struct Cli {
     /// Redis URL (redis://[user:pass@]host:port/db, rediss:// for TLS, redis+unix:///path).
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/", global = true)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/",
+        global = true
+    )]
     url: String,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -179,7 +184,12 @@ fn inspect(cli: &Cli, key: &str) -> Result<(), Fail> {
     match kind.as_str() {
         "none" => return Err(Fail(3, format!("key {key:?} not found"))),
         "string" => {}
-        other => return Err(Fail(1, format!("key {key:?} holds a Redis {other}, not a value"))),
+        other => {
+            return Err(Fail(
+                1,
+                format!("key {key:?} holds a Redis {other}, not a value"),
+            ));
+        }
     }
     let raw: Vec<u8> = redis::cmd("GET").arg(key).query(&mut con)?;
     let pttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con)?;
@@ -192,7 +202,12 @@ fn inspect(cli: &Cli, key: &str) -> Result<(), Fail> {
             let header = codec::npy::header_len(&a.as_array_ref());
             (
                 "chunked".to_owned(),
-                (a.dtype(), a.shape().to_vec(), a.order(), header + a.nbytes()),
+                (
+                    a.dtype(),
+                    a.shape().to_vec(),
+                    a.order(),
+                    header + a.nbytes(),
+                ),
             )
         }
         _ => {
@@ -214,7 +229,8 @@ fn inspect(cli: &Cli, key: &str) -> Result<(), Fail> {
             dtype.descr(),
             raw.len(),
             raw_len as f64 / raw.len().max(1) as f64,
-            ttl.map(|t| format!("{t:.3} s")).unwrap_or_else(|| "none".into())
+            ttl.map(|t| format!("{t:.3} s"))
+                .unwrap_or_else(|| "none".into())
         ),
     );
     Ok(())
