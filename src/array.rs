@@ -266,23 +266,38 @@ fn f_to_c<T: Copy>(src: &[T], shape: &[usize]) -> Vec<T> {
 /// feature `ndarray` any `ndarray::ArrayBase` of an [`Element`] type (a non-contiguous
 /// view is copied once into a contiguous buffer; contiguous arrays are not copied).
 pub trait AsArray {
-    /// Call `f` with an [`ArrayRef`] of this array.
+    /// The array as an [`ArrayRef`] borrowing its memory, when it is contiguous (C or
+    /// Fortran order); `None` when it must be copied (see
+    /// [`with_array_ref`](Self::with_array_ref)).
+    fn try_array_ref(&self) -> Option<ArrayRef<'_>>;
+
+    /// Call `f` with an [`ArrayRef`] of this array, copying it into a contiguous buffer
+    /// first only when it is not contiguous.
     fn with_array_ref<R>(&self, f: impl FnOnce(ArrayRef<'_>) -> R) -> R;
 }
 
 impl AsArray for RawArray {
+    fn try_array_ref(&self) -> Option<ArrayRef<'_>> {
+        Some(self.as_array_ref())
+    }
     fn with_array_ref<R>(&self, f: impl FnOnce(ArrayRef<'_>) -> R) -> R {
         f(self.as_array_ref())
     }
 }
 
 impl AsArray for ArrayRef<'_> {
+    fn try_array_ref(&self) -> Option<ArrayRef<'_>> {
+        Some(*self)
+    }
     fn with_array_ref<R>(&self, f: impl FnOnce(ArrayRef<'_>) -> R) -> R {
         f(*self)
     }
 }
 
 impl<A: AsArray + ?Sized> AsArray for &A {
+    fn try_array_ref(&self) -> Option<ArrayRef<'_>> {
+        (**self).try_array_ref()
+    }
     fn with_array_ref<R>(&self, f: impl FnOnce(ArrayRef<'_>) -> R) -> R {
         (**self).with_array_ref(f)
     }
@@ -294,25 +309,34 @@ mod nd {
     use ndarray::{ArrayBase, ArrayView, Data, Dimension, IxDyn, ShapeBuilder};
 
     impl<T: Element, S: Data<Elem = T>, D: Dimension> AsArray for ArrayBase<S, D> {
-        fn with_array_ref<R>(&self, f: impl FnOnce(ArrayRef<'_>) -> R) -> R {
+        fn try_array_ref(&self) -> Option<ArrayRef<'_>> {
             let shape = self.shape();
             if let Some(slice) = self.as_slice() {
-                return f(ArrayRef {
+                return Some(ArrayRef {
                     dtype: T::DTYPE,
                     shape,
                     order: Order::C,
                     data: T::slice_as_bytes(slice),
                 });
             }
-            let t = self.t();
-            if let Some(slice) = t.as_slice() {
-                return f(ArrayRef {
+            if self.t().is_standard_layout() {
+                // Fortran-contiguous: the memory, in memory order, is the data.
+                let slice = self.as_slice_memory_order()?;
+                return Some(ArrayRef {
                     dtype: T::DTYPE,
                     shape,
                     order: normalize_order(shape, Order::F),
                     data: T::slice_as_bytes(slice),
                 });
             }
+            None
+        }
+
+        fn with_array_ref<R>(&self, f: impl FnOnce(ArrayRef<'_>) -> R) -> R {
+            if let Some(r) = self.try_array_ref() {
+                return f(r);
+            }
+            let shape = self.shape();
             // Not contiguous (a slice with steps, negative strides...): one copy.
             let owned: Vec<T> = self.iter().copied().collect();
             f(ArrayRef {

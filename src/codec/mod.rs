@@ -17,6 +17,7 @@
 //! assert_eq!(back, a);
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
@@ -66,6 +67,14 @@ pub trait ArrayCodec: Send + Sync + fmt::Debug {
     /// Exact encoded length when known without encoding (uncompressed codecs).
     fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize>;
 
+    /// The encoded value as pieces that may borrow the array's memory (header, then the
+    /// data itself), for codecs that do not transform the data; `None` otherwise. Lets
+    /// a vectored connection send an array without copying it.
+    fn encode_parts<'a>(&self, array: &ArrayRef<'a>) -> Option<Vec<Cow<'a, [u8]>>> {
+        let _ = array;
+        None
+    }
+
     /// Encode into a new buffer, sized once.
     fn encode(&self, array: &ArrayRef<'_>) -> Result<Vec<u8>> {
         let cap = self
@@ -107,6 +116,11 @@ impl ArrayCodec for Npy {
     }
     fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
         Some(npy::header_len(array) + array.nbytes())
+    }
+    fn encode_parts<'a>(&self, array: &ArrayRef<'a>) -> Option<Vec<Cow<'a, [u8]>>> {
+        let mut header = Vec::with_capacity(128);
+        npy::write_header(array, &mut header);
+        Some(vec![Cow::Owned(header), Cow::Borrowed(array.data())])
     }
 }
 
@@ -177,11 +191,20 @@ impl<C: ArrayCodec> ArrayCodec for Compressed<C> {
             _ => None,
         }
     }
+    fn encode_parts<'a>(&self, array: &ArrayRef<'a>) -> Option<Vec<Cow<'a, [u8]>>> {
+        match self.compression {
+            Compression::None => self.inner.encode_parts(array),
+            _ => None,
+        }
+    }
 }
 
 impl ArrayCodec for Box<dyn ArrayCodec> {
     fn name(&self) -> String {
         (**self).name()
+    }
+    fn encode_parts<'a>(&self, array: &ArrayRef<'a>) -> Option<Vec<Cow<'a, [u8]>>> {
+        (**self).encode_parts(array)
     }
     fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
         (**self).write_to(array, out)
@@ -194,6 +217,9 @@ impl ArrayCodec for Box<dyn ArrayCodec> {
 impl ArrayCodec for Arc<dyn ArrayCodec> {
     fn name(&self) -> String {
         (**self).name()
+    }
+    fn encode_parts<'a>(&self, array: &ArrayRef<'a>) -> Option<Vec<Cow<'a, [u8]>>> {
+        (**self).encode_parts(array)
     }
     fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
         (**self).write_to(array, out)

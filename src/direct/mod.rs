@@ -24,6 +24,8 @@
 //! [`redis::ErrorKind::Io`] instead of reading a desynchronised stream.
 
 pub(crate) mod resp;
+
+pub use self::resp::{Frame, Framer};
 mod sync;
 #[cfg(feature = "tokio")]
 mod tokio;

@@ -193,13 +193,73 @@ fn push_small_cmd(buf: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// Writes the RESP framing of one command into the encoder's scratch buffer,
+/// referencing large argument pieces in place.
+pub struct Framer<'s, 'a> {
+    scratch: &'s mut Vec<u8>,
+    marks: &'s mut Vec<(usize, &'a [u8])>,
+}
+
+impl<'a> Framer<'_, 'a> {
+    /// Start a command of `nargs` arguments.
+    pub fn command(&mut self, nargs: usize) -> RedisResult<()> {
+        if nargs == 0 {
+            return Err(RedisError::from((
+                ErrorKind::Client,
+                "empty command on the direct path",
+            )));
+        }
+        push_header(self.scratch, b'*', nargs);
+        Ok(())
+    }
+
+    /// One argument made of `pieces` (concatenated on the wire).
+    pub fn arg(&mut self, pieces: &[&'a [u8]]) {
+        push_header(self.scratch, b'$', pieces.iter().map(|p| p.len()).sum());
+        for &p in pieces {
+            if p.len() >= LARGE_ARG {
+                self.marks.push((self.scratch.len(), p));
+            } else {
+                self.scratch.extend_from_slice(p);
+            }
+        }
+        self.scratch.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A command the direct connections can send: a redis-rs [`Cmd`], or redstash's
+/// [`Command`](crate::exec::Command) (whose arguments may borrow the caller's memory).
+pub trait Frame {
+    /// Write this command's framing.
+    fn frame<'a>(&'a self, f: &mut Framer<'_, 'a>) -> RedisResult<()>;
+}
+
+impl Frame for Cmd {
+    fn frame<'a>(&'a self, f: &mut Framer<'_, 'a>) -> RedisResult<()> {
+        let args = self.args_iter();
+        f.command(args.len())?;
+        for arg in args {
+            match arg {
+                Arg::Simple(b) => f.arg(&[b]),
+                _ => {
+                    return Err(RedisError::from((
+                        ErrorKind::Client,
+                        "cursor arguments are not supported on the direct path",
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Encoder {
     /// Frames `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`). Fails without
     /// side effects on the connection if a command holds a cursor argument or
     /// no arguments at all.
-    pub(crate) fn encode<'a>(
+    pub(crate) fn encode<'a, F: Frame>(
         &'a mut self,
-        cmds: &'a [Cmd],
+        cmds: &'a [F],
         atomic: bool,
     ) -> RedisResult<Encoded<'a>> {
         self.scratch.clear();
@@ -207,32 +267,13 @@ impl Encoder {
         if atomic {
             push_small_cmd(&mut self.scratch, &[b"MULTI"]);
         }
-        for cmd in cmds {
-            let args = cmd.args_iter();
-            if args.len() == 0 {
-                return Err(RedisError::from((
-                    ErrorKind::Client,
-                    "empty command on the direct path",
-                )));
-            }
-            push_header(&mut self.scratch, b'*', args.len());
-            for arg in args {
-                let bytes = match arg {
-                    Arg::Simple(b) => b,
-                    _ => {
-                        return Err(RedisError::from((
-                            ErrorKind::Client,
-                            "cursor arguments are not supported on the direct path",
-                        )));
-                    }
-                };
-                push_header(&mut self.scratch, b'$', bytes.len());
-                if bytes.len() >= LARGE_ARG {
-                    marks.push((self.scratch.len(), bytes));
-                } else {
-                    self.scratch.extend_from_slice(bytes);
-                }
-                self.scratch.extend_from_slice(b"\r\n");
+        {
+            let mut framer = Framer {
+                scratch: &mut self.scratch,
+                marks: &mut marks,
+            };
+            for cmd in cmds {
+                cmd.frame(&mut framer)?;
             }
         }
         if atomic {

@@ -6,9 +6,9 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use redis::{Cmd, IntoConnectionInfo, RedisResult, Value};
+use redis::{IntoConnectionInfo, RedisResult, Value};
 
-use super::resp::{self, Encoder, Parser, Progress, ReadBuffer};
+use super::resp::{self, Encoder, Frame, Parser, Progress, ReadBuffer};
 use super::{Target, check_handshake, setup};
 
 #[derive(Debug)]
@@ -158,7 +158,7 @@ impl DirectConnection {
     /// reply is returned as that server error). Server error replies of single
     /// commands are returned as [`redis::Value::ServerError`] elements, as
     /// redis-rs does for pipelines.
-    pub fn exec(&mut self, cmds: &[Cmd], atomic: bool) -> RedisResult<Vec<Value>> {
+    pub fn exec<F: Frame>(&mut self, cmds: &[F], atomic: bool) -> RedisResult<Vec<Value>> {
         if self.broken {
             return Err(resp::broken_error());
         }

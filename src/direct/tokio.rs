@@ -8,9 +8,9 @@ use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
 #[cfg(unix)]
 use ::tokio::net::UnixStream;
-use redis::{Cmd, IntoConnectionInfo, RedisResult, Value};
+use redis::{IntoConnectionInfo, RedisResult, Value};
 
-use super::resp::{self, Encoder, Parser, Progress, ReadBuffer};
+use super::resp::{self, Encoder, Frame, Parser, Progress, ReadBuffer};
 use super::{Target, check_handshake, setup};
 
 #[derive(Debug)]
@@ -137,7 +137,11 @@ impl DirectAsyncConnection {
     /// Sends all `cmds` pipelined in one write and reads one reply per command;
     /// see [`DirectConnection::exec`](super::DirectConnection::exec) for the
     /// `atomic` and error semantics.
-    pub async fn exec(&mut self, cmds: &[Cmd], atomic: bool) -> RedisResult<Vec<Value>> {
+    pub async fn exec<F: Frame + Sync>(
+        &mut self,
+        cmds: &[F],
+        atomic: bool,
+    ) -> RedisResult<Vec<Value>> {
         if self.broken {
             return Err(resp::broken_error());
         }

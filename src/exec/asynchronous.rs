@@ -13,11 +13,11 @@ use crate::error::Result;
 pub trait AsyncConnection: Send {
     /// Send the request and return one reply per command (server errors as
     /// `Value::ServerError` elements).
-    fn run_request(&mut self, req: Request) -> impl Future<Output = Result<Vec<Value>>> + Send;
+    fn run_request(&mut self, req: Request<'_>) -> impl Future<Output = Result<Vec<Value>>> + Send;
 }
 
 impl AsyncConnection for crate::direct::DirectAsyncConnection {
-    async fn run_request(&mut self, req: Request) -> Result<Vec<Value>> {
+    async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
         // The direct connection unwraps a transaction's EXEC reply itself.
         let replies = self
             .exec(req.commands(), req.is_atomic())
@@ -28,7 +28,7 @@ impl AsyncConnection for crate::direct::DirectAsyncConnection {
 }
 
 impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
-    async fn run_request(&mut self, req: Request) -> Result<Vec<Value>> {
+    async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
         let (offset, count) = req.reply_window();
         // The checks after the call need the key and shape of the request, not its data.
         let shell = req.shell();
@@ -44,7 +44,7 @@ impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
 /// Drive an operation to its end on an asynchronous connection.
 pub async fn run_async<T>(
     con: &mut (impl AsyncConnection + ?Sized),
-    mut step: Step<T>,
+    mut step: Step<'_, T>,
 ) -> Result<T> {
     loop {
         match step {

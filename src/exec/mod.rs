@@ -9,6 +9,8 @@
 //! `tokio`) on any [`AsyncConnection`] (every `redis::aio::ConnectionLike`, e.g.
 //! `MultiplexedConnection` and `ConnectionManager`).
 
+use std::borrow::Cow;
+
 use redis::{Cmd, Value};
 
 use crate::error::{Error, Result};
@@ -18,15 +20,130 @@ mod asynchronous;
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncConnection, run_async};
 
+/// One command of a [`Request`]: a redis-rs [`Cmd`], or arguments given as byte pieces
+/// that may borrow the caller's memory (an array's data), so that a connection that
+/// writes vectored ([`DirectConnection`](crate::direct::DirectConnection)) sends them
+/// without a copy. Other connections pack them like any command.
+#[derive(Debug, Clone)]
+pub enum Command<'a> {
+    /// A redis-rs command.
+    Cmd(Cmd),
+    /// Arguments, each the concatenation of its pieces.
+    Pieces(Vec<Vec<Cow<'a, [u8]>>>),
+}
+
+impl Command<'_> {
+    /// Number of arguments.
+    pub fn arg_count(&self) -> usize {
+        match self {
+            Command::Cmd(c) => c.args_iter().len(),
+            Command::Pieces(a) => a.len(),
+        }
+    }
+
+    /// The bytes of argument `i` (copied only when it is made of several pieces).
+    pub fn arg(&self, i: usize) -> Option<Cow<'_, [u8]>> {
+        match self {
+            Command::Cmd(c) => match c.args_iter().nth(i)? {
+                redis::Arg::Simple(b) => Some(Cow::Borrowed(b)),
+                _ => None,
+            },
+            Command::Pieces(a) => {
+                let pieces = a.get(i)?;
+                match pieces.as_slice() {
+                    [one] => Some(Cow::Borrowed(one)),
+                    many => Some(Cow::Owned(many.concat())),
+                }
+            }
+        }
+    }
+
+    /// Length of argument `i`.
+    pub fn arg_len(&self, i: usize) -> usize {
+        match self {
+            Command::Cmd(c) => match c.args_iter().nth(i) {
+                Some(redis::Arg::Simple(b)) => b.len(),
+                _ => 0,
+            },
+            Command::Pieces(a) => a.get(i).map_or(0, |p| p.iter().map(|x| x.len()).sum()),
+        }
+    }
+
+    /// Bytes of all arguments (a size hint for packing).
+    fn size_hint(&self) -> usize {
+        (0..self.arg_count())
+            .map(|i| self.arg_len(i) + 16)
+            .sum::<usize>()
+            + 16
+    }
+
+    /// Append this command as RESP to `buf`.
+    fn write_packed(&self, buf: &mut Vec<u8>) {
+        match self {
+            Command::Cmd(c) => c.write_packed_command(buf),
+            Command::Pieces(args) => {
+                buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+                for pieces in args {
+                    let n: usize = pieces.iter().map(|p| p.len()).sum();
+                    buf.extend_from_slice(format!("${n}\r\n").as_bytes());
+                    for p in pieces {
+                        buf.extend_from_slice(p);
+                    }
+                    buf.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+    }
+
+    /// As a redis-rs command (copies borrowed pieces).
+    pub fn into_cmd(self) -> Cmd {
+        match self {
+            Command::Cmd(c) => c,
+            Command::Pieces(args) => {
+                let mut c =
+                    Cmd::with_capacity(args.len(), args.iter().flatten().map(|p| p.len()).sum());
+                for pieces in &args {
+                    match pieces.as_slice() {
+                        [one] => {
+                            c.arg(&one[..]);
+                        }
+                        many => {
+                            c.arg(many.concat());
+                        }
+                    }
+                }
+                c
+            }
+        }
+    }
+}
+
+impl crate::direct::Frame for Command<'_> {
+    fn frame<'b>(&'b self, f: &mut crate::direct::Framer<'_, 'b>) -> redis::RedisResult<()> {
+        match self {
+            Command::Cmd(c) => c.frame(f),
+            Command::Pieces(args) => {
+                f.command(args.len())?;
+                for pieces in args {
+                    let parts: Vec<&[u8]> = pieces.iter().map(|p| &p[..]).collect();
+                    f.arg(&parts);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A batch of commands sent in one round trip, optionally as a MULTI/EXEC transaction.
+/// Its lifetime is that of the memory its commands borrow (`'static` when none).
 #[derive(Clone)]
-pub struct Request {
-    cmds: Vec<Cmd>,
+pub struct Request<'a> {
+    cmds: Vec<Command<'a>>,
     atomic: bool,
     key: Option<String>,
 }
 
-impl std::fmt::Debug for Request {
+impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
             .field("commands", &self.cmds.len())
@@ -36,7 +153,7 @@ impl std::fmt::Debug for Request {
     }
 }
 
-impl Request {
+impl<'a> Request<'a> {
     /// An empty, non-atomic request about `key` (the key is used in error messages).
     pub fn new(key: Option<&str>) -> Self {
         Request {
@@ -47,7 +164,7 @@ impl Request {
     }
 
     /// A request of a single command.
-    pub fn single(cmd: Cmd, key: Option<&str>) -> Self {
+    pub fn single(cmd: impl Into<Command<'a>>, key: Option<&str>) -> Self {
         let mut r = Self::new(key);
         r.push(cmd);
         r
@@ -60,8 +177,8 @@ impl Request {
     }
 
     /// Add a command.
-    pub fn push(&mut self, cmd: Cmd) {
-        self.cmds.push(cmd);
+    pub fn push(&mut self, cmd: impl Into<Command<'a>>) {
+        self.cmds.push(cmd.into());
     }
 
     /// Number of commands (and so of replies).
@@ -85,15 +202,15 @@ impl Request {
     }
 
     /// The commands.
-    pub fn commands(&self) -> &[Cmd] {
+    pub fn commands(&self) -> &[Command<'a>] {
         &self.cmds
     }
 
-    /// The commands as a redis-rs pipeline (moved, not copied).
+    /// The commands as a redis-rs pipeline (`Cmd`s are moved; borrowed pieces copied).
     pub fn into_pipeline(self) -> redis::Pipeline {
         let mut p = redis::Pipeline::with_capacity(self.cmds.len());
         for c in self.cmds {
-            p.add_command(c);
+            p.add_command(c.into_cmd());
         }
         if self.atomic {
             p.atomic();
@@ -113,25 +230,13 @@ impl Request {
 
     /// All commands packed as RESP into one buffer sized once.
     pub(crate) fn packed(&self) -> Vec<u8> {
-        let size: usize = self
-            .cmds
-            .iter()
-            .map(|c| {
-                c.args_iter()
-                    .map(|a| match a {
-                        redis::Arg::Simple(b) => b.len() + 24,
-                        _ => 24,
-                    })
-                    .sum::<usize>()
-                    + 16
-            })
-            .sum();
+        let size: usize = self.cmds.iter().map(Command::size_hint).sum();
         let mut buf = Vec::with_capacity(size + 64);
         if self.atomic {
             redis::cmd("MULTI").write_packed_command(&mut buf);
         }
         for c in &self.cmds {
-            c.write_packed_command(&mut buf);
+            c.write_packed(&mut buf);
         }
         if self.atomic {
             redis::cmd("EXEC").write_packed_command(&mut buf);
@@ -205,18 +310,25 @@ impl ReplyCheck {
     }
 }
 
+impl From<Cmd> for Command<'_> {
+    fn from(c: Cmd) -> Self {
+        Command::Cmd(c)
+    }
+}
+
 /// What a reply-parsing continuation returns.
-pub type Continuation<T> = Box<dyn FnOnce(Vec<Value>) -> Result<Step<T>> + Send>;
+pub type Continuation<'a, T> = Box<dyn FnOnce(Vec<Value>) -> Result<Step<'a, T>> + Send + 'a>;
 
 /// One step of an operation: done, or a request to send and what to do with its replies.
-pub enum Step<T> {
+/// `'a` is the lifetime of memory the requests borrow (e.g. the array being written).
+pub enum Step<'a, T> {
     /// The operation has its result.
     Done(T),
     /// Send this request, then feed its replies to the continuation.
-    Send(Request, Continuation<T>),
+    Send(Request<'a>, Continuation<'a, T>),
 }
 
-impl<T> std::fmt::Debug for Step<T> {
+impl<T> std::fmt::Debug for Step<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Step::Done(_) => f.write_str("Step::Done"),
@@ -225,28 +337,41 @@ impl<T> std::fmt::Debug for Step<T> {
     }
 }
 
-impl<T: Send + 'static> Step<T> {
+impl<'a, T: Send + 'a> Step<'a, T> {
     /// A step that sends `req` and parses the replies with `parse`.
     pub fn send(
-        req: Request,
-        parse: impl FnOnce(Vec<Value>) -> Result<Step<T>> + Send + 'static,
+        req: Request<'a>,
+        parse: impl FnOnce(Vec<Value>) -> Result<Step<'a, T>> + Send + 'a,
     ) -> Self {
         Step::Send(req, Box::new(parse))
     }
 
     /// Continue with `f` once this step has its result.
-    pub fn and_then<U: Send + 'static>(
+    pub fn and_then<U: Send + 'a>(
         self,
-        f: impl FnOnce(T) -> Result<Step<U>> + Send + 'static,
-    ) -> Result<Step<U>> {
+        f: impl FnOnce(T) -> Result<Step<'a, U>> + Send + 'a,
+    ) -> Result<Step<'a, U>> {
         match self {
             Step::Done(v) => f(v),
             Step::Send(req, k) => Ok(Step::Send(req, Box::new(move |r| k(r)?.and_then(f)))),
         }
     }
 
+    /// The same step, seen as borrowing for a shorter lifetime (a `Step<'static, T>`
+    /// where a `Step<'a, T>` is expected).
+    pub fn narrow<'b>(self) -> Step<'b, T>
+    where
+        'a: 'b,
+        T: 'b,
+    {
+        match self {
+            Step::Done(v) => Step::Done(v),
+            Step::Send(req, k) => Step::Send(req, Box::new(move |r| Ok(k(r)?.narrow()))),
+        }
+    }
+
     /// Map the final result.
-    pub fn map<U: Send + 'static>(self, f: impl FnOnce(T) -> U + Send + 'static) -> Step<U> {
+    pub fn map<U: Send + 'a>(self, f: impl FnOnce(T) -> U + Send + 'a) -> Step<'a, U> {
         match self {
             Step::Done(v) => Step::Done(f(v)),
             Step::Send(req, k) => Step::Send(req, Box::new(move |r| Ok(k(r)?.map(f)))),
@@ -254,10 +379,7 @@ impl<T: Send + 'static> Step<T> {
     }
 
     /// A step that sends `req` and maps its replies to the final result.
-    pub fn then(
-        req: Request,
-        parse: impl FnOnce(Vec<Value>) -> Result<T> + Send + 'static,
-    ) -> Self {
+    pub fn then(req: Request<'a>, parse: impl FnOnce(Vec<Value>) -> Result<T> + Send + 'a) -> Self {
         Step::Send(req, Box::new(move |v| parse(v).map(Step::Done)))
     }
 }
@@ -266,11 +388,11 @@ impl<T: Send + 'static> Step<T> {
 pub trait SyncConnection {
     /// Send the request and return one reply per command (server errors as
     /// `Value::ServerError` elements).
-    fn run_request(&mut self, req: &Request) -> Result<Vec<Value>>;
+    fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>>;
 }
 
 impl SyncConnection for crate::direct::DirectConnection {
-    fn run_request(&mut self, req: &Request) -> Result<Vec<Value>> {
+    fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>> {
         // The direct connection unwraps a transaction's EXEC reply itself.
         let replies = self.exec(&req.cmds, req.atomic).map_err(|e| req.error(e))?;
         req.shell().check_len(replies)
@@ -278,7 +400,7 @@ impl SyncConnection for crate::direct::DirectConnection {
 }
 
 impl<C: redis::ConnectionLike> SyncConnection for C {
-    fn run_request(&mut self, req: &Request) -> Result<Vec<Value>> {
+    fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>> {
         let packed = req.packed();
         let (offset, count) = req.reply_window();
         let replies = self
@@ -289,7 +411,7 @@ impl<C: redis::ConnectionLike> SyncConnection for C {
 }
 
 /// Drive an operation to its end on a synchronous connection.
-pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<T>) -> Result<T> {
+pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<'_, T>) -> Result<T> {
     loop {
         match step {
             Step::Done(v) => return Ok(v),

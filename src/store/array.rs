@@ -1,5 +1,6 @@
 //! [`ArrayStore`]: one array per key, as a `.npy` value (optionally compressed).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use redis::{Cmd, RedisWrite, ToRedisArgs, Value};
 use crate::array::{ArrayRef, AsArray, RawArray};
 use crate::codec::{ArrayCodec, Limits, Npy};
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
 use crate::store::chunked::{MANIFEST_LEN, Manifest};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
@@ -153,8 +154,22 @@ impl<C: ArrayCodec> ArrayStore<C> {
         }
     }
 
-    /// `SET key <encoded array> [PX ttl]`, encoding into the command's own buffer.
-    fn set_cmd(&self, key: &str, array: ArrayRef<'_>) -> Result<Cmd> {
+    /// `SET key <encoded array> [PX ttl]`. With a codec that keeps the data as it is
+    /// (plain `.npy`), the value is the header plus the array's own memory (no copy);
+    /// otherwise the array is encoded straight into the command's buffer (one copy).
+    fn set_command<'a>(&self, key: &str, array: ArrayRef<'a>) -> Result<Command<'a>> {
+        if let Some(parts) = self.codec.encode_parts(&array) {
+            let mut args: Vec<Vec<Cow<'a, [u8]>>> = vec![
+                vec![Cow::Borrowed(b"SET")],
+                vec![Cow::Owned(key.as_bytes().to_vec())],
+                parts,
+            ];
+            if let Some(ttl) = self.ttl {
+                args.push(vec![Cow::Borrowed(b"PX")]);
+                args.push(vec![Cow::Owned(ttl_millis(ttl).to_string().into_bytes())]);
+            }
+            return Ok(Command::Pieces(args));
+        }
         let hint = self
             .codec
             .exact_len(&array)
@@ -170,39 +185,43 @@ impl<C: ArrayCodec> ArrayStore<C> {
             return Err(e);
         }
         self.push_ttl(&mut cmd);
-        Ok(cmd)
+        Ok(Command::Cmd(cmd))
     }
 
-    fn value_len(cmd: &Cmd) -> usize {
-        match cmd.args_iter().nth(2) {
-            Some(redis::Arg::Simple(v)) => v.len(),
-            _ => 0,
+    /// The `SET` of `array` at `key`: borrowing the array when it is contiguous.
+    fn set_for<'a, A: AsArray + ?Sized>(&self, key: &str, array: &'a A) -> Result<Command<'a>> {
+        match array.try_array_ref() {
+            Some(r) => self.set_command(key, r),
+            None => array.with_array_ref(|r| self.set_command(key, r).map(owned_command)),
         }
     }
 
     /// Plan of [`put`](Self::put).
-    pub fn plan_put(&self, name: &str, array: &impl AsArray) -> Result<Step<()>> {
+    pub fn plan_put<'a, A: AsArray + ?Sized>(
+        &self,
+        name: &str,
+        array: &'a A,
+    ) -> Result<Step<'a, ()>> {
         let key = self.key(name);
-        let cmd = array.with_array_ref(|a| self.set_cmd(&key, a))?;
-        if Self::value_len(&cmd) > self.chunk_size {
-            return self.plan_put_chunked(key, cmd);
+        let set = self.set_for(&key, array)?;
+        if set.arg_len(2) > self.chunk_size {
+            return self.plan_put_chunked(key, set);
         }
         let mut req = Request::new(Some(&key));
         req.push(getrange_cmd(&key));
-        req.push(cmd);
+        req.push(set);
         Ok(Step::send(req, move |mut r| {
             reply_ok(r.pop().unwrap_or(Value::Nil), &key)?;
             let old = r.pop().unwrap_or(Value::Nil);
-            Ok(cleanup_step(&key, stale_chunks(&key, old, None)))
+            Ok(cleanup_step(&key, stale_chunks(&key, old, None)).narrow())
         }))
     }
 
     /// Write the value of `set` (an encoded `SET`) as chunks, then the manifest.
-    fn plan_put_chunked(&self, key: String, set: Cmd) -> Result<Step<()>> {
-        let value: &[u8] = match set.args_iter().nth(2) {
-            Some(redis::Arg::Simple(v)) => v,
-            _ => return Err(Error::InvalidArgument("no value to chunk".into())),
-        };
+    fn plan_put_chunked<'a>(&self, key: String, set: Command<'_>) -> Result<Step<'a, ()>> {
+        let value = set
+            .arg(2)
+            .ok_or_else(|| Error::InvalidArgument("no value to chunk".into()))?;
         let manifest = Manifest::new(value.len(), self.chunk_size)?;
         let keys = manifest.chunk_keys(&key);
         // One request per chunk bounds the memory to one extra chunk.
@@ -216,6 +235,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
                 cmd
             })
             .collect();
+        drop(value);
         drop(set);
         let mut fin = Request::new(Some(&key));
         fin.push(getrange_cmd(&key));
@@ -223,18 +243,11 @@ impl<C: ArrayCodec> ArrayStore<C> {
         mset.arg(&key).arg(&manifest.to_bytes()[..]);
         self.push_ttl(&mut mset);
         fin.push(mset);
-        Ok(write_chunks(
-            key,
-            keys,
-            chunks.into_iter(),
-            0,
-            fin,
-            manifest.generation,
-        ))
+        Ok(write_chunks(key, keys, chunks.into_iter(), 0, fin, manifest.generation).narrow())
     }
 
     /// Plan of [`get`](Self::get).
-    pub fn plan_get(&self, name: &str) -> Result<Step<Option<RawArray>>> {
+    pub fn plan_get(&self, name: &str) -> Result<Step<'static, Option<RawArray>>> {
         let key = self.key(name);
         let limits = self.limits;
         let mut get = redis::cmd("GET");
@@ -249,7 +262,10 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     /// Plan of [`get_many`](Self::get_many).
-    pub fn plan_get_many<N: AsRef<str>>(&self, names: &[N]) -> Result<Step<Vec<Option<RawArray>>>> {
+    pub fn plan_get_many<N: AsRef<str>>(
+        &self,
+        names: &[N],
+    ) -> Result<Step<'static, Vec<Option<RawArray>>>> {
         if names.is_empty() {
             return Ok(Step::Done(Vec::new()));
         }
@@ -306,14 +322,17 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     /// Plan of [`put_many`](Self::put_many).
-    pub fn plan_put_many<N: AsRef<str>, A: AsArray>(&self, items: &[(N, A)]) -> Result<Step<()>> {
+    pub fn plan_put_many<'a, N: AsRef<str>, A: AsArray>(
+        &self,
+        items: &'a [(N, A)],
+    ) -> Result<Step<'a, ()>> {
         let mut req = Request::new(None);
         let mut keys = Vec::with_capacity(items.len());
-        let mut big: Vec<Step<()>> = Vec::new();
+        let mut big: Vec<Step<'a, ()>> = Vec::new();
         for (name, array) in items {
             let key = self.key(name.as_ref());
-            let cmd = array.with_array_ref(|a| self.set_cmd(&key, a))?;
-            if Self::value_len(&cmd) > self.chunk_size {
+            let cmd = self.set_for(&key, array)?;
+            if cmd.arg_len(2) > self.chunk_size {
                 big.push(self.plan_put_chunked(key, cmd)?);
                 continue;
             }
@@ -338,7 +357,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
                 }
                 match first_err {
                     Some(e) => Err(e),
-                    None => Ok(cleanup_step("", stale)),
+                    None => Ok(cleanup_step("", stale).narrow()),
                 }
             })
         };
@@ -350,7 +369,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     /// Plan of [`delete`](Self::delete).
-    pub fn plan_delete(&self, name: &str) -> Result<Step<bool>> {
+    pub fn plan_delete(&self, name: &str) -> Result<Step<'static, bool>> {
         let key = self.key(name);
         let mut req = Request::new(Some(&key));
         req.push(getrange_cmd(&key));
@@ -365,7 +384,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     /// Plan of [`exists`](Self::exists).
-    pub fn plan_exists(&self, name: &str) -> Result<Step<bool>> {
+    pub fn plan_exists(&self, name: &str) -> Result<Step<'static, bool>> {
         let key = self.key(name);
         let mut c = redis::cmd("EXISTS");
         c.arg(&key);
@@ -379,7 +398,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
     pub fn plan_get_as<T: crate::Element, D: ndarray::Dimension + 'static>(
         &self,
         name: &str,
-    ) -> Result<Step<Option<ndarray::Array<T, D>>>> {
+    ) -> Result<Step<'static, Option<ndarray::Array<T, D>>>> {
         self.plan_get(name)?
             .and_then(|a| Ok(Step::Done(a.map(|a| a.into_ndarray::<T, D>()).transpose()?)))
     }
@@ -415,6 +434,18 @@ pub trait DimStatic: ndarray::Dimension + 'static {}
 #[cfg(feature = "ndarray")]
 impl<D: ndarray::Dimension + 'static> DimStatic for D {}
 
+/// A command that owns all its bytes.
+fn owned_command(c: Command<'_>) -> Command<'static> {
+    match c {
+        Command::Cmd(c) => Command::Cmd(c),
+        Command::Pieces(args) => Command::Pieces(
+            args.into_iter()
+                .map(|a| a.into_iter().map(|p| Cow::Owned(p.into_owned())).collect())
+                .collect(),
+        ),
+    }
+}
+
 fn mget_cmd(keys: &[String]) -> Cmd {
     let mut c = redis::cmd("MGET");
     for k in keys {
@@ -440,7 +471,7 @@ fn decode_or_follow(
     value: Bytes,
     limits: Limits,
     may_retry: bool,
-) -> Result<Step<Option<RawArray>>> {
+) -> Result<Step<'static, Option<RawArray>>> {
     let Some(m) = Manifest::parse(&value)? else {
         return Ok(Step::Done(Some(decode_value(&key, value, &limits)?)));
     };
@@ -499,7 +530,7 @@ fn assemble(key: &str, m: &Manifest, reply: Value) -> Result<Bytes> {
 }
 
 /// Delete stale chunk keys (if any), then finish.
-fn cleanup_step(key: &str, stale: Vec<String>) -> Step<()> {
+fn cleanup_step(key: &str, stale: Vec<String>) -> Step<'static, ()> {
     if stale.is_empty() {
         return Step::Done(());
     }
@@ -514,9 +545,9 @@ fn write_chunks(
     keys: Vec<String>,
     mut chunks: std::vec::IntoIter<Cmd>,
     written: usize,
-    fin: Request,
+    fin: Request<'static>,
     generation: u64,
-) -> Step<()> {
+) -> Step<'static, ()> {
     match chunks.next() {
         Some(cmd) => Step::send(
             Request::single(cmd, Some(&key)),

@@ -85,7 +85,7 @@ impl RecipeStore {
     }
 
     /// Plan of [`put`](Self::put).
-    pub fn plan_put(&self, name: &str, array: &impl AsArray) -> Result<Step<()>> {
+    pub fn plan_put(&self, name: &str, array: &impl AsArray) -> Result<Step<'static, ()>> {
         let (dkey, mkey) = self.keys(name);
         let (data, meta) = array.with_array_ref(|a| -> Result<_> {
             let raw = c_order_bytes(&a);
@@ -125,7 +125,7 @@ impl RecipeStore {
     }
 
     /// Plan of [`get`](Self::get).
-    pub fn plan_get(&self, name: &str) -> Result<Step<Option<RawArray>>> {
+    pub fn plan_get(&self, name: &str) -> Result<Step<'static, Option<RawArray>>> {
         let (dkey, mkey) = self.keys(name);
         let mut c = redis::cmd("MGET");
         c.arg(&mkey).arg(&dkey);
@@ -156,7 +156,7 @@ impl RecipeStore {
     }
 
     /// Plan of [`delete`](Self::delete).
-    pub fn plan_delete(&self, name: &str) -> Result<Step<bool>> {
+    pub fn plan_delete(&self, name: &str) -> Result<Step<'static, bool>> {
         let (dkey, mkey) = self.keys(name);
         let mut c = redis::cmd("DEL");
         c.arg(&dkey).arg(&mkey);
@@ -166,7 +166,7 @@ impl RecipeStore {
     }
 
     /// Plan of [`exists`](Self::exists).
-    pub fn plan_exists(&self, name: &str) -> Result<Step<bool>> {
+    pub fn plan_exists(&self, name: &str) -> Result<Step<'static, bool>> {
         let (_, mkey) = self.keys(name);
         let mut c = redis::cmd("EXISTS");
         c.arg(&mkey);
