@@ -43,6 +43,7 @@
 #![deny(unsafe_code)]
 
 pub mod array;
+pub mod buffers;
 pub mod codec;
 pub mod direct;
 pub mod dtype;

@@ -601,7 +601,7 @@ impl Parser {
                         return Ok(Some(Some(v)));
                     }
                     if len > LARGE_BULK {
-                        let mut vec = Vec::with_capacity(len);
+                        let mut vec = crate::buffers::take(len);
                         let take = avail.min(len);
                         vec.extend_from_slice(&data[consumed..consumed + take]);
                         rb.consume(consumed + take);

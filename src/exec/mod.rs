@@ -427,7 +427,7 @@ pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<'_, T>) -
 pub(crate) fn reply_bytes(v: Value, key: &str) -> Result<Option<bytes::Bytes>> {
     match v {
         Value::Nil => Ok(None),
-        Value::BulkString(b) => Ok(Some(bytes::Bytes::from(b))),
+        Value::BulkString(b) => Ok(Some(crate::buffers::into_bytes(b))),
         Value::ServerError(e) => Err(Error::redis(e.into(), Some(key))),
         other => Err(Error::unexpected(
             format!("expected a string value, got {other:?}"),

@@ -507,7 +507,7 @@ fn assemble(key: &str, m: &Manifest, reply: Value) -> Result<Bytes> {
     let mut missing = Vec::new();
     let total = usize::try_from(m.total_len)
         .map_err(|_| Error::corrupt("chunk manifest", "total length overflows usize"))?;
-    let mut out = Vec::with_capacity(total.min(parts.len().saturating_mul(m.chunk_len as usize)));
+    let mut out = crate::buffers::take(total.min(parts.len().saturating_mul(m.chunk_len as usize)));
     for i in 0..m.chunks as usize {
         match parts.get(i) {
             Some(Value::BulkString(b)) => out.extend_from_slice(b),
@@ -526,7 +526,7 @@ fn assemble(key: &str, m: &Manifest, reply: Value) -> Result<Bytes> {
             format!("chunks hold {} bytes, manifest says {total}", out.len()),
         ));
     }
-    Ok(Bytes::from(out))
+    Ok(crate::buffers::into_bytes(out))
 }
 
 /// Delete stale chunk keys (if any), then finish.
