@@ -148,24 +148,34 @@ impl Conns {
                 black_box(got.map(|b| b.len()));
             }
             Variant::SyncRedis => {
-                store.put(&mut self.redis, &case.name, &case.raw).expect("put");
+                store
+                    .put(&mut self.redis, &case.name, &case.raw)
+                    .expect("put");
                 black_box(store.get(&mut self.redis, &case.name).expect("get"));
             }
             Variant::SyncDirect => {
-                store.put(&mut self.direct, &case.name, &case.raw).expect("put");
+                store
+                    .put(&mut self.direct, &case.name, &case.raw)
+                    .expect("put");
                 black_box(store.get(&mut self.direct, &case.name).expect("get"));
             }
             Variant::AsyncMultiplexed => {
                 let con = &mut self.mux;
                 self.rt.block_on(async {
-                    store.put_async(con, &case.name, &case.raw).await.expect("put");
+                    store
+                        .put_async(con, &case.name, &case.raw)
+                        .await
+                        .expect("put");
                     black_box(store.get_async(con, &case.name).await.expect("get"));
                 });
             }
             Variant::AsyncDirect => {
                 let con = &mut self.direct_async;
                 self.rt.block_on(async {
-                    store.put_async(con, &case.name, &case.raw).await.expect("put");
+                    store
+                        .put_async(con, &case.name, &case.raw)
+                        .await
+                        .expect("put");
                     black_box(store.get_async(con, &case.name).await.expect("get"));
                 });
             }
@@ -210,11 +220,15 @@ impl Many {
         let names: Vec<String> = (0..MANY).map(|i| format!("m{i}")).collect();
         let arrays: Vec<RawArray> = (0..MANY)
             .map(|i| {
-                RawArray::from_vec(vec![128], data::normal_f64(1000 + i as u64, 128)).expect("shape")
+                RawArray::from_vec(vec![128], data::normal_f64(1000 + i as u64, 128))
+                    .expect("shape")
             })
             .collect();
         let items: Vec<(&String, &RawArray)> = names.iter().zip(&arrays).collect();
-        conns.store.put_many(&mut conns.direct, &items).expect("put_many");
+        conns
+            .store
+            .put_many(&mut conns.direct, &items)
+            .expect("put_many");
         let keys: Vec<String> = names.iter().map(|n| conns.store.key(n)).collect();
         let mut args: Vec<&[u8]> = vec![b"MGET"];
         args.extend(keys.iter().map(|k| k.as_bytes()));
@@ -232,20 +246,39 @@ impl Many {
                 black_box((n, conns.plain.item(n - 1).map(|b| b.len())));
             }
             Variant::SyncRedis => {
-                black_box(conns.store.get_many(&mut conns.redis, &self.names).expect("get_many"));
+                black_box(
+                    conns
+                        .store
+                        .get_many(&mut conns.redis, &self.names)
+                        .expect("get_many"),
+                );
             }
             Variant::SyncDirect => {
-                black_box(conns.store.get_many(&mut conns.direct, &self.names).expect("get_many"));
+                black_box(
+                    conns
+                        .store
+                        .get_many(&mut conns.direct, &self.names)
+                        .expect("get_many"),
+                );
             }
             other => unreachable!("{other:?} is not in the get_many group"),
         }
     }
 
     fn check(&self, conns: &mut Conns) {
-        let got = conns.store.get_many(&mut conns.redis, &self.names).expect("get_many");
+        let got = conns
+            .store
+            .get_many(&mut conns.redis, &self.names)
+            .expect("get_many");
         let want: Vec<Option<RawArray>> = self.arrays.iter().cloned().map(Some).collect();
         assert_eq!(got, want);
-        assert_eq!(conns.store.get_many(&mut conns.direct, &self.names).expect("get_many"), want);
+        assert_eq!(
+            conns
+                .store
+                .get_many(&mut conns.direct, &self.names)
+                .expect("get_many"),
+            want
+        );
         assert_eq!(conns.plain.mget(&self.mget_packed).expect("MGET"), MANY);
         let first = Npy.encode(&self.arrays[0].as_array_ref()).expect("encode");
         assert_eq!(conns.plain.item(0), Some(&first[..]));
@@ -348,7 +381,8 @@ fn print_summary(conns: &mut Conns, cases: &[Case], many: &Many) {
 
 fn main() {
     let quick = std::env::var("REDSTASH_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let server = RedisServer::start().expect("start redis-server (is it installed? see scripts/setup)");
+    let server =
+        RedisServer::start().expect("start redis-server (is it installed? see scripts/setup)");
     let mut conns = Conns::open(&server);
 
     let mut sizes = vec![("1 KB", 128), ("1 MB", 1 << 17), ("8 MB", 1 << 20)];

@@ -281,8 +281,12 @@ macro_rules! pod_element {
                     return Err(Error::corrupt("array", format!(
                         "{} bytes is not a whole number of {}-byte elements", bytes.len(), size)));
                 }
-                // zeroed_vec uses alloc_zeroed: large buffers come from fresh zero pages,
-                // so this is one copy, not a memset plus a copy.
+                // Aligned input (the usual case: .npy data starts at a 64-byte offset):
+                // one copy into an uninitialised allocation.
+                if let Ok(slice) = bytemuck::try_cast_slice::<u8, $t>(bytes) {
+                    return Ok(slice.to_vec());
+                }
+                // Unaligned: zeroed_vec uses alloc_zeroed, then one copy.
                 let mut out: Vec<$t> = bytemuck::allocation::zeroed_vec(bytes.len() / size);
                 bytemuck::cast_slice_mut::<$t, u8>(&mut out).copy_from_slice(bytes);
                 Ok(out)

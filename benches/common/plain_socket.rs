@@ -86,7 +86,10 @@ impl PlainClient {
     fn line(&mut self) -> io::Result<(usize, usize)> {
         let mut from = self.pos;
         loop {
-            if let Some(i) = self.buf[from..self.end].windows(2).position(|w| w == b"\r\n") {
+            if let Some(i) = self.buf[from..self.end]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+            {
                 let start = self.pos;
                 self.pos = from + i + 2;
                 return Ok((start, from + i));
