@@ -341,23 +341,73 @@ fn medians(runs: usize, variants: &[Variant], mut f: impl FnMut(Variant)) -> Vec
         .collect()
 }
 
-fn print_summary(conns: &mut Conns, cases: &[Case], many: &Many) {
+/// redis-py (hiredis) SET+GET medians of the same sizes, from the venv of
+/// `scripts/setup` (`REDSTASH_PYTHON` or `.venv/bin/python`); empty when unavailable.
+fn redis_py_medians(url: &str, runs: usize, cases: &[Case]) -> Vec<Option<f64>> {
+    let python = std::env::var("REDSTASH_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+        });
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/redis_py_put_get.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(url)
+        .arg(runs.to_string())
+        .args(cases.iter().map(|c| format!("{}={}", c.label, c.raw.len())))
+        .output();
+    let text = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => {
+            eprintln!(
+                "redis-py baseline failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return vec![None; cases.len()];
+        }
+        Err(e) => {
+            eprintln!(
+                "redis-py baseline skipped ({}: {e}); run scripts/setup",
+                python.display()
+            );
+            return vec![None; cases.len()];
+        }
+    };
+    cases
+        .iter()
+        .map(|c| {
+            text.lines()
+                .filter_map(|l| l.split_once('\t'))
+                .find(|(label, _)| *label == c.label)
+                .and_then(|(_, ms)| ms.trim().parse().ok())
+        })
+        .collect()
+}
+
+fn print_summary(conns: &mut Conns, cases: &[Case], many: &Many, url: &str) {
     const RUNS: usize = 15;
+    let py = redis_py_medians(url, RUNS, cases);
     let mut t = format!(
         "\n### ArrayStore put+get, median of {RUNS} runs (ms; ratio = time / plain-socket time, lower is better)\n\n| size |"
     );
     for v in VARIANTS {
         t += &format!(" {} |", v.label());
     }
+    t += " redis-py + hiredis SET+GET |";
     t += "\n|---|";
-    t += &"---:|".repeat(VARIANTS.len());
+    t += &"---:|".repeat(VARIANTS.len() + 1);
     t += "\n";
-    for case in cases {
+    for (case, py) in cases.iter().zip(&py) {
         let m = medians(RUNS, &VARIANTS, |v| conns.put_get(v, case));
         let base = m[0].as_secs_f64();
         t += &format!("| {} |", case.label);
         for d in &m {
             t += &format!(" {} ({:.2}x) |", timing::ms(*d), d.as_secs_f64() / base);
+        }
+        match py {
+            Some(ms) => t += &format!(" {ms:.3} ({:.2}x) |", ms / 1e3 / base),
+            None => t += " n/a |",
         }
         t += "\n";
     }
@@ -408,7 +458,7 @@ fn main() {
     c.final_summary();
 
     if timing::benchmarking() {
-        print_summary(&mut conns, &cases, &many);
+        print_summary(&mut conns, &cases, &many, &server.url());
     }
     drop(conns);
     drop(server);
