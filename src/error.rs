@@ -82,6 +82,40 @@ pub enum Error {
         /// Indices of the missing chunks.
         missing: Vec<usize>,
     },
+    /// A batch exists but has no array of this name ([`crate::BatchStore`]).
+    #[error("key {key:?}: no field {field:?}")]
+    MissingField {
+        /// The Redis key of the batch.
+        key: String,
+        /// The name that was asked for.
+        field: String,
+    },
+    /// A feature view is not registered ([`crate::FeatureStore`]).
+    #[error("feature view {0:?} is not registered")]
+    UnknownView(String),
+    /// A feature view is already registered with another definition; replace it
+    /// explicitly to change it.
+    #[error("feature view {view:?} is registered as {registered}, not {requested}")]
+    ViewConflict {
+        /// The view's name.
+        view: String,
+        /// The definition in the registry.
+        registered: String,
+        /// The definition that was asked for.
+        requested: String,
+    },
+    /// A bulk write stopped part-way: which items (indices into the input) were
+    /// written and which were not, and the first error.
+    #[error("partial write: {} items written, {} not written: {source}", written.len(), not_written.len())]
+    PartialWrite {
+        /// Indices of the items the server acknowledged.
+        written: Vec<usize>,
+        /// Indices of the items that were refused or not sent.
+        not_written: Vec<usize>,
+        /// The first error.
+        #[source]
+        source: Box<Error>,
+    },
     /// The Redis server answered with an error or the connection failed.
     #[error("redis error ({kind:?}){}: {source}", key.as_deref().map(|k| format!(" on key {k:?}")).unwrap_or_default())]
     Redis {

@@ -58,4 +58,7 @@ pub use codec::{ArrayCodec, Compressed, Compression, Limits, Npy};
 pub use dtype::{ByteOrder, DType, Element};
 pub use error::{Error, RedisErrorKind, Result};
 pub use store::array::ArrayStore;
+pub use store::batch::{Batch, BatchStore, NamedArrays};
+#[cfg(feature = "ndarray")]
+pub use store::feature::{FeatureStore, Layout, Rows, View};
 pub use store::recipe::RecipeStore;

@@ -199,35 +199,27 @@ impl<C: ArrayCodec> ArrayCodec for Compressed<C> {
     }
 }
 
-impl ArrayCodec for Box<dyn ArrayCodec> {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn encode_parts<'a>(&self, array: &ArrayRef<'a>) -> Option<Vec<Cow<'a, [u8]>>> {
-        (**self).encode_parts(array)
-    }
-    fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
-        (**self).write_to(array, out)
-    }
-    fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
-        (**self).exact_len(array)
-    }
+/// Codecs behind a pointer (`Box<dyn ArrayCodec>`, `Arc<dyn ArrayCodec>`, `&C`) are
+/// codecs, so a store's codec can be chosen at run time.
+macro_rules! forward_codec {
+    ($($ty:ty),*) => {$(
+        impl<C: ArrayCodec + ?Sized> ArrayCodec for $ty {
+            fn name(&self) -> String {
+                (**self).name()
+            }
+            fn encode_parts<'a>(&self, array: &ArrayRef<'a>) -> Option<Vec<Cow<'a, [u8]>>> {
+                (**self).encode_parts(array)
+            }
+            fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
+                (**self).write_to(array, out)
+            }
+            fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
+                (**self).exact_len(array)
+            }
+        }
+    )*};
 }
-
-impl ArrayCodec for Arc<dyn ArrayCodec> {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn encode_parts<'a>(&self, array: &ArrayRef<'a>) -> Option<Vec<Cow<'a, [u8]>>> {
-        (**self).encode_parts(array)
-    }
-    fn write_to(&self, array: &ArrayRef<'_>, out: &mut dyn Write) -> Result<()> {
-        (**self).write_to(array, out)
-    }
-    fn exact_len(&self, array: &ArrayRef<'_>) -> Option<usize> {
-        (**self).exact_len(array)
-    }
-}
+forward_codec!(Box<C>, Arc<C>);
 
 /// A codec chosen at run time from a compression setting: plain `.npy` for
 /// [`Compression::None`], else `.npy` in that compression.

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 pub mod array;
+pub mod batch;
 pub(crate) mod chunked;
+#[cfg(feature = "ndarray")]
+pub mod feature;
 pub mod recipe;
 
 /// Join a store prefix and a name into a key: `prefix:name`, or `name` without prefix.

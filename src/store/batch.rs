@@ -1,0 +1,604 @@
+//! [`BatchStore`]: named arrays that belong together (features + labels of a training
+//! batch), one Redis hash per batch.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::array::{ArrayRef, AsArray, RawArray};
+use crate::codec::{ArrayCodec, Limits, Npy};
+use crate::error::{Error, Result};
+use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::store::{join_key, sync_and_async, ttl_millis};
+
+/// Named arrays in one Redis hash per batch: `{prefix}:{batch_id}` holds one field per
+/// array, each field an encoded array value (`.npy`, or `.npy` in lz4/zlib/zstd per the
+/// codec), so `numpy.load(io.BytesIO(r.hget(key, "features")))` reads it.
+///
+/// * [`put`](Self::put) replaces the whole batch in one `MULTI`/`DEL`/`HSET`
+///   (+ `PEXPIRE`)/`EXEC` transaction: a reader sees the old batch or the new one, never
+///   a mix; the TTL (if any) is set in the same transaction.
+/// * [`get`](Self::get) reads every array (`HGETALL`), [`get_some`](Self::get_some)
+///   only the named ones (`HMGET`); [`delete`](Self::delete) is one `DEL`;
+///   [`list`](Self::list) walks the batch ids with `SCAN` (never `KEYS`).
+/// * Each array keeps its own dtype and shape (`f64` `(1000, 784)` features next to
+///   `i64` `(1000,)` labels).
+/// * A missing batch is `Ok(None)`; a missing name is [`Error::MissingField`]; a field
+///   that is not a redstash array is [`Error::NotAnArray`] naming the field.
+///
+/// ```no_run
+/// use ndarray::{Array1, Array2};
+/// use redstash::BatchStore;
+/// # fn main() -> redstash::Result<()> {
+/// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
+/// let store = BatchStore::new("train");
+/// let x = Array2::<f64>::zeros((1000, 784));
+/// let y = Array1::<i64>::zeros(1000);
+/// // Arrays of different types: a tuple of (name, array) pairs.
+/// store.put(&mut con, "batch_001", &(("features", &x), ("labels", &y)))?;
+/// let batch = store.get(&mut con, "batch_001")?.expect("just written");
+/// let labels: Array1<i64> = batch.get_as("labels")?;
+/// let only_x = store.get_some(&mut con, "batch_001", &["features"])?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchStore<C: ArrayCodec = Npy> {
+    prefix: String,
+    codec: C,
+    ttl: Option<Duration>,
+    limits: Limits,
+}
+
+/// [`AsArray`] as an object-safe trait, so that [`NamedArrays`] can hand out arrays of
+/// different types. Implemented for every [`AsArray`].
+pub trait DynArray {
+    /// The array borrowing its memory when it is contiguous (see
+    /// [`AsArray::try_array_ref`]).
+    fn dyn_array_ref(&self) -> Option<ArrayRef<'_>>;
+    /// Call `f` with the array, copied into a contiguous buffer first if needed.
+    fn dyn_with_array_ref(&self, f: &mut dyn FnMut(ArrayRef<'_>) -> Result<()>) -> Result<()>;
+}
+
+impl<A: AsArray + ?Sized> DynArray for A {
+    fn dyn_array_ref(&self) -> Option<ArrayRef<'_>> {
+        self.try_array_ref()
+    }
+    fn dyn_with_array_ref(&self, f: &mut dyn FnMut(ArrayRef<'_>) -> Result<()>) -> Result<()> {
+        self.with_array_ref(f)
+    }
+}
+
+/// A list of `(name, array)` pairs for [`BatchStore::put`]: a slice, array or `Vec` of
+/// pairs of one array type, or a tuple of up to 8 pairs of different array types
+/// (`(("features", &x), ("labels", &y))`).
+pub trait NamedArrays {
+    /// Call `f` with each name and array, in order; stop at the first error.
+    fn try_for_each_array<'a>(
+        &'a self,
+        f: &mut dyn FnMut(&'a str, &'a dyn DynArray) -> Result<()>,
+    ) -> Result<()>;
+}
+
+impl<N: AsRef<str>, A: AsArray> NamedArrays for [(N, A)] {
+    fn try_for_each_array<'a>(
+        &'a self,
+        f: &mut dyn FnMut(&'a str, &'a dyn DynArray) -> Result<()>,
+    ) -> Result<()> {
+        for (n, a) in self {
+            f(n.as_ref(), a)?;
+        }
+        Ok(())
+    }
+}
+
+impl<N: AsRef<str>, A: AsArray, const K: usize> NamedArrays for [(N, A); K] {
+    fn try_for_each_array<'a>(
+        &'a self,
+        f: &mut dyn FnMut(&'a str, &'a dyn DynArray) -> Result<()>,
+    ) -> Result<()> {
+        self[..].try_for_each_array(f)
+    }
+}
+
+impl<N: AsRef<str>, A: AsArray> NamedArrays for Vec<(N, A)> {
+    fn try_for_each_array<'a>(
+        &'a self,
+        f: &mut dyn FnMut(&'a str, &'a dyn DynArray) -> Result<()>,
+    ) -> Result<()> {
+        self[..].try_for_each_array(f)
+    }
+}
+
+impl<T: NamedArrays + ?Sized> NamedArrays for &T {
+    fn try_for_each_array<'a>(
+        &'a self,
+        f: &mut dyn FnMut(&'a str, &'a dyn DynArray) -> Result<()>,
+    ) -> Result<()> {
+        (**self).try_for_each_array(f)
+    }
+}
+
+macro_rules! tuple_named_arrays {
+    ($(($($n:ident $a:ident $i:tt),+))*) => {$(
+        impl<$($n: AsRef<str>, $a: AsArray),+> NamedArrays for ($(($n, $a),)+) {
+            fn try_for_each_array<'a>(
+                &'a self,
+                f: &mut dyn FnMut(&'a str, &'a dyn DynArray) -> Result<()>,
+            ) -> Result<()> {
+                $( f(self.$i.0.as_ref(), &self.$i.1)?; )+
+                Ok(())
+            }
+        }
+    )*};
+}
+
+tuple_named_arrays! {
+    (N0 A0 0)
+    (N0 A0 0, N1 A1 1)
+    (N0 A0 0, N1 A1 1, N2 A2 2)
+    (N0 A0 0, N1 A1 1, N2 A2 2, N3 A3 3)
+    (N0 A0 0, N1 A1 1, N2 A2 2, N3 A3 3, N4 A4 4)
+    (N0 A0 0, N1 A1 1, N2 A2 2, N3 A3 3, N4 A4 4, N5 A5 5)
+    (N0 A0 0, N1 A1 1, N2 A2 2, N3 A3 3, N4 A4 4, N5 A5 5, N6 A6 6)
+    (N0 A0 0, N1 A1 1, N2 A2 2, N3 A3 3, N4 A4 4, N5 A5 5, N6 A6 6, N7 A7 7)
+}
+
+/// The arrays of one batch, by name (sorted by name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    key: String,
+    arrays: BTreeMap<String, RawArray>,
+}
+
+impl Batch {
+    /// The Redis key the batch was read from.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The array named `name`, if the batch has it.
+    pub fn get(&self, name: &str) -> Option<&RawArray> {
+        self.arrays.get(name)
+    }
+
+    /// The array named `name`; [`Error::MissingField`] if the batch has none.
+    pub fn require(&self, name: &str) -> Result<&RawArray> {
+        self.arrays.get(name).ok_or_else(|| Error::MissingField {
+            key: self.key.clone(),
+            field: name.to_owned(),
+        })
+    }
+
+    /// The array named `name` as an `ndarray::Array<T, D>` (one copy); a missing name
+    /// is [`Error::MissingField`], a dtype or ndim mismatch the matching error.
+    #[cfg(feature = "ndarray")]
+    pub fn get_as<T: crate::Element, D: ndarray::Dimension>(
+        &self,
+        name: &str,
+    ) -> Result<ndarray::Array<T, D>> {
+        self.require(name)?.into_ndarray()
+    }
+
+    /// Take the array named `name` out of the batch.
+    pub fn remove(&mut self, name: &str) -> Option<RawArray> {
+        self.arrays.remove(name)
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.arrays.keys().map(String::as_str)
+    }
+
+    /// Number of arrays.
+    pub fn len(&self) -> usize {
+        self.arrays.len()
+    }
+
+    /// Whether the batch holds no array.
+    pub fn is_empty(&self) -> bool {
+        self.arrays.is_empty()
+    }
+
+    /// `(name, array)` pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawArray)> {
+        self.arrays.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The arrays by name.
+    pub fn into_map(self) -> BTreeMap<String, RawArray> {
+        self.arrays
+    }
+}
+
+impl IntoIterator for Batch {
+    type Item = (String, RawArray);
+    type IntoIter = std::collections::btree_map::IntoIter<String, RawArray>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.arrays.into_iter()
+    }
+}
+
+/// Escape glob characters for `SCAN MATCH`.
+pub(crate) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The field/value pairs of an `HGETALL` reply (RESP2 array or RESP3 map).
+fn hash_pairs(v: Value, key: &str) -> Result<Vec<(Value, Value)>> {
+    match reply_ok(v, key)? {
+        Value::Map(m) => Ok(m),
+        Value::Array(a) if a.len() % 2 == 0 => {
+            let mut out = Vec::with_capacity(a.len() / 2);
+            let mut it = a.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+        other => Err(Error::unexpected(
+            format!("expected a hash reply, got {other:?}"),
+            Some(key.to_owned()),
+        )),
+    }
+}
+
+fn field_name(v: Value, key: &str) -> Result<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).map_err(|_| Error::NotAnArray {
+            key: key.to_owned(),
+            reason: "a field name is not UTF-8".into(),
+        }),
+        Value::SimpleString(s) => Ok(s),
+        other => Err(Error::unexpected(
+            format!("expected a field name, got {other:?}"),
+            Some(key.to_owned()),
+        )),
+    }
+}
+
+fn decode_field(key: &str, field: &str, v: Value, limits: &Limits) -> Result<Option<RawArray>> {
+    let Some(bytes) = reply_bytes(v, key)? else {
+        return Ok(None);
+    };
+    crate::codec::decode_array(bytes, limits)
+        .map(Some)
+        .map_err(|e| match e {
+            Error::UnknownFormat(reason) => Error::NotAnArray {
+                key: key.to_owned(),
+                reason: format!("field {field:?}: {reason}"),
+            },
+            other => other,
+        })
+}
+
+impl BatchStore<Npy> {
+    /// A store of batches under `prefix` (`""` for none), arrays as plain `.npy`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        BatchStore {
+            prefix: prefix.into(),
+            codec: Npy,
+            ttl: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl<C: ArrayCodec> BatchStore<C> {
+    /// Use another codec for writing (reading is format-agnostic, per field).
+    pub fn with_codec<C2: ArrayCodec>(self, codec: C2) -> BatchStore<C2> {
+        BatchStore {
+            prefix: self.prefix,
+            codec,
+            ttl: self.ttl,
+            limits: self.limits,
+        }
+    }
+
+    /// Expire written batches after `ttl` (set in the same transaction as the arrays).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Decoding limits (size caps against hostile values).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    /// The Redis key of a batch.
+    pub fn key(&self, batch_id: &str) -> String {
+        join_key(&self.prefix, batch_id)
+    }
+
+    /// The value pieces of one array: the `.npy` header plus the array's own memory
+    /// when the codec keeps the data as it is, else the encoded bytes.
+    fn value_pieces<'a>(&self, array: &'a dyn DynArray) -> Result<Vec<Cow<'a, [u8]>>> {
+        if let Some(r) = array.dyn_array_ref() {
+            if let Some(parts) = self.codec.encode_parts(&r) {
+                return Ok(parts);
+            }
+            return Ok(vec![Cow::Owned(self.codec.encode(&r)?)]);
+        }
+        let mut out = Vec::new();
+        array.dyn_with_array_ref(&mut |r| {
+            out = self.codec.encode(&r)?;
+            Ok(())
+        })?;
+        Ok(vec![Cow::Owned(out)])
+    }
+
+    /// The `HSET` command of a batch (borrowing the arrays' memory where it can).
+    fn hset_command<'a>(
+        &self,
+        key: &str,
+        items: &'a (impl NamedArrays + ?Sized),
+    ) -> Result<Command<'a>> {
+        let mut args: Vec<Vec<Cow<'a, [u8]>>> = vec![
+            vec![Cow::Borrowed(b"HSET")],
+            vec![Cow::Owned(key.as_bytes().to_vec())],
+        ];
+        let mut seen = BTreeSet::new();
+        items.try_for_each_array(&mut |name, array| {
+            if !seen.insert(name) {
+                return Err(Error::InvalidArgument(format!(
+                    "batch {key:?}: the name {name:?} is given twice"
+                )));
+            }
+            args.push(vec![Cow::Borrowed(name.as_bytes())]);
+            args.push(self.value_pieces(array)?);
+            Ok(())
+        })?;
+        if args.len() == 2 {
+            return Err(Error::InvalidArgument(format!(
+                "batch {key:?}: no arrays to store"
+            )));
+        }
+        Ok(Command::Pieces(args))
+    }
+
+    /// Plan of [`put`](Self::put).
+    pub fn plan_put<'a, I: NamedArrays + ?Sized>(
+        &self,
+        batch_id: &str,
+        items: &'a I,
+    ) -> Result<Step<'a, ()>> {
+        let key = self.key(batch_id);
+        let hset = self.hset_command(&key, items)?;
+        let mut req = Request::new(Some(&key));
+        let mut del = redis::cmd("DEL");
+        del.arg(&key);
+        req.push(del);
+        req.push(hset);
+        if let Some(ttl) = self.ttl {
+            let mut c = redis::cmd("PEXPIRE");
+            c.arg(&key).arg(ttl_millis(ttl));
+            req.push(c);
+        }
+        Ok(Step::then(req.atomic(), move |replies| {
+            for v in replies {
+                reply_ok(v, &key)?;
+            }
+            Ok(())
+        }))
+    }
+
+    /// Plan of [`get`](Self::get).
+    pub fn plan_get(&self, batch_id: &str) -> Result<Step<'static, Option<Batch>>> {
+        let key = self.key(batch_id);
+        let limits = self.limits;
+        let mut c = redis::cmd("HGETALL");
+        c.arg(&key);
+        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
+            let pairs = hash_pairs(r.pop().unwrap_or(Value::Nil), &key)?;
+            if pairs.is_empty() {
+                return Ok(None);
+            }
+            let mut arrays = BTreeMap::new();
+            for (f, v) in pairs {
+                let name = field_name(f, &key)?;
+                match decode_field(&key, &name, v, &limits)? {
+                    Some(a) => {
+                        arrays.insert(name, a);
+                    }
+                    None => {
+                        return Err(Error::unexpected(
+                            format!("HGETALL gave no value for field {name:?}"),
+                            Some(key),
+                        ));
+                    }
+                }
+            }
+            Ok(Some(Batch { key, arrays }))
+        }))
+    }
+
+    /// Plan of [`get_some`](Self::get_some).
+    pub fn plan_get_some<N: AsRef<str>>(
+        &self,
+        batch_id: &str,
+        names: &[N],
+    ) -> Result<Step<'static, Option<Batch>>> {
+        let key = self.key(batch_id);
+        if names.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "batch {key:?}: get_some needs at least one name"
+            )));
+        }
+        let names: Vec<String> = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        let limits = self.limits;
+        let mut c = redis::cmd("HMGET");
+        c.arg(&key);
+        for n in &names {
+            c.arg(n);
+        }
+        Ok(Step::send(Request::single(c, Some(&key)), move |mut r| {
+            let values = match reply_ok(r.pop().unwrap_or(Value::Nil), &key)? {
+                Value::Array(v) if v.len() == names.len() => v,
+                other => {
+                    return Err(Error::unexpected(
+                        format!("HMGET of {} fields replied {other:?}", names.len()),
+                        Some(key),
+                    ));
+                }
+            };
+            let mut arrays = BTreeMap::new();
+            let mut missing = None;
+            for (name, v) in names.into_iter().zip(values) {
+                match decode_field(&key, &name, v, &limits)? {
+                    Some(a) => {
+                        arrays.insert(name, a);
+                    }
+                    None => {
+                        if missing.is_none() {
+                            missing = Some(name);
+                        }
+                    }
+                }
+            }
+            let Some(field) = missing else {
+                return Ok(Step::Done(Some(Batch { key, arrays })));
+            };
+            if !arrays.is_empty() {
+                return Err(Error::MissingField { key, field });
+            }
+            // Nothing found: a missing batch (None) or missing names (an error)?
+            let mut c = redis::cmd("EXISTS");
+            c.arg(&key);
+            Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
+                if reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0 {
+                    Err(Error::MissingField { key, field })
+                } else {
+                    Ok(None)
+                }
+            }))
+        }))
+    }
+
+    /// Plan of [`delete`](Self::delete).
+    pub fn plan_delete(&self, batch_id: &str) -> Result<Step<'static, bool>> {
+        let key = self.key(batch_id);
+        let mut c = redis::cmd("DEL");
+        c.arg(&key);
+        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
+            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0)
+        }))
+    }
+
+    /// Plan of [`exists`](Self::exists).
+    pub fn plan_exists(&self, batch_id: &str) -> Result<Step<'static, bool>> {
+        let key = self.key(batch_id);
+        let mut c = redis::cmd("EXISTS");
+        c.arg(&key);
+        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
+            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0)
+        }))
+    }
+
+    /// Plan of [`list`](Self::list).
+    pub fn plan_list(&self) -> Result<Step<'static, Vec<String>>> {
+        let (pattern, strip) = if self.prefix.is_empty() {
+            ("*".to_owned(), 0)
+        } else {
+            (
+                format!("{}:*", glob_escape(&self.prefix)),
+                self.prefix.len() + 1,
+            )
+        };
+        Ok(scan_step(pattern, strip, 0, BTreeSet::new()))
+    }
+
+    sync_and_async! {
+        /// Store the arrays of a batch under `batch_id`, replacing the whole batch
+        /// atomically (one transaction: `DEL`, one `HSET` of every array, `PEXPIRE` when
+        /// the store has a TTL). `items` is a slice/array/`Vec` of `(name, array)` pairs
+        /// or a tuple of pairs of different array types. Names must be unique.
+        fn put / put_async<I: NamedArrays>(batch_id: &str, items: &I) -> () = plan_put;
+        /// Read every array of a batch (`HGETALL`); `None` if the batch does not exist.
+        fn get / get_async(batch_id: &str) -> Option<Batch> = plan_get;
+        /// Read only the named arrays of a batch (`HMGET`); `None` if the batch does not
+        /// exist, [`Error::MissingField`] if it lacks one of the names.
+        fn get_some / get_some_async<N: AsRef<str>>(batch_id: &str, names: &[N]) -> Option<Batch> = plan_get_some;
+        /// Delete a batch (one `DEL`); `true` if it existed.
+        fn delete / delete_async(batch_id: &str) -> bool = plan_delete;
+        /// Whether a batch exists.
+        fn exists / exists_async(batch_id: &str) -> bool = plan_exists;
+        /// The ids of every batch of the store (hash keys under the prefix), found with
+        /// `SCAN ... TYPE hash` (never `KEYS`), sorted. With an empty prefix this lists
+        /// every hash of the database.
+        fn list / list_async() -> Vec<String> = plan_list;
+    }
+}
+
+/// One `SCAN` page, then the next, until the cursor is back to 0.
+fn scan_step(
+    pattern: String,
+    strip: usize,
+    cursor: u64,
+    mut found: BTreeSet<String>,
+) -> Step<'static, Vec<String>> {
+    let mut c = redis::cmd("SCAN");
+    c.arg(cursor)
+        .arg("MATCH")
+        .arg(&pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .arg("TYPE")
+        .arg("hash");
+    Step::send(Request::single(c, None), move |mut r| {
+        let (next, keys) = match reply_ok(r.pop().unwrap_or(Value::Nil), &pattern)? {
+            Value::Array(v) if v.len() == 2 => {
+                let mut it = v.into_iter();
+                let cur = it.next().unwrap_or(Value::Nil);
+                let keys = it.next().unwrap_or(Value::Nil);
+                let cur = match cur {
+                    Value::BulkString(b) => std::str::from_utf8(&b)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok()),
+                    Value::Int(i) => u64::try_from(i).ok(),
+                    _ => None,
+                };
+                match (cur, keys) {
+                    (Some(c), Value::Array(k)) => (c, k),
+                    (c, k) => {
+                        return Err(Error::unexpected(
+                            format!("SCAN replied cursor {c:?}, keys {k:?}"),
+                            None,
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(Error::unexpected(format!("SCAN replied {other:?}"), None));
+            }
+        };
+        for k in keys {
+            if let Value::BulkString(b) = k
+                && let Ok(s) = String::from_utf8(b)
+                && let Some(id) = s.get(strip..)
+            {
+                found.insert(id.to_owned());
+            }
+        }
+        if next == 0 {
+            Ok(Step::Done(found.into_iter().collect()))
+        } else {
+            Ok(scan_step(pattern, strip, next, found))
+        }
+    })
+}

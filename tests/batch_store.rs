@@ -1,0 +1,266 @@
+//! The BatchStore suite, written once and run on every backend (sync and async redis-rs
+//! connections, redstash's direct connections) against real redis-servers.
+#![cfg(all(feature = "testkit", feature = "tokio", feature = "ndarray"))]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ALL_BACKENDS, Backend, Conn, rt, sample, server};
+use ndarray::{Array1, Array2};
+use redstash::codec::{ArrayCodec, Compressed, Npy};
+use redstash::dtype::ALL_DTYPES;
+use redstash::{BatchStore, DType, Error, Order, RawArray, RedisErrorKind};
+
+/// Run `case` on every backend, each against its own fresh server.
+fn each_backend<F, Fut>(case: F)
+where
+    F: Fn(Backend, Conn) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in ALL_BACKENDS {
+        let srv = server();
+        rt().block_on(async {
+            let con = Conn::open(backend, &srv.url()).await.expect("connect");
+            case(backend, con).await;
+        });
+    }
+}
+
+fn codecs() -> Vec<Box<dyn ArrayCodec>> {
+    let mut v: Vec<Box<dyn ArrayCodec>> = vec![
+        Box::new(Npy),
+        Box::new(Compressed::lz4()),
+        Box::new(Compressed::zlib(6)),
+    ];
+    if cfg!(feature = "zstd") {
+        v.push(Box::new(Compressed::zstd(3)));
+    }
+    v
+}
+
+/// One array of every dtype, with varied shapes and orders.
+fn every_dtype() -> Vec<(String, RawArray)> {
+    let shapes: [&[usize]; 5] = [&[], &[0], &[7], &[3, 4], &[2, 3, 2]];
+    ALL_DTYPES
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            let order = if i % 2 == 0 { Order::C } else { Order::F };
+            (
+                d.name().to_owned(),
+                sample(d, shapes[i % shapes.len()], order),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_dtype_and_codec_round_trips_in_one_batch() {
+    each_backend(|backend, mut con| async move {
+        let items = every_dtype();
+        for codec in codecs() {
+            let cname = codec.name();
+            let store = BatchStore::new("b").with_codec(codec);
+            call!(con, store.put / put_async(&cname, &items)).unwrap();
+            let batch = call!(con, store.get / get_async(&cname))
+                .unwrap()
+                .expect("batch");
+            assert_eq!(batch.len(), items.len(), "{backend:?} {cname}");
+            for (name, a) in &items {
+                assert_eq!(batch.get(name), Some(a), "{backend:?} {cname} {name}");
+            }
+            // One hash, one field per array.
+            let n: i64 = con
+                .raw(redis::cmd("HLEN").arg(format!("b:{cname}")))
+                .await
+                .unwrap();
+            assert_eq!(n, items.len() as i64);
+            // A few by name.
+            let some = call!(
+                con,
+                store.get_some / get_some_async(&cname, &["float64", "bool"])
+            )
+            .unwrap()
+            .expect("batch");
+            assert_eq!(some.names().collect::<Vec<_>>(), vec!["bool", "float64"]);
+            assert_eq!(some.get("float64"), batch.get("float64"));
+        }
+    });
+}
+
+#[test]
+fn features_and_labels_keep_their_dtype_and_shape() {
+    each_backend(|backend, mut con| async move {
+        let store = BatchStore::new("train");
+        let x = Array2::<f64>::from_shape_fn((1000, 784), |(i, j)| (i * 784 + j) as f64 * 0.5);
+        let y = Array1::<i64>::from_shape_fn(1000, |i| (i % 10) as i64);
+        call!(
+            con,
+            store.put / put_async("001", &(("features", &x), ("labels", &y)))
+        )
+        .unwrap();
+        let batch = call!(con, store.get / get_async("001")).unwrap().unwrap();
+        assert_eq!(batch.key(), "train:001");
+        let bx: Array2<f64> = batch.get_as("features").unwrap();
+        let by: Array1<i64> = batch.get_as("labels").unwrap();
+        assert_eq!(bx, x, "{backend:?}");
+        assert_eq!(by, y, "{backend:?}");
+        assert!(matches!(
+            batch.get_as::<f32, ndarray::Ix1>("labels"),
+            Err(Error::DTypeMismatch { .. })
+        ));
+        assert!(matches!(
+            batch.get_as::<f64, ndarray::Ix2>("weights"),
+            Err(Error::MissingField { ref field, .. }) if field == "weights"
+        ));
+        // Partial reads: only the labels.
+        let only = call!(con, store.get_some / get_some_async("001", &["labels"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only.get_as::<i64, ndarray::Ix1>("labels").unwrap(), y);
+        // Non-contiguous inputs are stored with their logical values.
+        let strided = x.slice(ndarray::s![..;3, ..;-2]);
+        let t = x.t();
+        call!(
+            con,
+            store.put / put_async("002", &[("s", strided), ("t", t)])
+        )
+        .unwrap();
+        let back = call!(con, store.get / get_async("002")).unwrap().unwrap();
+        assert_eq!(back.get_as::<f64, ndarray::Ix2>("s").unwrap(), strided);
+        assert_eq!(back.get_as::<f64, ndarray::Ix2>("t").unwrap(), t);
+    });
+}
+
+#[test]
+fn missing_batch_missing_name_and_bad_fields_are_distinct() {
+    each_backend(|backend, mut con| async move {
+        let store = BatchStore::new("m");
+        assert_eq!(call!(con, store.get / get_async("none")).unwrap(), None);
+        assert_eq!(
+            call!(con, store.get_some / get_some_async("none", &["a"])).unwrap(),
+            None,
+            "{backend:?}"
+        );
+        let a = sample(DType::I32, &[4], Order::C);
+        call!(con, store.put / put_async("one", &[("a", &a)])).unwrap();
+        for names in [&["b"][..], &["a", "b"][..]] {
+            let e = call!(con, store.get_some / get_some_async("one", names)).unwrap_err();
+            assert!(
+                matches!(&e, Error::MissingField { key, field } if key == "m:one" && field == "b"),
+                "{backend:?} {e}"
+            );
+        }
+        // A field that is not a redstash value.
+        let _: i64 = con
+            .raw(redis::cmd("HSET").arg("m:one").arg("junk").arg("hello"))
+            .await
+            .unwrap();
+        let e = call!(con, store.get / get_async("one")).unwrap_err();
+        assert!(
+            matches!(&e, Error::NotAnArray { key, reason } if key == "m:one" && reason.contains("junk")),
+            "{backend:?} {e}"
+        );
+        let ok = call!(con, store.get_some / get_some_async("one", &["a"])).unwrap();
+        assert_eq!(ok.unwrap().get("a"), Some(&a));
+        // A truncated .npy value.
+        let mut npy = Npy.encode(&a.as_array_ref()).unwrap();
+        npy.truncate(npy.len() - 3);
+        let _: i64 = con
+            .raw(redis::cmd("HSET").arg("m:one").arg("cut").arg(npy))
+            .await
+            .unwrap();
+        let e = call!(con, store.get_some / get_some_async("one", &["cut"])).unwrap_err();
+        assert!(matches!(e, Error::Truncated { .. }), "{backend:?} {e}");
+        // A key of another type.
+        let _: () = con
+            .raw(redis::cmd("SET").arg("m:str").arg("x"))
+            .await
+            .unwrap();
+        let e = call!(con, store.get / get_async("str")).unwrap_err();
+        assert_eq!(
+            e.redis_kind(),
+            Some(RedisErrorKind::WrongType),
+            "{backend:?} {e}"
+        );
+        // Bad input is rejected before anything is sent.
+        let empty: Vec<(&str, RawArray)> = Vec::new();
+        assert!(matches!(
+            call!(con, store.put / put_async("e", &empty)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            call!(con, store.put / put_async("e", &[("a", &a), ("a", &a)])),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(!call!(con, store.exists / exists_async("e")).unwrap());
+    });
+}
+
+#[test]
+fn put_replaces_atomically_and_delete_exists_list_ttl() {
+    each_backend(|backend, mut con| async move {
+        let store = BatchStore::new("l");
+        let a = sample(DType::F32, &[3, 2], Order::C);
+        let b = sample(DType::U8, &[5], Order::C);
+        call!(con, store.put / put_async("x", &[("a", &a), ("b", &b)])).unwrap();
+        call!(con, store.put / put_async("x", &[("c", &b)])).unwrap();
+        let got = call!(con, store.get / get_async("x")).unwrap().unwrap();
+        assert_eq!(
+            got.names().collect::<Vec<_>>(),
+            vec!["c"],
+            "{backend:?}: replaced"
+        );
+        assert!(call!(con, store.exists / exists_async("x")).unwrap());
+        assert!(call!(con, store.delete / delete_async("x")).unwrap());
+        assert!(!call!(con, store.delete / delete_async("x")).unwrap());
+        assert!(!call!(con, store.exists / exists_async("x")).unwrap());
+        // list: SCAN over more keys than one page, only this store's hashes.
+        let mut want: Vec<String> = (0..2500).map(|i| format!("id{i:05}")).collect();
+        let mut pipe = redis::pipe();
+        for id in &want {
+            pipe.cmd("HSET")
+                .arg(format!("l:{id}"))
+                .arg("f")
+                .arg("v")
+                .ignore();
+        }
+        pipe.cmd("SET").arg("l:a-string").arg("v").ignore();
+        pipe.cmd("HSET").arg("other:h").arg("f").arg("v").ignore();
+        pipe.cmd("HSET").arg("l*glob:h").arg("f").arg("v").ignore();
+        match &mut con {
+            Conn::Sync(c) => pipe.query::<()>(c).unwrap(),
+            Conn::Async(c) => pipe.query_async::<()>(c).await.unwrap(),
+            Conn::AsyncManager(c) => pipe.query_async::<()>(c).await.unwrap(),
+            _ => {
+                let mut keys: Vec<String> = want.iter().map(|id| format!("l:{id}")).collect();
+                keys.extend(["other:h".to_owned(), "l*glob:h".to_owned()]);
+                for k in keys {
+                    let _: i64 = con
+                        .raw(redis::cmd("HSET").arg(k).arg("f").arg("v"))
+                        .await
+                        .unwrap();
+                }
+                let _: () = con
+                    .raw(redis::cmd("SET").arg("l:a-string").arg("v"))
+                    .await
+                    .unwrap();
+            }
+        }
+        call!(con, store.put / put_async("zz", &[("a", &a)])).unwrap();
+        want.push("zz".into());
+        let listed = call!(con, store.list / list_async()).unwrap();
+        assert_eq!(listed, want, "{backend:?}");
+        let glob = BatchStore::new("l*glob");
+        assert_eq!(call!(con, glob.list / list_async()).unwrap(), vec!["h"]);
+        // TTL in the same transaction.
+        let short = BatchStore::new("t").ttl(Duration::from_millis(300));
+        call!(con, short.put / put_async("y", &[("a", &a)])).unwrap();
+        let pttl: i64 = con.raw(redis::cmd("PTTL").arg("t:y")).await.unwrap();
+        assert!(pttl > 0 && pttl <= 300, "{backend:?} pttl {pttl}");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(call!(con, short.get / get_async("y")).unwrap(), None);
+    });
+}

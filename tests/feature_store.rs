@@ -1,0 +1,529 @@
+//! The FeatureStore suite, written once and run on every backend (sync and async
+//! redis-rs connections, redstash's direct connections) against real redis-servers.
+#![cfg(all(feature = "testkit", feature = "tokio", feature = "ndarray"))]
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{ALL_BACKENDS, Backend, Conn, rt, sample, server};
+use ndarray::{Array1, Array2};
+use redstash::dtype::ALL_DTYPES;
+use redstash::testkit::RedisServer;
+use redstash::{DType, Error, FeatureStore, Layout, Order, RawArray, RedisErrorKind, View};
+
+/// Run `case` on every backend, each against its own fresh server.
+fn each_backend<F, Fut>(case: F)
+where
+    F: Fn(Backend, Conn) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in ALL_BACKENDS {
+        let srv = server();
+        rt().block_on(async {
+            let con = Conn::open(backend, &srv.url()).await.expect("connect");
+            case(backend, con).await;
+        });
+    }
+}
+
+/// `read_many` with the element type given (the `call!` macro takes no turbofish).
+macro_rules! read_many {
+    ($con:expr, $store:ident, $t:ty, $($arg:expr),*) => {{
+        let r: redstash::Result<redstash::Rows<$t>> =
+            call!($con, $store.read_many / read_many_async($($arg),*));
+        r
+    }};
+}
+
+/// `read` with the element type given.
+macro_rules! read_one {
+    ($con:expr, $store:ident, $t:ty, $($arg:expr),*) => {{
+        let r: redstash::Result<Option<redstash::store::feature::Feature<$t>>> =
+            call!($con, $store.read / read_async($($arg),*));
+        r
+    }};
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("e{i}")).collect()
+}
+
+/// Row `i` of a (n, dim) sample of `dtype`, as its own (dim,) array.
+fn row(a: &RawArray, i: usize) -> RawArray {
+    let dim = a.shape()[1];
+    let size = a.dtype().size();
+    let bytes = a.data().slice(i * dim * size..(i + 1) * dim * size);
+    RawArray::new(a.dtype(), vec![dim], Order::C, bytes).unwrap()
+}
+
+#[test]
+fn every_dtype_round_trips_in_both_layouts() {
+    each_backend(|backend, mut con| async move {
+        for layout in [Layout::Native, Layout::Recipe] {
+            let store = FeatureStore::new(format!("{layout:?}")).chunk_size(4);
+            for dtype in ALL_DTYPES {
+                let view = View::new(dtype.name(), dtype, 5).with_layout(layout);
+                call!(con, store.register_view / register_view_async(&view)).unwrap();
+                let values = sample(dtype, &[10, 5], Order::C);
+                let n = call!(
+                    con,
+                    store.write_many / write_many_async(dtype.name(), &ids(10), &values)
+                )
+                .unwrap();
+                assert_eq!(n, 10);
+                let mut ask = ids(10);
+                ask.insert(3, "absent".into());
+                let rows = call!(
+                    con,
+                    store.read_views / read_views_async(&ask, &[dtype.name()])
+                )
+                .unwrap()
+                .pop()
+                .unwrap();
+                assert_eq!(rows.view, dtype.name());
+                assert_eq!(rows.values.shape(), &[11, 5]);
+                let mut want = rows.present.clone();
+                want.iter_mut().for_each(|p| *p = true);
+                want[3] = false;
+                assert_eq!(rows.present, want, "{backend:?} {layout:?} {dtype}");
+                for i in 0..10 {
+                    let j = if i < 3 { i } else { i + 1 };
+                    assert_eq!(
+                        row(&rows.values, j),
+                        row(&values, i),
+                        "{backend:?} {layout:?} {dtype} row {i}"
+                    );
+                    assert!(rows.written_at[j].is_some());
+                }
+                assert!(
+                    row(&rows.values, 3).data().iter().all(|&b| b == 0),
+                    "missing row is zero"
+                );
+                // Single writes and reads, typed.
+                let one = row(&values, 7);
+                call!(con, store.write / write_async(dtype.name(), "single", &one)).unwrap();
+                let back = call!(
+                    con,
+                    store.read_views / read_views_async(&["single"], &[dtype.name()])
+                )
+                .unwrap()
+                .pop()
+                .unwrap();
+                assert_eq!(row(&back.values, 0), one);
+            }
+            // Typed reads.
+            let v = sample(DType::F32, &[10, 5], Order::C);
+            let typed: Array2<f32> = v.into_ndarray().unwrap();
+            let rows = read_many!(con, store, f32, "float32", &ids(10)).unwrap();
+            assert_eq!(rows.values, typed, "{backend:?} {layout:?}");
+            assert_eq!(rows.count_present(), 10);
+            let f = read_one!(con, store, f32, "float32", "e2")
+                .unwrap()
+                .unwrap();
+            assert_eq!(f.values, typed.row(2));
+            let age = SystemTime::now().duration_since(f.written_at).unwrap();
+            assert!(age < Duration::from_secs(30));
+            assert!(
+                read_one!(con, store, f32, "float32", "nope")
+                    .unwrap()
+                    .is_none()
+            );
+            // Several views at once.
+            let both = call!(
+                con,
+                store.read_views / read_views_async(&ids(10), &["float32", "int64"])
+            )
+            .unwrap();
+            assert_eq!(both.len(), 2);
+            assert_eq!(both[1].values, sample(DType::I64, &[10, 5], Order::C));
+            assert!(call!(con, store.delete / delete_async("float32", "e2")).unwrap());
+            let rows = read_many!(con, store, f32, "float32", &ids(10)).unwrap();
+            assert!(!rows.present[2]);
+            assert_eq!(rows.values.row(2).sum(), 0.0);
+        }
+        // The native layout: timestamp + raw little-endian bytes, nothing else.
+        let raw: Vec<u8> = con
+            .raw(redis::cmd("GET").arg("Native:float64:e1"))
+            .await
+            .unwrap();
+        assert_eq!(raw.len(), 8 + 5 * 8, "{backend:?}");
+        let recipe: Vec<String> = con
+            .raw(
+                redis::cmd("HMGET")
+                    .arg("Recipe:float64:e1")
+                    .arg("dtype")
+                    .arg("shape"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(recipe, vec!["float64".to_owned(), "[5]".to_owned()]);
+    });
+}
+
+#[test]
+fn ttl_expiry_and_max_age_mark_rows_missing() {
+    each_backend(|backend, mut con| async move {
+        for layout in [Layout::Native, Layout::Recipe] {
+            let prefix = format!("ttl{layout:?}");
+            let store = FeatureStore::new(&prefix);
+            let view = View::of::<f32>("v", 4)
+                .with_ttl(Duration::from_millis(300))
+                .with_layout(layout);
+            call!(con, store.register_view / register_view_async(&view)).unwrap();
+            let x = Array2::<f32>::ones((3, 4));
+            call!(con, store.write_many / write_many_async("v", &ids(3), &x)).unwrap();
+            let pttl: i64 = con
+                .raw(redis::cmd("PTTL").arg(format!("{prefix}:v:e1")))
+                .await
+                .unwrap();
+            assert!(
+                pttl > 0 && pttl <= 300,
+                "{backend:?} {layout:?} pttl {pttl}"
+            );
+            let rows = read_many!(con, store, f32, "v", &ids(3)).unwrap();
+            assert_eq!(rows.present, vec![true; 3]);
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            let rows = read_many!(con, store, f32, "v", &ids(3)).unwrap();
+            assert_eq!(
+                rows.present,
+                vec![false; 3],
+                "{backend:?} {layout:?}: expired"
+            );
+            assert_eq!(rows.values, Array2::<f32>::zeros((3, 4)));
+
+            // max_age: stale vectors count as missing, fresh ones do not.
+            let forever = View::of::<f32>("w", 4).with_layout(layout);
+            call!(con, store.register_view / register_view_async(&forever)).unwrap();
+            call!(
+                con,
+                store.write_many / write_many_async("w", &ids(2), &Array2::<f32>::ones((2, 4)))
+            )
+            .unwrap();
+            let strict = store.clone().with_max_age(Duration::from_millis(200));
+            let rows = read_many!(con, strict, f32, "w", &ids(2)).unwrap();
+            assert_eq!(rows.present, vec![true, true]);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            call!(
+                con,
+                store.write / write_async("w", "e1", &Array1::<f32>::ones(4))
+            )
+            .unwrap();
+            let rows = read_many!(con, strict, f32, "w", &ids(2)).unwrap();
+            assert_eq!(
+                rows.present,
+                vec![false, true],
+                "{backend:?} {layout:?}: e0 is stale"
+            );
+            assert!(rows.written_at[0].is_none());
+            let rows = read_many!(con, store, f32, "w", &ids(2)).unwrap();
+            assert_eq!(
+                rows.present,
+                vec![true, true],
+                "without max_age both are there"
+            );
+            assert!(rows.written_at[0] < rows.written_at[1]);
+        }
+    });
+}
+
+#[test]
+fn registry_is_shared_and_checked() {
+    each_backend(|backend, mut con| async move {
+        let store = FeatureStore::new("reg");
+        let v = View::of::<f32>("emb", 8).with_ttl(Duration::from_secs(60));
+        call!(con, store.register_view / register_view_async(&v)).unwrap();
+        call!(con, store.register_view / register_view_async(&v)).unwrap();
+        let other = View::of::<f32>("emb", 16);
+        let e = call!(con, store.register_view / register_view_async(&other)).unwrap_err();
+        assert!(
+            matches!(&e, Error::ViewConflict { view, .. } if view == "emb"),
+            "{backend:?} {e}"
+        );
+        let e = call!(
+            con,
+            store.register_view
+                / register_view_async(&View::of::<f64>("emb", 8).with_ttl(Duration::from_secs(60)))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::ViewConflict { .. }));
+        assert_eq!(
+            store.view("emb"),
+            Some(v.clone()),
+            "a conflict changes nothing"
+        );
+        // A reopened store finds the view in the registry.
+        let reopened = FeatureStore::new("reg");
+        assert!(reopened.view("emb").is_none());
+        call!(
+            con,
+            reopened.write / write_async("emb", "a", &Array1::<f32>::ones(8))
+        )
+        .unwrap();
+        assert_eq!(reopened.view("emb"), Some(v.clone()));
+        let pttl: i64 = con.raw(redis::cmd("PTTL").arg("reg:emb:a")).await.unwrap();
+        assert!(pttl > 50_000, "the registered TTL is used");
+        // Explicit replacement.
+        call!(con, store.replace_view / replace_view_async(&other)).unwrap();
+        let third = FeatureStore::new("reg");
+        let all = call!(con, third.load_views / load_views_async()).unwrap();
+        assert_eq!(all, vec![other.clone()]);
+        assert!(matches!(
+            call!(
+                con,
+                third.write / write_async("emb", "a", &Array1::<f32>::ones(8))
+            ),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        // Unknown views, for reads and writes.
+        let e = read_many!(con, third, f32, "nope", &["a"]).unwrap_err();
+        assert!(
+            matches!(&e, Error::UnknownView(v) if v == "nope"),
+            "{backend:?} {e}"
+        );
+        let e = call!(
+            con,
+            third.write / write_async("nope", "a", &Array1::<f32>::ones(8))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::UnknownView(_)));
+        assert!(matches!(
+            call!(
+                con,
+                store.register_view / register_view_async(&View::of::<f32>("zero", 0))
+            ),
+            Err(Error::InvalidArgument(_))
+        ));
+    });
+}
+
+#[test]
+fn bad_input_and_bad_values_are_typed_errors() {
+    each_backend(|backend, mut con| async move {
+        let store = FeatureStore::new("bad");
+        let native = View::of::<f32>("n", 4);
+        let recipe = View::of::<f32>("r", 4).with_layout(Layout::Recipe);
+        for v in [&native, &recipe] {
+            call!(con, store.register_view / register_view_async(v)).unwrap();
+        }
+        // Wrong dim / dtype / row count: rejected before anything is sent.
+        let e = call!(
+            con,
+            store.write / write_async("n", "a", &Array1::<f32>::ones(5))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { .. }), "{backend:?} {e}");
+        let e = call!(
+            con,
+            store.write / write_async("n", "a", &Array1::<f64>::ones(4))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::DTypeMismatch { .. }), "{backend:?} {e}");
+        let e = call!(
+            con,
+            store.write_many / write_many_async("n", &ids(3), &Array2::<f32>::ones((2, 4)))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { .. }), "{backend:?} {e}");
+        let e = read_many!(con, store, f64, "n", &ids(2)).unwrap_err();
+        assert!(matches!(e, Error::DTypeMismatch { .. }), "{backend:?} {e}");
+        let keys: i64 = con.raw(&redis::cmd("DBSIZE")).await.unwrap();
+        assert_eq!(keys, 1, "only the registry exists");
+        // A native value of the wrong length.
+        let _: () = con
+            .raw(redis::cmd("SET").arg("bad:n:short").arg(vec![0u8; 12]))
+            .await
+            .unwrap();
+        let e = read_many!(con, store, f32, "n", &["short"]).unwrap_err();
+        assert!(
+            matches!(&e, Error::NotAnArray { key, .. } if key == "bad:n:short"),
+            "{backend:?} {e}"
+        );
+        // Recipe hashes with a corrupted field.
+        for (field, value) in [
+            ("dtype", "float99"),
+            ("shape", "not json"),
+            ("updated_at", "yesterday"),
+            ("data", "xx"),
+        ] {
+            let mut c = redis::cmd("HSET");
+            c.arg("bad:r:c")
+                .arg("data")
+                .arg(vec![0u8; 16])
+                .arg("dtype")
+                .arg("float32")
+                .arg("shape")
+                .arg("[4]")
+                .arg("updated_at")
+                .arg("1700000000.5")
+                .arg(field)
+                .arg(value);
+            let _: i64 = con.raw(&c).await.unwrap();
+            let e = read_many!(con, store, f32, "r", &["c"]).unwrap_err();
+            assert!(
+                matches!(e, Error::NotAnArray { .. }),
+                "{backend:?} {field}: {e}"
+            );
+        }
+        let mut c = redis::cmd("HSET");
+        c.arg("bad:r:c")
+            .arg("dtype")
+            .arg("int32")
+            .arg("shape")
+            .arg("[4]")
+            .arg("updated_at")
+            .arg("1700000000.5");
+        let _: i64 = con.raw(&c).await.unwrap();
+        let e = read_many!(con, store, f32, "r", &["c"]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::DTypeMismatch {
+                    found: DType::I32,
+                    ..
+                }
+            ),
+            "{backend:?} {e}"
+        );
+        let _: i64 = con
+            .raw(
+                redis::cmd("HSET")
+                    .arg("bad:r:c")
+                    .arg("dtype")
+                    .arg("float32")
+                    .arg("shape")
+                    .arg("[2, 3]"),
+            )
+            .await
+            .unwrap();
+        let e = read_many!(con, store, f32, "r", &["c"]).unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { .. }), "{backend:?} {e}");
+        // WRONGTYPE both ways.
+        let e = read_many!(con, store, f32, "n", &["e0", "../r/c"]).err();
+        assert!(e.is_none(), "a missing key is not an error");
+        let _: i64 = con
+            .raw(redis::cmd("HSET").arg("bad:n:h").arg("f").arg("v"))
+            .await
+            .unwrap();
+        let e = read_many!(con, store, f32, "n", &["e0", "h"]).unwrap_err();
+        assert_eq!(
+            e.redis_kind(),
+            Some(RedisErrorKind::WrongType),
+            "{backend:?} {e}"
+        );
+        let _: () = con
+            .raw(redis::cmd("SET").arg("bad:r:s").arg("x"))
+            .await
+            .unwrap();
+        let e = read_one!(con, store, f32, "r", "s").unwrap_err();
+        assert_eq!(
+            e.redis_kind(),
+            Some(RedisErrorKind::WrongType),
+            "{backend:?} {e}"
+        );
+        let e = call!(
+            con,
+            store.write / write_async("r", "s", &Array1::<f32>::ones(4))
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.redis_kind(),
+            Some(RedisErrorKind::WrongType),
+            "{backend:?} {e}"
+        );
+    });
+}
+
+#[test]
+fn a_failed_chunk_reports_written_and_unwritten_entities() {
+    each_backend(|backend, mut con| async move {
+        for atomic in [false, true] {
+            let prefix = format!("pw{atomic}");
+            let store = FeatureStore::new(&prefix)
+                .chunk_size(10)
+                .atomic_chunks(atomic);
+            let view = View::of::<f32>("r", 4)
+                .with_layout(Layout::Recipe)
+                .with_ttl(Duration::from_secs(60));
+            call!(con, store.register_view / register_view_async(&view)).unwrap();
+            let _: () = con
+                .raw(redis::cmd("SET").arg(format!("{prefix}:r:e15")).arg("x"))
+                .await
+                .unwrap();
+            let x = Array2::<f32>::ones((30, 4));
+            let e = call!(con, store.write_many / write_many_async("r", &ids(30), &x)).unwrap_err();
+            let Error::PartialWrite {
+                written,
+                not_written,
+                source,
+            } = e
+            else {
+                panic!("{backend:?}: expected a partial write, got {e}");
+            };
+            let mut want_written: Vec<usize> = (0..20).collect();
+            want_written.retain(|&i| i != 15);
+            assert_eq!(written, want_written, "{backend:?} atomic {atomic}");
+            let mut want_not: Vec<usize> = vec![15];
+            want_not.extend(20..30);
+            assert_eq!(not_written, want_not, "{backend:?} atomic {atomic}");
+            assert_eq!(
+                source.redis_kind(),
+                Some(RedisErrorKind::WrongType),
+                "{source}"
+            );
+            let rows = read_many!(con, store, f32, "r", &ids(15)).unwrap();
+            assert_eq!(rows.present, vec![true; 15]);
+            let rows = read_many!(con, store, f32, "r", &ids(30)[20..]).unwrap();
+            assert_eq!(rows.present, vec![false; 10], "later chunks are not sent");
+        }
+    });
+}
+
+#[test]
+fn out_of_memory_mid_write_is_reported_exactly() {
+    for backend in ALL_BACKENDS {
+        let srv = RedisServer::builder()
+            .maxmemory(3 << 20)
+            .start()
+            .expect("server");
+        rt().block_on(async {
+            let mut con = Conn::open(backend, &srv.url()).await.expect("connect");
+            let store = FeatureStore::new("oom").chunk_size(500);
+            call!(
+                con,
+                store.register_view / register_view_async(&View::of::<f32>("v", 128))
+            )
+            .unwrap();
+            let n = 20_000;
+            let x = Array2::<f32>::ones((n, 128));
+            let e = call!(con, store.write_many / write_many_async("v", &ids(n), &x)).unwrap_err();
+            let Error::PartialWrite {
+                written,
+                not_written,
+                source,
+            } = e
+            else {
+                panic!("{backend:?}: expected a partial write, got {e}");
+            };
+            assert_eq!(
+                source.redis_kind(),
+                Some(RedisErrorKind::OutOfMemory),
+                "{source}"
+            );
+            assert!(!written.is_empty() && !not_written.is_empty());
+            assert_eq!(written.len() + not_written.len(), n);
+            let w: Vec<String> = written.iter().map(|&i| format!("e{i}")).collect();
+            let nw: Vec<String> = not_written.iter().map(|&i| format!("e{i}")).collect();
+            let rows = read_many!(con, store, f32, "v", &w).unwrap();
+            assert!(
+                rows.present.iter().all(|&p| p),
+                "{backend:?}: every written entity is there"
+            );
+            let rows = read_many!(con, store, f32, "v", &nw).unwrap();
+            assert!(
+                rows.present.iter().all(|&p| !p),
+                "{backend:?}: no unwritten entity is there"
+            );
+        });
+    }
+}
