@@ -303,6 +303,25 @@ impl<A: AsArray + ?Sized> AsArray for &A {
     }
 }
 
+/// [`AsArray`] as an object-safe trait, so that [`NamedArrays`](crate::store::batch::NamedArrays) can hand out arrays of
+/// different types. Implemented for every [`AsArray`].
+pub trait DynArray {
+    /// The array borrowing its memory when it is contiguous (see
+    /// [`AsArray::try_array_ref`]).
+    fn dyn_array_ref(&self) -> Option<ArrayRef<'_>>;
+    /// Call `f` with the array, copied into a contiguous buffer first if needed.
+    fn dyn_with_array_ref(&self, f: &mut dyn FnMut(ArrayRef<'_>) -> Result<()>) -> Result<()>;
+}
+
+impl<A: AsArray + ?Sized> DynArray for A {
+    fn dyn_array_ref(&self) -> Option<ArrayRef<'_>> {
+        self.try_array_ref()
+    }
+    fn dyn_with_array_ref(&self, f: &mut dyn FnMut(ArrayRef<'_>) -> Result<()>) -> Result<()> {
+        self.with_array_ref(f)
+    }
+}
+
 #[cfg(feature = "ndarray")]
 mod nd {
     use super::*;

@@ -6,39 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ALL_BACKENDS, Backend, Conn, SHAPES, rt, sample, server};
-use redstash::codec::{ArrayCodec, Compressed, Npy};
+use common::*;
+use redstash::codec::{ArrayCodec, Compressed};
 use redstash::dtype::ALL_DTYPES;
 use redstash::testkit::RedisServer;
 use redstash::{ArrayStore, Compression, Error, Order, RawArray, RecipeStore, RedisErrorKind};
-
-fn codecs() -> Vec<Box<dyn ArrayCodec>> {
-    let mut v: Vec<Box<dyn ArrayCodec>> = vec![
-        Box::new(Npy),
-        Box::new(Compressed::lz4()),
-        Box::new(Compressed::zlib(1)),
-        Box::new(Compressed::zlib(6)),
-    ];
-    if cfg!(feature = "zstd") {
-        v.push(Box::new(Compressed::zstd(3)));
-    }
-    v
-}
-
-/// Run `case` on every backend, each against its own fresh server.
-fn each_backend<F, Fut>(case: F)
-where
-    F: Fn(Backend, Conn) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for backend in ALL_BACKENDS {
-        let srv = server();
-        rt().block_on(async {
-            let con = Conn::open(backend, &srv.url()).await.expect("connect");
-            case(backend, con).await;
-        });
-    }
-}
 
 #[test]
 fn every_dtype_shape_order_and_codec_round_trips() {

@@ -6,38 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ALL_BACKENDS, Backend, Conn, rt, sample, server};
+use common::*;
 use ndarray::{Array1, Array2};
-use redstash::codec::{ArrayCodec, Compressed, Npy};
+use redstash::codec::{ArrayCodec, Npy};
 use redstash::dtype::ALL_DTYPES;
 use redstash::{BatchStore, DType, Error, Order, RawArray, RedisErrorKind};
-
-/// Run `case` on every backend, each against its own fresh server.
-fn each_backend<F, Fut>(case: F)
-where
-    F: Fn(Backend, Conn) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for backend in ALL_BACKENDS {
-        let srv = server();
-        rt().block_on(async {
-            let con = Conn::open(backend, &srv.url()).await.expect("connect");
-            case(backend, con).await;
-        });
-    }
-}
-
-fn codecs() -> Vec<Box<dyn ArrayCodec>> {
-    let mut v: Vec<Box<dyn ArrayCodec>> = vec![
-        Box::new(Npy),
-        Box::new(Compressed::lz4()),
-        Box::new(Compressed::zlib(6)),
-    ];
-    if cfg!(feature = "zstd") {
-        v.push(Box::new(Compressed::zstd(3)));
-    }
-    v
-}
 
 /// One array of every dtype, with varied shapes and orders.
 fn every_dtype() -> Vec<(String, RawArray)> {

@@ -6,26 +6,11 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{ALL_BACKENDS, Backend, Conn, rt, sample, server};
+use common::*;
 use ndarray::{Array1, Array2};
 use redstash::dtype::ALL_DTYPES;
 use redstash::testkit::RedisServer;
 use redstash::{DType, Error, FeatureStore, Layout, Order, RawArray, RedisErrorKind, View};
-
-/// Run `case` on every backend, each against its own fresh server.
-fn each_backend<F, Fut>(case: F)
-where
-    F: Fn(Backend, Conn) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for backend in ALL_BACKENDS {
-        let srv = server();
-        rt().block_on(async {
-            let con = Conn::open(backend, &srv.url()).await.expect("connect");
-            case(backend, con).await;
-        });
-    }
-}
 
 /// `read_many` with the element type given (the `call!` macro takes no turbofish).
 macro_rules! read_many {

@@ -5,45 +5,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::{sample, server};
+use common::{run_py, sample, server};
 use redstash::dtype::ALL_DTYPES;
 use redstash::{BatchStore, DType, FeatureStore, Layout, Order, View};
 
 const N: usize = 6;
 const DIM: usize = 5;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("REDSTASH_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the interop tests need numpy and redis-py in a venv: run scripts/setup (or set REDSTASH_PYTHON)"
-    );
-    venv
-}
-
-fn run_py(mode: &str, url: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/features.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(mode)
-        .arg(url)
-        .output()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "features.py {mode} failed:\n{text}");
-    println!("{text}");
-}
 
 fn ids() -> Vec<String> {
     (0..N).map(|i| i.to_string()).collect()
@@ -77,14 +46,14 @@ fn python_reads_what_redstash_wrote() {
     batches
         .put(&mut con, "b1", &[("features", &x), ("labels", &y)])
         .unwrap();
-    run_py("check", &srv.url());
+    run_py("features.py", "check", &srv.url());
 }
 
 #[test]
 fn redstash_reads_what_python_wrote() {
     let srv = server();
     let mut con = srv.client().unwrap().get_connection().unwrap();
-    run_py("write", &srv.url());
+    run_py("features.py", "write", &srv.url());
     // The recipe's keys are `{name}:{entity}`: a store without prefix, one view per name.
     let store = FeatureStore::new("");
     let views: Vec<String> = ALL_DTYPES.iter().map(|d| format!("pyfeat_{d}")).collect();

@@ -4,42 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use common::{sample, server};
+use common::{run_py, sample, server};
 use redstash::codec::{ArrayCodec, Compressed, Npy};
 use redstash::dtype::ALL_DTYPES;
 use redstash::{ArrayStore, Compression, DType, Order, RecipeStore};
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("REDSTASH_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the interop tests need numpy and lz4 in a venv: run scripts/setup (or set REDSTASH_PYTHON)"
-    );
-    venv
-}
-
-fn run_py(mode: &str, url: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/interop.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(mode)
-        .arg(url)
-        .output()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "interop.py {mode} failed:\n{text}");
-    println!("{text}");
-}
 
 fn shape_name(shape: &[usize]) -> String {
     if shape.is_empty() {
@@ -106,13 +74,13 @@ fn numpy_reads_what_redstash_wrote() {
         }
     }
     assert!(n > 300);
-    run_py("check", &srv.url());
+    run_py("interop.py", "check", &srv.url());
 }
 
 #[test]
 fn redstash_reads_what_numpy_wrote() {
     let srv = server();
-    run_py("write", &srv.url());
+    run_py("interop.py", "write", &srv.url());
     let mut con = srv.client().unwrap().get_connection().unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("py:*").query(&mut con).unwrap();
     assert_eq!(keys.len(), ALL_DTYPES.len() * 6 * 2 * 4);

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::array::{ArrayRef, Order, RawArray};
+use crate::array::{ArrayRef, DynArray, Order, RawArray};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -220,6 +220,28 @@ macro_rules! forward_codec {
     )*};
 }
 forward_codec!(Box<C>, Arc<C>);
+
+/// The value of `array` as byte pieces: with a codec that keeps the data as it is
+/// (plain `.npy`) the header plus the array's own memory (no copy); otherwise the
+/// encoded bytes (one copy, straight from the array, or from a contiguous copy of a
+/// non-contiguous array).
+pub fn encode_pieces<'a, C: ArrayCodec + ?Sized>(
+    codec: &C,
+    array: &'a (impl DynArray + ?Sized),
+) -> Result<Vec<Cow<'a, [u8]>>> {
+    if let Some(r) = array.dyn_array_ref() {
+        if let Some(parts) = codec.encode_parts(&r) {
+            return Ok(parts);
+        }
+        return Ok(vec![Cow::Owned(codec.encode(&r)?)]);
+    }
+    let mut out = Vec::new();
+    array.dyn_with_array_ref(&mut |r| {
+        out = codec.encode(&r)?;
+        Ok(())
+    })?;
+    Ok(vec![Cow::Owned(out)])
+}
 
 /// A codec chosen at run time from a compression setting: plain `.npy` for
 /// [`Compression::None`], else `.npy` in that compression.

@@ -1,14 +1,13 @@
 //! [`ArrayStore`]: one array per key, as a `.npy` value (optionally compressed).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::{Cmd, RedisWrite, ToRedisArgs, Value};
+use redis::{Cmd, Value};
 
-use crate::array::{ArrayRef, AsArray, RawArray};
-use crate::codec::{ArrayCodec, Limits, Npy};
+use crate::array::{AsArray, RawArray};
+use crate::codec::{ArrayCodec, Limits, Npy, encode_pieces};
 use crate::error::{Error, Result};
 use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
 use crate::store::chunked::{MANIFEST_LEN, Manifest};
@@ -62,22 +61,6 @@ impl ArrayStore<Npy> {
             ttl: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
             limits: Limits::default(),
-        }
-    }
-}
-
-/// A `SET` argument that encodes the array straight into the command buffer (one copy).
-struct EncodedArg<'a, C: ?Sized> {
-    codec: &'a C,
-    array: ArrayRef<'a>,
-    error: RefCell<Option<Error>>,
-}
-
-impl<C: ArrayCodec + ?Sized> ToRedisArgs for EncodedArg<'_, C> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        let mut w = out.writer_for_next_arg();
-        if let Err(e) = self.codec.write_to(&self.array, &mut w) {
-            *self.error.borrow_mut() = Some(e);
         }
     }
 }
@@ -154,46 +137,19 @@ impl<C: ArrayCodec> ArrayStore<C> {
         }
     }
 
-    /// `SET key <encoded array> [PX ttl]`. With a codec that keeps the data as it is
-    /// (plain `.npy`), the value is the header plus the array's own memory (no copy);
-    /// otherwise the array is encoded straight into the command's buffer (one copy).
-    fn set_command<'a>(&self, key: &str, array: ArrayRef<'a>) -> Result<Command<'a>> {
-        if let Some(parts) = self.codec.encode_parts(&array) {
-            let mut args: Vec<Vec<Cow<'a, [u8]>>> = vec![
-                vec![Cow::Borrowed(b"SET")],
-                vec![Cow::Owned(key.as_bytes().to_vec())],
-                parts,
-            ];
-            if let Some(ttl) = self.ttl {
-                args.push(vec![Cow::Borrowed(b"PX")]);
-                args.push(vec![Cow::Owned(ttl_millis(ttl).to_string().into_bytes())]);
-            }
-            return Ok(Command::Pieces(args));
-        }
-        let hint = self
-            .codec
-            .exact_len(&array)
-            .unwrap_or(array.nbytes() / 2 + 256);
-        let mut cmd = Cmd::with_capacity(5, key.len() + hint + 32);
-        let arg = EncodedArg {
-            codec: &self.codec,
-            array,
-            error: RefCell::new(None),
-        };
-        cmd.arg("SET").arg(key).arg(&arg);
-        if let Some(e) = arg.error.into_inner() {
-            return Err(e);
-        }
-        self.push_ttl(&mut cmd);
-        Ok(Command::Cmd(cmd))
-    }
-
-    /// The `SET` of `array` at `key`: borrowing the array when it is contiguous.
+    /// `SET key <value> [PX ttl]`, the value borrowing the array's memory where the
+    /// codec allows (see [`encode_pieces`]).
     fn set_for<'a, A: AsArray + ?Sized>(&self, key: &str, array: &'a A) -> Result<Command<'a>> {
-        match array.try_array_ref() {
-            Some(r) => self.set_command(key, r),
-            None => array.with_array_ref(|r| self.set_command(key, r).map(owned_command)),
+        let mut args: Vec<Vec<Cow<'a, [u8]>>> = vec![
+            vec![Cow::Borrowed(b"SET")],
+            vec![Cow::Owned(key.as_bytes().to_vec())],
+            encode_pieces(&self.codec, array)?,
+        ];
+        if let Some(ttl) = self.ttl {
+            args.push(vec![Cow::Borrowed(b"PX")]);
+            args.push(vec![Cow::Owned(ttl_millis(ttl).to_string().into_bytes())]);
         }
+        Ok(Command::Pieces(args))
     }
 
     /// Plan of [`put`](Self::put).
@@ -433,18 +389,6 @@ impl<C: ArrayCodec> ArrayStore<C> {
 pub trait DimStatic: ndarray::Dimension + 'static {}
 #[cfg(feature = "ndarray")]
 impl<D: ndarray::Dimension + 'static> DimStatic for D {}
-
-/// A command that owns all its bytes.
-fn owned_command(c: Command<'_>) -> Command<'static> {
-    match c {
-        Command::Cmd(c) => Command::Cmd(c),
-        Command::Pieces(args) => Command::Pieces(
-            args.into_iter()
-                .map(|a| a.into_iter().map(|p| Cow::Owned(p.into_owned())).collect())
-                .collect(),
-        ),
-    }
-}
 
 fn mget_cmd(keys: &[String]) -> Cmd {
     let mut c = redis::cmd("MGET");

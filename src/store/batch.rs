@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::array::{ArrayRef, AsArray, RawArray};
-use crate::codec::{ArrayCodec, Limits, Npy};
+pub use crate::array::DynArray;
+use crate::array::{AsArray, RawArray};
+use crate::codec::{ArrayCodec, Limits, Npy, encode_pieces};
 use crate::error::{Error, Result};
 use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
 use crate::store::{join_key, sync_and_async, ttl_millis};
@@ -50,25 +51,6 @@ pub struct BatchStore<C: ArrayCodec = Npy> {
     codec: C,
     ttl: Option<Duration>,
     limits: Limits,
-}
-
-/// [`AsArray`] as an object-safe trait, so that [`NamedArrays`] can hand out arrays of
-/// different types. Implemented for every [`AsArray`].
-pub trait DynArray {
-    /// The array borrowing its memory when it is contiguous (see
-    /// [`AsArray::try_array_ref`]).
-    fn dyn_array_ref(&self) -> Option<ArrayRef<'_>>;
-    /// Call `f` with the array, copied into a contiguous buffer first if needed.
-    fn dyn_with_array_ref(&self, f: &mut dyn FnMut(ArrayRef<'_>) -> Result<()>) -> Result<()>;
-}
-
-impl<A: AsArray + ?Sized> DynArray for A {
-    fn dyn_array_ref(&self) -> Option<ArrayRef<'_>> {
-        self.try_array_ref()
-    }
-    fn dyn_with_array_ref(&self, f: &mut dyn FnMut(ArrayRef<'_>) -> Result<()>) -> Result<()> {
-        self.with_array_ref(f)
-    }
 }
 
 /// A list of `(name, array)` pairs for [`BatchStore::put`]: a slice, array or `Vec` of
@@ -326,23 +308,6 @@ impl<C: ArrayCodec> BatchStore<C> {
         join_key(&self.prefix, batch_id)
     }
 
-    /// The value pieces of one array: the `.npy` header plus the array's own memory
-    /// when the codec keeps the data as it is, else the encoded bytes.
-    fn value_pieces<'a>(&self, array: &'a dyn DynArray) -> Result<Vec<Cow<'a, [u8]>>> {
-        if let Some(r) = array.dyn_array_ref() {
-            if let Some(parts) = self.codec.encode_parts(&r) {
-                return Ok(parts);
-            }
-            return Ok(vec![Cow::Owned(self.codec.encode(&r)?)]);
-        }
-        let mut out = Vec::new();
-        array.dyn_with_array_ref(&mut |r| {
-            out = self.codec.encode(&r)?;
-            Ok(())
-        })?;
-        Ok(vec![Cow::Owned(out)])
-    }
-
     /// The `HSET` command of a batch (borrowing the arrays' memory where it can).
     fn hset_command<'a>(
         &self,
@@ -361,7 +326,7 @@ impl<C: ArrayCodec> BatchStore<C> {
                 )));
             }
             args.push(vec![Cow::Borrowed(name.as_bytes())]);
-            args.push(self.value_pieces(array)?);
+            args.push(encode_pieces(&self.codec, array)?);
             Ok(())
         })?;
         if args.len() == 2 {

@@ -183,3 +183,66 @@ pub const SHAPES: &[&[usize]] = &[
     &[2, 1, 2, 3, 2],
     &[1, 2, 1, 2, 3, 2],
 ];
+
+/// Run `case` on every backend, each against its own fresh server.
+pub fn each_backend<F, Fut>(case: F)
+where
+    F: Fn(Backend, Conn) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in ALL_BACKENDS {
+        let srv = server();
+        rt().block_on(async {
+            let con = Conn::open(backend, &srv.url()).await.expect("connect");
+            case(backend, con).await;
+        });
+    }
+}
+
+/// Every array codec (zstd with the feature).
+pub fn codecs() -> Vec<Box<dyn redstash::ArrayCodec>> {
+    use redstash::{Compressed, Npy};
+    let mut v: Vec<Box<dyn redstash::ArrayCodec>> = vec![
+        Box::new(Npy),
+        Box::new(Compressed::lz4()),
+        Box::new(Compressed::zlib(1)),
+        Box::new(Compressed::zlib(6)),
+    ];
+    if cfg!(feature = "zstd") {
+        v.push(Box::new(Compressed::zstd(3)));
+    }
+    v
+}
+
+/// The Python of the venv `scripts/setup` makes (`REDSTASH_PYTHON` overrides it).
+pub fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("REDSTASH_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the interop tests need numpy, lz4 and redis-py in a venv: run scripts/setup (or set REDSTASH_PYTHON)"
+    );
+    venv
+}
+
+/// Run `tests/python/<script> <mode> <url>`, failing the test with its output if it fails.
+pub fn run_py(script: &str, mode: &str, url: &str) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = std::process::Command::new(python())
+        .arg(&path)
+        .arg(mode)
+        .arg(url)
+        .output()
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} {mode} failed:\n{text}");
+    println!("{text}");
+}
