@@ -535,7 +535,11 @@ impl Parser {
                     if items.len() < *expected {
                         return None;
                     }
-                    let (items, _) = self.stack.pop().expect("non-empty stack");
+                    // The top of the stack is complete: pop it (it is there, we just
+                    // pushed into it) and hand it to the level below.
+                    let Some((items, _)) = self.stack.pop() else {
+                        return None;
+                    };
                     value = Value::Array(items);
                 }
             }

@@ -202,10 +202,9 @@ impl DirectConnection {
                     self.rbuf.commit(n);
                 }
                 Progress::NeedDirect => {
-                    let (vec, remaining) = self
-                        .parser
-                        .direct_target()
-                        .expect("NeedDirect implies a direct target");
+                    let (vec, remaining) = self.parser.direct_target().ok_or_else(|| {
+                        resp::protocol_error("parser asked for a direct read without a target")
+                    })?;
                     let got = self.stream.read_exact_into_vec(vec, remaining)?;
                     if got < remaining {
                         return Err(resp::eof_error());

@@ -192,10 +192,9 @@ impl DirectAsyncConnection {
                     self.rbuf.commit(n);
                 }
                 Progress::NeedDirect => {
-                    let (vec, remaining) = self
-                        .parser
-                        .direct_target()
-                        .expect("NeedDirect implies a direct target");
+                    let (vec, remaining) = self.parser.direct_target().ok_or_else(|| {
+                        resp::protocol_error("parser asked for a direct read without a target")
+                    })?;
                     let target = vec.len() + remaining;
                     // `take` bounds the read to this bulk string even if `vec`
                     // has extra capacity; `read_buf` fills the spare capacity
