@@ -26,7 +26,7 @@ use redstash::{BatchStore, FeatureStore, Layout, Npy, View};
 
 const N: usize = 100_000;
 const DIM: usize = 128;
-const CHUNK: usize = 5000;
+const CHUNK: usize = redstash::store::feature::DEFAULT_CHUNK_SIZE;
 const TTL: Duration = Duration::from_secs(3600);
 const RUNS: usize = 5;
 

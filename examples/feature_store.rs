@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
     );
 
-    // 2. Bulk-write 50,000 user embeddings (pipelined, 5,000 per round trip, TTL included).
+    // 2. Bulk-write 50,000 user embeddings (pipelined, 20,000 per round trip, TTL included).
     let n = 50_000;
     let ids: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
     let emb = Array2::<f32>::from_shape_fn((n, 128), |(i, j)| ((i + j) % 100) as f32 * 0.01);

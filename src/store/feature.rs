@@ -61,7 +61,12 @@ use crate::exec::{Request, Step, reply_ok};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
 /// Default number of entities per round trip of [`FeatureStore::write_many`].
-pub const DEFAULT_CHUNK_SIZE: usize = 5000;
+///
+/// Measured against `redis-cli --pipe` replaying the same commands (100,000 entities of
+/// 128 `f32`): 5,000 per round trip reached 0.81x its rate, 20,000 about 0.85-0.94x,
+/// because fewer round trips leave the server idle less often. A chunk of 20,000 such
+/// entities is about 12 MB of commands.
+pub const DEFAULT_CHUNK_SIZE: usize = 20_000;
 
 /// Bytes of the timestamp in front of a vector ([`Layout::Native`]).
 pub const TIMESTAMP_LEN: usize = 8;
@@ -753,7 +758,7 @@ impl FeatureStore {
         }
     }
 
-    /// Entities per round trip of [`write_many`](Self::write_many) (default 5,000).
+    /// Entities per round trip of [`write_many`](Self::write_many) (default [`DEFAULT_CHUNK_SIZE`]).
     pub fn chunk_size(mut self, entities: usize) -> Self {
         self.chunk_size = entities.max(1);
         self
