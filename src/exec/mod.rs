@@ -71,10 +71,18 @@ impl Command<'_> {
 
     /// Bytes of all arguments (a size hint for packing).
     fn size_hint(&self) -> usize {
-        (0..self.arg_count())
-            .map(|i| self.arg_len(i) + 16)
-            .sum::<usize>()
-            + 16
+        // One pass over the arguments (`arg_len(i)` walks the command's arguments).
+        let args: usize = match self {
+            Command::Cmd(c) => c
+                .args_iter()
+                .map(|a| match a {
+                    redis::Arg::Simple(b) => b.len() + 16,
+                    _ => 16,
+                })
+                .sum(),
+            Command::Pieces(a) => a.iter().flatten().map(|p| p.len() + 16).sum(),
+        };
+        args + 16
     }
 
     /// Append this command as RESP to `buf`.
