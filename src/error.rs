@@ -82,6 +82,51 @@ pub enum Error {
         /// Indices of the missing chunks.
         missing: Vec<usize>,
     },
+    /// A table is missing some of its batch keys (deleted or expired under it, or never
+    /// written): `TableStore` (feature `arrow`).
+    #[error("table {table:?} is incomplete, missing batch keys {missing:?}")]
+    MissingBatches {
+        /// The table's key prefix.
+        table: String,
+        /// The missing batch keys.
+        missing: Vec<String>,
+    },
+    /// A table batch has another schema than the table (its manifest, or the first batch
+    /// of a table without one): `TableStore` (feature `arrow`).
+    #[error("key {key:?}: schema mismatch: expected {expected}, found {found}")]
+    SchemaMismatch {
+        /// The batch key (or table prefix when splitting).
+        key: String,
+        /// The expected fields.
+        expected: String,
+        /// The fields found.
+        found: String,
+    },
+    /// A table was rewritten while it was read: a batch belongs to another generation
+    /// than the manifest that was read. Read again: `TableStore` (feature `arrow`).
+    #[error(
+        "table {table:?} changed while it was read: manifest generation {expected}, batch {key:?} has {found:?}"
+    )]
+    TableChanged {
+        /// The table's key prefix.
+        table: String,
+        /// The batch key.
+        key: String,
+        /// The manifest's generation.
+        expected: u64,
+        /// The batch's generation (`None`: not written by redstash).
+        found: Option<u64>,
+    },
+    /// A table batch key holds a value that is not a valid Arrow IPC stream; `source`
+    /// says what is wrong ([`Error::UnknownFormat`], [`Error::Corrupt`], ...).
+    #[error("key {key:?}: {source}")]
+    BadBatch {
+        /// The batch key.
+        key: String,
+        /// The decoding error.
+        #[source]
+        source: Box<Error>,
+    },
     /// A batch exists but has no array of this name ([`crate::BatchStore`]).
     #[error("key {key:?}: no field {field:?}")]
     MissingField {

@@ -36,6 +36,7 @@
 //! | `ndarray` (default) | conversions to and from `ndarray` arrays |
 //! | `tokio` | `*_async` operations on `redis::aio::ConnectionLike`, [`direct::DirectAsyncConnection`] |
 //! | `zstd` | zstd compression |
+//! | `arrow` | `TableStore`: partitioned Arrow tables (ArrowRedis layout); `arrowgen`: its benchmark dataset |
 //! | `testkit` | [`testkit`]: start real `redis-server`s for tests |
 //! | `cli` | the `redstash` command-line tool |
 
@@ -43,6 +44,8 @@
 #![deny(unsafe_code)]
 
 pub mod array;
+#[cfg(feature = "arrow")]
+pub mod arrowgen;
 pub mod buffers;
 pub mod codec;
 pub mod direct;
@@ -62,3 +65,5 @@ pub use store::batch::{Batch, BatchStore, NamedArrays};
 #[cfg(feature = "ndarray")]
 pub use store::feature::{FeatureStore, Layout, Rows, View};
 pub use store::recipe::RecipeStore;
+#[cfg(feature = "arrow")]
+pub use store::table::TableStore;

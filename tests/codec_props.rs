@@ -1,8 +1,6 @@
 //! Property tests of the codecs (no server): every codec round-trips arbitrary arrays, and
 //! decoding arbitrary bytes never panics.
 
-mod common;
-
 use proptest::prelude::*;
 use redstash::codec::{ArrayCodec, Compressed, Limits, Npy, decode_array, inspect};
 use redstash::dtype::ALL_DTYPES;

@@ -28,6 +28,8 @@ use crate::array::{ArrayRef, DynArray, Order, RawArray};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 pub mod compress;
 pub mod npy;
 pub mod sniff;

@@ -537,9 +537,7 @@ impl Parser {
                     }
                     // The top of the stack is complete: pop it (it is there, we just
                     // pushed into it) and hand it to the level below.
-                    let Some((items, _)) = self.stack.pop() else {
-                        return None;
-                    };
+                    let (items, _) = self.stack.pop()?;
                     value = Value::Array(items);
                 }
             }

@@ -360,7 +360,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     sync_and_async! {
-        /// Store `array` (an `ndarray` array, a [`RawArray`] or an [`ArrayRef`]) under
+        /// Store `array` (an `ndarray` array, a [`RawArray`] or an [`ArrayRef`](crate::ArrayRef)) under
         /// `name`, replacing what was there (including the chunks of a chunked array).
         fn put / put_async<A: AsArray>(name: &str, array: &A) -> () = plan_put;
         /// Read the array stored under `name`, whatever codec wrote it; `None` if the key

@@ -10,6 +10,8 @@ pub(crate) mod chunked;
 #[cfg(feature = "ndarray")]
 pub mod feature;
 pub mod recipe;
+#[cfg(feature = "arrow")]
+pub mod table;
 
 /// Join a store prefix and a name into a key: `prefix:name`, or `name` without prefix.
 pub(crate) fn join_key(prefix: &str, name: &str) -> String {

@@ -1,0 +1,364 @@
+//! Arrow IPC streams (feature `arrow`): how tables are stored in Redis.
+//!
+//! A value is a complete Arrow IPC *stream* (schema message, dictionary batches, record
+//! batches, end-of-stream marker), optionally with IPC body compression (lz4 frame or
+//! zstd, per buffer, as the Arrow format defines it), so `pyarrow.ipc.open_stream(value)`
+//! reads it. This is what ArrowRedis stores at each of its batch keys.
+//!
+//! Values read from Redis are untrusted: [`decode_stream`] first walks the stream's
+//! framing and checks every declared length against the bytes present and the declared
+//! decompressed sizes against [`Limits::max_value_len`], then decodes with the `arrow-ipc`
+//! reader (which validates the arrays) inside [`std::panic::catch_unwind`], so a hostile
+//! value is an [`Error::Corrupt`] or [`Error::TooLarge`], never a panic.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow_array::{Int32Array, RecordBatch};
+//! use redstash::codec::arrow::{IpcCompression, decode_stream, encode_stream};
+//! use redstash::Limits;
+//!
+//! let batch = RecordBatch::try_from_iter([(
+//!     "x",
+//!     Arc::new(Int32Array::from(vec![1, 2, 3])) as _,
+//! )])
+//! .unwrap();
+//! let value = encode_stream(&batch.schema(), &[batch.clone()], IpcCompression::Zstd).unwrap();
+//! let (schema, batches) = decode_stream(&value, None, &Limits::default()).unwrap();
+//! assert_eq!(schema, batch.schema());
+//! assert_eq!(batches, vec![batch]);
+//! ```
+
+use std::io::Cursor;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow_schema::{ArrowError, Schema, SchemaRef};
+
+use crate::codec::Limits;
+use crate::error::{Error, Result};
+
+/// The format name used in [`Error::Corrupt`] for Arrow values.
+const FORMAT: &str = "arrow ipc";
+
+/// Arrow IPC body compression of written values (reading detects it per value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IpcCompression {
+    /// No body compression.
+    None,
+    /// lz4 frame per buffer (ArrowRedis `--compression lz4`).
+    Lz4,
+    /// zstd per buffer (ArrowRedis's default, `--compression zstd`).
+    #[default]
+    Zstd,
+}
+
+impl IpcCompression {
+    /// The name ArrowRedis and pyarrow use: `uncompressed`, `lz4`, `zstd`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IpcCompression::None => "uncompressed",
+            IpcCompression::Lz4 => "lz4",
+            IpcCompression::Zstd => "zstd",
+        }
+    }
+
+    /// Parse a name as [`name`](Self::name) gives it (`none` is accepted too).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "uncompressed" | "none" => Some(IpcCompression::None),
+            "lz4" | "lz4_frame" => Some(IpcCompression::Lz4),
+            "zstd" => Some(IpcCompression::Zstd),
+            _ => None,
+        }
+    }
+
+    fn ipc(self) -> Option<arrow_ipc::CompressionType> {
+        match self {
+            IpcCompression::None => None,
+            IpcCompression::Lz4 => Some(arrow_ipc::CompressionType::LZ4_FRAME),
+            IpcCompression::Zstd => Some(arrow_ipc::CompressionType::ZSTD),
+        }
+    }
+}
+
+/// An encoding failure (the batches do not fit the schema, an unsupported type...).
+fn encode_error(e: ArrowError) -> Error {
+    Error::InvalidArgument(format!("cannot encode Arrow IPC: {e}"))
+}
+
+fn corrupt(reason: impl Into<String>) -> Error {
+    Error::corrupt(FORMAT, reason)
+}
+
+/// Encode `batches` (all of `schema`) as one Arrow IPC stream with body compression.
+pub fn encode_stream(
+    schema: &Schema,
+    batches: &[RecordBatch],
+    compression: IpcCompression,
+) -> Result<Vec<u8>> {
+    let options = IpcWriteOptions::default()
+        .try_with_compression(compression.ipc())
+        .map_err(encode_error)?;
+    let hint: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let buf = Vec::with_capacity(hint / 2 + 1024);
+    let mut w = StreamWriter::try_new_with_options(buf, schema, options).map_err(encode_error)?;
+    for b in batches {
+        w.write(b).map_err(encode_error)?;
+    }
+    w.finish().map_err(encode_error)?;
+    w.into_inner().map_err(encode_error)
+}
+
+/// An IPC stream holding only `schema` (no batches): how a schema is stored in a table
+/// manifest. `pyarrow.ipc.open_stream(b).schema` reads it.
+pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>> {
+    encode_stream(schema, &[], IpcCompression::None)
+}
+
+/// The schema of an IPC stream written by [`encode_schema`] (or any stream).
+pub fn decode_schema(value: &[u8], limits: &Limits) -> Result<SchemaRef> {
+    check_framing(value, limits)?;
+    guarded(|| {
+        let r =
+            StreamReader::try_new(Cursor::new(value), None).map_err(|e| corrupt(e.to_string()))?;
+        Ok(r.schema())
+    })
+}
+
+/// Decode an IPC stream value into its schema and batches, keeping only `columns` (by
+/// name, in that order) when given. The value is untrusted (see the module docs).
+///
+/// A column name the schema lacks is [`Error::InvalidArgument`]; bytes that are not an
+/// IPC stream are [`Error::UnknownFormat`]; a malformed stream is [`Error::Corrupt`].
+pub fn decode_stream(
+    value: &[u8],
+    columns: Option<&[String]>,
+    limits: &Limits,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    check_framing(value, limits)?;
+    guarded(|| {
+        let mut reader =
+            StreamReader::try_new(Cursor::new(value), None).map_err(|e| corrupt(e.to_string()))?;
+        if let Some(cols) = columns {
+            let schema = reader.schema();
+            let mut idx = Vec::with_capacity(cols.len());
+            for c in cols {
+                let i = schema.index_of(c).map_err(|_| {
+                    Error::InvalidArgument(format!("the table has no column {c:?}"))
+                })?;
+                idx.push(i);
+            }
+            reader = StreamReader::try_new(Cursor::new(value), Some(idx))
+                .map_err(|e| corrupt(e.to_string()))?;
+        }
+        let schema = reader.schema();
+        let mut batches = Vec::new();
+        for b in reader {
+            batches.push(b.map_err(|e| corrupt(e.to_string()))?);
+        }
+        Ok((schema, batches))
+    })
+}
+
+/// Run a decode, turning a panic of the Arrow reader into [`Error::Corrupt`].
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(corrupt(format!("the Arrow reader panicked: {what}")))
+        }
+    }
+}
+
+fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn read_i64(b: &[u8], at: usize) -> Option<i64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(i64::from_le_bytes(a))
+}
+
+/// Walk the stream's messages: every metadata and body length must fit in the value,
+/// every message must be a valid flatbuffer, and the declared decompressed sizes of
+/// compressed buffers must stay under the cap (checked before anything is allocated).
+fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
+    if !value.starts_with(&[0xFF; 4]) {
+        let head: Vec<u8> = value.iter().take(8).copied().collect();
+        return Err(Error::UnknownFormat(format!(
+            "not an Arrow IPC stream (first bytes {head:02x?})"
+        )));
+    }
+    let mut pos = 0usize;
+    let mut decoded: u64 = 0;
+    let mut messages = 0usize;
+    loop {
+        let Some(mut len) = read_u32(value, pos) else {
+            // A stream may end without the end-of-stream marker.
+            if pos == value.len() && messages > 0 {
+                return Ok(());
+            }
+            return Err(corrupt(format!("truncated message header at byte {pos}")));
+        };
+        pos += 4;
+        if len == 0xFFFF_FFFF {
+            len = read_u32(value, pos)
+                .ok_or_else(|| corrupt(format!("truncated message length at byte {pos}")))?;
+            pos += 4;
+        }
+        if len == 0 {
+            if messages == 0 {
+                return Err(corrupt("the stream has no schema message"));
+            }
+            return Ok(());
+        }
+        let len = len as usize;
+        let meta = pos
+            .checked_add(len)
+            .and_then(|end| value.get(pos..end))
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "message at byte {pos} declares {len} bytes of metadata, {} present",
+                    value.len() - pos
+                ))
+            })?;
+        pos += len;
+        let msg = arrow_ipc::root_as_message(meta)
+            .map_err(|e| corrupt(format!("invalid message at byte {}: {e}", pos - len)))?;
+        let body_len = usize::try_from(msg.bodyLength())
+            .map_err(|_| corrupt(format!("negative body length {}", msg.bodyLength())))?;
+        let body = pos
+            .checked_add(body_len)
+            .and_then(|end| value.get(pos..end))
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "message body declares {body_len} bytes, {} present",
+                    value.len() - pos
+                ))
+            })?;
+        pos += body_len;
+        let batch = msg
+            .header_as_record_batch()
+            .or_else(|| msg.header_as_dictionary_batch().and_then(|d| d.data()));
+        if let Some(rb) = batch {
+            decoded = decoded.saturating_add(body_len as u64);
+            if let (Some(_), Some(buffers)) = (rb.compression(), rb.buffers()) {
+                for b in buffers.iter() {
+                    let (off, blen) = (b.offset(), b.length());
+                    let end = off.checked_add(blen).and_then(|e| usize::try_from(e).ok());
+                    if off < 0 || blen < 0 || end.is_none_or(|e| e > body.len()) {
+                        return Err(corrupt(format!(
+                            "buffer [{off}, +{blen}) outside a body of {body_len} bytes"
+                        )));
+                    }
+                    if blen >= 8 {
+                        // The 8-byte prefix: decompressed length, or -1 (not compressed).
+                        let n = read_i64(body, off as usize).unwrap_or(-1);
+                        if n > 0 {
+                            decoded = decoded.saturating_add(n as u64);
+                        }
+                    }
+                }
+            }
+            if decoded > limits.max_value_len {
+                return Err(Error::TooLarge {
+                    declared: decoded,
+                    cap: limits.max_value_len,
+                });
+            }
+        }
+        messages += 1;
+        if pos == value.len() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        RecordBatch::try_from_iter([
+            (
+                "a",
+                Arc::new(Int64Array::from_iter_values(0..1000)) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from_iter_values(
+                    (0..1000).map(|i| format!("v{}", i % 7)),
+                )) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trips_with_every_compression_and_projection() {
+        let b = batch();
+        for c in [
+            IpcCompression::None,
+            IpcCompression::Lz4,
+            IpcCompression::Zstd,
+        ] {
+            let v = encode_stream(&b.schema(), &[b.clone(), b.clone()], c).unwrap();
+            assert_eq!(
+                crate::codec::Format::sniff(&v),
+                crate::codec::Format::ArrowIpc
+            );
+            let (s, out) = decode_stream(&v, None, &Limits::default()).unwrap();
+            assert_eq!(s, b.schema());
+            assert_eq!(out, vec![b.clone(), b.clone()]);
+            let (s, out) = decode_stream(&v, Some(&["s".into()]), &Limits::default()).unwrap();
+            assert_eq!(s.fields().len(), 1);
+            assert_eq!(out[0].column(0), b.column(1));
+            assert!(matches!(
+                decode_stream(&v, Some(&["nope".into()]), &Limits::default()),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn hostile_values_are_errors_not_panics() {
+        let b = batch();
+        let v = encode_stream(&b.schema(), &[b], IpcCompression::Zstd).unwrap();
+        let lim = Limits::default();
+        assert!(matches!(
+            decode_stream(b"hello", None, &lim),
+            Err(Error::UnknownFormat(_))
+        ));
+        // Every truncation and a sweep of single-byte corruptions.
+        for n in 0..v.len() {
+            let _ = decode_stream(&v[..n], None, &lim);
+        }
+        for i in 0..v.len() {
+            let mut w = v.clone();
+            w[i] ^= 0x5A;
+            let _ = decode_stream(&w, None, &lim);
+        }
+        let small = Limits {
+            max_value_len: 100,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode_stream(&v, None, &small),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,725 @@
+//! The TableStore suite (feature `arrow`), written once and run on every backend (sync
+//! and async redis-rs connections, redstash's direct connections) against real
+//! redis-servers.
+#![cfg(all(
+    feature = "arrow",
+    feature = "testkit",
+    feature = "tokio",
+    feature = "sync"
+))]
+
+mod common;
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
+use common::{ALL_BACKENDS, Backend, Conn, rt, server};
+use redstash::arrowgen::GenSpec;
+use redstash::codec::arrow::{IpcCompression, decode_stream, encode_stream};
+use redstash::store::table::{GENERATION_METADATA, ReadOptions};
+use redstash::{Error, Limits, TableStore};
+
+/// Run `case` on every backend, each against its own fresh server.
+fn each_backend<F, Fut>(case: F)
+where
+    F: Fn(Backend, Conn) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in ALL_BACKENDS {
+        let srv = server();
+        rt().block_on(async {
+            let con = Conn::open(backend, &srv.url()).await.expect("connect");
+            case(backend, con).await;
+        });
+    }
+}
+
+/// Run `case` on one sync and one async backend.
+fn some_backends<F, Fut>(case: F)
+where
+    F: Fn(Backend, Conn) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in [Backend::Sync, Backend::Async] {
+        let srv = server();
+        rt().block_on(async {
+            let con = Conn::open(backend, &srv.url()).await.expect("connect");
+            case(backend, con).await;
+        });
+    }
+}
+
+fn dataset(partitions: u32, batches: u32, rows: usize) -> Vec<RecordBatch> {
+    GenSpec {
+        partitions,
+        batches,
+        rows,
+        seed: 7,
+        string_cardinality: 50,
+        ..GenSpec::default()
+    }
+    .iter()
+    .collect::<redstash::Result<_>>()
+    .unwrap()
+}
+
+const COMPRESSIONS: [IpcCompression; 3] = [
+    IpcCompression::None,
+    IpcCompression::Lz4,
+    IpcCompression::Zstd,
+];
+
+async fn set(con: &mut Conn, key: &str, value: &[u8]) {
+    let _: () = con
+        .raw(redis::cmd("SET").arg(key).arg(value))
+        .await
+        .unwrap();
+}
+
+async fn get(con: &mut Conn, key: &str) -> Option<Vec<u8>> {
+    con.raw(redis::cmd("GET").arg(key)).await.unwrap()
+}
+
+/// An ArrowRedis-style value: one batch in one IPC stream, no redstash metadata.
+fn arrowredis_value(b: &RecordBatch, c: IpcCompression) -> Vec<u8> {
+    encode_stream(&b.schema(), std::slice::from_ref(b), c).unwrap()
+}
+
+#[test]
+fn full_schema_round_trips_with_every_compression() {
+    each_backend(|backend, mut con| async move {
+        let input = dataset(3, 2, 300);
+        for c in COMPRESSIONS {
+            let store = TableStore::new("ns")
+                .partition_by("partition")
+                .compression(c)
+                .pipeline_bytes(20_000);
+            let name = format!("t_{}", c.name());
+            let info = call!(
+                con,
+                store.split / split_async(&name, input.clone().into_iter())
+            )
+            .unwrap();
+            assert_eq!(info.generation, 1, "{backend:?} {c:?}");
+            assert_eq!(info.rows, 1800);
+            assert_eq!(info.compression, c);
+            assert_eq!(info.partitions.len(), 3);
+            assert!(
+                info.partitions
+                    .iter()
+                    .all(|p| p.batches == 2 && p.rows == 600)
+            );
+            assert_eq!(info.schema, input[0].schema());
+            // The manifest reads back as written.
+            let again = call!(con, store.info / info_async(&name)).unwrap().unwrap();
+            assert_eq!(again, info);
+            // The ArrowRedis key layout, each value a complete IPC stream.
+            let key = format!("ns:{name}:{{part=00002}}:batch=00001");
+            assert_eq!(store.batch_key(&name, 2, 1), key);
+            let raw = get(&mut con, &key).await.expect("batch key");
+            assert_eq!(&raw[..4], &[0xFF; 4]);
+            let (_, decoded) = decode_stream(&raw, None, &Limits::default()).unwrap();
+            assert_eq!(decoded.len(), 1);
+            assert_eq!(decoded[0].columns(), input[5].columns());
+            // Whole table, in partition/batch order.
+            let t = call!(con, store.read / read_async(&name, &ReadOptions::all()))
+                .unwrap()
+                .expect("table");
+            assert_eq!(t.schema, input[0].schema(), "{backend:?} {c:?}");
+            assert_eq!(t.batches, input, "{backend:?} {c:?}");
+            assert_eq!(t.partitions, vec![(0, 2), (1, 2), (2, 2)]);
+            assert_eq!(t.generation, Some(1));
+        }
+        let store = TableStore::new("ns");
+        let names = call!(con, store.list / list_async()).unwrap();
+        assert_eq!(names, vec!["t_lz4", "t_uncompressed", "t_zstd"]);
+        let n = call!(con, store.delete / delete_async("t_lz4")).unwrap();
+        assert_eq!(n, 7);
+        assert!(
+            call!(con, store.read / read_async("t_lz4", &ReadOptions::all()))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            call!(con, store.info / info_async("t_lz4"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(call!(con, store.list / list_async()).unwrap().len(), 2);
+    });
+}
+
+#[test]
+fn projection_and_partition_subsets() {
+    each_backend(|backend, mut con| async move {
+        let input = dataset(3, 2, 100);
+        let store = TableStore::new("").partition_by("partition");
+        call!(
+            con,
+            store.split / split_async("p", input.clone().into_iter())
+        )
+        .unwrap();
+        let opts = ReadOptions::all()
+            .partitions([2, 0])
+            .columns(["str_c", "id64"]);
+        let t = call!(con, store.read / read_async("p", &opts))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.partitions, vec![(2, 2), (0, 2)], "{backend:?}");
+        let want: Vec<RecordBatch> = [4, 5, 0, 1]
+            .iter()
+            .map(|&i| input[i].project(&[8, 0]).unwrap())
+            .collect();
+        assert_eq!(t.batches, want, "{backend:?}");
+        assert_eq!(t.schema.fields().len(), 2);
+        // Unknown column or partition: typed errors.
+        let e = call!(
+            con,
+            store.read / read_async("p", &ReadOptions::all().columns(["nope"]))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        let e = call!(
+            con,
+            store.read / read_async("p", &ReadOptions::all().partitions([9]))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    });
+}
+
+#[test]
+fn round_robin_and_column_runs() {
+    some_backends(|backend, mut con| async move {
+        let input = dataset(1, 5, 10);
+        let store = TableStore::new("rr").round_robin(2);
+        let info = call!(
+            con,
+            store.split / split_async("t", input.clone().into_iter())
+        )
+        .unwrap();
+        let counts: Vec<(u32, u32)> = info.partitions.iter().map(|p| (p.id, p.batches)).collect();
+        assert_eq!(counts, vec![(0, 3), (1, 2)], "{backend:?}");
+        let t = call!(con, store.read / read_async("t", &ReadOptions::all()))
+            .unwrap()
+            .unwrap();
+        let order: Vec<RecordBatch> = [0, 2, 4, 1, 3].iter().map(|&i| input[i].clone()).collect();
+        assert_eq!(t.batches, order);
+
+        // A batch mixing partition values is cut into runs.
+        let mixed = RecordBatch::try_from_iter([
+            (
+                "k",
+                Arc::new(Int32Array::from(vec![1, 1, 0, 0, 0, 1])) as ArrayRef,
+            ),
+            (
+                "v",
+                Arc::new(Int64Array::from_iter_values(0..6)) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let store = TableStore::new("rr").partition_by("k");
+        let info = call!(
+            con,
+            store.split / split_async("m", std::iter::once(mixed.clone()))
+        )
+        .unwrap();
+        let counts: Vec<(u32, u32, u64)> = info
+            .partitions
+            .iter()
+            .map(|p| (p.id, p.batches, p.rows))
+            .collect();
+        assert_eq!(counts, vec![(0, 1, 3), (1, 2, 3)]);
+        let t = call!(con, store.read / read_async("m", &ReadOptions::all()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            t.batches,
+            vec![mixed.slice(2, 3), mixed.slice(0, 2), mixed.slice(5, 1)]
+        );
+        // A partition column that is absent, or not an integer.
+        let store = TableStore::new("rr").partition_by("nope");
+        let e = call!(
+            con,
+            store.split / split_async("x", std::iter::once(mixed.clone()))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        let store = TableStore::new("rr").partition_by("v");
+        assert!(
+            call!(
+                con,
+                store.split / split_async("x", std::iter::once(mixed.clone()))
+            )
+            .is_ok()
+        );
+        let strings =
+            RecordBatch::try_from_iter([("s", Arc::new(StringArray::from(vec!["a"])) as ArrayRef)])
+                .unwrap();
+        let store = TableStore::new("rr").partition_by("s");
+        let e = call!(
+            con,
+            store.split / split_async("y", std::iter::once(strings))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    });
+}
+
+#[test]
+fn resplit_swaps_generations_and_removes_stale_batches() {
+    some_backends(|backend, mut con| async move {
+        let store = TableStore::new("g").partition_by("partition");
+        let big = dataset(3, 3, 20);
+        call!(con, store.split / split_async("t", big.into_iter())).unwrap();
+        let small = dataset(2, 1, 20);
+        let info = call!(
+            con,
+            store.split / split_async("t", small.clone().into_iter())
+        )
+        .unwrap();
+        assert_eq!(info.generation, 2, "{backend:?}");
+        let t = call!(con, store.read / read_async("t", &ReadOptions::all()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.batches, small);
+        assert_eq!(t.generation, Some(2));
+        // Only the new generation's 2 batches and the manifest remain.
+        let n: i64 = con.raw(&redis::cmd("DBSIZE")).await.unwrap();
+        assert_eq!(n, 3);
+        // A batch of another generation under the manifest: the table changed.
+        let key = store.batch_key("t", 1, 0);
+        set(
+            &mut con,
+            &key,
+            &arrowredis_value(&small[1], IpcCompression::Lz4),
+        )
+        .await;
+        let e = call!(con, store.read / read_async("t", &ReadOptions::all())).unwrap_err();
+        match e {
+            Error::TableChanged {
+                key: k,
+                expected,
+                found,
+                ..
+            } => {
+                assert_eq!((k, expected, found), (key, 2, None));
+            }
+            other => panic!("{other}"),
+        }
+    });
+}
+
+#[test]
+fn reads_tables_written_in_the_arrowredis_layout() {
+    some_backends(|backend, mut con| async move {
+        let input = dataset(2, 3, 40);
+        // As ArrowRedis's split writes them: no manifest, one stream per key.
+        for (i, b) in input.iter().enumerate() {
+            let key = format!("demo:v1:{{part={:05}}}:batch={:05}", i / 3, i % 3);
+            set(&mut con, &key, &arrowredis_value(b, IpcCompression::Zstd)).await;
+        }
+        let store = TableStore::new("");
+        assert!(
+            call!(con, store.info / info_async("demo:v1"))
+                .unwrap()
+                .is_none()
+        );
+        let t = call!(con, store.read / read_async("demo:v1", &ReadOptions::all()))
+            .unwrap()
+            .expect("discovered");
+        assert_eq!(t.batches, input, "{backend:?}");
+        assert_eq!(t.partitions, vec![(0, 3), (1, 3)]);
+        assert_eq!(t.generation, None);
+        let t = call!(
+            con,
+            store.read
+                / read_async(
+                    "demo:v1",
+                    &ReadOptions::all().partitions([1]).columns(["list_ints"])
+                )
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(t.num_rows(), 120);
+        assert_eq!(t.batches[0].column(0), input[3].column(9));
+        // A hole in partition 0: reported with the key.
+        let _: i64 = con
+            .raw(redis::cmd("DEL").arg("demo:v1:{part=00000}:batch=00001"))
+            .await
+            .unwrap();
+        let e = call!(con, store.read / read_async("demo:v1", &ReadOptions::all())).unwrap_err();
+        match e {
+            Error::MissingBatches { missing, .. } => {
+                assert_eq!(missing, vec!["demo:v1:{part=00000}:batch=00001".to_owned()]);
+            }
+            other => panic!("{other}"),
+        }
+        // Partition 1 alone is whole.
+        assert!(
+            call!(
+                con,
+                store.read / read_async("demo:v1", &ReadOptions::all().partitions([1]))
+            )
+            .is_ok()
+        );
+        // A batch with another schema.
+        let other =
+            RecordBatch::try_from_iter([("s", Arc::new(StringArray::from(vec!["x"])) as ArrayRef)])
+                .unwrap();
+        set(
+            &mut con,
+            "demo:v1:{part=00001}:batch=00002",
+            &arrowredis_value(&other, IpcCompression::None),
+        )
+        .await;
+        let e = call!(
+            con,
+            store.read / read_async("demo:v1", &ReadOptions::all().partitions([1]))
+        )
+        .unwrap_err();
+        match e {
+            Error::SchemaMismatch { key, .. } => {
+                assert_eq!(key, "demo:v1:{part=00001}:batch=00002");
+            }
+            other => panic!("{other}"),
+        }
+        // delete finds the keys with SCAN.
+        let n = call!(con, store.delete / delete_async("demo:v1")).unwrap();
+        assert_eq!(n, 5);
+        let n: i64 = con.raw(&redis::cmd("DBSIZE")).await.unwrap();
+        assert_eq!(n, 0);
+        assert!(
+            call!(con, store.read / read_async("demo:v1", &ReadOptions::all()))
+                .unwrap()
+                .is_none()
+        );
+    });
+}
+
+#[test]
+fn bad_values_are_typed_errors() {
+    each_backend(|backend, mut con| async move {
+        let input = dataset(2, 2, 30);
+        let store = TableStore::new("bad").partition_by("partition");
+        call!(
+            con,
+            store.split / split_async("t", input.clone().into_iter())
+        )
+        .unwrap();
+        let k01 = store.batch_key("t", 0, 1);
+        let k10 = store.batch_key("t", 1, 0);
+
+        // Missing batches, named.
+        let _: i64 = con
+            .raw(redis::cmd("DEL").arg(&k01).arg(&k10))
+            .await
+            .unwrap();
+        let e = call!(con, store.read / read_async("t", &ReadOptions::all())).unwrap_err();
+        match e {
+            Error::MissingBatches { missing, .. } => {
+                assert_eq!(missing, vec![k01.clone(), k10.clone()], "{backend:?}");
+            }
+            other => panic!("{other}"),
+        }
+
+        // Not IPC at a batch key.
+        set(&mut con, &k01, b"hello world").await;
+        let e = call!(
+            con,
+            store.read / read_async("t", &ReadOptions::all().partitions([0]))
+        )
+        .unwrap_err();
+        match e {
+            Error::BadBatch { key, source } => {
+                assert_eq!(key, k01);
+                assert!(matches!(*source, Error::UnknownFormat(_)), "{source}");
+            }
+            other => panic!("{other}"),
+        }
+
+        // A truncated stream.
+        let good = get(&mut con, &store.batch_key("t", 0, 0)).await.unwrap();
+        set(&mut con, &k01, &good[..good.len() / 2]).await;
+        let e = call!(
+            con,
+            store.read / read_async("t", &ReadOptions::all().partitions([0]))
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::BadBatch { source, .. } if matches!(**source, Error::Corrupt { .. })),
+            "{e}"
+        );
+
+        // A batch of the right generation but another schema.
+        let other =
+            RecordBatch::try_from_iter([("s", Arc::new(StringArray::from(vec!["x"])) as ArrayRef)])
+                .unwrap();
+        let meta: std::collections::HashMap<String, String> =
+            [(GENERATION_METADATA.to_owned(), "1".to_owned())].into();
+        let tagged = Arc::new(other.schema().as_ref().clone().with_metadata(meta));
+        let other = other.with_schema(tagged).unwrap();
+        set(
+            &mut con,
+            &k01,
+            &arrowredis_value(&other, IpcCompression::Lz4),
+        )
+        .await;
+        let e = call!(
+            con,
+            store.read / read_async("t", &ReadOptions::all().partitions([0]))
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::SchemaMismatch { key, .. } if *key == k01),
+            "{e}"
+        );
+
+        // Splitting batches of different schemas.
+        let e = call!(
+            con,
+            store.split / split_async("u", vec![input[0].clone(), other.clone()].into_iter())
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
+        // Nothing to split.
+        let e = call!(con, store.split / split_async("u", std::iter::empty())).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+
+        // A corrupt manifest.
+        set(&mut con, &store.manifest_key("t"), b"{not json").await;
+        let e = call!(con, store.read / read_async("t", &ReadOptions::all())).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Corrupt {
+                    format: "table manifest",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = call!(con, store.info / info_async("t")).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        // A re-split repairs the table.
+        let info = call!(
+            con,
+            store.split / split_async("t", input.clone().into_iter())
+        )
+        .unwrap();
+        assert_eq!(info.generation, 1);
+        let t = call!(con, store.read / read_async("t", &ReadOptions::all()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.batches, input);
+    });
+}
+
+#[test]
+fn read_parallel_matches_read() {
+    let srv = server();
+    let client = srv.client().unwrap();
+    let input = dataset(5, 3, 200);
+    let store = TableStore::new("par")
+        .partition_by("partition")
+        .pipeline_bytes(10_000);
+    let mut con = client.get_connection().unwrap();
+    store
+        .split(&mut con, "t", input.clone().into_iter())
+        .unwrap();
+    let mut cons: Vec<redis::Connection> =
+        (0..3).map(|_| client.get_connection().unwrap()).collect();
+    for opts in [
+        ReadOptions::all(),
+        ReadOptions::all()
+            .partitions([4, 1, 2])
+            .columns(["ts_ns", "dec_18_4"]),
+    ] {
+        let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
+        let got = store.read_parallel(&mut cons, "t", &opts).unwrap().unwrap();
+        assert_eq!(got, want);
+    }
+    let mut direct: Vec<redstash::direct::DirectConnection> = (0..2)
+        .map(|_| redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap())
+        .collect();
+    let got = store
+        .read_parallel(&mut direct, "t", &ReadOptions::all())
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.batches, input);
+    // Errors are the same as read's.
+    let e = store
+        .read_parallel(&mut cons, "t", &ReadOptions::all().partitions([1, 1]))
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(store.batch_key("t", 3, 2))
+        .query(&mut con)
+        .unwrap();
+    let e = store
+        .read_parallel(&mut cons, "t", &ReadOptions::all())
+        .unwrap_err();
+    assert!(matches!(e, Error::MissingBatches { .. }), "{e}");
+    // No manifest: read on the first connection.
+    assert!(
+        store
+            .read_parallel(&mut cons, "none", &ReadOptions::all())
+            .unwrap()
+            .is_none()
+    );
+    let empty: &mut [redis::Connection] = &mut [];
+    assert!(
+        store
+            .read_parallel(empty, "t", &ReadOptions::all())
+            .is_err()
+    );
+}
+
+/// Batch `b` of partition `p` of the interop table (the formula of
+/// tests/python/arrow_interop.py: 3 partitions x 2 batches x 50 rows).
+fn interop_batch(p: u32, b: u32) -> RecordBatch {
+    use arrow_array::builder::{Int32Builder, ListBuilder};
+    use arrow_array::types::Int32Type;
+    use arrow_array::{
+        BooleanArray, Decimal128Array, DictionaryArray, Float32Array, Float64Array,
+        TimestampNanosecondArray,
+    };
+    const ROWS: i64 = 50;
+    let g0 = (p as i64 * 2 + b as i64) * ROWS;
+    let gs: Vec<i64> = (g0..g0 + ROWS).collect();
+    let mut lists = ListBuilder::new(Int32Builder::new());
+    for g in &gs {
+        for k in 0..g % 4 {
+            lists.values().append_value((g % 1000 + k) as i32);
+        }
+        lists.append(true);
+    }
+    let dict = DictionaryArray::<Int32Type>::try_new(
+        Int32Array::from_iter_values(gs.iter().map(|g| (g % 4) as i32)),
+        Arc::new(StringArray::from(vec!["alpha", "beta", "gamma", "delta"])),
+    )
+    .unwrap();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(gs.clone())),
+        Arc::new(Int32Array::from(vec![p as i32; ROWS as usize])),
+        Arc::new(Int32Array::from_iter_values(
+            gs.iter().map(|g| ((g * 37 + 11) % 97 - 40) as i32),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            gs.iter().map(|&g| g as f64 * 0.25),
+        )),
+        Arc::new(Float32Array::from_iter_values(
+            gs.iter().map(|&g| g as f32 * 0.5),
+        )),
+        Arc::new(BooleanArray::from_iter(gs.iter().map(|g| Some(g % 3 == 0)))),
+        Arc::new(TimestampNanosecondArray::from_iter_values(
+            gs.iter().map(|g| 1_700_000_000_000_000_000 + g * 1000),
+        )),
+        Arc::new(
+            Decimal128Array::from_iter_values(gs.iter().map(|&g| (g * 12345 - 500000) as i128))
+                .with_precision_and_scale(18, 4)
+                .unwrap(),
+        ),
+        Arc::new(dict),
+        Arc::new(lists.finish()),
+    ];
+    RecordBatch::try_new(redstash::arrowgen::schema(true), cols).unwrap()
+}
+
+#[test]
+fn pyarrow_reads_what_redstash_split() {
+    let srv = server();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let input: Vec<RecordBatch> = (0..3)
+        .flat_map(|p| (0..2).map(move |b| interop_batch(p, b)))
+        .collect();
+    let store = TableStore::new("rs").partition_by("partition");
+    store.split(&mut con, "t", input.into_iter()).unwrap();
+    common::run_py("arrow_interop.py", "check", &srv.url());
+}
+
+#[test]
+fn redstash_reads_what_pyarrow_wrote_in_the_arrowredis_layout() {
+    let srv = server();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    common::run_py("arrow_interop.py", "write", &srv.url());
+    let store = TableStore::new("py");
+    let t = store
+        .read(&mut con, "demo", &ReadOptions::all())
+        .unwrap()
+        .expect("table");
+    assert_eq!(t.partitions, vec![(0, 2), (1, 2), (2, 2)]);
+    let want: Vec<RecordBatch> = (0..3)
+        .flat_map(|p| (0..2).map(move |b| interop_batch(p, b)))
+        .collect();
+    assert_eq!(t.batches, want);
+}
+
+#[test]
+fn split_parallel_matches_split() {
+    let srv = server();
+    let client = srv.client().unwrap();
+    let input = dataset(4, 5, 150);
+    let store = TableStore::new("sp")
+        .partition_by("partition")
+        .compression(IpcCompression::Lz4)
+        .pipeline_bytes(30_000);
+    let mut con = client.get_connection().unwrap();
+    let mut cons: Vec<redis::Connection> =
+        (0..3).map(|_| client.get_connection().unwrap()).collect();
+    let seq = store
+        .split(&mut con, "seq", input.clone().into_iter())
+        .unwrap();
+    let par = store
+        .split_parallel(&mut cons, "par", input.clone().into_iter())
+        .unwrap();
+    assert_eq!(par.partitions, seq.partitions);
+    assert_eq!(
+        (par.rows, par.bytes, par.generation),
+        (seq.rows, seq.bytes, 1)
+    );
+    assert_eq!(store.info(&mut con, "par").unwrap().unwrap(), par);
+    let t = store
+        .read_parallel(&mut cons, "par", &ReadOptions::all())
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.batches, input);
+    // Manifest bytes match what is stored.
+    let mut stored = 0u64;
+    for p in &par.partitions {
+        for b in 0..p.batches {
+            let n: u64 = redis::cmd("STRLEN")
+                .arg(store.batch_key("par", p.id, b))
+                .query(&mut con)
+                .unwrap();
+            stored += n;
+        }
+    }
+    assert_eq!(stored, par.bytes);
+    // A re-split in parallel is generation 2.
+    let again = store
+        .split_parallel(&mut cons, "par", input[..4].iter().cloned())
+        .unwrap();
+    assert_eq!(again.generation, 2);
+    assert_eq!(
+        store
+            .read(&mut con, "par", &ReadOptions::all())
+            .unwrap()
+            .unwrap()
+            .batches,
+        input[..4].to_vec()
+    );
+    // A bad batch stops the split before the manifest.
+    let other = RecordBatch::try_from_iter([(
+        "partition",
+        Arc::new(Int32Array::from(vec![0])) as ArrayRef,
+    )])
+    .unwrap();
+    let mut bad = input.clone();
+    bad.insert(7, other);
+    let e = store
+        .split_parallel(&mut cons, "bad", bad.into_iter())
+        .unwrap_err();
+    assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
+    assert!(store.info(&mut con, "bad").unwrap().is_none());
+}
