@@ -84,6 +84,16 @@ fn packed_commands<T>(mut step: Step<'_, T>) -> Res<Vec<u8>> {
                 }
                 step = k(vec![Value::Okay; n])?;
             }
+            Step::SendAll(reqs, k) => {
+                let mut replies = Vec::with_capacity(reqs.len());
+                for req in &reqs {
+                    for c in req.commands() {
+                        out.extend_from_slice(&c.clone().into_cmd().get_packed_command());
+                    }
+                    replies.push(vec![Value::Okay; req.len()]);
+                }
+                step = k(replies)?;
+            }
         }
     }
 }

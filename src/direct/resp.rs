@@ -234,6 +234,12 @@ pub trait Frame {
     fn frame<'a>(&'a self, f: &mut Framer<'_, 'a>) -> RedisResult<()>;
 }
 
+impl<T: Frame + ?Sized> Frame for &T {
+    fn frame<'a>(&'a self, f: &mut Framer<'_, 'a>) -> RedisResult<()> {
+        (**self).frame(f)
+    }
+}
+
 impl Frame for Cmd {
     fn frame<'a>(&'a self, f: &mut Framer<'_, 'a>) -> RedisResult<()> {
         let args = self.args_iter();

@@ -4,7 +4,8 @@ use std::future::Future;
 
 use redis::Value;
 
-use super::{Request, Step};
+use super::{Command, Request, Step, pipelinable, split_replies};
+use crate::error::Error;
 use crate::error::Result;
 
 /// An asynchronous connection redstash can run requests on: every
@@ -14,9 +15,31 @@ pub trait AsyncConnection: Send {
     /// Send the request and return one reply per command (server errors as
     /// `Value::ServerError` elements).
     fn run_request(&mut self, req: Request<'_>) -> impl Future<Output = Result<Vec<Value>>> + Send;
+
+    /// Send independent requests and return the replies of each (pipelined when the
+    /// connection can).
+    fn run_requests(
+        &mut self,
+        reqs: Vec<Request<'_>>,
+    ) -> impl Future<Output = Result<Vec<Vec<Value>>>> + Send;
 }
 
 impl AsyncConnection for crate::direct::DirectAsyncConnection {
+    async fn run_requests(&mut self, reqs: Vec<Request<'_>>) -> Result<Vec<Vec<Value>>> {
+        if !pipelinable(&reqs) {
+            let mut out = Vec::with_capacity(reqs.len());
+            for r in reqs {
+                out.push(self.run_request(r).await?);
+            }
+            return Ok(out);
+        }
+        let replies = {
+            let all: Vec<&Command<'_>> = reqs.iter().flat_map(|r| r.commands().iter()).collect();
+            self.exec(&all, false).await.map_err(Error::from)?
+        };
+        split_replies(&reqs, replies)
+    }
+
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
         // The direct connection unwraps a transaction's EXEC reply itself.
         let replies = self
@@ -28,6 +51,36 @@ impl AsyncConnection for crate::direct::DirectAsyncConnection {
 }
 
 impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
+    async fn run_requests(&mut self, reqs: Vec<Request<'_>>) -> Result<Vec<Vec<Value>>> {
+        if !pipelinable(&reqs) {
+            let mut out = Vec::with_capacity(reqs.len());
+            for r in reqs {
+                out.push(self.run_request(r).await?);
+            }
+            return Ok(out);
+        }
+        let lens: Vec<usize> = reqs.iter().map(Request::len).collect();
+        let mut pipeline = redis::Pipeline::with_capacity(lens.iter().sum());
+        for r in reqs {
+            for c in r.into_commands() {
+                pipeline.add_command(c.into_cmd());
+            }
+        }
+        let total = lens.iter().sum();
+        let replies = self.req_packed_commands(&pipeline, 0, total).await?;
+        if replies.len() != total {
+            return Err(Error::unexpected(
+                format!("{} replies for {total} commands", replies.len()),
+                None,
+            ));
+        }
+        let mut it = replies.into_iter();
+        Ok(lens
+            .iter()
+            .map(|&n| it.by_ref().take(n).collect())
+            .collect())
+    }
+
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
         let (offset, count) = req.reply_window();
         // The checks after the call need the key and shape of the request, not its data.
@@ -51,6 +104,10 @@ pub async fn run_async<T>(
             Step::Done(v) => return Ok(v),
             Step::Send(req, next) => {
                 let replies = con.run_request(req).await?;
+                step = next(replies)?;
+            }
+            Step::SendAll(reqs, next) => {
+                let replies = con.run_requests(reqs).await?;
                 step = next(replies)?;
             }
         }

@@ -214,6 +214,11 @@ impl<'a> Request<'a> {
         &self.cmds
     }
 
+    /// Take the commands out.
+    pub fn into_commands(self) -> Vec<Command<'a>> {
+        self.cmds
+    }
+
     /// The commands as a redis-rs pipeline (`Cmd`s are moved; borrowed pieces copied).
     pub fn into_pipeline(self) -> redis::Pipeline {
         let mut p = redis::Pipeline::with_capacity(self.cmds.len());
@@ -327,6 +332,10 @@ impl From<Cmd> for Command<'_> {
 /// What a reply-parsing continuation returns.
 pub type Continuation<'a, T> = Box<dyn FnOnce(Vec<Value>) -> Result<Step<'a, T>> + Send + 'a>;
 
+/// What a continuation of several independent requests returns.
+pub type ContinuationAll<'a, T> =
+    Box<dyn FnOnce(Vec<Vec<Value>>) -> Result<Step<'a, T>> + Send + 'a>;
+
 /// One step of an operation: done, or a request to send and what to do with its replies.
 /// `'a` is the lifetime of memory the requests borrow (e.g. the array being written).
 pub enum Step<'a, T> {
@@ -334,6 +343,10 @@ pub enum Step<'a, T> {
     Done(T),
     /// Send this request, then feed its replies to the continuation.
     Send(Request<'a>, Continuation<'a, T>),
+    /// Send these requests, which do not depend on each other's replies, then feed the
+    /// replies of each to the continuation. Connections may send them all before reading
+    /// any reply (pipelining across requests, so the server never waits for the client).
+    SendAll(Vec<Request<'a>>, ContinuationAll<'a, T>),
 }
 
 impl<T> std::fmt::Debug for Step<'_, T> {
@@ -341,6 +354,7 @@ impl<T> std::fmt::Debug for Step<'_, T> {
         match self {
             Step::Done(_) => f.write_str("Step::Done"),
             Step::Send(r, _) => f.debug_tuple("Step::Send").field(r).finish(),
+            Step::SendAll(r, _) => f.debug_tuple("Step::SendAll").field(r).finish(),
         }
     }
 }
@@ -362,6 +376,7 @@ impl<'a, T: Send + 'a> Step<'a, T> {
         match self {
             Step::Done(v) => f(v),
             Step::Send(req, k) => Ok(Step::Send(req, Box::new(move |r| k(r)?.and_then(f)))),
+            Step::SendAll(reqs, k) => Ok(Step::SendAll(reqs, Box::new(move |r| k(r)?.and_then(f)))),
         }
     }
 
@@ -375,6 +390,25 @@ impl<'a, T: Send + 'a> Step<'a, T> {
         match self {
             Step::Done(v) => Step::Done(v),
             Step::Send(req, k) => Step::Send(req, Box::new(move |r| Ok(k(r)?.narrow()))),
+            Step::SendAll(reqs, k) => Step::SendAll(
+                reqs.into_iter().collect(),
+                Box::new(move |r| Ok(k(r)?.narrow())),
+            ),
+        }
+    }
+
+    /// Map the error of any later step (the parse of any reply).
+    pub fn map_err(self, f: fn(Error) -> Error) -> Step<'a, T> {
+        match self {
+            Step::Done(v) => Step::Done(v),
+            Step::Send(req, k) => Step::Send(
+                req,
+                Box::new(move |r| k(r).map(|s| s.map_err(f)).map_err(f)),
+            ),
+            Step::SendAll(reqs, k) => Step::SendAll(
+                reqs,
+                Box::new(move |r| k(r).map(|s| s.map_err(f)).map_err(f)),
+            ),
         }
     }
 
@@ -383,6 +417,7 @@ impl<'a, T: Send + 'a> Step<'a, T> {
         match self {
             Step::Done(v) => Step::Done(f(v)),
             Step::Send(req, k) => Step::Send(req, Box::new(move |r| Ok(k(r)?.map(f)))),
+            Step::SendAll(reqs, k) => Step::SendAll(reqs, Box::new(move |r| Ok(k(r)?.map(f)))),
         }
     }
 
@@ -397,6 +432,33 @@ pub trait SyncConnection {
     /// Send the request and return one reply per command (server errors as
     /// `Value::ServerError` elements).
     fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>>;
+
+    /// Send independent requests and return the replies of each. The default sends
+    /// them one round trip at a time; connections override it to pipeline them.
+    fn run_requests(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
+        reqs.iter().map(|r| self.run_request(r)).collect()
+    }
+}
+
+/// Split the replies of requests sent back to back (none atomic) into one list each.
+pub(crate) fn split_replies(reqs: &[Request<'_>], replies: Vec<Value>) -> Result<Vec<Vec<Value>>> {
+    let total: usize = reqs.iter().map(Request::len).sum();
+    if replies.len() != total {
+        return Err(Error::unexpected(
+            format!("{} replies for {total} commands", replies.len()),
+            None,
+        ));
+    }
+    let mut it = replies.into_iter();
+    Ok(reqs
+        .iter()
+        .map(|r| it.by_ref().take(r.len()).collect())
+        .collect())
+}
+
+/// Whether requests can be sent back to back as one pipeline (no transaction among them).
+pub(crate) fn pipelinable(reqs: &[Request<'_>]) -> bool {
+    reqs.len() > 1 && reqs.iter().all(|r| !r.atomic)
 }
 
 impl SyncConnection for crate::direct::DirectConnection {
@@ -404,6 +466,15 @@ impl SyncConnection for crate::direct::DirectConnection {
         // The direct connection unwraps a transaction's EXEC reply itself.
         let replies = self.exec(&req.cmds, req.atomic).map_err(|e| req.error(e))?;
         req.shell().check_len(replies)
+    }
+
+    fn run_requests(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
+        if !pipelinable(reqs) {
+            return reqs.iter().map(|r| self.run_request(r)).collect();
+        }
+        let all: Vec<&Command<'_>> = reqs.iter().flat_map(|r| r.cmds.iter()).collect();
+        let replies = self.exec(&all, false).map_err(Error::from)?;
+        split_replies(reqs, replies)
     }
 }
 
@@ -416,6 +487,24 @@ impl<C: redis::ConnectionLike> SyncConnection for C {
             .map_err(|e| req.error(e))?;
         req.finish(replies)
     }
+
+    fn run_requests(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
+        if !pipelinable(reqs) {
+            return reqs.iter().map(|r| self.run_request(r)).collect();
+        }
+        let mut packed = Vec::with_capacity(
+            reqs.iter()
+                .flat_map(|r| r.cmds.iter())
+                .map(Command::size_hint)
+                .sum(),
+        );
+        for c in reqs.iter().flat_map(|r| r.cmds.iter()) {
+            c.write_packed(&mut packed);
+        }
+        let total = reqs.iter().map(Request::len).sum();
+        let replies = self.req_packed_commands(&packed, 0, total)?;
+        split_replies(reqs, replies)
+    }
 }
 
 /// Drive an operation to its end on a synchronous connection.
@@ -425,6 +514,10 @@ pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<'_, T>) -
             Step::Done(v) => return Ok(v),
             Step::Send(req, next) => {
                 let replies = con.run_request(&req)?;
+                step = next(replies)?;
+            }
+            Step::SendAll(reqs, next) => {
+                let replies = con.run_requests(&reqs)?;
                 step = next(replies)?;
             }
         }

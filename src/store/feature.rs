@@ -493,46 +493,54 @@ fn chunk_outcome(
     out
 }
 
-/// Send the chunks one round trip at a time; stop at the first chunk with a failure.
+/// Send all chunks as independent requests (pipelined back to back by connections that
+/// can: the server never waits for the client between chunks), then report exactly which
+/// entities were written if any failed.
 fn write_chunks(
-    mut chunks: std::vec::IntoIter<Chunk>,
+    chunks: Vec<Chunk>,
     total: usize,
     per_item: usize,
     atomic: bool,
     keys: Arc<Vec<String>>,
 ) -> Step<'static, usize> {
-    let Some(Chunk { req, items }) = chunks.next() else {
+    if chunks.is_empty() {
         return Step::Done(total);
-    };
-    Step::send(req, move |replies| {
-        let start = items.start;
-        let outcome = chunk_outcome(replies, items.len(), per_item, atomic, &|i| {
-            keys.get(start + i).cloned().unwrap_or_default()
-        });
-        if outcome.iter().all(Result::is_ok) {
-            return Ok(write_chunks(chunks, total, per_item, atomic, keys));
-        }
-        let mut written: Vec<usize> = (0..start).collect();
-        let mut not_written = Vec::new();
-        let mut first = None;
-        for (i, r) in outcome.into_iter().enumerate() {
-            match r {
-                Ok(()) => written.push(start + i),
-                Err(e) => {
-                    not_written.push(start + i);
-                    if first.is_none() {
-                        first = Some(e);
+    }
+    let ranges: Vec<Range<usize>> = chunks.iter().map(|c| c.items.clone()).collect();
+    let reqs: Vec<Request<'static>> = chunks.into_iter().map(|c| c.req).collect();
+    Step::SendAll(
+        reqs,
+        Box::new(move |all_replies| {
+            let mut written = Vec::new();
+            let mut not_written = Vec::new();
+            let mut first = None;
+            for (items, replies) in ranges.into_iter().zip(all_replies) {
+                let start = items.start;
+                let outcome = chunk_outcome(replies, items.len(), per_item, atomic, &|i| {
+                    keys.get(start + i).cloned().unwrap_or_default()
+                });
+                for (i, r) in outcome.into_iter().enumerate() {
+                    match r {
+                        Ok(()) => written.push(start + i),
+                        Err(e) => {
+                            not_written.push(start + i);
+                            if first.is_none() {
+                                first = Some(e);
+                            }
+                        }
                     }
                 }
             }
-        }
-        not_written.extend(items.end..total);
-        Err(Error::PartialWrite {
-            written,
-            not_written,
-            source: Box::new(first.unwrap_or_else(|| Error::unexpected("write failed", None))),
-        })
-    })
+            match first {
+                None => Ok(Step::Done(total)),
+                Some(e) => Err(Error::PartialWrite {
+                    written,
+                    not_written,
+                    source: Box::new(e),
+                }),
+            }
+        }),
+    )
 }
 
 /// What a read of one (view, entity) found.
@@ -1031,7 +1039,7 @@ impl FeatureStore {
             });
             start = end;
         }
-        Ok(write_chunks(chunks.into_iter(), n, per_item, atomic, keys))
+        Ok(write_chunks(chunks, n, per_item, atomic, keys))
     }
 
     /// A write plan, resolving the view first (copying the input once if the view is
@@ -1301,15 +1309,8 @@ fn check_not_wrong_type(nil_keys: Vec<String>, out: Vec<RawRows>) -> Step<'stati
 
 /// A single write's [`Error::PartialWrite`] becomes its underlying error.
 fn unwrap_single(step: Step<'static, ()>) -> Step<'static, ()> {
-    match step {
-        Step::Done(v) => Step::Done(v),
-        Step::Send(req, k) => Step::Send(
-            req,
-            Box::new(move |r| match k(r) {
-                Ok(s) => Ok(unwrap_single(s)),
-                Err(Error::PartialWrite { source, .. }) => Err(*source),
-                Err(e) => Err(e),
-            }),
-        ),
-    }
+    step.map_err(|e| match e {
+        Error::PartialWrite { source, .. } => *source,
+        e => e,
+    })
 }
