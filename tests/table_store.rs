@@ -13,26 +13,11 @@ mod common;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
-use common::{ALL_BACKENDS, Backend, Conn, rt, server};
+use common::{Backend, Conn, each_backend, rt, server};
 use redstash::arrowgen::GenSpec;
 use redstash::codec::arrow::{IpcCompression, decode_stream, encode_stream};
 use redstash::store::table::{GENERATION_METADATA, ReadOptions};
 use redstash::{Error, Limits, TableStore};
-
-/// Run `case` on every backend, each against its own fresh server.
-fn each_backend<F, Fut>(case: F)
-where
-    F: Fn(Backend, Conn) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for backend in ALL_BACKENDS {
-        let srv = server();
-        rt().block_on(async {
-            let con = Conn::open(backend, &srv.url()).await.expect("connect");
-            case(backend, con).await;
-        });
-    }
-}
 
 /// Run `case` on one sync and one async backend.
 fn some_backends<F, Fut>(case: F)

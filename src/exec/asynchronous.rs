@@ -4,7 +4,7 @@ use std::future::Future;
 
 use redis::Value;
 
-use super::{Command, Request, Step, pipelinable, split_replies};
+use super::{Command, Request, Step, lens, pipelinable, split_replies};
 use crate::error::Error;
 use crate::error::Result;
 
@@ -27,17 +27,13 @@ pub trait AsyncConnection: Send {
 impl AsyncConnection for crate::direct::DirectAsyncConnection {
     async fn run_requests(&mut self, reqs: Vec<Request<'_>>) -> Result<Vec<Vec<Value>>> {
         if !pipelinable(&reqs) {
-            let mut out = Vec::with_capacity(reqs.len());
-            for r in reqs {
-                out.push(self.run_request(r).await?);
-            }
-            return Ok(out);
+            return one_by_one(self, reqs).await;
         }
         let replies = {
             let all: Vec<&Command<'_>> = reqs.iter().flat_map(|r| r.commands().iter()).collect();
             self.exec(&all, false).await.map_err(Error::from)?
         };
-        split_replies(&reqs, replies)
+        split_replies(&lens(&reqs), replies)
     }
 
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
@@ -53,32 +49,18 @@ impl AsyncConnection for crate::direct::DirectAsyncConnection {
 impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
     async fn run_requests(&mut self, reqs: Vec<Request<'_>>) -> Result<Vec<Vec<Value>>> {
         if !pipelinable(&reqs) {
-            let mut out = Vec::with_capacity(reqs.len());
-            for r in reqs {
-                out.push(self.run_request(r).await?);
-            }
-            return Ok(out);
+            return one_by_one(self, reqs).await;
         }
-        let lens: Vec<usize> = reqs.iter().map(Request::len).collect();
-        let mut pipeline = redis::Pipeline::with_capacity(lens.iter().sum());
+        let lens = lens(&reqs);
+        let total = lens.iter().sum();
+        let mut pipeline = redis::Pipeline::with_capacity(total);
         for r in reqs {
             for c in r.into_commands() {
                 pipeline.add_command(c.into_cmd());
             }
         }
-        let total = lens.iter().sum();
         let replies = self.req_packed_commands(&pipeline, 0, total).await?;
-        if replies.len() != total {
-            return Err(Error::unexpected(
-                format!("{} replies for {total} commands", replies.len()),
-                None,
-            ));
-        }
-        let mut it = replies.into_iter();
-        Ok(lens
-            .iter()
-            .map(|&n| it.by_ref().take(n).collect())
-            .collect())
+        split_replies(&lens, replies)
     }
 
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
@@ -92,6 +74,18 @@ impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
             .map_err(|e| shell.error(e))?;
         shell.finish(replies)
     }
+}
+
+/// Send requests one round trip at a time (what a transaction among them needs).
+async fn one_by_one<C: AsyncConnection + ?Sized>(
+    con: &mut C,
+    reqs: Vec<Request<'_>>,
+) -> Result<Vec<Vec<Value>>> {
+    let mut out = Vec::with_capacity(reqs.len());
+    for r in reqs {
+        out.push(con.run_request(r).await?);
+    }
+    Ok(out)
 }
 
 /// Drive an operation to its end on an asynchronous connection.

@@ -440,9 +440,10 @@ pub trait SyncConnection {
     }
 }
 
-/// Split the replies of requests sent back to back (none atomic) into one list each.
-pub(crate) fn split_replies(reqs: &[Request<'_>], replies: Vec<Value>) -> Result<Vec<Vec<Value>>> {
-    let total: usize = reqs.iter().map(Request::len).sum();
+/// Split the replies of requests sent back to back (none atomic), of `lens` commands
+/// each, into one list per request.
+pub(crate) fn split_replies(lens: &[usize], replies: Vec<Value>) -> Result<Vec<Vec<Value>>> {
+    let total: usize = lens.iter().sum();
     if replies.len() != total {
         return Err(Error::unexpected(
             format!("{} replies for {total} commands", replies.len()),
@@ -450,10 +451,15 @@ pub(crate) fn split_replies(reqs: &[Request<'_>], replies: Vec<Value>) -> Result
         ));
     }
     let mut it = replies.into_iter();
-    Ok(reqs
+    Ok(lens
         .iter()
-        .map(|r| it.by_ref().take(r.len()).collect())
+        .map(|&n| it.by_ref().take(n).collect())
         .collect())
+}
+
+/// The number of commands of each request.
+pub(crate) fn lens(reqs: &[Request<'_>]) -> Vec<usize> {
+    reqs.iter().map(Request::len).collect()
 }
 
 /// Whether requests can be sent back to back as one pipeline (no transaction among them).
@@ -474,7 +480,7 @@ impl SyncConnection for crate::direct::DirectConnection {
         }
         let all: Vec<&Command<'_>> = reqs.iter().flat_map(|r| r.cmds.iter()).collect();
         let replies = self.exec(&all, false).map_err(Error::from)?;
-        split_replies(reqs, replies)
+        split_replies(&lens(reqs), replies)
     }
 }
 
@@ -503,7 +509,7 @@ impl<C: redis::ConnectionLike> SyncConnection for C {
         }
         let total = reqs.iter().map(Request::len).sum();
         let replies = self.req_packed_commands(&packed, 0, total)?;
-        split_replies(reqs, replies)
+        split_replies(&lens(reqs), replies)
     }
 }
 
