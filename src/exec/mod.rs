@@ -551,6 +551,14 @@ pub(crate) fn reply_ok(v: Value, key: &str) -> Result<Value> {
     }
 }
 
+/// Check that no reply is an error (the first error becomes [`Error::Redis`]).
+pub(crate) fn replies_ok(replies: Vec<Value>, key: &str) -> Result<()> {
+    for v in replies {
+        reply_ok(v, key)?;
+    }
+    Ok(())
+}
+
 /// Take an integer reply.
 pub(crate) fn reply_int(v: Value, key: &str) -> Result<i64> {
     match reply_ok(v, key)? {

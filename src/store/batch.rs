@@ -12,7 +12,7 @@ pub use crate::array::DynArray;
 use crate::array::{AsArray, RawArray};
 use crate::codec::{ArrayCodec, Limits, Npy, encode_pieces};
 use crate::error::{Error, Result};
-use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Command, Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
 /// Named arrays in one Redis hash per batch: `{prefix}:{batch_id}` holds one field per
@@ -356,10 +356,7 @@ impl<C: ArrayCodec> BatchStore<C> {
             req.push(c);
         }
         Ok(Step::then(req.atomic(), move |replies| {
-            for v in replies {
-                reply_ok(v, &key)?;
-            }
-            Ok(())
+            replies_ok(replies, &key)
         }))
     }
 

@@ -18,7 +18,7 @@ use crate::array::{AsArray, Order, RawArray, c_order_bytes};
 use crate::codec::{Compression, Format, Limits, compress};
 use crate::dtype::{ByteOrder, DType, swap_bytes_in_place};
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
 /// Arrays in the Python recipe's layout (`key:data` + `key:meta`).
@@ -116,12 +116,7 @@ impl RecipeStore {
             }
             req.push(c);
         }
-        Ok(Step::then(req.atomic(), move |r| {
-            for v in r {
-                reply_ok(v, &dkey)?;
-            }
-            Ok(())
-        }))
+        Ok(Step::then(req.atomic(), move |r| replies_ok(r, &dkey)))
     }
 
     /// Plan of [`get`](Self::get).

@@ -62,7 +62,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::Limits;
 use crate::codec::arrow::{IpcCompression, decode_schema, decode_stream, encode_stream};
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
 use crate::store::batch::glob_escape;
 use crate::store::{join_key, sync_and_async};
 
@@ -641,12 +641,7 @@ impl TableStore {
                 let key = mkey.clone();
                 crate::exec::run(
                     con,
-                    Step::then(req, move |replies| {
-                        for v in replies {
-                            reply_ok(v, &key)?;
-                        }
-                        Ok(())
-                    }),
+                    Step::then(req, move |replies| replies_ok(replies, &key)),
                 )?;
                 let mut s = shared.lock().map_err(|_| poisoned())?;
                 for (part, n) in sizes {
@@ -960,9 +955,7 @@ impl<'a, I: BatchSource + 'a> Splitter<I> {
             return self.finish();
         }
         Ok(Step::send(req, move |replies| {
-            for v in replies {
-                reply_ok(v, &self.prefix)?;
-            }
+            replies_ok(replies, &self.prefix)?;
             self.step()
         }))
     }
@@ -1023,9 +1016,7 @@ impl<'a, I: BatchSource + 'a> Splitter<I> {
         }
         let key = self.manifest_key;
         Ok(Step::then(req, move |replies| {
-            for v in replies {
-                reply_ok(v, &key)?;
-            }
+            replies_ok(replies, &key)?;
             Ok(info)
         }))
     }
