@@ -21,6 +21,7 @@
 //! assert_eq!(batches[0].num_columns(), 10);
 //! ```
 
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, ListBuilder};
@@ -29,9 +30,30 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Decimal128Array, DictionaryArray, Float32Array, Float64Array,
     Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
 };
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use crate::codec::arrow::IpcCompression;
+use crate::codec::arrow_file::IpcFormat;
 use crate::error::{Error, Result};
+
+/// A writer that counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// What to generate: `partitions` x `batches` (per partition) x `rows` (per batch).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +192,86 @@ impl GenSpec {
         })
     }
 
+    /// The same batches, in the same order, generated ahead on `threads` threads (at
+    /// most two batches ahead per thread, so memory stays bounded). Dropping the
+    /// iterator stops the threads.
+    pub fn iter_parallel(
+        &self,
+        threads: usize,
+    ) -> impl Iterator<Item = Result<RecordBatch>> + Send + 'static {
+        let threads = threads.max(1);
+        let total = self.total_batches();
+        let shared = Arc::new((
+            self.clone(),
+            schema(self.dict_strings),
+            StringArray::from_iter_values(vocab(self.string_cardinality.max(1), self.seed)),
+        ));
+        let batches = self.batches.max(1) as u64;
+        let receivers: Vec<_> = (0..threads as u64)
+            .map(|w| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(2);
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let (spec, schema, words) = &*shared;
+                    let mut i = w;
+                    while i < total {
+                        let (p, b) = ((i / batches) as u32, (i % batches) as u32);
+                        if tx.send(spec.make(schema, words, p, b)).is_err() {
+                            return;
+                        }
+                        i += threads as u64;
+                    }
+                });
+                rx
+            })
+            .collect();
+        (0..total).map_while(move |i| receivers[(i % threads as u64) as usize].recv().ok())
+    }
+
+    /// Write the dataset as an Arrow IPC file (`format` [`IpcFormat::File`], what
+    /// ArrowRedis's `gen` writes) or stream, with IPC body compression, generating on
+    /// `threads` threads; `progress` is called after each batch with (batches written,
+    /// bytes written). Returns the bytes written.
+    pub fn write_ipc<W: Write>(
+        &self,
+        out: W,
+        format: IpcFormat,
+        compression: IpcCompression,
+        threads: usize,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64> {
+        let schema = schema(self.dict_strings);
+        let options = IpcWriteOptions::default()
+            .try_with_compression(compression.ipc())
+            .map_err(|e| Error::InvalidArgument(format!("IPC options: {e}")))?;
+        let out = Counting { inner: out, n: 0 };
+        let err = |e: arrow_schema::ArrowError| Error::InvalidArgument(format!("IPC write: {e}"));
+        let mut done = 0u64;
+        match format {
+            IpcFormat::File => {
+                let mut w = FileWriter::try_new_with_options(out, &schema, options).map_err(err)?;
+                for b in self.iter_parallel(threads) {
+                    w.write(&b?).map_err(err)?;
+                    done += 1;
+                    progress(done, w.get_ref().n);
+                }
+                w.finish().map_err(err)?;
+                Ok(w.get_ref().n)
+            }
+            IpcFormat::Stream => {
+                let mut w =
+                    StreamWriter::try_new_with_options(out, &schema, options).map_err(err)?;
+                for b in self.iter_parallel(threads) {
+                    w.write(&b?).map_err(err)?;
+                    done += 1;
+                    progress(done, w.get_ref().n);
+                }
+                w.finish().map_err(err)?;
+                Ok(w.get_ref().n)
+            }
+        }
+    }
+
     /// Batch `batch` of partition `partition`.
     pub fn batch(&self, partition: u32, batch: u32) -> Result<RecordBatch> {
         let words = StringArray::from_iter_values(vocab(self.string_cardinality.max(1), self.seed));
@@ -263,6 +365,8 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 4);
         assert_eq!(a[3], spec.batch(1, 1).unwrap());
+        let par: Vec<_> = spec.iter_parallel(3).collect::<Result<_>>().unwrap();
+        assert_eq!(a, par);
         assert_ne!(a[0].column(2), a[1].column(2));
         assert_eq!(a[0].schema(), schema(true));
         let plain = GenSpec {

@@ -118,3 +118,155 @@ fn exit_codes_mean_something() {
     assert_eq!(code, 1);
     assert!(!err.is_empty());
 }
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn tables_gen_split_read_info_list_delete() {
+    let srv = server();
+    let url = srv.url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.arrow");
+    let f = file.to_str().unwrap();
+
+    let (code, out, err) = redstash(
+        &url,
+        &[
+            "--json",
+            "gen",
+            "--out",
+            f,
+            "--partitions",
+            "3",
+            "--batches",
+            "2",
+            "--rows",
+            "500",
+            "--dict-strings",
+            "--seed",
+            "9",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let g = json(&out);
+    assert_eq!(g["rows"], 3000);
+    assert_eq!(g["bytes"], std::fs::metadata(&file).unwrap().len());
+    assert!(g["mb_per_s"].as_f64().unwrap() > 0.0);
+
+    // ArrowRedis's `--batches`: runs of 2 batches per partition.
+    let (code, out, err) = redstash(
+        &url,
+        &[
+            "--json",
+            "split",
+            "--inp",
+            f,
+            "--prefix",
+            "demo:v1",
+            "--batches",
+            "2",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let s = json(&out);
+    assert_eq!(
+        (s["batches"].as_u64(), s["partitions"].as_u64()),
+        (Some(6), Some(3))
+    );
+    assert_eq!(s["rows"], 3000);
+
+    // The keys are ArrowRedis's.
+    let mut c = srv.client().unwrap().get_connection().unwrap();
+    let n: usize = redis::cmd("EXISTS")
+        .arg("demo:v1:{part=00002}:batch=00001")
+        .arg("demo:v1:__manifest__")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 2);
+
+    let out_file = dir.path().join("p1.arrow");
+    let (code, out, err) = redstash(
+        &url,
+        &[
+            "--json",
+            "read",
+            "--prefix",
+            "demo:v1",
+            "--partitions",
+            "1,2",
+            "--columns",
+            "id64,str_c",
+            "--batches",
+            "2",
+            "--concurrency",
+            "2",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = json(&out);
+    assert_eq!(r["rows"], 2000);
+    assert_eq!(r["columns"], serde_json::json!(["id64", "str_c"]));
+    assert_eq!(r["partitions"], serde_json::json!([1, 2]));
+    // The output file holds what was read.
+    let back: Vec<_> = redstash::codec::arrow_file::IpcInput::open(&out_file, Default::default())
+        .unwrap()
+        .collect::<redstash::Result<_>>()
+        .unwrap();
+    assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 2000);
+
+    // --batches is checked.
+    let (code, _, err) = redstash(&url, &["read", "--prefix", "demo:v1", "--batches", "3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("partition 0 has 2"), "{err}");
+
+    let (code, out, err) = redstash(&url, &["--json", "table", "info", "demo:v1"]);
+    assert_eq!(code, 0, "{err}");
+    let i = json(&out);
+    assert_eq!(i["batches"], 6);
+    assert_eq!(i["compression"], "zstd");
+    let (code, out, _) = redstash(&url, &["--json", "table", "list"]);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["tables"], serde_json::json!(["demo:v1"]));
+    let (code, out, _) = redstash(&url, &["--json", "table", "delete", "demo:v1"]);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["deleted_keys"], 7);
+
+    // Missing tables and unsupported flags.
+    let (code, _, _) = redstash(&url, &["read", "--prefix", "demo:v1"]);
+    assert_eq!(code, 3);
+    let (code, _, _) = redstash(&url, &["table", "info", "demo:v1"]);
+    assert_eq!(code, 3);
+    let (code, _, err) = redstash(
+        &url,
+        &["split", "--inp", f, "--prefix", "x", "--cluster", "on"],
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = redstash(
+        &url,
+        &["split", "--inp", "/nonexistent.arrow", "--prefix", "x"],
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn bench_runs_a_size_end_to_end() {
+    let srv = server();
+    let url = srv.url();
+    // The smallest ArrowRedis configuration, 4 x 8 x 50k rows.
+    let (code, out, err) = redstash(&url, &["--json", "bench", "--size", "50mb"]);
+    assert_eq!(code, 0, "{err}");
+    let b = json(&out);
+    let r = &b["results"][0];
+    assert_eq!(r["rows"], 1_600_000);
+    for k in ["gen_mb_per_s", "split_mb_per_s", "read_mb_per_s"] {
+        assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+    }
+    // Nothing left behind.
+    let mut c = srv.client().unwrap().get_connection().unwrap();
+    let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 0);
+}

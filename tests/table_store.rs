@@ -623,6 +623,35 @@ fn pyarrow_reads_what_redstash_split() {
     common::run_py("arrow_interop.py", "check", &srv.url());
 }
 
+/// The same table split from an IPC file (batches re-framed, not re-encoded).
+#[test]
+fn pyarrow_reads_what_redstash_split_from_an_ipc_file() {
+    use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+    let srv = server();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("interop.arrow");
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
+        .unwrap();
+    let mut w = FileWriter::try_new_with_options(
+        std::fs::File::create(&path).unwrap(),
+        &redstash::arrowgen::schema(true),
+        options,
+    )
+    .unwrap();
+    for p in 0..3 {
+        for b in 0..2 {
+            w.write(&interop_batch(p, b)).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    let input = redstash::codec::arrow_file::IpcInput::open(&path, Limits::default()).unwrap();
+    let store = TableStore::new("rs").partition_by("partition");
+    store.split_ipc(&mut con, "t", input).unwrap();
+    common::run_py("arrow_interop.py", "check", &srv.url());
+}
+
 #[test]
 fn redstash_reads_what_pyarrow_wrote_in_the_arrowredis_layout() {
     let srv = server();

@@ -135,6 +135,19 @@ impl PlainClient {
         Ok(())
     }
 
+    /// Send `count` packed `SET`s at once (a pipeline) and expect `count` `+OK`s.
+    pub fn set_many(&mut self, packed: &[u8], count: usize) -> io::Result<()> {
+        self.send(packed)?;
+        for _ in 0..count {
+            let (s, e) = self.line()?;
+            if &self.buf[s..e] != b"+OK" {
+                return Err(bad(String::from_utf8_lossy(&self.buf[s..e]).into_owned()));
+            }
+        }
+        self.pos = self.end;
+        Ok(())
+    }
+
     /// Send a packed `GET`; the value stays in the client's buffer.
     pub fn get(&mut self, packed: &[u8]) -> io::Result<Option<&[u8]>> {
         self.send(packed)?;

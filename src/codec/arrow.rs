@@ -31,8 +31,12 @@
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::{StreamReader, read_dictionary, read_record_batch};
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
@@ -74,7 +78,7 @@ impl IpcCompression {
         }
     }
 
-    fn ipc(self) -> Option<arrow_ipc::CompressionType> {
+    pub(crate) fn ipc(self) -> Option<arrow_ipc::CompressionType> {
         match self {
             IpcCompression::None => None,
             IpcCompression::Lz4 => Some(arrow_ipc::CompressionType::LZ4_FRAME),
@@ -138,27 +142,109 @@ pub fn decode_stream(
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     check_framing(value, limits)?;
+    decode_checked(Buffer::from(value), columns)
+}
+
+/// [`decode_stream`] of a value the caller owns (e.g. a reply from Redis): the decoded
+/// arrays are built over the value's memory where they can be (uncompressed buffers),
+/// and the value is never copied.
+pub fn decode_stream_bytes(
+    value: bytes::Bytes,
+    columns: Option<&[String]>,
+    limits: &Limits,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    check_framing(&value, limits)?;
+    decode_checked(Buffer::from(value), columns)
+}
+
+/// Decode a stream whose framing [`check_framing`] accepted: message by message, with
+/// the bodies sliced out of `value` (no copy), only the projected columns decompressed.
+fn decode_checked(
+    value: Buffer,
+    columns: Option<&[String]>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     guarded(|| {
-        let mut reader =
-            StreamReader::try_new(Cursor::new(value), None).map_err(|e| corrupt(e.to_string()))?;
-        if let Some(cols) = columns {
-            let schema = reader.schema();
-            let mut idx = Vec::with_capacity(cols.len());
-            for c in cols {
-                let i = schema.index_of(c).map_err(|_| {
-                    Error::InvalidArgument(format!("the table has no column {c:?}"))
-                })?;
-                idx.push(i);
-            }
-            reader = StreamReader::try_new(Cursor::new(value), Some(idx))
-                .map_err(|e| corrupt(e.to_string()))?;
-        }
-        let schema = reader.schema();
+        let bytes = value.as_slice();
+        let mut pos = 0usize;
+        let mut schema: Option<SchemaRef> = None;
+        let mut projection: Option<Vec<usize>> = None;
+        let mut projected: Option<SchemaRef> = None;
+        let mut dictionaries: HashMap<i64, ArrayRef> = HashMap::new();
         let mut batches = Vec::new();
-        for b in reader {
-            batches.push(b.map_err(|e| corrupt(e.to_string()))?);
+        // check_framing proved every length below is inside `bytes`.
+        while let Some(mut len) = read_u32(bytes, pos) {
+            pos += 4;
+            if len == 0xFFFF_FFFF {
+                len = read_u32(bytes, pos).unwrap_or(0);
+                pos += 4;
+            }
+            if len == 0 {
+                break;
+            }
+            let meta = bytes
+                .get(pos..pos + len as usize)
+                .ok_or_else(|| corrupt("truncated message"))?;
+            pos += len as usize;
+            let msg = arrow_ipc::root_as_message(meta)
+                .map_err(|e| corrupt(format!("invalid message: {e}")))?;
+            let body_len =
+                usize::try_from(msg.bodyLength()).map_err(|_| corrupt("negative body length"))?;
+            if pos + body_len > bytes.len() {
+                return Err(corrupt("truncated message body"));
+            }
+            let body = value.slice_with_length(pos, body_len);
+            pos += body_len;
+            let version = msg.version();
+            if let Some(s) = msg.header_as_schema() {
+                if schema.is_some() {
+                    return Err(corrupt("a second schema message"));
+                }
+                let s = Arc::new(
+                    arrow_ipc::convert::try_fb_to_schema(s)
+                        .map_err(|e| corrupt(format!("schema: {e}")))?,
+                );
+                if let Some(cols) = columns {
+                    let mut idx = Vec::with_capacity(cols.len());
+                    for c in cols {
+                        idx.push(s.index_of(c).map_err(|_| {
+                            Error::InvalidArgument(format!("the table has no column {c:?}"))
+                        })?);
+                    }
+                    projected = Some(Arc::new(
+                        s.project(&idx).map_err(|e| corrupt(e.to_string()))?,
+                    ));
+                    projection = Some(idx);
+                }
+                schema = Some(s);
+            } else if let Some(d) = msg.header_as_dictionary_batch() {
+                let s = schema
+                    .as_ref()
+                    .ok_or_else(|| corrupt("a dictionary before the schema"))?;
+                read_dictionary(&body, d, s, &mut dictionaries, &version)
+                    .map_err(|e| corrupt(e.to_string()))?;
+            } else if let Some(rb) = msg.header_as_record_batch() {
+                let s = schema
+                    .as_ref()
+                    .ok_or_else(|| corrupt("a record batch before the schema"))?;
+                let b = read_record_batch(
+                    &body,
+                    rb,
+                    s.clone(),
+                    &dictionaries,
+                    projection.as_deref(),
+                    &version,
+                )
+                .map_err(|e| corrupt(e.to_string()))?;
+                batches.push(b);
+            } else {
+                return Err(corrupt(format!(
+                    "unexpected message type {:?}",
+                    msg.header_type()
+                )));
+            }
         }
-        Ok((schema, batches))
+        let schema = schema.ok_or_else(|| corrupt("the stream has no schema message"))?;
+        Ok((projected.unwrap_or(schema), batches))
     })
 }
 

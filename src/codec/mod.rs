@@ -30,6 +30,8 @@ use crate::error::{Error, Result};
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
+#[cfg(feature = "arrow")]
+pub mod arrow_file;
 pub mod compress;
 pub mod npy;
 pub mod sniff;

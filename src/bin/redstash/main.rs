@@ -1,20 +1,24 @@
 //! The `redstash` command-line tool (feature `cli`).
 //!
-//! Exit codes: 0 success, 1 error (Redis, I/O, bad value), 2 usage, 3 key not found.
+//! Exit codes: 0 success, 1 error (Redis, I/O, bad value), 2 usage, 3 key or table not
+//! found.
 
-use std::io::Write;
-use std::path::PathBuf;
+mod array;
+mod bench;
+mod table;
+
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use redstash::codec::{self, ArrayCodec, Format, Limits, Npy};
-use redstash::{ArrayStore, Compression, Error};
+use clap::{Parser, Subcommand};
+use redis::Value;
+use redstash::Error;
+use redstash::direct::DirectConnection;
+use redstash::exec::{Request, SyncConnection};
 
-/// Keep NumPy arrays in Redis.
+/// Keep NumPy arrays and Arrow tables in Redis.
 #[derive(Parser, Debug)]
 #[command(name = "redstash", version, about)]
-struct Cli {
+pub struct Cli {
     /// Redis URL (redis://[user:pass@]host:port/db, rediss:// for TLS, redis+unix:///path).
     #[arg(
         long,
@@ -23,9 +27,15 @@ struct Cli {
         global = true
     )]
     url: String,
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text (and no progress bars).
     #[arg(long, global = true)]
     json: bool,
+    /// No progress bars.
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// Print nothing (set by `bench` for its phases).
+    #[arg(skip)]
+    silent: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,50 +44,27 @@ struct Cli {
 enum Command {
     /// Store and fetch arrays (.npy files).
     #[command(subcommand)]
-    Array(ArrayCmd),
+    Array(array::ArrayCmd),
     /// Describe the value at KEY: format, dtype, shape, compression, sizes.
     Inspect {
         /// The Redis key.
         key: String,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum ArrayCmd {
-    /// Store FILE.npy (any numpy .npy: any byte order, C or Fortran order) at KEY.
-    Put {
-        /// The Redis key.
-        key: String,
-        /// The .npy file to read.
-        file: PathBuf,
-        #[command(flatten)]
-        opts: PutOpts,
-    },
-    /// Write the array at KEY to a .npy file (always plain, uncompressed .npy).
-    Get {
-        /// The Redis key.
-        key: String,
-        /// Output file (`-` for standard output).
-        #[arg(short, long)]
-        output: PathBuf,
-    },
-}
-
-#[derive(Args, Debug)]
-struct PutOpts {
-    /// Compression: none, lz4, zlib[:LEVEL], zstd[:LEVEL].
-    #[arg(long, default_value = "none")]
-    codec: String,
-    /// Expire the key after this many seconds.
-    #[arg(long)]
-    ttl: Option<f64>,
-    /// Store arrays larger than this many bytes in chunks.
-    #[arg(long)]
-    chunk_size: Option<usize>,
+    /// Generate the ArrowRedis benchmark dataset as an Arrow IPC file.
+    Gen(table::GenArgs),
+    /// Write an Arrow IPC file or stream to Redis as a partitioned table.
+    Split(table::SplitArgs),
+    /// Read a table (all or some partitions and columns).
+    Read(table::ReadArgs),
+    /// Tables: info, list, delete.
+    #[command(subcommand)]
+    Table(table::TableCmd),
+    /// gen + split + read of the ArrowRedis benchmark sizes, with a summary.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure with its exit code.
-struct Fail(u8, String);
+pub struct Fail(u8, String);
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
@@ -99,7 +86,16 @@ impl From<std::io::Error> for Fail {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
+    let r = match &cli.command {
+        Command::Array(cmd) => array::run(&cli, cmd),
+        Command::Inspect { key } => array::inspect(&cli, key),
+        Command::Gen(args) => table::gen_cmd(&cli, args).map(|_| ()),
+        Command::Split(args) => table::split_cmd(&cli, args).map(|_| ()),
+        Command::Read(args) => table::read_cmd(&cli, args).map(|_| ()),
+        Command::Table(cmd) => table::table_cmd(&cli, cmd),
+        Command::Bench(args) => bench::run(&cli, args),
+    };
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(code, msg)) => {
             if cli.json {
@@ -112,134 +108,87 @@ fn main() -> ExitCode {
     }
 }
 
-fn connect(url: &str) -> Result<redis::Connection, Fail> {
+/// A redis-rs connection (every URL redis-rs takes).
+pub fn connect(url: &str) -> Result<redis::Connection, Fail> {
     Ok(redis::Client::open(url)?.get_connection()?)
 }
 
-fn run(cli: &Cli) -> Result<(), Fail> {
-    match &cli.command {
-        Command::Array(ArrayCmd::Put { key, file, opts }) => {
-            let bytes = std::fs::read(file)?;
-            let array = codec::decode_array(bytes.into(), &Limits::default())?;
-            let compression = Compression::parse(&opts.codec)?;
-            let mut store = ArrayStore::new("").with_codec(codec::codec_for(compression));
-            if let Some(t) = opts.ttl {
-                if !(t > 0.0 && t.is_finite()) {
-                    return Err(Fail(2, format!("--ttl must be a positive number, got {t}")));
-                }
-                store = store.ttl(Duration::from_secs_f64(t));
-            }
-            if let Some(c) = opts.chunk_size {
-                store = store.chunk_size(c);
-            }
-            let mut con = connect(&cli.url)?;
-            store.put(&mut con, key, &array)?;
-            report(
-                cli.json,
-                serde_json::json!({
-                    "key": key, "dtype": array.dtype().name(), "shape": array.shape(),
-                    "codec": store.codec().name(),
-                }),
-                format!(
-                    "stored {} {:?} at {key} ({})",
-                    array.dtype(),
-                    array.shape(),
-                    store.codec().name()
-                ),
-            );
-        }
-        Command::Array(ArrayCmd::Get { key, output }) => {
-            let mut con = connect(&cli.url)?;
-            let array = ArrayStore::new("")
-                .get(&mut con, key)?
-                .ok_or_else(|| Fail(3, format!("key {key:?} not found")))?;
-            let npy = Npy.encode(&array.as_array_ref())?;
-            if output.as_os_str() == "-" {
-                std::io::stdout().write_all(&npy)?;
-            } else {
-                std::fs::write(output, &npy)?;
-                report(
-                    cli.json,
-                    serde_json::json!({
-                        "key": key, "file": output, "dtype": array.dtype().name(),
-                        "shape": array.shape(), "bytes": npy.len(),
-                    }),
-                    format!(
-                        "wrote {} {:?} to {}",
-                        array.dtype(),
-                        array.shape(),
-                        output.display()
-                    ),
-                );
-            }
-        }
-        Command::Inspect { key } => inspect(cli, key)?,
-    }
-    Ok(())
+/// The fastest connection for bulk data: redstash's direct connection, or redis-rs for
+/// what it does not speak (TLS).
+pub enum BulkConnection {
+    /// redstash's RESP2 fast path.
+    Direct(DirectConnection),
+    /// redis-rs.
+    Redis(redis::Connection),
 }
 
-fn inspect(cli: &Cli, key: &str) -> Result<(), Fail> {
-    let mut con = connect(&cli.url)?;
-    let kind: String = redis::cmd("TYPE").arg(key).query(&mut con)?;
-    match kind.as_str() {
-        "none" => return Err(Fail(3, format!("key {key:?} not found"))),
-        "string" => {}
-        other => {
-            return Err(Fail(
-                1,
-                format!("key {key:?} holds a Redis {other}, not a value"),
-            ));
+impl BulkConnection {
+    /// Open one.
+    pub fn open(url: &str) -> Result<Self, Fail> {
+        if url.starts_with("rediss:") {
+            return Ok(BulkConnection::Redis(connect(url)?));
         }
+        Ok(BulkConnection::Direct(DirectConnection::open(url)?))
     }
-    let raw: Vec<u8> = redis::cmd("GET").arg(key).query(&mut con)?;
-    let pttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con)?;
-    let ttl = (pttl >= 0).then_some(pttl as f64 / 1000.0);
-    let (layers, info) = match Format::sniff(&raw) {
-        Format::ChunkManifest => {
-            let a = ArrayStore::new("")
-                .get(&mut con, key)?
-                .ok_or_else(|| Fail(3, format!("key {key:?} vanished")))?;
-            let header = codec::npy::header_len(&a.as_array_ref());
-            (
-                "chunked".to_owned(),
-                (
-                    a.dtype(),
-                    a.shape().to_vec(),
-                    a.order(),
-                    header + a.nbytes(),
-                ),
-            )
-        }
-        _ => {
-            let i = codec::inspect(&raw, &Limits::default())?;
-            let names: Vec<&str> = i.layers.iter().map(|f| f.name()).collect();
-            (names.join("+"), (i.dtype, i.shape, i.order, i.raw_len))
-        }
-    };
-    let (dtype, shape, order, raw_len) = info;
-    report(
-        cli.json,
-        serde_json::json!({
-            "key": key, "format": layers, "dtype": dtype.name(), "descr": dtype.descr(),
-            "shape": shape, "order": format!("{order:?}"), "stored_bytes": raw.len(),
-            "raw_bytes": raw_len, "ttl_seconds": ttl,
-        }),
-        format!(
-            "key:      {key}\nformat:   {layers}\ndtype:    {dtype} ({})\nshape:    {shape:?}\norder:    {order:?}\nstored:   {} bytes\nraw npy:  {raw_len} bytes (ratio {:.2})\nttl:      {}",
-            dtype.descr(),
-            raw.len(),
-            raw_len as f64 / raw.len().max(1) as f64,
-            ttl.map(|t| format!("{t:.3} s"))
-                .unwrap_or_else(|| "none".into())
-        ),
-    );
-    Ok(())
+
+    /// Open `n` (at least one).
+    pub fn open_many(url: &str, n: usize) -> Result<Vec<Self>, Fail> {
+        (0..n.max(1)).map(|_| Self::open(url)).collect()
+    }
 }
 
-fn report(json: bool, value: serde_json::Value, text: String) {
-    if json {
+impl SyncConnection for BulkConnection {
+    fn run_request(&mut self, req: &Request<'_>) -> redstash::Result<Vec<Value>> {
+        match self {
+            BulkConnection::Direct(c) => c.run_request(req),
+            BulkConnection::Redis(c) => c.run_request(req),
+        }
+    }
+
+    fn run_requests(&mut self, reqs: &[Request<'_>]) -> redstash::Result<Vec<Vec<Value>>> {
+        match self {
+            BulkConnection::Direct(c) => c.run_requests(reqs),
+            BulkConnection::Redis(c) => c.run_requests(reqs),
+        }
+    }
+}
+
+/// Print `value` (with `--json`) or `text`.
+pub fn report(cli: &Cli, value: serde_json::Value, text: String) {
+    if cli.silent {
+        return;
+    }
+    if cli.json {
         println!("{value}");
     } else {
         println!("{text}");
     }
+}
+
+/// A progress bar on standard error counting batches (the message shows bytes),
+/// hidden with `--json`, `--quiet` or when standard error is not a terminal.
+pub fn progress(cli: &Cli, len: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::no_length(),
+    };
+    if cli.json || cli.quiet || cli.silent {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let template = if len.is_some() {
+        "{prefix:10} [{bar:30}] {pos}/{len} batches {msg} {elapsed_precise} (eta {eta})"
+    } else {
+        "{prefix:10} {spinner} {pos} batches {msg} {elapsed_precise}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_owned());
+    bar
+}
+
+/// Megabytes (10^6 bytes, as ArrowRedis reports them).
+pub fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
 }

@@ -47,20 +47,24 @@
 //! reading a table without manifest) walk one server; on a Redis Cluster they need a
 //! per-primary scan, which this store does not do yet.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+mod manifest;
+mod read;
+mod split;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
-};
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, Fields, Schema, SchemaRef};
+use manifest::parse_manifest;
+use read::Reader;
+use split::{Decoded, Pieces, Splitter};
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Fields, SchemaRef};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Limits;
-use crate::codec::arrow::{IpcCompression, decode_schema, decode_stream, encode_stream};
+use crate::codec::arrow::IpcCompression;
+pub use crate::codec::arrow_file::IpcInput;
 use crate::error::{Error, Result};
 use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
 use crate::store::batch::glob_escape;
@@ -79,6 +83,10 @@ const MANIFEST_FORMAT: &str = "redstash.table";
 pub enum Partitioning {
     /// Batch `i` of the input goes to partition `i % n` (`n >= 1`).
     RoundRobin(u32),
+    /// Batch `i` of the input goes to partition `i / n` (`n >= 1`): consecutive runs of
+    /// `n` batches per partition. This is ArrowRedis's `split --batches n`, for files
+    /// written partition after partition.
+    Blocks(u32),
     /// By the value of an integer column (non-negative, no nulls). A batch holding
     /// several values is cut into zero-copy slices, one per run of equal values, so
     /// input sorted by the column (like ArrowRedis's data) gives one slice per batch.
@@ -186,40 +194,6 @@ impl Table {
 pub trait BatchSource: Iterator<Item = RecordBatch> + Send {}
 impl<T: Iterator<Item = RecordBatch> + Send> BatchSource for T {}
 
-#[derive(Serialize, Deserialize)]
-struct ManifestJson {
-    format: String,
-    version: u32,
-    generation: u64,
-    compression: String,
-    created_at_ms: u64,
-    rows: u64,
-    bytes: u64,
-    partitions: Vec<PartitionInfo>,
-    schema: String,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(D[(b >> 4) as usize] as char);
-        s.push(D[(b & 15) as usize] as char);
-    }
-    s
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    let v = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    b.chunks(2)
-        .map(|p| Some(v(p[0])? << 4 | v(p[1])?))
-        .collect()
-}
-
 /// Partitioned Arrow tables in Redis, in the ArrowRedis key layout (see the
 /// [module docs](self) for the layout, the manifest and re-splits).
 ///
@@ -249,6 +223,7 @@ pub struct TableStore {
     compression: IpcCompression,
     partitioning: Partitioning,
     pipeline_bytes: usize,
+    pipeline_batches: usize,
     mget_keys: usize,
     limits: Limits,
 }
@@ -262,6 +237,7 @@ impl TableStore {
             compression: IpcCompression::Zstd,
             partitioning: Partitioning::default(),
             pipeline_bytes: 16 << 20,
+            pipeline_batches: 4096,
             mget_keys: 64,
             limits: Limits::default(),
         }
@@ -295,6 +271,14 @@ impl TableStore {
     /// 16 MiB; at least one batch per request).
     pub fn pipeline_bytes(mut self, n: usize) -> Self {
         self.pipeline_bytes = n.max(1);
+        self
+    }
+
+    /// Most batches written per request (default 4096; at least 1): with
+    /// [`split_parallel`](Self::split_parallel), connections x this bounds the `SET`s in
+    /// flight (ArrowRedis's `--max-inflight`).
+    pub fn pipeline_batches(mut self, n: usize) -> Self {
+        self.pipeline_batches = n.max(1);
         self
     }
 
@@ -347,9 +331,22 @@ impl TableStore {
         table: &str,
         batches: I,
     ) -> Result<Step<'a, TableInfo>> {
+        self.plan_split_pieces(table, Decoded(batches))
+    }
+
+    /// Plan of [`split_ipc`](Self::split_ipc).
+    pub fn plan_split_ipc(&self, table: &str, input: IpcInput) -> Result<Step<'static, TableInfo>> {
+        self.plan_split_pieces(table, input)
+    }
+
+    fn plan_split_pieces<'a, S: Pieces + 'a>(
+        &self,
+        table: &str,
+        source: S,
+    ) -> Result<Step<'a, TableInfo>> {
         let mkey = self.manifest_key(table);
         let limits = self.limits;
-        let splitter = self.splitter(table, batches)?;
+        let splitter = self.splitter(table, source)?;
         let mut c = redis::cmd("GET");
         c.arg(&mkey);
         Ok(Step::send(Request::single(c, Some(&mkey)), move |mut r| {
@@ -359,27 +356,25 @@ impl TableStore {
         }))
     }
 
-    fn splitter<I: BatchSource>(&self, table: &str, batches: I) -> Result<Splitter<I>> {
-        if let Partitioning::RoundRobin(0) = self.partitioning {
-            return Err(Error::InvalidArgument(
+    fn splitter<S: Pieces>(&self, table: &str, source: S) -> Result<Splitter<S>> {
+        match self.partitioning {
+            Partitioning::RoundRobin(0) => Err(Error::InvalidArgument(
                 "round robin over 0 partitions".into(),
-            ));
+            )),
+            Partitioning::Blocks(0) => Err(Error::InvalidArgument(
+                "blocks of 0 batches per partition".into(),
+            )),
+            _ => Ok(Splitter::new(
+                source,
+                self.prefix(table),
+                self.manifest_key(table),
+                self.compression,
+                self.partitioning.clone(),
+                self.pipeline_bytes,
+                self.pipeline_batches,
+                self.limits,
+            )),
         }
-        Ok(Splitter {
-            iter: batches,
-            prefix: self.prefix(table),
-            manifest_key: self.manifest_key(table),
-            compression: self.compression,
-            partitioning: self.partitioning.clone(),
-            budget: self.pipeline_bytes,
-            generation: 1,
-            schema: None,
-            tagged: None,
-            parts: BTreeMap::new(),
-            seen: 0,
-            pending: VecDeque::new(),
-            old: None,
-        })
     }
 
     /// Plan of [`read`](Self::read).
@@ -585,10 +580,34 @@ impl TableStore {
         table: &str,
         batches: I,
     ) -> Result<TableInfo> {
+        self.split_parallel_pieces(cons, table, Decoded(batches))
+    }
+
+    /// [`split_ipc`](Self::split_ipc) over several connections at once, as
+    /// [`split_parallel`](Self::split_parallel) does it: the file is read one batch at a
+    /// time under a lock, so memory stays bounded by the batches in flight (about
+    /// [`pipeline_bytes`](Self::pipeline_bytes) per connection).
+    #[cfg(feature = "sync")]
+    pub fn split_ipc_parallel<Con: crate::exec::SyncConnection + Send>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        input: IpcInput,
+    ) -> Result<TableInfo> {
+        self.split_parallel_pieces(cons, table, input)
+    }
+
+    #[cfg(feature = "sync")]
+    fn split_parallel_pieces<S: Pieces, Con: crate::exec::SyncConnection + Send>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        source: S,
+    ) -> Result<TableInfo> {
         use std::sync::Mutex;
         use std::sync::atomic::{AtomicBool, Ordering};
 
-        let mut splitter = self.splitter(table, batches)?;
+        let mut splitter = self.splitter(table, source)?;
         let Some(first) = cons.first_mut() else {
             return Err(Error::InvalidArgument(
                 "split_parallel needs at least one connection".into(),
@@ -605,8 +624,8 @@ impl TableStore {
             }),
         )?;
         splitter.adopt_old(old, &self.limits);
-        let compression = self.compression;
         let budget = self.pipeline_bytes;
+        let max_batches = self.pipeline_batches;
         let shared = Mutex::new(splitter);
         let failed = AtomicBool::new(false);
         let poisoned = || Error::InvalidArgument("a split thread panicked".into());
@@ -616,10 +635,10 @@ impl TableStore {
                 {
                     let mut s = shared.lock().map_err(|_| poisoned())?;
                     let mut estimate = 0usize;
-                    while estimate < budget && chunk.len() < 4096 {
+                    while estimate < budget && chunk.len() < max_batches {
                         match s.assign()? {
                             Some(a) => {
-                                estimate += a.batch.get_array_memory_size();
+                                estimate += a.memory_size();
                                 chunk.push(a);
                             }
                             None => break,
@@ -631,12 +650,10 @@ impl TableStore {
                 }
                 let mut req = Request::new(Some(&mkey));
                 let mut sizes = Vec::with_capacity(chunk.len());
-                for a in &chunk {
-                    let value = a.encode(compression)?;
-                    sizes.push((a.part, value.len()));
-                    let mut c = redis::cmd("SET");
-                    c.arg(&a.key).arg(value);
-                    req.push(c);
+                for a in chunk {
+                    let (part, cmd, n) = a.into_set()?;
+                    sizes.push((part, n));
+                    req.push(cmd);
                 }
                 let key = mkey.clone();
                 crate::exec::run(
@@ -685,6 +702,13 @@ impl TableStore {
         /// batches must have the same fields ([`Error::SchemaMismatch`]); an empty input
         /// is [`Error::InvalidArgument`].
         fn split / split_async<I: BatchSource>(table: &str, batches: I) -> TableInfo = plan_split;
+        /// [`split`](Self::split) the record batches of an Arrow IPC file or stream
+        /// ([`IpcInput`]), read one at a time. Batches whose body compression is the
+        /// store's are re-framed into values as they are (no decompression, no
+        /// recompression); others are decoded and encoded with the store's compression.
+        /// Partitioning by a column decodes only that column of each batch (a batch
+        /// holding several partitions is decoded and cut).
+        fn split_ipc / split_ipc_async(table: &str, input: IpcInput) -> TableInfo = plan_split_ipc;
         /// Read a table (selected partitions and columns): `None` if it has neither a
         /// manifest nor batch keys. Missing batches are [`Error::MissingBatches`], a
         /// value that is not an IPC stream [`Error::BadBatch`], a batch of another
@@ -723,614 +747,12 @@ fn parse_batch_key(prefix: &str, key: &str) -> Option<(u32, u32)> {
     Some((p.parse().ok()?, rest.parse().ok()?))
 }
 
-fn manifest_error(key: &str, reason: impl std::fmt::Display) -> Error {
-    Error::corrupt("table manifest", format!("key {key:?}: {reason}"))
-}
-
-fn parse_manifest(prefix: &str, key: &str, bytes: &[u8], limits: &Limits) -> Result<TableInfo> {
-    let m: ManifestJson = serde_json::from_slice(bytes).map_err(|e| manifest_error(key, e))?;
-    if m.format != MANIFEST_FORMAT {
-        return Err(manifest_error(key, format!("format {:?}", m.format)));
-    }
-    if m.version != MANIFEST_VERSION {
-        return Err(manifest_error(
-            key,
-            format!(
-                "version {} (this build reads {MANIFEST_VERSION})",
-                m.version
-            ),
-        ));
-    }
-    let compression = IpcCompression::from_name(&m.compression)
-        .ok_or_else(|| manifest_error(key, format!("compression {:?}", m.compression)))?;
-    let schema_bytes = unhex(&m.schema).ok_or_else(|| manifest_error(key, "schema is not hex"))?;
-    let schema = decode_schema(&schema_bytes, limits)
-        .map_err(|e| manifest_error(key, format!("schema: {e}")))?;
-    let mut last = None;
-    for p in &m.partitions {
-        if last.is_some_and(|l| l >= p.id) {
-            return Err(manifest_error(key, "partitions not in ascending order"));
-        }
-        last = Some(p.id);
-    }
-    Ok(TableInfo {
-        prefix: prefix.to_owned(),
-        schema,
-        partitions: m.partitions,
-        rows: m.rows,
-        bytes: m.bytes,
-        compression,
-        generation: m.generation,
-        created_at_ms: m.created_at_ms,
-        format_version: m.version,
-    })
-}
-
 fn describe(fields: &Fields) -> String {
     let parts: Vec<String> = fields
         .iter()
         .map(|f| format!("{}: {}", f.name(), f.data_type()))
         .collect();
     format!("[{}]", parts.join(", "))
-}
-
-/// The partition values of a batch's column (integer, non-negative, no nulls).
-fn partition_values(col: &dyn Array, name: &str) -> Result<Vec<u32>> {
-    if col.null_count() > 0 {
-        return Err(Error::InvalidArgument(format!(
-            "partition column {name:?} has nulls"
-        )));
-    }
-    macro_rules! conv {
-        ($t:ty) => {
-            col.as_primitive::<$t>()
-                .values()
-                .iter()
-                .map(|&v| {
-                    u32::try_from(v).map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "partition column {name:?}: value {v} is not a partition id (0..2^32)"
-                        ))
-                    })
-                })
-                .collect()
-        };
-    }
-    match col.data_type() {
-        DataType::Int8 => conv!(Int8Type),
-        DataType::Int16 => conv!(Int16Type),
-        DataType::Int32 => conv!(Int32Type),
-        DataType::Int64 => conv!(Int64Type),
-        DataType::UInt8 => conv!(UInt8Type),
-        DataType::UInt16 => conv!(UInt16Type),
-        DataType::UInt32 => conv!(UInt32Type),
-        DataType::UInt64 => conv!(UInt64Type),
-        other => Err(Error::InvalidArgument(format!(
-            "partition column {name:?} is {other}, not an integer"
-        ))),
-    }
-}
-
-/// The state of a split between requests.
-struct Splitter<I> {
-    iter: I,
-    prefix: String,
-    manifest_key: String,
-    compression: IpcCompression,
-    partitioning: Partitioning,
-    budget: usize,
-    generation: u64,
-    /// The table's schema (the first batch's).
-    schema: Option<SchemaRef>,
-    /// The same with the generation in its metadata (what is written).
-    tagged: Option<SchemaRef>,
-    parts: BTreeMap<u32, PartitionInfo>,
-    seen: u64,
-    pending: VecDeque<(u32, RecordBatch)>,
-    old: Option<TableInfo>,
-}
-
-impl<'a, I: BatchSource + 'a> Splitter<I> {
-    /// The next (partition, batch) to write.
-    fn next_piece(&mut self) -> Result<Option<(u32, RecordBatch)>> {
-        loop {
-            if let Some(p) = self.pending.pop_front() {
-                return Ok(Some(p));
-            }
-            let Some(batch) = self.iter.next() else {
-                return Ok(None);
-            };
-            match &self.schema {
-                None => {
-                    let s = batch.schema();
-                    let mut meta = s.metadata().clone();
-                    meta.remove(GENERATION_METADATA);
-                    let plain = Arc::new(Schema::new_with_metadata(s.fields().clone(), meta));
-                    let mut tagged_meta = plain.metadata().clone();
-                    tagged_meta.insert(GENERATION_METADATA.to_owned(), self.generation.to_string());
-                    self.tagged = Some(Arc::new(Schema::new_with_metadata(
-                        s.fields().clone(),
-                        tagged_meta,
-                    )));
-                    self.schema = Some(plain);
-                }
-                Some(s) if s.fields() != batch.schema().fields() => {
-                    return Err(Error::SchemaMismatch {
-                        key: self.prefix.clone(),
-                        expected: describe(s.fields()),
-                        found: describe(batch.schema().fields()),
-                    });
-                }
-                Some(_) => {}
-            }
-            let index = self.seen;
-            self.seen += 1;
-            match &self.partitioning {
-                Partitioning::RoundRobin(n) => {
-                    let part = (index % (*n).max(1) as u64) as u32;
-                    self.pending.push_back((part, batch));
-                }
-                Partitioning::Column(name) => {
-                    let col = batch.column_by_name(name).ok_or_else(|| {
-                        Error::InvalidArgument(format!("no partition column {name:?}"))
-                    })?;
-                    let values = partition_values(col.as_ref(), name)?;
-                    let mut start = 0;
-                    while start < values.len() {
-                        let part = values[start];
-                        let mut end = start + 1;
-                        while end < values.len() && values[end] == part {
-                            end += 1;
-                        }
-                        self.pending
-                            .push_back((part, batch.slice(start, end - start)));
-                        start = end;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The next batch to write, under its key and with the tagged schema; counted in
-    /// its partition (but for its bytes, see [`add_bytes`](Self::add_bytes)).
-    fn assign(&mut self) -> Result<Option<Assigned>> {
-        let Some((part, batch)) = self.next_piece()? else {
-            return Ok(None);
-        };
-        let schema = self
-            .tagged
-            .clone()
-            .ok_or_else(|| Error::InvalidArgument("internal: a batch before the schema".into()))?;
-        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-            .map_err(|e| Error::InvalidArgument(format!("batch: {e}")))?;
-        let info = self.parts.entry(part).or_insert(PartitionInfo {
-            id: part,
-            batches: 0,
-            rows: 0,
-            bytes: 0,
-        });
-        let key = batch_key(&self.prefix, part, info.batches);
-        info.batches += 1;
-        info.rows += batch.num_rows() as u64;
-        Ok(Some(Assigned {
-            key,
-            part,
-            batch,
-            schema,
-        }))
-    }
-
-    fn add_bytes(&mut self, part: u32, n: usize) {
-        if let Some(p) = self.parts.get_mut(&part) {
-            p.bytes += n as u64;
-        }
-    }
-
-    /// Take the previous manifest (the reply to its `GET`) into account.
-    fn adopt_old(&mut self, value: Option<bytes::Bytes>, limits: &Limits) {
-        // A corrupt manifest is replaced (a re-split is how it is repaired).
-        if let Some(b) = value
-            && let Ok(old) = parse_manifest(&self.prefix, &self.manifest_key, &b, limits)
-        {
-            self.generation = old.generation.saturating_add(1);
-            self.old = Some(old);
-        }
-    }
-
-    fn step(mut self) -> Result<Step<'a, TableInfo>> {
-        let mut req = Request::new(Some(&self.prefix));
-        let mut bytes = 0usize;
-        while bytes < self.budget && req.len() < 4096 {
-            let Some(a) = self.assign()? else {
-                break;
-            };
-            let value = a.encode(self.compression)?;
-            self.add_bytes(a.part, value.len());
-            bytes += value.len();
-            let mut c = redis::cmd("SET");
-            c.arg(&a.key).arg(value);
-            req.push(c);
-        }
-        if req.is_empty() {
-            return self.finish();
-        }
-        Ok(Step::send(req, move |replies| {
-            replies_ok(replies, &self.prefix)?;
-            self.step()
-        }))
-    }
-
-    /// Write the manifest, then delete what the previous generation had beyond the new.
-    fn finish(self) -> Result<Step<'a, TableInfo>> {
-        let Some(schema) = self.schema else {
-            return Err(Error::InvalidArgument(format!(
-                "table {:?}: no batches to split",
-                self.prefix
-            )));
-        };
-        let partitions: Vec<PartitionInfo> = self.parts.into_values().collect();
-        let created_at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let info = TableInfo {
-            prefix: self.prefix.clone(),
-            rows: partitions.iter().map(|p| p.rows).sum(),
-            bytes: partitions.iter().map(|p| p.bytes).sum(),
-            schema: schema.clone(),
-            partitions,
-            compression: self.compression,
-            generation: self.generation,
-            created_at_ms,
-            format_version: MANIFEST_VERSION,
-        };
-        let json = ManifestJson {
-            format: MANIFEST_FORMAT.to_owned(),
-            version: MANIFEST_VERSION,
-            generation: info.generation,
-            compression: info.compression.name().to_owned(),
-            created_at_ms,
-            rows: info.rows,
-            bytes: info.bytes,
-            partitions: info.partitions.clone(),
-            schema: hex(&crate::codec::arrow::encode_schema(&schema)?),
-        };
-        let mut req = Request::new(Some(&self.manifest_key));
-        let mut c = redis::cmd("SET");
-        c.arg(&self.manifest_key).arg(serde_json::to_vec(&json)?);
-        req.push(c);
-        if let Some(old) = &self.old {
-            let new: BTreeMap<u32, u32> =
-                info.partitions.iter().map(|p| (p.id, p.batches)).collect();
-            for p in &old.partitions {
-                let keep = new.get(&p.id).copied().unwrap_or(0);
-                let stale: Vec<String> = (keep..p.batches)
-                    .map(|b| batch_key(&self.prefix, p.id, b))
-                    .collect();
-                for chunk in stale.chunks(512) {
-                    let mut c = redis::cmd("DEL");
-                    c.arg(chunk);
-                    req.push(c);
-                }
-            }
-        }
-        let key = self.manifest_key;
-        Ok(Step::then(req, move |replies| {
-            replies_ok(replies, &key)?;
-            Ok(info)
-        }))
-    }
-}
-
-/// A batch with its key, ready to encode.
-struct Assigned {
-    key: String,
-    part: u32,
-    batch: RecordBatch,
-    schema: SchemaRef,
-}
-
-impl Assigned {
-    fn encode(&self, compression: IpcCompression) -> Result<Vec<u8>> {
-        encode_stream(&self.schema, std::slice::from_ref(&self.batch), compression)
-    }
-}
-
-/// What a read checks each batch against.
-#[derive(Clone)]
-enum Expect {
-    /// The manifest's (projected) schema and generation.
-    Manifest { schema: SchemaRef, generation: u64 },
-    /// The first batch's schema (set once it is read).
-    First(Option<SchemaRef>),
-}
-
-/// The state of a read.
-struct Reader {
-    prefix: String,
-    options: ReadOptions,
-    limits: Limits,
-    budget: usize,
-    mget_keys: usize,
-}
-
-impl Reader {
-    /// The partitions asked for (all by default), checked against those available.
-    fn select_or_all(
-        &self,
-        available: &BTreeMap<u32, u32>,
-        asked: Option<&[u32]>,
-    ) -> Result<Vec<u32>> {
-        let parts: Vec<u32> = match asked {
-            None => available.keys().copied().collect(),
-            Some(p) => p.to_vec(),
-        };
-        let mut seen = std::collections::BTreeSet::new();
-        for p in &parts {
-            if !seen.insert(*p) {
-                return Err(Error::InvalidArgument(format!(
-                    "partition {p} is asked for twice"
-                )));
-            }
-            if !available.contains_key(p) {
-                return Err(Error::InvalidArgument(format!(
-                    "table {:?} has no partition {p}",
-                    self.prefix
-                )));
-            }
-        }
-        Ok(parts)
-    }
-
-    fn select(&self, available: &BTreeMap<u32, u32>) -> Result<Vec<(u32, u32)>> {
-        let parts = self.select_or_all(available, self.options.partitions.as_deref())?;
-        Ok(parts
-            .into_iter()
-            .map(|p| (p, available.get(&p).copied().unwrap_or(0)))
-            .collect())
-    }
-
-    fn with_manifest(self, info: TableInfo) -> Result<Step<'static, Table>> {
-        let available: BTreeMap<u32, u32> =
-            info.partitions.iter().map(|p| (p.id, p.batches)).collect();
-        let parts = self.select(&available)?;
-        let schema = match &self.options.columns {
-            None => info.schema.clone(),
-            Some(cols) => {
-                let mut idx = Vec::with_capacity(cols.len());
-                for c in cols {
-                    idx.push(info.schema.index_of(c).map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "table {:?} has no column {c:?}",
-                            self.prefix
-                        ))
-                    })?);
-                }
-                Arc::new(
-                    info.schema
-                        .project(&idx)
-                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
-                )
-            }
-        };
-        let batches = info.batches().max(1);
-        let avg = (info.bytes / batches).max(1) as usize;
-        let per_request = (self.budget / avg).max(1);
-        let generation = info.generation;
-        let state = Fetch {
-            reader: self,
-            keys: parts
-                .iter()
-                .flat_map(|&(p, n)| (0..n).map(move |b| (p, b)))
-                .collect(),
-            per_request,
-            expect: Expect::Manifest { schema, generation },
-            batches: Vec::new(),
-            missing: Vec::new(),
-            partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
-            generation: Some(generation),
-        };
-        state.step()
-    }
-
-    /// A table without manifest: the batch keys found by `SCAN`.
-    fn discovered(self, keys: Vec<String>) -> Result<Step<'static, Option<Table>>> {
-        let mut found: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for k in &keys {
-            if let Some((p, b)) = parse_batch_key(&self.prefix, k) {
-                found.entry(p).or_default().push(b);
-            }
-        }
-        if found.is_empty() {
-            return Ok(Step::Done(None));
-        }
-        let mut available = BTreeMap::new();
-        let mut missing = Vec::new();
-        for (p, mut bs) in found {
-            bs.sort_unstable();
-            bs.dedup();
-            let n = bs.last().map_or(0, |l| l + 1);
-            if bs.len() as u32 != n {
-                let mut it = bs.iter().peekable();
-                for b in 0..n {
-                    if it.peek() == Some(&&b) {
-                        it.next();
-                    } else {
-                        missing.push((p, b));
-                    }
-                }
-            }
-            available.insert(p, n);
-        }
-        let parts = self.select(&available)?;
-        let missing: Vec<String> = missing
-            .into_iter()
-            .filter(|(p, _)| parts.iter().any(|(q, _)| q == p))
-            .map(|(p, b)| batch_key(&self.prefix, p, b))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::MissingBatches {
-                table: self.prefix,
-                missing,
-            });
-        }
-        let per_request = 256;
-        let state = Fetch {
-            keys: parts
-                .iter()
-                .flat_map(|&(p, n)| (0..n).map(move |b| (p, b)))
-                .collect(),
-            reader: self,
-            per_request,
-            expect: Expect::First(None),
-            batches: Vec::new(),
-            missing: Vec::new(),
-            partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
-            generation: None,
-        };
-        Ok(state.step()?.map(Some))
-    }
-}
-
-/// Fetching and decoding the selected batches, one request at a time.
-struct Fetch {
-    reader: Reader,
-    keys: VecDeque<(u32, u32)>,
-    per_request: usize,
-    expect: Expect,
-    batches: Vec<RecordBatch>,
-    missing: Vec<String>,
-    partitions: Vec<(u32, usize)>,
-    generation: Option<u64>,
-}
-
-impl Fetch {
-    fn step(mut self) -> Result<Step<'static, Table>> {
-        if self.keys.is_empty() {
-            return self.finish().map(Step::Done);
-        }
-        let n = self.per_request.min(self.keys.len());
-        let batch: Vec<(u32, u32)> = self.keys.drain(..n).collect();
-        let mut req = Request::new(Some(&self.reader.prefix));
-        let mut groups: Vec<Vec<(u32, u32)>> = Vec::new();
-        for &(p, b) in &batch {
-            match groups.last_mut() {
-                Some(g) if g[0].0 == p && g.len() < self.reader.mget_keys => g.push((p, b)),
-                _ => groups.push(vec![(p, b)]),
-            }
-        }
-        for g in &groups {
-            let mut c = redis::cmd("MGET");
-            for &(p, b) in g {
-                c.arg(batch_key(&self.reader.prefix, p, b));
-            }
-            req.push(c);
-        }
-        Ok(Step::send(req, move |replies| {
-            for (g, reply) in groups.into_iter().zip(replies) {
-                let values = match reply_ok(reply, &self.reader.prefix)? {
-                    Value::Array(v) if v.len() == g.len() => v,
-                    other => {
-                        return Err(Error::unexpected(
-                            format!("MGET of {} keys replied {other:?}", g.len()),
-                            Some(self.reader.prefix.clone()),
-                        ));
-                    }
-                };
-                for ((p, b), v) in g.into_iter().zip(values) {
-                    let key = batch_key(&self.reader.prefix, p, b);
-                    match reply_bytes(v, &key)? {
-                        None => self.missing.push(key),
-                        Some(bytes) => self.decode(p, &key, &bytes)?,
-                    }
-                }
-            }
-            self.step()
-        }))
-    }
-
-    fn decode(&mut self, part: u32, key: &str, bytes: &[u8]) -> Result<()> {
-        let (schema, batches) = decode_stream(
-            bytes,
-            self.reader.options.columns.as_deref(),
-            &self.reader.limits,
-        )
-        .map_err(|e| match e {
-            Error::InvalidArgument(_) => e,
-            other => Error::BadBatch {
-                key: key.to_owned(),
-                source: Box::new(other),
-            },
-        })?;
-        let expected = match &mut self.expect {
-            Expect::Manifest {
-                schema: s,
-                generation,
-            } => {
-                let found = schema
-                    .metadata()
-                    .get(GENERATION_METADATA)
-                    .and_then(|g| g.parse::<u64>().ok());
-                if found != Some(*generation) {
-                    return Err(Error::TableChanged {
-                        table: self.reader.prefix.clone(),
-                        key: key.to_owned(),
-                        expected: *generation,
-                        found,
-                    });
-                }
-                s.clone()
-            }
-            Expect::First(Some(s)) => s.clone(),
-            Expect::First(first @ None) => {
-                let mut meta = schema.metadata().clone();
-                meta.remove(GENERATION_METADATA);
-                let s = Arc::new(Schema::new_with_metadata(schema.fields().clone(), meta));
-                *first = Some(s.clone());
-                s
-            }
-        };
-        if expected.fields() != schema.fields() {
-            return Err(Error::SchemaMismatch {
-                key: key.to_owned(),
-                expected: describe(expected.fields()),
-                found: describe(schema.fields()),
-            });
-        }
-        for b in batches {
-            let b = RecordBatch::try_new(expected.clone(), b.columns().to_vec()).map_err(|e| {
-                Error::BadBatch {
-                    key: key.to_owned(),
-                    source: Box::new(Error::corrupt("arrow ipc", e.to_string())),
-                }
-            })?;
-            self.batches.push(b);
-            if let Some(entry) = self.partitions.iter_mut().find(|(p, _)| *p == part) {
-                entry.1 += 1;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<Table> {
-        if !self.missing.is_empty() {
-            return Err(Error::MissingBatches {
-                table: self.reader.prefix,
-                missing: self.missing,
-            });
-        }
-        let schema = match self.expect {
-            Expect::Manifest { schema, .. } => schema,
-            Expect::First(Some(s)) => s,
-            Expect::First(None) => Arc::new(Schema::empty()),
-        };
-        Ok(Table {
-            schema,
-            batches: self.batches,
-            partitions: self.partitions,
-            generation: self.generation,
-        })
-    }
 }
 
 /// `SCAN` with `MATCH pattern` until the cursor is back to 0; keys in discovery order.
@@ -1384,7 +806,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_and_hex() {
+    fn keys() {
         assert_eq!(
             batch_key("demo:v1", 3, 12),
             "demo:v1:{part=00003}:batch=00012"
@@ -1403,11 +825,5 @@ mod tests {
             None
         );
         assert_eq!(batch_pattern("a*b"), "a\\*b:{part=*}:batch=*");
-        assert_eq!(
-            unhex(&hex(&[0, 1, 0xab, 0xff])),
-            Some(vec![0, 1, 0xab, 0xff])
-        );
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
     }
 }

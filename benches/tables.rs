@@ -1,0 +1,313 @@
+//! Live benchmark of `TableStore` against the physical limit of issue #5, measured side
+//! by side in one run against a local `redis-server` (started by `redstash::testkit`),
+//! printed as a markdown table with ratios:
+//!
+//! * `gen`: the ArrowRedis dataset written as a zstd IPC file (MB/s of file written);
+//! * `split` of that file (`split_ipc_parallel`, C direct connections) against writing
+//!   the very same stored values with pipelined `SET`s through the plain-socket client
+//!   (C threads, one connection each, about 16 MiB per pipeline);
+//! * `read` of the whole table (`read_parallel`, C connections, decoded) against
+//!   fetching the same stored bytes with pipelined `MGET`s of 64 keys through the
+//!   plain-socket client (C threads), with no decoding;
+//! * peak RSS of each phase above the RSS before it (`/proc/self/clear_refs`), against
+//!   the in-flight window (split) and the decoded table size (read).
+//!
+//! `cargo bench --bench tables --features arrow,testkit` runs the 250MB configuration
+//! (8 partitions x 16 batches x 50,000 rows, zstd, dictionary strings);
+//! `REDSTASH_BENCH_SIZE=50mb|250mb|512mb|1gb` and `REDSTASH_BENCH_CONNECTIONS` (default
+//! 4) change it. Under `cargo test --benches` it runs once on a tiny table.
+
+#[path = "common/plain_socket.rs"]
+mod plain_socket;
+#[path = "common/timing.rs"]
+mod timing;
+
+use std::time::{Duration, Instant};
+
+use plain_socket::{PlainClient, pack};
+use redstash::TableStore;
+use redstash::arrowgen::GenSpec;
+use redstash::codec::Limits;
+use redstash::codec::arrow::IpcCompression;
+use redstash::codec::arrow_file::{IpcFormat, IpcInput};
+use redstash::direct::DirectConnection;
+use redstash::store::table::{Partitioning, ReadOptions};
+use redstash::testkit::RedisServer;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const RUNS: usize = 3;
+
+fn spec(size: &str) -> GenSpec {
+    let (partitions, batches, rows) = match size {
+        "tiny" => (2, 2, 2_000),
+        "50mb" => (4, 8, 50_000),
+        "512mb" => (16, 16, 50_000),
+        "1gb" => (32, 16, 50_000),
+        _ => (8, 16, 50_000),
+    };
+    GenSpec {
+        partitions,
+        batches,
+        rows,
+        seed: 123,
+        dict_strings: true,
+        string_cardinality: 5000,
+    }
+}
+
+/// `VmRSS` or `VmHWM` of this process, in bytes.
+fn proc_status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Run `f` and return its result with the peak RSS it added (bytes above the RSS
+/// before it).
+fn peak_rss<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    // "5" resets the peak (VmHWM) to the current RSS (Linux >= 4.0).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = proc_status("VmRSS:");
+    let r = f();
+    (r, proc_status("VmHWM:").saturating_sub(before))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn flush(port: u16) -> Res<()> {
+    let mut c = PlainClient::connect(port)?;
+    c.set(&pack(&[b"FLUSHALL"]))?;
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let bench = timing::benchmarking();
+    let size = if bench {
+        std::env::var("REDSTASH_BENCH_SIZE").unwrap_or_else(|_| "250mb".into())
+    } else {
+        "tiny".into()
+    };
+    let conns: usize = std::env::var("REDSTASH_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let spec = spec(&size);
+    let server = RedisServer::builder().arg("--save").arg("").start()?;
+    let port = server.port();
+    let url = server.url();
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("t.arrow");
+
+    // ---- gen ----
+    let t = Instant::now();
+    let out = std::io::BufWriter::with_capacity(4 << 20, std::fs::File::create(&file)?);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let file_bytes = spec.write_ipc(
+        out,
+        IpcFormat::File,
+        IpcCompression::Zstd,
+        threads,
+        |_, _| {},
+    )?;
+    let gen_time = t.elapsed();
+
+    // The stored values (re-framed from the file, as split stores them) and their keys.
+    let store = TableStore::new("")
+        .partitioning(Partitioning::Blocks(spec.batches))
+        .compression(IpcCompression::Zstd);
+    let mut cons: Vec<DirectConnection> = (0..conns)
+        .map(|_| DirectConnection::open(url.as_str()))
+        .collect::<Result<_, _>>()?;
+    store.split_ipc_parallel(&mut cons, "ref", IpcInput::open(&file, Limits::default())?)?;
+    let mut values: Vec<(String, Vec<u8>)> = Vec::new();
+    {
+        let mut c = redis::Client::open(url.as_str())?.get_connection()?;
+        for p in 0..spec.partitions {
+            for b in 0..spec.batches {
+                let key = store.batch_key("ref", p, b);
+                let v: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut c)?;
+                values.push((store.batch_key("t", p, b), v));
+            }
+        }
+    }
+    let stored: u64 = values.iter().map(|(_, v)| v.len() as u64).sum();
+
+    // ---- split: plain-socket SETs of the same values vs split_ipc_parallel ----
+    let packed: Vec<Vec<(Vec<u8>, usize)>> = (0..conns)
+        .map(|c| {
+            let mut pipes: Vec<(Vec<u8>, usize)> = vec![(Vec::new(), 0)];
+            for (key, v) in values.iter().skip(c).step_by(conns) {
+                if pipes.last().is_some_and(|p| p.0.len() > 16 << 20) {
+                    pipes.push((Vec::new(), 0));
+                }
+                if let Some(p) = pipes.last_mut() {
+                    p.0.extend_from_slice(&pack(&[b"SET", key.as_bytes(), v]));
+                    p.1 += 1;
+                }
+            }
+            pipes
+        })
+        .collect();
+    drop(values);
+    let mut plain_split = Vec::new();
+    let mut ours_split = Vec::new();
+    let mut split_rss = 0;
+    for _ in 0..RUNS {
+        flush(port)?;
+        let mut clients: Vec<PlainClient> = (0..conns)
+            .map(|_| PlainClient::connect(port))
+            .collect::<Result<_, _>>()?;
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for (c, pipes) in clients.iter_mut().zip(&packed) {
+                s.spawn(move || {
+                    for (p, n) in pipes {
+                        c.set_many(p, *n).expect("plain SET pipeline");
+                    }
+                });
+            }
+        });
+        plain_split.push(t.elapsed());
+
+        flush(port)?;
+        let input = IpcInput::open(&file, Limits::default())?;
+        let t = Instant::now();
+        let (r, rss) = peak_rss(|| store.split_ipc_parallel(&mut cons, "t", input));
+        r?;
+        ours_split.push(t.elapsed());
+        split_rss = split_rss.max(rss);
+    }
+    drop(packed);
+    let (plain_split, ours_split) = (median(plain_split), median(ours_split));
+
+    // ---- read: plain-socket MGETs of the same keys vs read_parallel ----
+    let mgets: Vec<Vec<Vec<u8>>> = (0..conns)
+        .map(|c| {
+            (0..spec.partitions)
+                .skip(c)
+                .step_by(conns)
+                .flat_map(|p| {
+                    let keys: Vec<String> = (0..spec.batches)
+                        .map(|b| store.batch_key("t", p, b))
+                        .collect();
+                    keys.chunks(64)
+                        .map(|ch| {
+                            let mut args: Vec<&[u8]> = vec![b"MGET"];
+                            args.extend(ch.iter().map(|k| k.as_bytes()));
+                            pack(&args)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .collect();
+    let mut plain_read = Vec::new();
+    let mut ours_read = Vec::new();
+    let mut read_rss = 0;
+    let mut decoded = 0u64;
+    let mut rows = 0usize;
+    let mut clients: Vec<PlainClient> = (0..conns)
+        .map(|_| PlainClient::connect(port))
+        .collect::<Result<_, _>>()?;
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let got: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = clients
+                .iter_mut()
+                .zip(&mgets)
+                .map(|(c, reqs)| {
+                    s.spawn(move || {
+                        let mut n = 0usize;
+                        for r in reqs {
+                            let k = c.mget(r).expect("plain MGET");
+                            n += (0..k)
+                                .filter_map(|i| c.item(i))
+                                .map(|v| v.len())
+                                .sum::<usize>();
+                        }
+                        n
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        plain_read.push(t.elapsed());
+        assert_eq!(
+            got as u64, stored,
+            "the plain client fetched every stored byte"
+        );
+
+        let t = Instant::now();
+        let (table, rss) = peak_rss(|| store.read_parallel(&mut cons, "t", &ReadOptions::all()));
+        let table = table?.ok_or("table vanished")?;
+        ours_read.push(t.elapsed());
+        read_rss = read_rss.max(rss);
+        decoded = table
+            .batches
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum();
+        rows = table.num_rows();
+    }
+    let (plain_read, ours_read) = (median(plain_read), median(ours_read));
+    assert_eq!(rows as u64, spec.total_rows());
+
+    println!(
+        "\n## TableStore, {size}: {} partitions x {} batches x {} rows, zstd, {conns} connections\n",
+        spec.partitions, spec.batches, spec.rows
+    );
+    println!(
+        "file {:.1} MB, stored {:.1} MB, decoded {:.1} MB\n",
+        file_bytes as f64 / 1e6,
+        stored as f64 / 1e6,
+        decoded as f64 / 1e6
+    );
+    println!("| phase | baseline | redstash | ratio (throughput vs baseline) |");
+    println!("|---|---|---|---|");
+    println!(
+        "| gen | ArrowRedis 7.5 MB/s (issue anchor) | {:.2} s, {:.1} MB/s | {:.1}x |",
+        gen_time.as_secs_f64(),
+        mbps(file_bytes, gen_time),
+        mbps(file_bytes, gen_time) / 7.5
+    );
+    println!(
+        "| split | plain SET pipelines {:.3} s, {:.0} MB/s | {:.3} s, {:.0} MB/s | {:.2}x |",
+        plain_split.as_secs_f64(),
+        mbps(stored, plain_split),
+        ours_split.as_secs_f64(),
+        mbps(stored, ours_split),
+        plain_split.as_secs_f64() / ours_split.as_secs_f64()
+    );
+    println!(
+        "| read | plain MGET, no decoding {:.3} s, {:.0} MB/s | {:.3} s, {:.0} MB/s | {:.2}x |",
+        plain_read.as_secs_f64(),
+        mbps(stored, plain_read),
+        ours_read.as_secs_f64(),
+        mbps(stored, ours_read),
+        plain_read.as_secs_f64() / ours_read.as_secs_f64()
+    );
+    println!(
+        "\npeak RSS above start: split {:.0} MB (window {} x 16 MiB + 64 MB = {:.0} MB), read {:.0} MB (1.5 x decoded = {:.0} MB)",
+        split_rss as f64 / 1e6,
+        conns,
+        (conns as f64 * 16.0 * 1.048576) + 64.0,
+        read_rss as f64 / 1e6,
+        1.5 * decoded as f64 / 1e6
+    );
+    Ok(())
+}

@@ -1,0 +1,486 @@
+//! `redstash gen|split|read|table`: partitioned Arrow tables, with ArrowRedis's flags.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use redstash::TableStore;
+use redstash::arrowgen::GenSpec;
+use redstash::codec::Limits;
+use redstash::codec::arrow::IpcCompression;
+use redstash::codec::arrow_file::{IpcFormat, IpcInput};
+use redstash::store::table::{Partitioning, ReadOptions, Table, TableInfo};
+use serde_json::json;
+
+use crate::{BulkConnection, Cli, Fail, connect, mb, progress, report};
+
+/// `redstash gen`: ArrowRedis's `gen` flags.
+#[derive(Args, Debug, Clone)]
+pub struct GenArgs {
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of partitions.
+    #[arg(long, default_value_t = 8)]
+    pub partitions: u32,
+    /// Batches per partition.
+    #[arg(long, default_value_t = 8)]
+    pub batches: u32,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    /// IPC body compression: zstd, lz4 or uncompressed.
+    #[arg(long, default_value = "zstd", value_parser = parse_compression)]
+    pub compression: IpcCompression,
+    /// Dictionary-encode the string column.
+    #[arg(long)]
+    pub dict_strings: bool,
+    /// Number of distinct strings.
+    #[arg(long, default_value_t = 5000)]
+    pub string_cardinality: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 123)]
+    pub seed: u64,
+    /// Write an IPC stream instead of an IPC file.
+    #[arg(long)]
+    pub stream: bool,
+    /// Generator threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `redstash split`: ArrowRedis's `split` flags, plus partitioning and connections.
+#[derive(Args, Debug, Clone)]
+pub struct SplitArgs {
+    /// Input Arrow IPC file or stream (`-` reads a stream from standard input).
+    #[arg(long)]
+    pub inp: PathBuf,
+    /// Key prefix of the table (keys are PREFIX:{part=XXXXX}:batch=YYYYY).
+    #[arg(long)]
+    pub prefix: String,
+    /// Batches per partition: consecutive runs of this many input batches form a
+    /// partition (ArrowRedis's meaning). Default: by the `partition` column if the
+    /// input has one, else one partition.
+    #[arg(long, conflicts_with_all = ["partition_by", "round_robin"])]
+    pub batches: Option<u32>,
+    /// Partition by this integer column.
+    #[arg(long, conflicts_with = "round_robin")]
+    pub partition_by: Option<String>,
+    /// Spread batches round robin over this many partitions.
+    #[arg(long)]
+    pub round_robin: Option<u32>,
+    /// IPC body compression of the stored batches: zstd, lz4 or uncompressed. Batches
+    /// the input already holds with this compression are stored without recompressing.
+    #[arg(long, default_value = "zstd", value_parser = parse_compression)]
+    pub compression: IpcCompression,
+    /// Most batches (SETs) in flight over all connections.
+    #[arg(long, default_value_t = 256)]
+    pub max_inflight: usize,
+    /// Connections writing concurrently.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Most megabytes of values per request and connection.
+    #[arg(long, default_value_t = 16)]
+    pub pipeline_mb: usize,
+    /// `on` for Redis Cluster (not supported by the CLI yet), `off` for one server.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    pub cluster: String,
+}
+
+/// `redstash read`: ArrowRedis's `read` flags, plus columns and an output file.
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
+    /// Key prefix of the table.
+    #[arg(long)]
+    pub prefix: String,
+    /// Comma-separated partition ids (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub partitions: Option<Vec<u32>>,
+    /// Batches each partition must have (checked; not needed: the manifest or a SCAN
+    /// tells).
+    #[arg(long)]
+    pub batches: Option<u32>,
+    /// Keys per MGET.
+    #[arg(long, default_value_t = 64)]
+    pub pipeline: usize,
+    /// Connections reading (and decoding) concurrently.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Comma-separated columns to keep (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// Write the rows read to this Arrow IPC file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// IPC body compression of `--out`.
+    #[arg(long, default_value = "zstd", value_parser = parse_compression)]
+    pub out_compression: IpcCompression,
+    /// `on` for Redis Cluster (not supported by the CLI yet), `off` for one server.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    pub cluster: String,
+}
+
+/// `redstash table ...`.
+#[derive(Subcommand, Debug)]
+pub enum TableCmd {
+    /// Print a table's manifest.
+    Info {
+        /// Key prefix of the table.
+        prefix: String,
+    },
+    /// List the tables (with a manifest) under an optional namespace.
+    List {
+        /// Namespace (key prefix before the table name).
+        #[arg(long, default_value = "")]
+        namespace: String,
+    },
+    /// Delete a table: manifest and batches.
+    Delete {
+        /// Key prefix of the table.
+        prefix: String,
+    },
+}
+
+fn parse_compression(s: &str) -> Result<IpcCompression, String> {
+    IpcCompression::from_name(s).ok_or_else(|| format!("{s:?}: expected zstd, lz4 or uncompressed"))
+}
+
+fn no_cluster(flag: &str) -> Result<(), Fail> {
+    if flag == "on" {
+        return Err(Fail(
+            2,
+            "--cluster on: the redstash CLI does not drive Redis Cluster yet (the library's \
+             stores do not either); use a single server or a proxy"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What `gen` did.
+pub struct GenReport {
+    pub bytes: u64,
+    pub rows: u64,
+    pub seconds: f64,
+}
+
+/// `redstash gen`.
+pub fn gen_cmd(cli: &Cli, a: &GenArgs) -> Result<GenReport, Fail> {
+    let spec = GenSpec {
+        partitions: a.partitions,
+        batches: a.batches,
+        rows: a.rows,
+        seed: a.seed,
+        dict_strings: a.dict_strings,
+        string_cardinality: a.string_cardinality,
+    };
+    if spec.total_batches() == 0 || a.rows == 0 {
+        return Err(Fail(
+            2,
+            "--partitions, --batches and --rows must be > 0".into(),
+        ));
+    }
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let bar = progress(cli, Some(spec.total_batches()), "gen");
+    let t = Instant::now();
+    let file =
+        std::fs::File::create(&a.out).map_err(|e| Fail(1, format!("{}: {e}", a.out.display())))?;
+    let out = std::io::BufWriter::with_capacity(4 << 20, file);
+    let format = if a.stream {
+        IpcFormat::Stream
+    } else {
+        IpcFormat::File
+    };
+    let bytes = spec.write_ipc(out, format, a.compression, threads, |n, b| {
+        bar.set_position(n);
+        bar.set_message(format!("{:.1} MB", mb(b)));
+    })?;
+    let seconds = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let rows = spec.total_rows();
+    report(
+        cli,
+        json!({
+            "command": "gen", "file": a.out, "format": if a.stream { "stream" } else { "file" },
+            "partitions": a.partitions, "batches": a.batches, "rows_per_batch": a.rows,
+            "rows": rows, "bytes": bytes, "compression": a.compression.name(),
+            "seconds": seconds, "mb_per_s": mb(bytes) / seconds, "rows_per_s": rows as f64 / seconds,
+        }),
+        format!(
+            "wrote {} ({} partitions x {} batches x {} rows, {})\n  size {:.2} MB, {:.2} s, {:.1} MB/s, {:.0} rows/s",
+            a.out.display(),
+            a.partitions,
+            a.batches,
+            a.rows,
+            a.compression.name(),
+            mb(bytes),
+            seconds,
+            mb(bytes) / seconds,
+            rows as f64 / seconds
+        ),
+    );
+    Ok(GenReport {
+        bytes,
+        rows,
+        seconds,
+    })
+}
+
+/// What `split` did.
+pub struct SplitReport {
+    pub info: TableInfo,
+    pub input_bytes: u64,
+    pub seconds: f64,
+}
+
+/// `redstash split`.
+pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
+    no_cluster(&a.cluster)?;
+    let limits = Limits::default();
+    let (input, input_bytes) = if a.inp.as_os_str() == "-" {
+        (IpcInput::from_stream(std::io::stdin(), limits)?, 0)
+    } else {
+        let len = std::fs::metadata(&a.inp)
+            .map_err(|e| Fail(1, format!("{}: {e}", a.inp.display())))?
+            .len();
+        (IpcInput::open(&a.inp, limits)?, len)
+    };
+    let partitioning = if let Some(n) = a.batches {
+        Partitioning::Blocks(n)
+    } else if let Some(c) = &a.partition_by {
+        Partitioning::Column(c.clone())
+    } else if let Some(n) = a.round_robin {
+        Partitioning::RoundRobin(n)
+    } else if input
+        .schema()
+        .field_with_name("partition")
+        .is_ok_and(|f| f.data_type().is_integer())
+    {
+        Partitioning::Column("partition".into())
+    } else {
+        Partitioning::RoundRobin(1)
+    };
+    let connections = a.connections.max(1);
+    let store = TableStore::new("")
+        .compression(a.compression)
+        .partitioning(partitioning)
+        .pipeline_bytes(a.pipeline_mb.max(1) << 20)
+        .pipeline_batches(a.max_inflight.div_ceil(connections).max(1));
+    let mut cons = BulkConnection::open_many(&cli.url, connections)?;
+    let bar = progress(cli, input.num_batches().map(|n| n as u64), "split");
+    let b2 = bar.clone();
+    let input = input.on_progress(move |n, b| {
+        b2.set_position(n);
+        b2.set_message(format!("{:.1} MB", mb(b)));
+    });
+    let t = Instant::now();
+    let info = store.split_ipc_parallel(&mut cons, &a.prefix, input)?;
+    let seconds = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let moved = if input_bytes > 0 {
+        input_bytes
+    } else {
+        info.bytes
+    };
+    report(
+        cli,
+        json!({
+            "command": "split", "prefix": a.prefix, "batches": info.batches(),
+            "partitions": info.partitions.len(), "rows": info.rows, "stored_bytes": info.bytes,
+            "input_bytes": input_bytes, "compression": info.compression.name(),
+            "generation": info.generation, "seconds": seconds,
+            "mb_per_s": mb(moved) / seconds, "rows_per_s": info.rows as f64 / seconds,
+        }),
+        format!(
+            "stored {} batches ({} partitions, {} rows) under '{}:' (keys use hash tag {{part=XXXXX}}), manifest {}:__manifest__\n  {:.2} MB stored in {:.2} s, {:.1} MB/s, {:.0} rows/s",
+            info.batches(),
+            info.partitions.len(),
+            info.rows,
+            a.prefix,
+            a.prefix,
+            mb(info.bytes),
+            seconds,
+            mb(moved) / seconds,
+            info.rows as f64 / seconds
+        ),
+    );
+    Ok(SplitReport {
+        info,
+        input_bytes,
+        seconds,
+    })
+}
+
+/// What `read` did.
+pub struct ReadReport {
+    pub table: Table,
+    pub stored_bytes: Option<u64>,
+    pub seconds: f64,
+}
+
+/// `redstash read`.
+pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
+    no_cluster(&a.cluster)?;
+    let store = TableStore::new("").mget_keys(a.pipeline.max(1));
+    let mut options = ReadOptions::all();
+    options.partitions = a.partitions.clone();
+    options.columns = a.columns.clone();
+    let mut cons = BulkConnection::open_many(&cli.url, a.concurrency.max(1))?;
+    let t = Instant::now();
+    let info = match cons.first_mut() {
+        Some(c) => store.info(c, &a.prefix)?,
+        None => None,
+    };
+    let table = store
+        .read_parallel(&mut cons, &a.prefix, &options)?
+        .ok_or_else(|| Fail(3, format!("no table at prefix {:?}", a.prefix)))?;
+    let seconds = t.elapsed().as_secs_f64();
+    if let Some(n) = a.batches {
+        let wrong: Vec<String> = table
+            .partitions
+            .iter()
+            .filter(|(_, got)| *got != n as usize)
+            .map(|(p, got)| format!("partition {p} has {got}"))
+            .collect();
+        if !wrong.is_empty() {
+            return Err(Fail(1, format!("--batches {n}: {}", wrong.join(", "))));
+        }
+    }
+    let stored_bytes = info.as_ref().map(|i| {
+        i.partitions
+            .iter()
+            .filter(|p| table.partitions.iter().any(|(id, _)| *id == p.id))
+            .map(|p| p.bytes)
+            .sum::<u64>()
+    });
+    let decoded: u64 = table
+        .batches
+        .iter()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum();
+    if let Some(out) = &a.out {
+        write_ipc_file(out, &table, a.out_compression)?;
+    }
+    let rows = table.num_rows() as u64;
+    let batches: usize = table.partitions.iter().map(|(_, n)| n).sum();
+    let moved = stored_bytes.unwrap_or(decoded);
+    report(
+        cli,
+        json!({
+            "command": "read", "prefix": a.prefix, "batches": batches,
+            "partitions": table.partitions.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            "rows": rows, "columns": table.schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>(),
+            "stored_bytes": stored_bytes, "decoded_bytes": decoded, "seconds": seconds,
+            "mb_per_s": mb(moved) / seconds, "rows_per_s": rows as f64 / seconds,
+            "out": a.out,
+        }),
+        format!(
+            "fetched and decoded {batches} batches of {} partitions in {:.2} s; rows={rows}, {} columns\n  {:.1} MB/s{}, {:.0} rows/s{}",
+            table.partitions.len(),
+            seconds,
+            table.schema.fields().len(),
+            mb(moved) / seconds,
+            if stored_bytes.is_some() {
+                " stored"
+            } else {
+                " decoded"
+            },
+            rows as f64 / seconds,
+            a.out
+                .as_ref()
+                .map(|o| format!("\n  wrote {}", o.display()))
+                .unwrap_or_default()
+        ),
+    );
+    Ok(ReadReport {
+        table,
+        stored_bytes,
+        seconds,
+    })
+}
+
+fn write_ipc_file(path: &PathBuf, table: &Table, c: IpcCompression) -> Result<(), Fail> {
+    use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+    let err = |e: arrow_schema::ArrowError| Fail(1, format!("{}: {e}", path.display()));
+    let file =
+        std::fs::File::create(path).map_err(|e| Fail(1, format!("{}: {e}", path.display())))?;
+    let options = IpcWriteOptions::default()
+        .try_with_compression(match c {
+            IpcCompression::None => None,
+            IpcCompression::Lz4 => Some(arrow_ipc::CompressionType::LZ4_FRAME),
+            IpcCompression::Zstd => Some(arrow_ipc::CompressionType::ZSTD),
+        })
+        .map_err(err)?;
+    let mut w = FileWriter::try_new_with_options(
+        std::io::BufWriter::with_capacity(4 << 20, file),
+        &table.schema,
+        options,
+    )
+    .map_err(err)?;
+    for b in &table.batches {
+        w.write(b).map_err(err)?;
+    }
+    w.finish().map_err(err)
+}
+
+/// `redstash table ...`.
+pub fn table_cmd(cli: &Cli, cmd: &TableCmd) -> Result<(), Fail> {
+    let mut con = connect(&cli.url)?;
+    match cmd {
+        TableCmd::Info { prefix } => {
+            let info = TableStore::new("")
+                .info(&mut con, prefix)?
+                .ok_or_else(|| Fail(3, format!("no manifest at {prefix:?}:__manifest__")))?;
+            let parts: Vec<_> = info
+                .partitions
+                .iter()
+                .map(
+                    |p| json!({"id": p.id, "batches": p.batches, "rows": p.rows, "bytes": p.bytes}),
+                )
+                .collect();
+            let fields: Vec<String> = info
+                .schema
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect();
+            report(
+                cli,
+                json!({
+                    "prefix": prefix, "rows": info.rows, "bytes": info.bytes,
+                    "batches": info.batches(), "compression": info.compression.name(),
+                    "generation": info.generation, "created_at_ms": info.created_at_ms,
+                    "format_version": info.format_version, "partitions": parts, "schema": fields,
+                }),
+                format!(
+                    "table:       {prefix}\nrows:        {}\nbatches:     {} in {} partitions\nstored:      {:.2} MB ({})\ngeneration:  {}\nschema:      {}",
+                    info.rows,
+                    info.batches(),
+                    info.partitions.len(),
+                    mb(info.bytes),
+                    info.compression.name(),
+                    info.generation,
+                    fields.join(", ")
+                ),
+            );
+        }
+        TableCmd::List { namespace } => {
+            let names = TableStore::new(namespace.clone()).list(&mut con)?;
+            report(cli, json!({ "tables": names }), names.join("\n"));
+        }
+        TableCmd::Delete { prefix } => {
+            let n = TableStore::new("").delete(&mut con, prefix)?;
+            if n == 0 {
+                return Err(Fail(3, format!("no table at prefix {prefix:?}")));
+            }
+            report(
+                cli,
+                json!({ "prefix": prefix, "deleted_keys": n }),
+                format!("deleted {n} keys of {prefix}"),
+            );
+        }
+    }
+    Ok(())
+}

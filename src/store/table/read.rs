@@ -1,0 +1,312 @@
+//! Reading a table: the batches of the selected partitions, pipelined `MGET`s, decoded
+//! and checked against the manifest (or, without one, against the first batch).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+use redis::Value;
+
+use super::*;
+use crate::codec::Limits;
+use crate::codec::arrow::decode_stream_bytes;
+use crate::error::{Error, Result};
+use crate::exec::{Request, Step, reply_ok};
+
+/// What a read checks each batch against.
+#[derive(Clone)]
+enum Expect {
+    /// The manifest's (projected) schema and generation.
+    Manifest { schema: SchemaRef, generation: u64 },
+    /// The first batch's schema (set once it is read).
+    First(Option<SchemaRef>),
+}
+
+/// The state of a read.
+pub(super) struct Reader {
+    pub(super) prefix: String,
+    pub(super) options: ReadOptions,
+    pub(super) limits: Limits,
+    pub(super) budget: usize,
+    pub(super) mget_keys: usize,
+}
+
+impl Reader {
+    /// The partitions asked for (all by default), checked against those available.
+    pub(super) fn select_or_all(
+        &self,
+        available: &BTreeMap<u32, u32>,
+        asked: Option<&[u32]>,
+    ) -> Result<Vec<u32>> {
+        let parts: Vec<u32> = match asked {
+            None => available.keys().copied().collect(),
+            Some(p) => p.to_vec(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &parts {
+            if !seen.insert(*p) {
+                return Err(Error::InvalidArgument(format!(
+                    "partition {p} is asked for twice"
+                )));
+            }
+            if !available.contains_key(p) {
+                return Err(Error::InvalidArgument(format!(
+                    "table {:?} has no partition {p}",
+                    self.prefix
+                )));
+            }
+        }
+        Ok(parts)
+    }
+
+    fn select(&self, available: &BTreeMap<u32, u32>) -> Result<Vec<(u32, u32)>> {
+        let parts = self.select_or_all(available, self.options.partitions.as_deref())?;
+        Ok(parts
+            .into_iter()
+            .map(|p| (p, available.get(&p).copied().unwrap_or(0)))
+            .collect())
+    }
+
+    pub(super) fn with_manifest(self, info: TableInfo) -> Result<Step<'static, Table>> {
+        let available: BTreeMap<u32, u32> =
+            info.partitions.iter().map(|p| (p.id, p.batches)).collect();
+        let parts = self.select(&available)?;
+        let schema = match &self.options.columns {
+            None => info.schema.clone(),
+            Some(cols) => {
+                let mut idx = Vec::with_capacity(cols.len());
+                for c in cols {
+                    idx.push(info.schema.index_of(c).map_err(|_| {
+                        Error::InvalidArgument(format!(
+                            "table {:?} has no column {c:?}",
+                            self.prefix
+                        ))
+                    })?);
+                }
+                Arc::new(
+                    info.schema
+                        .project(&idx)
+                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+                )
+            }
+        };
+        let batches = info.batches().max(1);
+        let avg = (info.bytes / batches).max(1) as usize;
+        let per_request = (self.budget / avg).max(1);
+        let generation = info.generation;
+        let state = Fetch {
+            reader: self,
+            keys: parts
+                .iter()
+                .flat_map(|&(p, n)| (0..n).map(move |b| (p, b)))
+                .collect(),
+            per_request,
+            expect: Expect::Manifest { schema, generation },
+            batches: Vec::new(),
+            missing: Vec::new(),
+            partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
+            generation: Some(generation),
+        };
+        state.step()
+    }
+
+    /// A table without manifest: the batch keys found by `SCAN`.
+    pub(super) fn discovered(self, keys: Vec<String>) -> Result<Step<'static, Option<Table>>> {
+        let mut found: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for k in &keys {
+            if let Some((p, b)) = parse_batch_key(&self.prefix, k) {
+                found.entry(p).or_default().push(b);
+            }
+        }
+        if found.is_empty() {
+            return Ok(Step::Done(None));
+        }
+        let mut available = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (p, mut bs) in found {
+            bs.sort_unstable();
+            bs.dedup();
+            let n = bs.last().map_or(0, |l| l + 1);
+            if bs.len() as u32 != n {
+                let mut it = bs.iter().peekable();
+                for b in 0..n {
+                    if it.peek() == Some(&&b) {
+                        it.next();
+                    } else {
+                        missing.push((p, b));
+                    }
+                }
+            }
+            available.insert(p, n);
+        }
+        let parts = self.select(&available)?;
+        let missing: Vec<String> = missing
+            .into_iter()
+            .filter(|(p, _)| parts.iter().any(|(q, _)| q == p))
+            .map(|(p, b)| batch_key(&self.prefix, p, b))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::MissingBatches {
+                table: self.prefix,
+                missing,
+            });
+        }
+        let per_request = 256;
+        let state = Fetch {
+            keys: parts
+                .iter()
+                .flat_map(|&(p, n)| (0..n).map(move |b| (p, b)))
+                .collect(),
+            reader: self,
+            per_request,
+            expect: Expect::First(None),
+            batches: Vec::new(),
+            missing: Vec::new(),
+            partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
+            generation: None,
+        };
+        Ok(state.step()?.map(Some))
+    }
+}
+
+/// Fetching and decoding the selected batches, one request at a time.
+struct Fetch {
+    reader: Reader,
+    keys: VecDeque<(u32, u32)>,
+    per_request: usize,
+    expect: Expect,
+    batches: Vec<RecordBatch>,
+    missing: Vec<String>,
+    partitions: Vec<(u32, usize)>,
+    generation: Option<u64>,
+}
+
+impl Fetch {
+    fn step(mut self) -> Result<Step<'static, Table>> {
+        if self.keys.is_empty() {
+            return self.finish().map(Step::Done);
+        }
+        let n = self.per_request.min(self.keys.len());
+        let batch: Vec<(u32, u32)> = self.keys.drain(..n).collect();
+        let mut req = Request::new(Some(&self.reader.prefix));
+        let mut groups: Vec<Vec<(u32, u32)>> = Vec::new();
+        for &(p, b) in &batch {
+            match groups.last_mut() {
+                Some(g) if g[0].0 == p && g.len() < self.reader.mget_keys => g.push((p, b)),
+                _ => groups.push(vec![(p, b)]),
+            }
+        }
+        for g in &groups {
+            let mut c = redis::cmd("MGET");
+            for &(p, b) in g {
+                c.arg(batch_key(&self.reader.prefix, p, b));
+            }
+            req.push(c);
+        }
+        Ok(Step::send(req, move |replies| {
+            for (g, reply) in groups.into_iter().zip(replies) {
+                let values = match reply_ok(reply, &self.reader.prefix)? {
+                    Value::Array(v) if v.len() == g.len() => v,
+                    other => {
+                        return Err(Error::unexpected(
+                            format!("MGET of {} keys replied {other:?}", g.len()),
+                            Some(self.reader.prefix.clone()),
+                        ));
+                    }
+                };
+                for ((p, b), v) in g.into_iter().zip(values) {
+                    let key = batch_key(&self.reader.prefix, p, b);
+                    match reply_bytes(v, &key)? {
+                        None => self.missing.push(key),
+                        Some(bytes) => self.decode(p, &key, bytes)?,
+                    }
+                }
+            }
+            self.step()
+        }))
+    }
+
+    fn decode(&mut self, part: u32, key: &str, bytes: bytes::Bytes) -> Result<()> {
+        let (schema, batches) = decode_stream_bytes(
+            bytes,
+            self.reader.options.columns.as_deref(),
+            &self.reader.limits,
+        )
+        .map_err(|e| match e {
+            Error::InvalidArgument(_) => e,
+            other => Error::BadBatch {
+                key: key.to_owned(),
+                source: Box::new(other),
+            },
+        })?;
+        let expected = match &mut self.expect {
+            Expect::Manifest {
+                schema: s,
+                generation,
+            } => {
+                let found = schema
+                    .metadata()
+                    .get(GENERATION_METADATA)
+                    .and_then(|g| g.parse::<u64>().ok());
+                if found != Some(*generation) {
+                    return Err(Error::TableChanged {
+                        table: self.reader.prefix.clone(),
+                        key: key.to_owned(),
+                        expected: *generation,
+                        found,
+                    });
+                }
+                s.clone()
+            }
+            Expect::First(Some(s)) => s.clone(),
+            Expect::First(first @ None) => {
+                let mut meta = schema.metadata().clone();
+                meta.remove(GENERATION_METADATA);
+                let s = Arc::new(Schema::new_with_metadata(schema.fields().clone(), meta));
+                *first = Some(s.clone());
+                s
+            }
+        };
+        if expected.fields() != schema.fields() {
+            return Err(Error::SchemaMismatch {
+                key: key.to_owned(),
+                expected: describe(expected.fields()),
+                found: describe(schema.fields()),
+            });
+        }
+        for b in batches {
+            let b = RecordBatch::try_new(expected.clone(), b.columns().to_vec()).map_err(|e| {
+                Error::BadBatch {
+                    key: key.to_owned(),
+                    source: Box::new(Error::corrupt("arrow ipc", e.to_string())),
+                }
+            })?;
+            self.batches.push(b);
+            if let Some(entry) = self.partitions.iter_mut().find(|(p, _)| *p == part) {
+                entry.1 += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Table> {
+        if !self.missing.is_empty() {
+            return Err(Error::MissingBatches {
+                table: self.reader.prefix,
+                missing: self.missing,
+            });
+        }
+        let schema = match self.expect {
+            Expect::Manifest { schema, .. } => schema,
+            Expect::First(Some(s)) => s,
+            Expect::First(None) => Arc::new(Schema::empty()),
+        };
+        Ok(Table {
+            schema,
+            batches: self.batches,
+            partitions: self.partitions,
+            generation: self.generation,
+        })
+    }
+}

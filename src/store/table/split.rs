@@ -1,0 +1,443 @@
+//! Splitting a table: assigning batches to partitions and keys, encoding them (or
+//! re-framing batches read encoded from an IPC file), the manifest last.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, Schema, SchemaRef};
+
+use super::manifest::{encode_manifest, parse_manifest};
+use super::*;
+use crate::codec::Limits;
+use crate::codec::arrow::{IpcCompression, encode_schema, encode_stream};
+use crate::codec::arrow_file::{EncodedBatch, IpcInput, dictionary_ids};
+use crate::error::{Error, Result};
+use crate::exec::{Command, Request, Step, replies_ok};
+
+/// The partition values of a batch's column (integer, non-negative, no nulls).
+fn partition_values(col: &dyn Array, name: &str) -> Result<Vec<u32>> {
+    if col.null_count() > 0 {
+        return Err(Error::InvalidArgument(format!(
+            "partition column {name:?} has nulls"
+        )));
+    }
+    macro_rules! conv {
+        ($t:ty) => {
+            col.as_primitive::<$t>()
+                .values()
+                .iter()
+                .map(|&v| {
+                    u32::try_from(v).map_err(|_| {
+                        Error::InvalidArgument(format!(
+                            "partition column {name:?}: value {v} is not a partition id (0..2^32)"
+                        ))
+                    })
+                })
+                .collect()
+        };
+    }
+    match col.data_type() {
+        DataType::Int8 => conv!(Int8Type),
+        DataType::Int16 => conv!(Int16Type),
+        DataType::Int32 => conv!(Int32Type),
+        DataType::Int64 => conv!(Int64Type),
+        DataType::UInt8 => conv!(UInt8Type),
+        DataType::UInt16 => conv!(UInt16Type),
+        DataType::UInt32 => conv!(UInt32Type),
+        DataType::UInt64 => conv!(UInt64Type),
+        other => Err(Error::InvalidArgument(format!(
+            "partition column {name:?} is {other}, not an integer"
+        ))),
+    }
+}
+
+/// A batch to write: decoded, or still encoded as an IPC file held it.
+pub(super) enum Piece {
+    Decoded(RecordBatch),
+    Encoded(EncodedBatch),
+}
+
+impl Piece {
+    fn num_rows(&self) -> usize {
+        match self {
+            Piece::Decoded(b) => b.num_rows(),
+            Piece::Encoded(e) => e.num_rows(),
+        }
+    }
+
+    fn schema(&self) -> SchemaRef {
+        match self {
+            Piece::Decoded(b) => b.schema(),
+            Piece::Encoded(e) => e.schema().clone(),
+        }
+    }
+}
+
+/// Where a split takes its batches from.
+pub(super) trait Pieces: Send {
+    fn next_piece(&mut self) -> Option<Result<Piece>>;
+}
+
+/// Record batches given by the caller.
+pub(super) struct Decoded<I>(pub(super) I);
+
+impl<I: BatchSource> Pieces for Decoded<I> {
+    fn next_piece(&mut self) -> Option<Result<Piece>> {
+        self.0.next().map(|b| Ok(Piece::Decoded(b)))
+    }
+}
+
+impl Pieces for IpcInput {
+    fn next_piece(&mut self) -> Option<Result<Piece>> {
+        self.next().map(|r| r.map(Piece::Encoded))
+    }
+}
+
+/// The state of a split between requests.
+pub(super) struct Splitter<S> {
+    pub(super) source: S,
+    pub(super) prefix: String,
+    pub(super) manifest_key: String,
+    pub(super) compression: IpcCompression,
+    pub(super) partitioning: Partitioning,
+    pub(super) budget: usize,
+    pub(super) max_batches: usize,
+    pub(super) limits: Limits,
+    pub(super) generation: u64,
+    /// The table's schema (the first batch's).
+    pub(super) schema: Option<SchemaRef>,
+    /// The same with the generation in its metadata (what is written).
+    pub(super) tagged: Option<SchemaRef>,
+    /// For batches read encoded: the tagged schema as an encapsulated message, if its
+    /// dictionary ids are the input's (then batches of the wanted compression are
+    /// re-framed, not decoded and encoded again).
+    framing: Option<Arc<Vec<u8>>>,
+    pub(super) parts: BTreeMap<u32, PartitionInfo>,
+    pub(super) seen: u64,
+    pending: VecDeque<(u32, Piece)>,
+    pub(super) old: Option<TableInfo>,
+}
+
+impl<'a, S: Pieces + 'a> Splitter<S> {
+    /// A splitter of `source` (nothing read yet).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        source: S,
+        prefix: String,
+        manifest_key: String,
+        compression: IpcCompression,
+        partitioning: Partitioning,
+        budget: usize,
+        max_batches: usize,
+        limits: Limits,
+    ) -> Self {
+        Splitter {
+            source,
+            prefix,
+            manifest_key,
+            compression,
+            partitioning,
+            budget,
+            max_batches,
+            limits,
+            generation: 1,
+            schema: None,
+            tagged: None,
+            framing: None,
+            parts: BTreeMap::new(),
+            seen: 0,
+            pending: VecDeque::new(),
+            old: None,
+        }
+    }
+
+    /// Take the schema of the first piece; check the others against it.
+    fn check_schema(&mut self, piece: &Piece) -> Result<()> {
+        let s = piece.schema();
+        match &self.schema {
+            None => {
+                let mut meta = s.metadata().clone();
+                meta.remove(GENERATION_METADATA);
+                let plain = Arc::new(Schema::new_with_metadata(s.fields().clone(), meta));
+                let mut tagged_meta = plain.metadata().clone();
+                tagged_meta.insert(GENERATION_METADATA.to_owned(), self.generation.to_string());
+                let tagged = Arc::new(Schema::new_with_metadata(s.fields().clone(), tagged_meta));
+                if let Piece::Encoded(e) = piece {
+                    self.framing = framing(&tagged, e.schema_message())?;
+                }
+                self.tagged = Some(tagged);
+                self.schema = Some(plain);
+                Ok(())
+            }
+            Some(expected) if expected.fields() != s.fields() => Err(Error::SchemaMismatch {
+                key: self.prefix.clone(),
+                expected: describe(expected.fields()),
+                found: describe(s.fields()),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The next (partition, piece) to write.
+    fn next_piece(&mut self) -> Result<Option<(u32, Piece)>> {
+        loop {
+            if let Some(p) = self.pending.pop_front() {
+                return Ok(Some(p));
+            }
+            let Some(piece) = self.source.next_piece().transpose()? else {
+                return Ok(None);
+            };
+            self.check_schema(&piece)?;
+            let index = self.seen;
+            self.seen += 1;
+            match &self.partitioning {
+                Partitioning::RoundRobin(n) => {
+                    let part = (index % (*n).max(1) as u64) as u32;
+                    self.pending.push_back((part, piece));
+                }
+                Partitioning::Blocks(n) => {
+                    let part = u32::try_from(index / (*n).max(1) as u64).map_err(|_| {
+                        Error::InvalidArgument(format!("more than 2^32 partitions of {n}"))
+                    })?;
+                    self.pending.push_back((part, piece));
+                }
+                Partitioning::Column(name) => {
+                    let name = name.clone();
+                    self.by_column(&name, piece)?;
+                }
+            }
+        }
+    }
+
+    /// Queue the runs of equal `name` values of a piece. A batch read encoded whose
+    /// column holds one value is kept encoded (only that column is decoded to check).
+    fn by_column(&mut self, name: &str, piece: Piece) -> Result<()> {
+        let batch = match piece {
+            Piece::Decoded(b) => b,
+            Piece::Encoded(e) => {
+                let cols = [name.to_owned()];
+                let col = e.decode(Some(&cols), &self.limits)?;
+                let values = partition_values(col.column(0).as_ref(), name)?;
+                match values.first() {
+                    Some(&first) if values.iter().all(|&v| v == first) => {
+                        self.pending.push_back((first, Piece::Encoded(e)));
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                    Some(_) => e.decode(None, &self.limits)?,
+                }
+            }
+        };
+        let col = batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::InvalidArgument(format!("no partition column {name:?}")))?;
+        let values = partition_values(col.as_ref(), name)?;
+        let mut start = 0;
+        while start < values.len() {
+            let part = values[start];
+            let mut end = start + 1;
+            while end < values.len() && values[end] == part {
+                end += 1;
+            }
+            self.pending
+                .push_back((part, Piece::Decoded(batch.slice(start, end - start))));
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// The next batch to write, under its key; counted in its partition (but for its
+    /// bytes, see [`add_bytes`](Self::add_bytes)).
+    pub(super) fn assign(&mut self) -> Result<Option<Assigned>> {
+        let Some((part, piece)) = self.next_piece()? else {
+            return Ok(None);
+        };
+        let schema = self
+            .tagged
+            .clone()
+            .ok_or_else(|| Error::InvalidArgument("internal: a batch before the schema".into()))?;
+        let info = self.parts.entry(part).or_insert(PartitionInfo {
+            id: part,
+            batches: 0,
+            rows: 0,
+            bytes: 0,
+        });
+        let key = batch_key(&self.prefix, part, info.batches);
+        info.batches += 1;
+        info.rows += piece.num_rows() as u64;
+        Ok(Some(Assigned {
+            key,
+            part,
+            piece,
+            schema,
+            framing: self.framing.clone(),
+            compression: self.compression,
+            limits: self.limits,
+        }))
+    }
+
+    pub(super) fn add_bytes(&mut self, part: u32, n: usize) {
+        if let Some(p) = self.parts.get_mut(&part) {
+            p.bytes += n as u64;
+        }
+    }
+
+    /// Take the previous manifest (the reply to its `GET`) into account.
+    pub(super) fn adopt_old(&mut self, value: Option<bytes::Bytes>, limits: &Limits) {
+        // A corrupt manifest is replaced (a re-split is how it is repaired).
+        if let Some(b) = value
+            && let Ok(old) = parse_manifest(&self.prefix, &self.manifest_key, &b, limits)
+        {
+            self.generation = old.generation.saturating_add(1);
+            self.old = Some(old);
+        }
+    }
+
+    pub(super) fn step(mut self) -> Result<Step<'a, TableInfo>> {
+        let mut req = Request::new(Some(&self.prefix));
+        let mut bytes = 0usize;
+        while bytes < self.budget && req.len() < self.max_batches {
+            let Some(a) = self.assign()? else {
+                break;
+            };
+            let (part, cmd, n) = a.into_set()?;
+            self.add_bytes(part, n);
+            bytes += n;
+            req.push(cmd);
+        }
+        if req.is_empty() {
+            return self.finish();
+        }
+        Ok(Step::send(req, move |replies| {
+            replies_ok(replies, &self.prefix)?;
+            self.step()
+        }))
+    }
+
+    /// Write the manifest, then delete what the previous generation had beyond the new.
+    pub(super) fn finish(self) -> Result<Step<'a, TableInfo>> {
+        let Some(schema) = self.schema else {
+            return Err(Error::InvalidArgument(format!(
+                "table {:?}: no batches to split",
+                self.prefix
+            )));
+        };
+        let partitions: Vec<PartitionInfo> = self.parts.into_values().collect();
+        let created_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let info = TableInfo {
+            prefix: self.prefix.clone(),
+            rows: partitions.iter().map(|p| p.rows).sum(),
+            bytes: partitions.iter().map(|p| p.bytes).sum(),
+            schema,
+            partitions,
+            compression: self.compression,
+            generation: self.generation,
+            created_at_ms,
+            format_version: MANIFEST_VERSION,
+        };
+        let mut req = Request::new(Some(&self.manifest_key));
+        let mut c = redis::cmd("SET");
+        c.arg(&self.manifest_key).arg(encode_manifest(&info)?);
+        req.push(c);
+        if let Some(old) = &self.old {
+            let new: BTreeMap<u32, u32> =
+                info.partitions.iter().map(|p| (p.id, p.batches)).collect();
+            for p in &old.partitions {
+                let keep = new.get(&p.id).copied().unwrap_or(0);
+                let stale: Vec<String> = (keep..p.batches)
+                    .map(|b| batch_key(&self.prefix, p.id, b))
+                    .collect();
+                for chunk in stale.chunks(512) {
+                    let mut c = redis::cmd("DEL");
+                    c.arg(chunk);
+                    req.push(c);
+                }
+            }
+        }
+        let key = self.manifest_key;
+        Ok(Step::then(req, move |replies| {
+            replies_ok(replies, &key)?;
+            Ok(info)
+        }))
+    }
+}
+
+/// The schema message written before re-framed batches.
+fn framing(tagged: &SchemaRef, input_message: &[u8]) -> Result<Option<Arc<Vec<u8>>>> {
+    let mut message = encode_schema(tagged)?;
+    // encode_schema gives a stream: the schema message, then the end-of-stream marker.
+    message.truncate(message.len().saturating_sub(8));
+    let same_ids = match (dictionary_ids(&message), dictionary_ids(input_message)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    };
+    Ok(same_ids.then(|| Arc::new(message)))
+}
+
+/// A batch with its key, ready to encode.
+pub(super) struct Assigned {
+    pub(super) key: String,
+    pub(super) part: u32,
+    piece: Piece,
+    schema: SchemaRef,
+    framing: Option<Arc<Vec<u8>>>,
+    compression: IpcCompression,
+    limits: Limits,
+}
+
+impl Assigned {
+    /// Rough memory held by the piece (for in-flight accounting).
+    pub(super) fn memory_size(&self) -> usize {
+        match &self.piece {
+            Piece::Decoded(b) => b.get_array_memory_size(),
+            Piece::Encoded(e) => e.message_len(),
+        }
+    }
+
+    /// The value as pieces: re-framed when the batch is encoded with the compression
+    /// wanted and the dictionary ids agree, encoded (again) otherwise.
+    fn value(self) -> Result<Vec<Cow<'static, [u8]>>> {
+        let batch = match self.piece {
+            Piece::Encoded(e) => match &self.framing {
+                Some(msg) if e.compression() == Some(self.compression) => {
+                    return Ok(e.into_stream_pieces(msg));
+                }
+                _ => e.decode(None, &self.limits)?,
+            },
+            Piece::Decoded(b) => b,
+        };
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+            .map_err(|e| Error::InvalidArgument(format!("batch: {e}")))?;
+        Ok(vec![Cow::Owned(encode_stream(
+            &self.schema,
+            std::slice::from_ref(&batch),
+            self.compression,
+        )?)])
+    }
+
+    /// `SET key value` for this batch: (partition, command, value bytes).
+    pub(super) fn into_set(mut self) -> Result<(u32, Command<'static>, usize)> {
+        let part = self.part;
+        let key = std::mem::take(&mut self.key).into_bytes();
+        let value = self.value()?;
+        let n = value.iter().map(|p| p.len()).sum();
+        Ok((
+            part,
+            Command::Pieces(vec![
+                vec![Cow::Borrowed(&b"SET"[..])],
+                vec![Cow::Owned(key)],
+                value,
+            ]),
+            n,
+        ))
+    }
+}
