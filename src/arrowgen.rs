@@ -30,30 +30,11 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Decimal128Array, DictionaryArray, Float32Array, Float64Array,
     Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
 };
-use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::codec::arrow::IpcCompression;
-use crate::codec::arrow_file::IpcFormat;
+use crate::codec::arrow_file::{IpcFormat, write_ipc};
 use crate::error::{Error, Result};
-
-/// A writer that counts the bytes written through it.
-struct Counting<W> {
-    inner: W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let k = self.inner.write(buf)?;
-        self.n += k as u64;
-        Ok(k)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 /// What to generate: `partitions` x `batches` (per partition) x `rows` (per batch).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,38 +219,16 @@ impl GenSpec {
         format: IpcFormat,
         compression: IpcCompression,
         threads: usize,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> Result<u64> {
-        let schema = schema(self.dict_strings);
-        let options = IpcWriteOptions::default()
-            .try_with_compression(compression.ipc())
-            .map_err(|e| Error::InvalidArgument(format!("IPC options: {e}")))?;
-        let out = Counting { inner: out, n: 0 };
-        let err = |e: arrow_schema::ArrowError| Error::InvalidArgument(format!("IPC write: {e}"));
-        let mut done = 0u64;
-        match format {
-            IpcFormat::File => {
-                let mut w = FileWriter::try_new_with_options(out, &schema, options).map_err(err)?;
-                for b in self.iter_parallel(threads) {
-                    w.write(&b?).map_err(err)?;
-                    done += 1;
-                    progress(done, w.get_ref().n);
-                }
-                w.finish().map_err(err)?;
-                Ok(w.get_ref().n)
-            }
-            IpcFormat::Stream => {
-                let mut w =
-                    StreamWriter::try_new_with_options(out, &schema, options).map_err(err)?;
-                for b in self.iter_parallel(threads) {
-                    w.write(&b?).map_err(err)?;
-                    done += 1;
-                    progress(done, w.get_ref().n);
-                }
-                w.finish().map_err(err)?;
-                Ok(w.get_ref().n)
-            }
-        }
+        write_ipc(
+            out,
+            &schema(self.dict_strings),
+            self.iter_parallel(threads),
+            format,
+            compression,
+            progress,
+        )
     }
 
     /// Batch `batch` of partition `partition`.

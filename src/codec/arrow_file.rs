@@ -37,12 +37,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+use arrow_schema::{Schema, SchemaRef};
 
 use crate::codec::Limits;
 use crate::codec::arrow::{IpcCompression, decode_stream};
@@ -452,6 +453,83 @@ impl Iterator for IpcInput {
             self.done = true;
         }
         r
+    }
+}
+
+/// A writer that counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write `batches` (all of `schema`) to `out` as an Arrow IPC file or stream with IPC
+/// body compression; `progress` is called after each batch with (batches written,
+/// bytes written). Returns the bytes written. The first failing batch stops the write.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int32Array, RecordBatch};
+/// use redstash::codec::arrow::IpcCompression;
+/// use redstash::codec::arrow_file::{IpcFormat, write_ipc};
+///
+/// let b = RecordBatch::try_from_iter([("x", Arc::new(Int32Array::from(vec![1, 2])) as _)])
+///     .unwrap();
+/// let mut out = Vec::new();
+/// let n = write_ipc(&mut out, &b.schema(), [Ok(b.clone())], IpcFormat::File,
+///                   IpcCompression::Lz4, |_, _| {}).unwrap();
+/// assert_eq!(n as usize, out.len());
+/// assert!(out.starts_with(b"ARROW1"));
+/// ```
+pub fn write_ipc<W: Write>(
+    out: W,
+    schema: &Schema,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    format: IpcFormat,
+    compression: IpcCompression,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    let options = IpcWriteOptions::default()
+        .try_with_compression(compression.ipc())
+        .map_err(|e| Error::InvalidArgument(format!("IPC options: {e}")))?;
+    let out = Counting { inner: out, n: 0 };
+    let err = |e: arrow_schema::ArrowError| match e {
+        arrow_schema::ArrowError::IoError(_, io) => Error::Io(io),
+        other => Error::InvalidArgument(format!("IPC write: {other}")),
+    };
+    let mut done = 0u64;
+    match format {
+        IpcFormat::File => {
+            let mut w = FileWriter::try_new_with_options(out, schema, options).map_err(err)?;
+            for b in batches {
+                w.write(&b?).map_err(err)?;
+                done += 1;
+                progress(done, w.get_ref().n);
+            }
+            w.finish().map_err(err)?;
+            Ok(w.get_ref().n)
+        }
+        IpcFormat::Stream => {
+            let mut w = StreamWriter::try_new_with_options(out, schema, options).map_err(err)?;
+            for b in batches {
+                w.write(&b?).map_err(err)?;
+                done += 1;
+                progress(done, w.get_ref().n);
+            }
+            w.finish().map_err(err)?;
+            Ok(w.get_ref().n)
+        }
     }
 }
 

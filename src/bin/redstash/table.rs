@@ -402,27 +402,16 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
 }
 
 fn write_ipc_file(path: &PathBuf, table: &Table, c: IpcCompression) -> Result<(), Fail> {
-    use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
-    let err = |e: arrow_schema::ArrowError| Fail(1, format!("{}: {e}", path.display()));
     let file =
         std::fs::File::create(path).map_err(|e| Fail(1, format!("{}: {e}", path.display())))?;
-    let options = IpcWriteOptions::default()
-        .try_with_compression(match c {
-            IpcCompression::None => None,
-            IpcCompression::Lz4 => Some(arrow_ipc::CompressionType::LZ4_FRAME),
-            IpcCompression::Zstd => Some(arrow_ipc::CompressionType::ZSTD),
-        })
-        .map_err(err)?;
-    let mut w = FileWriter::try_new_with_options(
-        std::io::BufWriter::with_capacity(4 << 20, file),
-        &table.schema,
-        options,
-    )
-    .map_err(err)?;
-    for b in &table.batches {
-        w.write(b).map_err(err)?;
-    }
-    w.finish().map_err(err)
+    table
+        .write_ipc(
+            std::io::BufWriter::with_capacity(4 << 20, file),
+            IpcFormat::File,
+            c,
+        )
+        .map_err(|e| Fail(1, format!("{}: {e}", path.display())))?;
+    Ok(())
 }
 
 /// `redstash table ...`.

@@ -188,6 +188,24 @@ impl Table {
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
+
+    /// Write the batches to `out` as an Arrow IPC file or stream (what
+    /// `pyarrow.ipc.open_file` / `open_stream` read); returns the bytes written.
+    pub fn write_ipc<W: std::io::Write>(
+        &self,
+        out: W,
+        format: crate::codec::arrow_file::IpcFormat,
+        compression: IpcCompression,
+    ) -> Result<u64> {
+        crate::codec::arrow_file::write_ipc(
+            out,
+            &self.schema,
+            self.batches.iter().cloned().map(Ok),
+            format,
+            compression,
+            |_, _| {},
+        )
+    }
 }
 
 /// Input of [`TableStore::split`]: any `Send` iterator of record batches.
