@@ -259,3 +259,88 @@ fn split_ipc_parallel_matches_split_ipc() {
     let want: Vec<RecordBatch> = spec.iter().collect::<redstash::Result<_>>().unwrap();
     assert_eq!(t.batches, want);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A small valid IPC file or stream of the full generated schema (lz4, so a flipped
+    /// byte can land in compressed buffers, lengths, flatbuffers and dictionaries).
+    fn valid(stream: bool) -> Vec<u8> {
+        let spec = GenSpec {
+            partitions: 1,
+            batches: 2,
+            rows: 20,
+            seed: 3,
+            dict_strings: true,
+            string_cardinality: 5,
+        };
+        let mut out = Vec::new();
+        let format = if stream {
+            IpcFormat::Stream
+        } else {
+            IpcFormat::File
+        };
+        spec.write_ipc(&mut out, format, IpcCompression::Lz4, 1, |_, _| {})
+            .unwrap();
+        out
+    }
+
+    /// Open, walk and decode everything: errors are fine, panics are not.
+    fn exercise(bytes: Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, &bytes).unwrap();
+        let limits = Limits {
+            max_value_len: 1 << 20,
+            ..Limits::default()
+        };
+        if let Ok(input) = IpcInput::open(&path, limits) {
+            for b in input {
+                match b {
+                    Ok(b) => {
+                        let _ = b.decode(None, &limits);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let _ = IpcInput::from_stream(Cursor::new(bytes), limits).map(|i| i.count());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn mutated_ipc_inputs_never_panic(
+            stream in any::<bool>(),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let mut bytes = valid(stream);
+            for (at, v) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = v;
+            }
+            if truncate {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            exercise(bytes);
+        }
+    }
+
+    #[test]
+    fn the_unmutated_inputs_decode() {
+        for stream in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x");
+            std::fs::write(&path, valid(stream)).unwrap();
+            let batches: Vec<_> = IpcInput::open(&path, Limits::default())
+                .unwrap()
+                .map(|b| b.unwrap().decode(None, &Limits::default()).unwrap())
+                .collect();
+            assert_eq!(batches.len(), 2);
+        }
+    }
+}
