@@ -54,8 +54,8 @@ pub struct GenSpec {
 }
 
 impl Default for GenSpec {
-    /// ArrowRedis's defaults where it has them: seed 42, dictionary strings, 1000
-    /// distinct strings; 4 partitions x 8 batches x 10 000 rows.
+    /// ArrowRedis's benchmark settings (seed 42, dictionary strings over 5000 words) on
+    /// a small table: 4 partitions x 8 batches x 10 000 rows.
     fn default() -> Self {
         GenSpec {
             partitions: 4,
@@ -63,7 +63,7 @@ impl Default for GenSpec {
             rows: 10_000,
             seed: 42,
             dict_strings: true,
-            string_cardinality: 1000,
+            string_cardinality: 5000,
         }
     }
 }

@@ -218,6 +218,23 @@ fn tables_gen_split_read_info_list_delete() {
         .unwrap();
     assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 2000);
 
+    // `all`, as ArrowRedis spells it.
+    let (code, out, err) = redstash(
+        &url,
+        &[
+            "--json",
+            "read",
+            "--prefix",
+            "demo:v1",
+            "--partitions",
+            "all",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["partitions"], serde_json::json!([0, 1, 2]));
+    let (code, _, _) = redstash(&url, &["read", "--prefix", "demo:v1", "--partitions", "x"]);
+    assert_eq!(code, 2);
+
     // --batches is checked.
     let (code, _, err) = redstash(&url, &["read", "--prefix", "demo:v1", "--batches", "3"]);
     assert_eq!(code, 1);

@@ -90,7 +90,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
                 compression: a.compression,
                 dict_strings: true,
                 string_cardinality: 5000,
-                seed: 123,
+                seed: 42,
                 stream: false,
                 threads: None,
             },

@@ -58,10 +58,10 @@ pub struct SplitArgs {
     /// Key prefix of the table (keys are PREFIX:{part=XXXXX}:batch=YYYYY).
     #[arg(long)]
     pub prefix: String,
-    /// Batches per partition: consecutive runs of this many input batches form a
-    /// partition (ArrowRedis's meaning). Default: by the `partition` column if the
-    /// input has one, else one partition.
-    #[arg(long, conflicts_with_all = ["partition_by", "round_robin"])]
+    /// Batches per partition, as ArrowRedis uses it: when the input has no integer
+    /// `partition` column, consecutive runs of this many batches form a partition.
+    /// (With a `partition` column, batches go by that column, as in ArrowRedis.)
+    #[arg(long)]
     pub batches: Option<u32>,
     /// Partition by this integer column.
     #[arg(long, conflicts_with = "round_robin")]
@@ -93,9 +93,9 @@ pub struct ReadArgs {
     /// Key prefix of the table.
     #[arg(long)]
     pub prefix: String,
-    /// Comma-separated partition ids (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub partitions: Option<Vec<u32>>,
+    /// Comma-separated partition ids, or `all` (the default).
+    #[arg(long, value_parser = parse_partitions)]
+    pub partitions: Option<Partitions>,
     /// Batches each partition must have (checked; not needed: the manifest or a SCAN
     /// tells).
     #[arg(long)]
@@ -113,7 +113,7 @@ pub struct ReadArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// IPC body compression of `--out`.
-    #[arg(long, default_value = "zstd", value_parser = parse_compression)]
+    #[arg(long, alias = "compression", default_value = "zstd", value_parser = parse_compression)]
     pub out_compression: IpcCompression,
     /// `on` for Redis Cluster (not supported by the CLI yet), `off` for one server.
     #[arg(long, default_value = "off", value_parser = ["on", "off"])]
@@ -139,6 +139,24 @@ pub enum TableCmd {
         /// Key prefix of the table.
         prefix: String,
     },
+}
+
+/// The partitions `read --partitions` asks for.
+#[derive(Debug, Clone)]
+pub struct Partitions(Option<Vec<u32>>);
+
+fn parse_partitions(s: &str) -> Result<Partitions, String> {
+    if s == "all" {
+        return Ok(Partitions(None));
+    }
+    s.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{p:?} is not a partition id (use 0,1,2 or all)"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| Partitions(Some(v)))
 }
 
 fn parse_compression(s: &str) -> Result<IpcCompression, String> {
@@ -247,18 +265,18 @@ pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
             .len();
         (IpcInput::open(&a.inp, limits)?, len)
     };
-    let partitioning = if let Some(n) = a.batches {
-        Partitioning::Blocks(n)
-    } else if let Some(c) = &a.partition_by {
+    let has_partition_column = input
+        .schema()
+        .field_with_name("partition")
+        .is_ok_and(|f| f.data_type().is_integer());
+    let partitioning = if let Some(c) = &a.partition_by {
         Partitioning::Column(c.clone())
     } else if let Some(n) = a.round_robin {
         Partitioning::RoundRobin(n)
-    } else if input
-        .schema()
-        .field_with_name("partition")
-        .is_ok_and(|f| f.data_type().is_integer())
-    {
+    } else if has_partition_column {
         Partitioning::Column("partition".into())
+    } else if let Some(n) = a.batches {
+        Partitioning::Blocks(n)
     } else {
         Partitioning::RoundRobin(1)
     };
@@ -325,7 +343,7 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
     no_cluster(&a.cluster)?;
     let store = TableStore::new("").mget_keys(a.pipeline.max(1));
     let mut options = ReadOptions::all();
-    options.partitions = a.partitions.clone();
+    options.partitions = a.partitions.clone().and_then(|p| p.0);
     options.columns = a.columns.clone();
     let mut cons = BulkConnection::open_many(&cli.url, a.concurrency.max(1))?;
     let t = Instant::now();
