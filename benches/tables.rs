@@ -16,6 +16,12 @@
 //! (8 partitions x 16 batches x 50,000 rows, zstd, dictionary strings);
 //! `REDSTASH_BENCH_SIZE=50mb|250mb|512mb|1gb` and `REDSTASH_BENCH_CONNECTIONS` (default
 //! 4) change it. Under `cargo test --benches` it runs once on a tiny table.
+//!
+//! ArrowRedis side by side: with `REDSTASH_ARROWREDIS=/path/to/bench_arrow.py` (a
+//! checkout of github.com/fcenedes/ArrowRedis, not part of this repository) and
+//! `REDSTASH_ARROWREDIS_PYTHON` (a python with its requirements; default `python3`),
+//! the same run also times its `gen`, `split` and `read` of the same configuration
+//! against the same server, and prints the ratios.
 
 #[path = "common/plain_socket.rs"]
 mod plain_socket;
@@ -112,6 +118,53 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+/// ArrowRedis's times for one phase: the process's wall time and its own report.
+struct Theirs {
+    wall: Duration,
+    own: Option<f64>,
+}
+
+/// Run `bench_arrow.py ARGS` and time it; `own` parses the time it reports itself.
+fn arrowredis(args: &[&str]) -> Res<Theirs> {
+    let Ok(script) = std::env::var("REDSTASH_ARROWREDIS") else {
+        return Err("REDSTASH_ARROWREDIS is not set".into());
+    };
+    let python = std::env::var("REDSTASH_ARROWREDIS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let t = Instant::now();
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()?;
+    let wall = t.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        return Err(format!("ArrowRedis {args:?} failed: {text}").into());
+    }
+    let num = |s: &str| s.trim_end_matches(['s', ';', ',']).parse::<f64>().ok();
+    // "Time: 2.45s" (gen, split); "Fetched n/N present chunks in 0.23s; parsed in 0.15s".
+    let mut own = None;
+    for line in text.lines() {
+        if let Some(rest) = line.split("Time:").nth(1) {
+            own = rest.split_whitespace().next().and_then(num);
+        }
+        if line.contains("present chunks in") {
+            // The number after the first "in" (fetch) and after the last (parse).
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |i: Option<usize>| i.and_then(|i| words.get(i + 1)).and_then(|x| num(x));
+            let fetch = after(words.iter().position(|x| *x == "in"));
+            let parse = after(words.iter().rposition(|x| *x == "in"));
+            if let (Some(f), Some(p)) = (fetch, parse) {
+                own = Some(f + p);
+            }
+        }
+    }
+    Ok(Theirs { wall, own })
 }
 
 fn flush(port: u16) -> Res<()> {
@@ -293,6 +346,61 @@ fn main() -> Res<()> {
     let (plain_read, ours_read) = (median(plain_read), median(ours_read));
     assert_eq!(rows as u64, spec.total_rows());
 
+    // ---- ArrowRedis, same configuration, same server (optional) ----
+    let theirs = if bench && std::env::var("REDSTASH_ARROWREDIS").is_ok() {
+        flush(port)?;
+        let ar_file = dir.path().join("arrowredis.arrow");
+        let (p, b, r) = (
+            spec.partitions.to_string(),
+            spec.batches.to_string(),
+            spec.rows.to_string(),
+        );
+        let f = ar_file.to_string_lossy().into_owned();
+        let g = arrowredis(&[
+            "gen",
+            "--out",
+            &f,
+            "--partitions",
+            &p,
+            "--batches",
+            &b,
+            "--rows",
+            &r,
+            "--compression",
+            "zstd",
+            "--dict-strings",
+            "--seed",
+            "42",
+        ])?;
+        let sp = arrowredis(&[
+            "split",
+            "--inp",
+            &f,
+            "--redis-url",
+            &url,
+            "--prefix",
+            "ar",
+            "--batches",
+            &b,
+            "--compression",
+            "zstd",
+        ])?;
+        let rd = arrowredis(&[
+            "read",
+            "--redis-url",
+            &url,
+            "--prefix",
+            "ar",
+            "--partitions",
+            "all",
+            "--batches",
+            &b,
+        ])?;
+        Some((g, sp, rd))
+    } else {
+        None
+    };
+
     println!(
         "\n## TableStore, {size}: {} partitions x {} batches x {} rows, zstd, {conns} connections\n",
         spec.partitions, spec.batches, spec.rows
@@ -327,6 +435,27 @@ fn main() -> Res<()> {
         mbps(stored, ours_read),
         plain_read.as_secs_f64() / ours_read.as_secs_f64()
     );
+    if let Some((g, sp, rd)) = &theirs {
+        let secs = |t: &Theirs| t.own.unwrap_or(t.wall.as_secs_f64());
+        println!(
+            "\n| phase | ArrowRedis (own timing / whole process) | redstash | redstash speed-up |"
+        );
+        println!("|---|---|---|---|");
+        for (name, t, ours) in [
+            ("gen", g, gen_time),
+            ("split", sp, ours_split),
+            ("read", rd, ours_read),
+        ] {
+            println!(
+                "| {name} | {:.2} s / {:.2} s | {:.3} s | {:.1}x (own timing), {:.1}x (process) |",
+                secs(t),
+                t.wall.as_secs_f64(),
+                ours.as_secs_f64(),
+                secs(t) / ours.as_secs_f64(),
+                t.wall.as_secs_f64() / ours.as_secs_f64()
+            );
+        }
+    }
     println!(
         "\npeak RSS above start: split {:.0} MB (window {} x 16 MiB + 64 MB = {:.0} MB), read {:.0} MB (1.5 x decoded = {:.0} MB)",
         split_rss as f64 / 1e6,
