@@ -60,18 +60,25 @@ impl AsyncConnection for crate::direct::DirectAsyncConnection {
 }
 
 impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
-    /// One round trip per request (a redis-rs connection takes one call at a time), each
-    /// request turned into a pipeline while the previous one is under way.
+    /// One round trip per request (a redis-rs connection takes one call at a time). The
+    /// server waits between calls, so the work between them is kept minimal: each
+    /// request is turned into a pipeline, and the previous pipeline freed, while the one
+    /// before it is under way.
     async fn run_requests(&mut self, mut reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
         let mut out = Vec::with_capacity(reqs.len());
         let mut next = reqs.next().map(Prepared::new).transpose()?;
+        let mut sent: Option<Prepared> = None;
         while let Some(p) = next.take() {
             let (offset, count) = p.window;
             let call = self.req_packed_commands(&p.pipeline, offset, count);
-            let (replies, following) =
-                while_in_flight(call, || reqs.next().map(Prepared::new).transpose()).await;
+            let (replies, following) = while_in_flight(call, || {
+                drop(sent.take());
+                reqs.next().map(Prepared::new).transpose()
+            })
+            .await;
             out.push(p.shell.finish(replies.map_err(|e| p.shell.error(e))?)?);
             next = following?;
+            sent = Some(p);
         }
         Ok(out)
     }

@@ -65,14 +65,15 @@ use crate::store::{join_key, sync_and_async, ttl_millis};
 ///
 /// Each chunk is encoded straight into one buffer just before it is sent. redstash's
 /// direct connections write every chunk as soon as it is built, without waiting for
-/// replies, so building the next chunk overlaps with the server's work; redis-rs
-/// connections take one call at a time, so there each chunk is a round trip (built while
-/// the previous one is under way on async connections). A chunk of 5,000 entities of 128
-/// `f32` is about 3.4 MB of commands. Measured with 100,000 such entities
-/// (`benches/features.rs`), 5,000 per chunk kept the server as busy as 20,000 did on
-/// every connection kind (slightly busier on `MultiplexedConnection`) with a quarter of
-/// the memory.
-pub const DEFAULT_CHUNK_SIZE: usize = 5_000;
+/// replies, so building the next chunk overlaps with the server's work and the chunk
+/// size hardly matters. redis-rs connections take one call at a time, so there each
+/// chunk is a round trip and the server waits while the client finishes one call and
+/// starts the next: measured with 100,000 entities of 128 `f32` (`benches/features.rs`),
+/// 2,000 per chunk kept the server as busy as 5,000 on `redis::Connection` and busier
+/// than 5,000 or 20,000 on `MultiplexedConnection` (whose per-call packing costs less
+/// on smaller, cache-resident buffers). A chunk of 2,000 such entities is about 1.4 MB
+/// of commands.
+pub const DEFAULT_CHUNK_SIZE: usize = 2_000;
 
 /// Bytes of the timestamp in front of a vector ([`Layout::Native`]).
 pub const TIMESTAMP_LEN: usize = 8;
