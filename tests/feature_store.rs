@@ -540,10 +540,12 @@ fn send_all_streams_requests_with_a_transaction_among_them() {
                 r.push(cmd(&["GET", "n"]));
                 r
             },
+            Request::new(None).atomic(),
         ];
         let step = Step::SendAll(Requests::from(reqs), Box::new(|r| Ok(Step::Done(r))));
         let replies = con.run(step).await.unwrap();
-        assert_eq!(replies.len(), 3, "{backend:?}");
+        assert_eq!(replies.len(), 4, "{backend:?}");
+        assert!(replies[3].is_empty(), "{backend:?}");
         assert_eq!(replies[0], vec![Value::Okay], "{backend:?}");
         assert_eq!(
             replies[1],

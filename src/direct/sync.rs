@@ -165,6 +165,9 @@ impl DirectConnection {
     pub fn exec<F: Frame>(&mut self, cmds: &[F], atomic: bool) -> RedisResult<Vec<Value>> {
         self.begin()?;
         let n = self.send(cmds, atomic)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let replies = self.recv(n)?;
         resp::finish_replies(replies, atomic)
     }
@@ -189,10 +192,12 @@ impl DirectConnection {
         if self.broken {
             return Err(resp::broken_error());
         }
-        let n = resp::expected_replies(cmds.iter().map(Frame::replies).sum(), atomic);
-        if n == 0 {
+        let commands: usize = cmds.iter().map(Frame::replies).sum();
+        if commands == 0 {
+            // Nothing to send, not even an empty MULTI/EXEC.
             return Ok(0);
         }
+        let n = resp::expected_replies(commands, atomic);
         // Encoding errors (e.g. cursor arguments) happen before any I/O: they leave
         // the stream as it was (replies of earlier batches are still owed).
         let encoded = self.encoder.encode(cmds, atomic)?;

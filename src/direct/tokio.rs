@@ -148,6 +148,9 @@ impl DirectAsyncConnection {
     ) -> RedisResult<Vec<Value>> {
         self.begin()?;
         let n = self.send(cmds, atomic).await?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let replies = self.recv(n).await?;
         resp::finish_replies(replies, atomic)
     }
@@ -175,10 +178,12 @@ impl DirectAsyncConnection {
         if self.broken {
             return Err(resp::broken_error());
         }
-        let n = resp::expected_replies(cmds.iter().map(Frame::replies).sum(), atomic);
-        if n == 0 {
+        let commands: usize = cmds.iter().map(Frame::replies).sum();
+        if commands == 0 {
+            // Nothing to send, not even an empty MULTI/EXEC.
             return Ok(0);
         }
+        let n = resp::expected_replies(commands, atomic);
         let encoded = self.encoder.encode(cmds, atomic)?;
         // Set before any I/O and cleared once the whole batch is written: an error or
         // a dropped future leaves the connection marked broken.

@@ -525,6 +525,10 @@ impl ReplyCheck {
     /// Check the raw replies of a request read by a direct connection (a
     /// transaction's `MULTI`, `QUEUED`s and `EXEC` included).
     pub(crate) fn finish_raw(&self, raw: Vec<Value>) -> Result<Vec<Value>> {
+        if self.len == 0 {
+            // Nothing was sent (not even an empty transaction).
+            return self.check_len(raw);
+        }
         let replies =
             crate::direct::resp::finish_replies(raw, self.atomic).map_err(|e| self.error(e))?;
         self.check_len(replies)
