@@ -11,7 +11,9 @@
 //! * `BatchStore` put+get of a `(1000, 784)` f64 + `(1000,)` i64 batch against a raw
 //!   `HSET`/`HGETALL` of the same bytes.
 //!
-//! `cargo bench --bench features --features testkit,tokio` (about a minute).
+//! `cargo bench --bench features --features testkit,tokio` (about a minute);
+//! `-- --write-only` for the `write_many` table alone, `REDSTASH_BENCH_RUNS=n` for `n`
+//! interleaved runs per median (default 5).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -80,15 +82,15 @@ fn packed_commands<T>(mut step: Step<'_, T>) -> Res<Vec<u8>> {
             Step::Send(req, k) => {
                 let n = req.len();
                 for c in req.commands() {
-                    out.extend_from_slice(&c.clone().into_cmd().get_packed_command());
+                    c.write_resp(&mut out);
                 }
                 step = k(vec![Value::Okay; n])?;
             }
             Step::SendAll(reqs, k) => {
                 let mut replies = Vec::with_capacity(reqs.len());
-                for req in &reqs {
+                for req in reqs {
                     for c in req.commands() {
-                        out.extend_from_slice(&c.clone().into_cmd().get_packed_command());
+                        c.write_resp(&mut out);
                     }
                     replies.push(vec![Value::Okay; req.len()]);
                 }
@@ -98,18 +100,69 @@ fn packed_commands<T>(mut step: Step<'_, T>) -> Res<Vec<u8>> {
     }
 }
 
-fn redis_cli_pipe(port: u16, file: &std::path::Path) -> Res<Duration> {
-    let t = Instant::now();
+/// Nanoseconds the redis-server's main thread ran or waited for a CPU (Linux
+/// schedstat), to tell the time the client left it idle from the time it was busy or
+/// preempted on a loaded machine.
+fn server_runnable_ns(pid: Option<u32>) -> Option<u64> {
+    let pid = pid?;
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/schedstat")).ok()?;
+    let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some(f.next()?? + f.next()??)
+}
+
+/// One timed run: wall time, and the share of it the server was running or runnable.
+#[derive(Clone, Copy)]
+struct Sample {
+    time: Duration,
+    busy: Option<f64>,
+}
+
+struct Timer {
+    pid: Option<u32>,
+    t: Instant,
+    ns: Option<u64>,
+}
+
+impl Timer {
+    fn start(pid: Option<u32>) -> Self {
+        Timer {
+            pid,
+            ns: server_runnable_ns(pid),
+            t: Instant::now(),
+        }
+    }
+
+    fn stop(self) -> Sample {
+        let time = self.t.elapsed();
+        let busy = match (self.ns, server_runnable_ns(self.pid)) {
+            (Some(a), Some(b)) => Some((b - a) as f64 / 1e9 / time.as_secs_f64()),
+            _ => None,
+        };
+        Sample { time, busy }
+    }
+}
+
+/// Median time and median server busy share of samples.
+fn summary(samples: &[Sample]) -> (Duration, String) {
+    let time = median(samples.iter().map(|s| s.time).collect());
+    let mut busy: Vec<f64> = samples.iter().filter_map(|s| s.busy).collect();
+    busy.sort_by(f64::total_cmp);
+    let busy = busy
+        .get(busy.len() / 2)
+        .map_or_else(|| "n/a".to_owned(), |b| format!("{b:.2}"));
+    (time, busy)
+}
+
+fn redis_cli_pipe(port: u16, file: &std::path::Path) -> Res<()> {
     let out = Command::new("redis-cli")
         .args(["-p", &port.to_string(), "--pipe"])
         .stdin(Stdio::from(std::fs::File::open(file)?))
         .output()?;
-    let d = t.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || !text.contains("errors: 0") {
         return Err(format!("redis-cli --pipe failed: {text}").into());
     }
-    Ok(d)
+    Ok(())
 }
 
 /// A raw pipelined write of every entity in one candidate layout (redis-rs commands,
@@ -191,7 +244,17 @@ fn main() -> Res<()> {
         return Ok(());
     }
     let quick = !std::env::args().any(|a| a == "--bench");
-    let runs = if quick { 1 } else { RUNS };
+    // `REDSTASH_BENCH_RUNS=n`: more interleaved runs per median on a noisy machine.
+    let runs = match std::env::var("REDSTASH_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) if !quick => n,
+        _ if quick => 1,
+        _ => RUNS,
+    };
+    // `-- --write-only`: only the write_many table (for quick comparisons).
+    let write_only = std::env::args().any(|a| a == "--write-only");
     let srv = RedisServer::start()?;
     let port = srv.port();
     let client = srv.client()?;
@@ -200,7 +263,13 @@ fn main() -> Res<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut acon = rt.block_on(client.get_multiplexed_async_connection())?;
+    // No response timeout: redis-rs's default (500 ms) bounds one pipelined call, and a
+    // call may carry many megabytes of commands on a loaded machine.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut acon = rt.block_on(client.get_multiplexed_async_connection_with_config(&config))?;
+    let mut adirect = rt.block_on(redstash::direct::DirectAsyncConnection::open(
+        srv.url().as_str(),
+    ))?;
 
     let ids = ids();
     let x = embeddings();
@@ -217,6 +286,7 @@ fn main() -> Res<()> {
     let mut t_sync = Vec::new();
     let mut t_direct = Vec::new();
     let mut t_async = Vec::new();
+    let mut t_adirect = Vec::new();
     let registry = redis::cmd("HGETALL").arg(store.registry_key()).clone();
     let keep: Vec<String> = registry.query(&mut con)?;
     let restore = |con: &mut redis::Connection| -> Res<()> {
@@ -227,30 +297,47 @@ fn main() -> Res<()> {
             .query::<()>(con)?;
         Ok(())
     };
+    let info: String = redis::cmd("INFO").arg("server").query(&mut con)?;
+    let pid: Option<u32> = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok());
     for _ in 0..runs {
         restore(&mut con)?;
-        t_cli.push(redis_cli_pipe(port, &file)?);
+        let t = Timer::start(pid);
+        redis_cli_pipe(port, &file)?;
+        t_cli.push(t.stop());
         restore(&mut con)?;
-        let t = Instant::now();
+        let t = Timer::start(pid);
         store.write_many(&mut con, "emb", &ids, &x)?;
-        t_sync.push(t.elapsed());
+        t_sync.push(t.stop());
         restore(&mut con)?;
-        let t = Instant::now();
+        let t = Timer::start(pid);
         store.write_many(&mut direct, "emb", &ids, &x)?;
-        t_direct.push(t.elapsed());
+        t_direct.push(t.stop());
         restore(&mut con)?;
-        let t = Instant::now();
+        let t = Timer::start(pid);
         rt.block_on(store.write_many_async(&mut acon, "emb", &ids, &x))?;
-        t_async.push(t.elapsed());
+        t_async.push(t.stop());
+        restore(&mut con)?;
+        let t = Timer::start(pid);
+        rt.block_on(store.write_many_async(&mut adirect, "emb", &ids, &x))?;
+        t_adirect.push(t.stop());
     }
-    let cli = median(t_cli);
+    let (cli, cli_busy) = summary(&t_cli);
     println!(
-        "\n## FeatureStore write_many: {N} entities of {DIM} f32 with TTL, {CHUNK} per round trip\n"
+        "\n## FeatureStore write_many: {N} entities of {DIM} f32 with TTL, {CHUNK} per request\n"
     );
-    println!("| variant | time | entities/s | rate vs redis-cli --pipe (target >= 0.9) |");
-    println!("|---|---|---|---|");
     println!(
-        "| redis-cli --pipe, same commands | {} ms | {} | 1.00 |",
+        "Medians of {runs} interleaved runs. Server busy: share of the time redis-server's \
+         main thread was running or waiting for a CPU (1.00: the client never left it idle).\n"
+    );
+    println!(
+        "| variant | time | entities/s | rate vs redis-cli --pipe (target >= 0.9) | server busy |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| redis-cli --pipe, same commands | {} ms | {} | 1.00 | {cli_busy} |",
         ms(cli),
         rate(N, cli)
     );
@@ -258,14 +345,19 @@ fn main() -> Res<()> {
         ("redstash sync (redis::Connection)", t_sync),
         ("redstash sync (DirectConnection)", t_direct),
         ("redstash async (MultiplexedConnection)", t_async),
+        ("redstash async (DirectAsyncConnection)", t_adirect),
     ] {
-        let m = median(t);
+        let (m, busy) = summary(&t);
         println!(
-            "| {label} | {} ms | {} | {:.2} |",
+            "| {label} | {} ms | {} | {:.2} | {busy} |",
             ms(m),
             rate(N, m),
             cli.as_secs_f64() / m.as_secs_f64()
         );
+    }
+
+    if write_only {
+        return Ok(());
     }
 
     // ---- read_many of 1,000 ids ----

@@ -61,7 +61,8 @@ pub fn take(len: usize) -> Vec<u8> {
     Vec::with_capacity(len)
 }
 
-fn give(buf: Vec<u8>) {
+/// Hand a buffer back to the pool (kept only if it is large enough and fits the limit).
+pub(crate) fn give(buf: Vec<u8>) {
     let limit = pool_limit();
     if buf.capacity() < MIN_POOLED || buf.capacity() > limit {
         return;

@@ -511,3 +511,104 @@ fn out_of_memory_mid_write_is_reported_exactly() {
         });
     }
 }
+
+/// `Step::SendAll` (what `write_many` sends) on every backend: requests built one at a
+/// time, a transaction and a server error among them; each request gets its own replies.
+#[test]
+fn send_all_streams_requests_with_a_transaction_among_them() {
+    use redis::Value;
+    use redstash::exec::{Request, Requests, Step};
+    each_backend(|backend, mut con| async move {
+        let cmd = |args: &[&str]| {
+            let mut c = redis::cmd(args[0]);
+            for a in &args[1..] {
+                c.arg(*a);
+            }
+            c
+        };
+        let reqs = vec![
+            Request::single(cmd(&["SET", "n", "1"]), None),
+            {
+                let mut r = Request::new(Some("n"));
+                r.push(cmd(&["INCR", "n"]));
+                r.push(cmd(&["INCR", "n"]));
+                r.atomic()
+            },
+            {
+                let mut r = Request::new(None);
+                r.push(cmd(&["LPUSH", "n", "x"]));
+                r.push(cmd(&["GET", "n"]));
+                r
+            },
+            Request::new(None).atomic(),
+        ];
+        let step = Step::SendAll(Requests::from(reqs), Box::new(|r| Ok(Step::Done(r))));
+        let replies = con.run(step).await.unwrap();
+        assert_eq!(replies.len(), 4, "{backend:?}");
+        assert!(replies[3].is_empty(), "{backend:?}");
+        assert_eq!(replies[0], vec![Value::Okay], "{backend:?}");
+        assert_eq!(
+            replies[1],
+            vec![Value::Int(2), Value::Int(3)],
+            "{backend:?}"
+        );
+        assert!(
+            matches!(&replies[2][..], [Value::ServerError(e), Value::BulkString(b)]
+                if e.code() == "WRONGTYPE" && b == b"3"),
+            "{backend:?}: {:?}",
+            replies[2]
+        );
+        // The connection is still in sync.
+        let n: i64 = con.raw(&cmd(&["INCR", "n"])).await.unwrap();
+        assert_eq!(n, 4, "{backend:?}");
+    });
+}
+
+/// A direct connection left with unread replies (a request that could not be encoded
+/// after others were sent, a cancelled call) refuses further calls instead of reading
+/// a stream out of sync.
+#[test]
+fn direct_connections_with_replies_owed_are_broken() {
+    use redstash::direct::{DirectAsyncConnection, DirectConnection};
+    use redstash::exec::{Request, Requests, Step, run, run_async};
+    let srv = server();
+    let mut scan = redis::cmd("SCAN");
+    scan.cursor_arg(0);
+    let plan = move || -> Step<'static, Vec<Vec<redis::Value>>> {
+        let reqs = vec![
+            Request::single(redis::cmd("PING"), None),
+            Request::single(scan.clone(), None),
+        ];
+        Step::SendAll(Requests::from(reqs), Box::new(|r| Ok(Step::Done(r))))
+    };
+    let mut con = DirectConnection::open(srv.url().as_str()).unwrap();
+    assert!(run(&mut con, plan()).is_err());
+    assert!(!con.is_open());
+    assert!(con.exec(&[redis::cmd("PING")], false).is_err());
+
+    rt().block_on(async {
+        let mut con = DirectAsyncConnection::open(srv.url().as_str())
+            .await
+            .unwrap();
+        assert!(run_async(&mut con, plan()).await.is_err());
+        assert!(!con.is_open());
+        // Cancelled while waiting for a reply.
+        let mut con = DirectAsyncConnection::open(srv.url().as_str())
+            .await
+            .unwrap();
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg("nothing").arg(2);
+        let step: Step<'_, Vec<Vec<redis::Value>>> = Step::SendAll(
+            Requests::from(vec![Request::single(blpop, None)]),
+            Box::new(|r| Ok(Step::Done(r))),
+        );
+        let call = run_async(&mut con, step);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), call)
+                .await
+                .is_err()
+        );
+        assert!(!con.is_open());
+        assert!(con.exec(&[redis::cmd("PING")], false).await.is_err());
+    });
+}

@@ -19,6 +19,8 @@ use std::io::IoSlice;
 
 use redis::{Arg, Cmd, ErrorKind, RedisError, RedisResult, Value};
 
+use crate::exec::push_header;
+
 /// Arguments at least this large are written straight from the command's
 /// memory with vectored writes instead of being copied into the scratch buffer.
 pub(crate) const LARGE_ARG: usize = 16 * 1024;
@@ -166,24 +168,6 @@ impl Encoded<'_> {
     }
 }
 
-fn push_header(buf: &mut Vec<u8>, prefix: u8, n: usize) {
-    buf.push(prefix);
-    // itoa without allocation
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&tmp[i..]);
-    buf.extend_from_slice(b"\r\n");
-}
-
 fn push_small_cmd(buf: &mut Vec<u8>, args: &[&[u8]]) {
     push_header(buf, b'*', args.len());
     for a in args {
@@ -225,6 +209,16 @@ impl<'a> Framer<'_, 'a> {
         }
         self.scratch.extend_from_slice(b"\r\n");
     }
+
+    /// Commands already encoded as RESP, written as they are (large ones straight
+    /// from their memory).
+    pub fn raw(&mut self, resp: &'a [u8]) {
+        if resp.len() >= LARGE_ARG {
+            self.marks.push((self.scratch.len(), resp));
+        } else {
+            self.scratch.extend_from_slice(resp);
+        }
+    }
 }
 
 /// A command the direct connections can send: a redis-rs [`Cmd`], or redstash's
@@ -232,11 +226,21 @@ impl<'a> Framer<'_, 'a> {
 pub trait Frame {
     /// Write this command's framing.
     fn frame<'a>(&'a self, f: &mut Framer<'_, 'a>) -> RedisResult<()>;
+
+    /// Number of replies it gets: 1, or the number of commands written by
+    /// [`Framer::raw`].
+    fn replies(&self) -> usize {
+        1
+    }
 }
 
 impl<T: Frame + ?Sized> Frame for &T {
     fn frame<'a>(&'a self, f: &mut Framer<'_, 'a>) -> RedisResult<()> {
         (**self).frame(f)
+    }
+
+    fn replies(&self) -> usize {
+        (**self).replies()
     }
 }
 

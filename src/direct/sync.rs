@@ -100,7 +100,10 @@ pub struct DirectConnection {
     encoder: Encoder,
     parser: Parser,
     rbuf: ReadBuffer,
+    /// An I/O or protocol error left the stream out of sync.
     broken: bool,
+    /// Replies of sent batches not read yet.
+    pending: usize,
 }
 
 impl DirectConnection {
@@ -129,6 +132,7 @@ impl DirectConnection {
             parser: Parser::new(),
             rbuf: ReadBuffer::default(),
             broken: false,
+            pending: 0,
         };
         if !setup.handshake.is_empty() {
             let replies = conn.exec(&setup.handshake, false)?;
@@ -147,7 +151,7 @@ impl DirectConnection {
     /// `false` once an I/O or protocol error broke the connection; every
     /// `exec` then fails with an error of kind [`redis::ErrorKind::Io`].
     pub fn is_open(&self) -> bool {
-        !self.broken
+        !self.broken && self.pending == 0
     }
 
     /// Sends all `cmds` pipelined in one write and reads one reply per command.
@@ -159,15 +163,45 @@ impl DirectConnection {
     /// commands are returned as [`redis::Value::ServerError`] elements, as
     /// redis-rs does for pipelines.
     pub fn exec<F: Frame>(&mut self, cmds: &[F], atomic: bool) -> RedisResult<Vec<Value>> {
+        self.begin()?;
+        let n = self.send(cmds, atomic)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let replies = self.recv(n)?;
+        resp::finish_replies(replies, atomic)
+    }
+
+    /// Start a call: fails (and marks the connection broken) if an earlier call
+    /// broke the stream or left replies unread.
+    pub(crate) fn begin(&mut self) -> RedisResult<()> {
+        if self.pending > 0 {
+            self.broken = true;
+        }
         if self.broken {
             return Err(resp::broken_error());
         }
-        if cmds.is_empty() {
-            return Ok(Vec::new());
+        Ok(())
+    }
+
+    /// Writes `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`) without reading any
+    /// reply, and returns the number of raw replies they will get (a transaction's
+    /// `MULTI`, `QUEUED`s and `EXEC` included). Several batches may be sent before
+    /// their replies are read with [`recv`](Self::recv), in order.
+    pub(crate) fn send<F: Frame>(&mut self, cmds: &[F], atomic: bool) -> RedisResult<usize> {
+        if self.broken {
+            return Err(resp::broken_error());
         }
-        // Encoding errors (e.g. cursor arguments) happen before any I/O and
-        // leave the connection usable.
+        let commands: usize = cmds.iter().map(Frame::replies).sum();
+        if commands == 0 {
+            // Nothing to send, not even an empty MULTI/EXEC.
+            return Ok(0);
+        }
+        let n = resp::expected_replies(commands, atomic);
+        // Encoding errors (e.g. cursor arguments) happen before any I/O: they leave
+        // the stream as it was (replies of earlier batches are still owed).
         let encoded = self.encoder.encode(cmds, atomic)?;
+        // Set before any I/O and cleared once the whole batch is written.
         self.broken = true;
         if encoded.is_contiguous() {
             self.stream.write_all(encoded.scratch())?;
@@ -175,13 +209,29 @@ impl DirectConnection {
             let mut slices = encoded.io_slices();
             self.stream.write_all_vectored(&mut slices)?;
         }
-        let n = resp::expected_replies(cmds.len(), atomic);
+        self.broken = false;
+        self.pending += n;
+        Ok(n)
+    }
+
+    /// Reads the next `n` replies of batches written by [`send`](Self::send).
+    pub(crate) fn recv(&mut self, n: usize) -> RedisResult<Vec<Value>> {
+        if self.broken || n > self.pending {
+            self.broken = true;
+            return Err(resp::broken_error());
+        }
         let mut replies = Vec::with_capacity(n);
         for _ in 0..n {
-            replies.push(self.read_reply()?);
+            match self.read_reply() {
+                Ok(v) => replies.push(v),
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
         }
-        self.broken = false;
-        resp::finish_replies(replies, atomic)
+        self.pending -= n;
+        Ok(replies)
     }
 
     fn read_reply(&mut self) -> RedisResult<Value> {

@@ -95,7 +95,10 @@ pub struct DirectAsyncConnection {
     encoder: Encoder,
     parser: Parser,
     rbuf: ReadBuffer,
+    /// An I/O or protocol error (or a cancelled write) left the stream out of sync.
     broken: bool,
+    /// Replies of sent batches not read yet (a cancelled call leaves some).
+    pending: usize,
 }
 
 impl DirectAsyncConnection {
@@ -119,6 +122,7 @@ impl DirectAsyncConnection {
             parser: Parser::new(),
             rbuf: ReadBuffer::default(),
             broken: false,
+            pending: 0,
         };
         if !setup.handshake.is_empty() {
             let replies = conn.exec(&setup.handshake, false).await?;
@@ -131,7 +135,7 @@ impl DirectAsyncConnection {
     /// connection; every `exec` then fails with an error of kind
     /// [`redis::ErrorKind::Io`].
     pub fn is_open(&self) -> bool {
-        !self.broken
+        !self.broken && self.pending == 0
     }
 
     /// Sends all `cmds` pipelined in one write and reads one reply per command;
@@ -142,15 +146,47 @@ impl DirectAsyncConnection {
         cmds: &[F],
         atomic: bool,
     ) -> RedisResult<Vec<Value>> {
+        self.begin()?;
+        let n = self.send(cmds, atomic).await?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let replies = self.recv(n).await?;
+        resp::finish_replies(replies, atomic)
+    }
+
+    /// Start a call: fails (and marks the connection broken) if an earlier call
+    /// broke the stream, left replies unread or was cancelled.
+    pub(crate) fn begin(&mut self) -> RedisResult<()> {
+        if self.pending > 0 {
+            self.broken = true;
+        }
         if self.broken {
             return Err(resp::broken_error());
         }
-        if cmds.is_empty() {
-            return Ok(Vec::new());
+        Ok(())
+    }
+
+    /// Writes `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`) without reading any
+    /// reply, and returns the number of raw replies they will get; see
+    /// [`DirectConnection`](super::DirectConnection)'s `send`.
+    pub(crate) async fn send<F: Frame + Sync>(
+        &mut self,
+        cmds: &[F],
+        atomic: bool,
+    ) -> RedisResult<usize> {
+        if self.broken {
+            return Err(resp::broken_error());
         }
+        let commands: usize = cmds.iter().map(Frame::replies).sum();
+        if commands == 0 {
+            // Nothing to send, not even an empty MULTI/EXEC.
+            return Ok(0);
+        }
+        let n = resp::expected_replies(commands, atomic);
         let encoded = self.encoder.encode(cmds, atomic)?;
-        // Set before any I/O and cleared only on success: an error or a
-        // dropped future leaves the connection marked broken.
+        // Set before any I/O and cleared once the whole batch is written: an error or
+        // a dropped future leaves the connection marked broken.
         self.broken = true;
         if encoded.is_contiguous() {
             self.stream.write_all(encoded.scratch()).await?;
@@ -170,13 +206,30 @@ impl DirectAsyncConnection {
             }
         }
         self.stream.flush().await?;
-        let n = resp::expected_replies(cmds.len(), atomic);
+        self.broken = false;
+        self.pending += n;
+        Ok(n)
+    }
+
+    /// Reads the next `n` replies of batches written by [`send`](Self::send). A
+    /// dropped future leaves replies owed, so the connection counts as broken.
+    pub(crate) async fn recv(&mut self, n: usize) -> RedisResult<Vec<Value>> {
+        if self.broken || n > self.pending {
+            self.broken = true;
+            return Err(resp::broken_error());
+        }
         let mut replies = Vec::with_capacity(n);
         for _ in 0..n {
-            replies.push(self.read_reply().await?);
+            match self.read_reply().await {
+                Ok(v) => replies.push(v),
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
         }
-        self.broken = false;
-        resp::finish_replies(replies, atomic)
+        self.pending -= n;
+        Ok(replies)
     }
 
     async fn read_reply(&mut self) -> RedisResult<Value> {

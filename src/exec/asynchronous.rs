@@ -1,10 +1,12 @@
 //! Running plans on async (tokio) connections.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
 
 use redis::Value;
 
-use super::{Command, Request, Step, lens, pipelinable, split_replies};
+use super::{ReplyCheck, Request, Requests, Step};
 use crate::error::Error;
 use crate::error::Result;
 
@@ -17,23 +19,34 @@ pub trait AsyncConnection: Send {
     fn run_request(&mut self, req: Request<'_>) -> impl Future<Output = Result<Vec<Value>>> + Send;
 
     /// Send independent requests and return the replies of each (pipelined when the
-    /// connection can).
+    /// connection can), building each request just before sending it.
     fn run_requests(
         &mut self,
-        reqs: Vec<Request<'_>>,
+        reqs: Requests<'_>,
     ) -> impl Future<Output = Result<Vec<Vec<Value>>>> + Send;
 }
 
 impl AsyncConnection for crate::direct::DirectAsyncConnection {
-    async fn run_requests(&mut self, reqs: Vec<Request<'_>>) -> Result<Vec<Vec<Value>>> {
-        if !pipelinable(&reqs) {
-            return one_by_one(self, reqs).await;
+    /// Writes each request as soon as it is built (building the next one overlaps with
+    /// the server's work on those already written), then reads all replies.
+    async fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
+        self.begin().map_err(Error::from)?;
+        let mut sent = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let raw = self
+                .send(r.commands(), r.is_atomic())
+                .await
+                .map_err(|e| r.error(e))?;
+            sent.push((r.shell(), raw));
         }
-        let replies = {
-            let all: Vec<&Command<'_>> = reqs.iter().flat_map(|r| r.commands().iter()).collect();
-            self.exec(&all, false).await.map_err(Error::from)?
-        };
-        split_replies(&lens(&reqs), replies)
+        let mut raw_replies = Vec::with_capacity(sent.len());
+        for (check, n) in &sent {
+            raw_replies.push(self.recv(*n).await.map_err(|e| check.error(e))?);
+        }
+        sent.iter()
+            .zip(raw_replies)
+            .map(|((check, _), raw)| check.finish_raw(raw))
+            .collect()
     }
 
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
@@ -47,45 +60,71 @@ impl AsyncConnection for crate::direct::DirectAsyncConnection {
 }
 
 impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
-    async fn run_requests(&mut self, reqs: Vec<Request<'_>>) -> Result<Vec<Vec<Value>>> {
-        if !pipelinable(&reqs) {
-            return one_by_one(self, reqs).await;
+    /// One round trip per request (a redis-rs connection takes one call at a time). The
+    /// server waits between calls, so the work between them is kept minimal: each
+    /// request is turned into a pipeline, and the previous pipeline freed, while the one
+    /// before it is under way.
+    async fn run_requests(&mut self, mut reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut next = reqs.next().map(Prepared::new).transpose()?;
+        let mut sent: Option<Prepared> = None;
+        while let Some(p) = next.take() {
+            let (offset, count) = p.window;
+            let call = self.req_packed_commands(&p.pipeline, offset, count);
+            let (replies, following) = while_in_flight(call, || {
+                drop(sent.take());
+                reqs.next().map(Prepared::new).transpose()
+            })
+            .await;
+            out.push(p.shell.finish(replies.map_err(|e| p.shell.error(e))?)?);
+            next = following?;
+            sent = Some(p);
         }
-        let lens = lens(&reqs);
-        let total = lens.iter().sum();
-        let mut pipeline = redis::Pipeline::with_capacity(total);
-        for r in reqs {
-            for c in r.into_commands() {
-                pipeline.add_command(c.into_cmd());
-            }
-        }
-        let replies = self.req_packed_commands(&pipeline, 0, total).await?;
-        split_replies(&lens, replies)
+        Ok(out)
     }
 
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
-        let (offset, count) = req.reply_window();
-        // The checks after the call need the key and shape of the request, not its data.
-        let shell = req.shell();
-        let pipeline = req.into_pipeline();
+        let p = Prepared::new(req)?;
+        let (offset, count) = p.window;
         let replies = self
-            .req_packed_commands(&pipeline, offset, count)
+            .req_packed_commands(&p.pipeline, offset, count)
             .await
-            .map_err(|e| shell.error(e))?;
-        shell.finish(replies)
+            .map_err(|e| p.shell.error(e))?;
+        p.shell.finish(replies)
     }
 }
 
-/// Send requests one round trip at a time (what a transaction among them needs).
-async fn one_by_one<C: AsyncConnection + ?Sized>(
-    con: &mut C,
-    reqs: Vec<Request<'_>>,
-) -> Result<Vec<Vec<Value>>> {
-    let mut out = Vec::with_capacity(reqs.len());
-    for r in reqs {
-        out.push(con.run_request(r).await?);
+/// A request as a redis-rs pipeline, with what checking its replies needs.
+struct Prepared {
+    pipeline: redis::Pipeline,
+    window: (usize, usize),
+    shell: ReplyCheck,
+}
+
+impl Prepared {
+    fn new(req: Request<'_>) -> Result<Self> {
+        Ok(Prepared {
+            window: req.reply_window(),
+            shell: req.shell(),
+            pipeline: req.into_pipeline()?,
+        })
     }
-    Ok(out)
+}
+
+/// Await `call`, running `work` once the call is under way: after its first poll (a
+/// redis-rs multiplexed connection then has the request queued) and one yield to the
+/// runtime (its driver task then writes what the socket takes), so that the server works
+/// on the request while `work` runs.
+async fn while_in_flight<F: Future, R>(call: F, work: impl FnOnce() -> R) -> (F::Output, R) {
+    let mut call = pin!(call);
+    match poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        Poll::Ready(v) => (v, work()),
+        Poll::Pending => {
+            tokio::task::yield_now().await;
+            let r = work();
+            (call.await, r)
+        }
+    }
 }
 
 /// Drive an operation to its end on an asynchronous connection.

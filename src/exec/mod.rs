@@ -20,30 +20,190 @@ mod asynchronous;
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncConnection, run_async};
 
-/// One command of a [`Request`]: a redis-rs [`Cmd`], or arguments given as byte pieces
+/// One command of a [`Request`]: a redis-rs [`Cmd`], arguments given as byte pieces
 /// that may borrow the caller's memory (an array's data), so that a connection that
 /// writes vectored ([`DirectConnection`](crate::direct::DirectConnection)) sends them
-/// without a copy. Other connections pack them like any command.
+/// without a copy, or many commands already encoded as RESP ([`Packed`]). Other
+/// connections pack them like any command.
 #[derive(Debug, Clone)]
 pub enum Command<'a> {
     /// A redis-rs command.
     Cmd(Cmd),
     /// Arguments, each the concatenation of its pieces.
     Pieces(Vec<Vec<Cow<'a, [u8]>>>),
+    /// Commands already encoded as RESP, back to back (one reply each).
+    Packed(Packed),
+}
+
+/// Commands already encoded as RESP, back to back, in one buffer: how a plan sends
+/// many small commands (e.g. one `SET` per entity of a bulk write) without building a
+/// [`Cmd`] and its allocations per command. Connections write the bytes as they are;
+/// redis-rs's async connections, which only take [`Cmd`]s, get them split back into
+/// commands ([`to_cmds`](Self::to_cmds)).
+///
+/// Built inside redstash (so that the count always matches the bytes); read with
+/// [`as_bytes`](Self::as_bytes) and [`count`](Self::count).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Packed {
+    resp: Vec<u8>,
+    count: usize,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packed")
+            .field("commands", &self.count)
+            .field("bytes", &self.resp.len())
+            .finish()
+    }
+}
+
+/// Append `prefix`, the decimal digits of `n` and CRLF (a RESP header) to `buf`.
+pub(crate) fn push_header(buf: &mut Vec<u8>, prefix: u8, n: usize) {
+    let mut tmp = [0u8; 24];
+    let mut i = tmp.len() - 2;
+    tmp[i] = b'\r';
+    tmp[i + 1] = b'\n';
+    let mut v = n;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    i -= 1;
+    tmp[i] = prefix;
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        crate::buffers::give(std::mem::take(&mut self.resp));
+    }
+}
+
+impl Packed {
+    /// An empty buffer with room for `bytes` bytes of commands (a pooled buffer when
+    /// large, see [`buffers`](crate::buffers): the chunks of a bulk write reuse warm
+    /// memory instead of faulting in new pages each time).
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        Packed {
+            resp: crate::buffers::take(bytes),
+            count: 0,
+        }
+    }
+
+    /// Start a command of `nargs` arguments; exactly `nargs` calls of
+    /// [`arg`](Self::arg) or [`arg_pieces`](Self::arg_pieces) must follow.
+    pub(crate) fn command(&mut self, nargs: usize) {
+        push_header(&mut self.resp, b'*', nargs);
+        self.count += 1;
+    }
+
+    /// One argument.
+    pub(crate) fn arg(&mut self, arg: &[u8]) {
+        push_header(&mut self.resp, b'$', arg.len());
+        self.resp.extend_from_slice(arg);
+        self.resp.extend_from_slice(b"\r\n");
+    }
+
+    /// One argument, the concatenation of `pieces`.
+    pub(crate) fn arg_pieces(&mut self, pieces: &[&[u8]]) {
+        push_header(&mut self.resp, b'$', pieces.iter().map(|p| p.len()).sum());
+        for p in pieces {
+            self.resp.extend_from_slice(p);
+        }
+        self.resp.extend_from_slice(b"\r\n");
+    }
+
+    /// Append bytes already encoded as RESP that hold exactly `commands` commands
+    /// (e.g. the constant head of a command, then `commands` is 1 for the first part and
+    /// 0 for the following parts).
+    pub(crate) fn raw(&mut self, resp: &[u8], commands: usize) {
+        self.resp.extend_from_slice(resp);
+        self.count += commands;
+    }
+
+    /// Number of commands.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The commands as RESP.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.resp
+    }
+
+    /// The commands as redis-rs commands (copies their arguments).
+    pub fn to_cmds(&self) -> Result<Vec<Cmd>> {
+        fn header(buf: &[u8], prefix: u8) -> Option<(usize, &[u8])> {
+            let rest = buf.strip_prefix(&[prefix])?;
+            let end = rest.iter().position(|&b| b == b'\r')?;
+            let digits = &rest[..end];
+            if digits.is_empty() || digits.len() > 19 {
+                return None;
+            }
+            let mut n: usize = 0;
+            for &d in digits {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                n = n.checked_mul(10)?.checked_add(usize::from(d - b'0'))?;
+            }
+            Some((n, rest[end..].strip_prefix(b"\r\n")?))
+        }
+        let bad = || Error::unexpected("malformed packed commands", None);
+        let mut out = Vec::with_capacity(self.count);
+        let mut rest = &self.resp[..];
+        let mut args: Vec<&[u8]> = Vec::new();
+        while !rest.is_empty() {
+            let (n, r) = header(rest, b'*').ok_or_else(bad)?;
+            rest = r;
+            args.clear();
+            for _ in 0..n {
+                let (len, r) = header(rest, b'$').ok_or_else(bad)?;
+                let (arg, r) = r.split_at_checked(len).ok_or_else(bad)?;
+                rest = r.strip_prefix(b"\r\n").ok_or_else(bad)?;
+                args.push(arg);
+            }
+            let mut c = Cmd::with_capacity(n, args.iter().map(|a| a.len()).sum());
+            for a in &args {
+                c.arg(*a);
+            }
+            out.push(c);
+        }
+        if out.len() != self.count {
+            return Err(bad());
+        }
+        Ok(out)
+    }
 }
 
 impl Command<'_> {
-    /// Number of arguments.
+    /// Number of replies the command gets (the number of commands of a [`Packed`]).
+    pub fn replies(&self) -> usize {
+        match self {
+            Command::Packed(p) => p.count(),
+            _ => 1,
+        }
+    }
+
+    /// Number of arguments (0 for [`Packed`] commands).
     pub fn arg_count(&self) -> usize {
         match self {
             Command::Cmd(c) => c.args_iter().len(),
             Command::Pieces(a) => a.len(),
+            Command::Packed(_) => 0,
         }
     }
 
-    /// The bytes of argument `i` (copied only when it is made of several pieces).
+    /// The bytes of argument `i` (copied only when it is made of several pieces;
+    /// `None` for [`Packed`] commands).
     pub fn arg(&self, i: usize) -> Option<Cow<'_, [u8]>> {
         match self {
+            Command::Packed(_) => None,
             Command::Cmd(c) => match c.args_iter().nth(i)? {
                 redis::Arg::Simple(b) => Some(Cow::Borrowed(b)),
                 _ => None,
@@ -58,9 +218,10 @@ impl Command<'_> {
         }
     }
 
-    /// Length of argument `i`.
+    /// Length of argument `i` (0 for [`Packed`] commands).
     pub fn arg_len(&self, i: usize) -> usize {
         match self {
+            Command::Packed(_) => 0,
             Command::Cmd(c) => match c.args_iter().nth(i) {
                 Some(redis::Arg::Simple(b)) => b.len(),
                 _ => 0,
@@ -81,14 +242,16 @@ impl Command<'_> {
                 })
                 .sum(),
             Command::Pieces(a) => a.iter().flatten().map(|p| p.len() + 16).sum(),
+            Command::Packed(p) => return p.as_bytes().len(),
         };
         args + 16
     }
 
     /// Append this command as RESP to `buf`.
-    fn write_packed(&self, buf: &mut Vec<u8>) {
+    pub fn write_resp(&self, buf: &mut Vec<u8>) {
         match self {
             Command::Cmd(c) => c.write_packed_command(buf),
+            Command::Packed(p) => buf.extend_from_slice(p.as_bytes()),
             Command::Pieces(args) => {
                 buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
                 for pieces in args {
@@ -103,9 +266,38 @@ impl Command<'_> {
         }
     }
 
-    /// As a redis-rs command (copies borrowed pieces).
-    pub fn into_cmd(self) -> Cmd {
+    /// Add this command (or these [`Packed`] commands) to a redis-rs pipeline (copies
+    /// borrowed pieces).
+    pub fn add_to(self, pipeline: &mut redis::Pipeline) -> Result<()> {
         match self {
+            Command::Packed(p) => {
+                for c in p.to_cmds()? {
+                    pipeline.add_command(c);
+                }
+            }
+            other => {
+                pipeline.add_command(other.into_cmd()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// As one redis-rs command (copies borrowed pieces); [`Packed`] commands only when
+    /// they hold exactly one command.
+    pub fn into_cmd(self) -> Result<Cmd> {
+        Ok(match self {
+            Command::Packed(p) => {
+                let mut cmds = p.to_cmds()?;
+                match (cmds.pop(), cmds.is_empty()) {
+                    (Some(c), true) => c,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "{} packed commands are not one command",
+                            p.count()
+                        )));
+                    }
+                }
+            }
             Command::Cmd(c) => c,
             Command::Pieces(args) => {
                 let mut c =
@@ -122,7 +314,7 @@ impl Command<'_> {
                 }
                 c
             }
-        }
+        })
     }
 }
 
@@ -138,7 +330,15 @@ impl crate::direct::Frame for Command<'_> {
                 }
                 Ok(())
             }
+            Command::Packed(p) => {
+                f.raw(p.as_bytes());
+                Ok(())
+            }
         }
+    }
+
+    fn replies(&self) -> usize {
+        Command::replies(self)
     }
 }
 
@@ -147,6 +347,8 @@ impl crate::direct::Frame for Command<'_> {
 #[derive(Clone)]
 pub struct Request<'a> {
     cmds: Vec<Command<'a>>,
+    /// Replies to the commands (a [`Packed`] command counts each command it holds).
+    replies: usize,
     atomic: bool,
     key: Option<String>,
 }
@@ -154,7 +356,7 @@ pub struct Request<'a> {
 impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
-            .field("commands", &self.cmds.len())
+            .field("commands", &self.replies)
             .field("atomic", &self.atomic)
             .field("key", &self.key)
             .finish()
@@ -166,6 +368,7 @@ impl<'a> Request<'a> {
     pub fn new(key: Option<&str>) -> Self {
         Request {
             cmds: Vec::new(),
+            replies: 0,
             atomic: false,
             key: key.map(str::to_owned),
         }
@@ -186,17 +389,20 @@ impl<'a> Request<'a> {
 
     /// Add a command.
     pub fn push(&mut self, cmd: impl Into<Command<'a>>) {
-        self.cmds.push(cmd.into());
+        let cmd = cmd.into();
+        self.replies += cmd.replies();
+        self.cmds.push(cmd);
     }
 
-    /// Number of commands (and so of replies).
+    /// Number of commands (and so of replies): a [`Packed`] command counts each
+    /// command it holds.
     pub fn len(&self) -> usize {
-        self.cmds.len()
+        self.replies
     }
 
     /// Whether the request holds no command.
     pub fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
+        self.replies == 0
     }
 
     /// Whether the request is a transaction.
@@ -219,42 +425,47 @@ impl<'a> Request<'a> {
         self.cmds
     }
 
-    /// The commands as a redis-rs pipeline (`Cmd`s are moved; borrowed pieces copied).
-    pub fn into_pipeline(self) -> redis::Pipeline {
-        let mut p = redis::Pipeline::with_capacity(self.cmds.len());
+    /// The commands as a redis-rs pipeline (`Cmd`s are moved; borrowed pieces and
+    /// [`Packed`] commands copied).
+    pub fn into_pipeline(self) -> Result<redis::Pipeline> {
+        let mut p = redis::Pipeline::with_capacity(self.replies);
         for c in self.cmds {
-            p.add_command(c.into_cmd());
+            c.add_to(&mut p)?;
         }
         if self.atomic {
             p.atomic();
         }
-        p
+        Ok(p)
     }
 
     /// `(offset, count)` of the replies to keep from the raw reply stream (a transaction
     /// answers MULTI, one QUEUED per command, then EXEC).
     pub(crate) fn reply_window(&self) -> (usize, usize) {
         if self.atomic {
-            (self.cmds.len() + 1, 1)
+            (self.replies + 1, 1)
         } else {
-            (0, self.cmds.len())
+            (0, self.replies)
         }
     }
 
-    /// All commands packed as RESP into one buffer sized once.
-    pub(crate) fn packed(&self) -> Vec<u8> {
+    /// All commands as RESP: borrowed when the request is one [`Packed`] command,
+    /// else packed into one buffer sized once.
+    pub(crate) fn packed(&self) -> Cow<'_, [u8]> {
+        if let ([Command::Packed(p)], false) = (self.cmds.as_slice(), self.atomic) {
+            return Cow::Borrowed(p.as_bytes());
+        }
         let size: usize = self.cmds.iter().map(Command::size_hint).sum();
         let mut buf = Vec::with_capacity(size + 64);
         if self.atomic {
             redis::cmd("MULTI").write_packed_command(&mut buf);
         }
         for c in &self.cmds {
-            c.write_packed(&mut buf);
+            c.write_resp(&mut buf);
         }
         if self.atomic {
             redis::cmd("EXEC").write_packed_command(&mut buf);
         }
-        buf
+        Cow::Owned(buf)
     }
 
     /// Turn a redis-rs error into ours, with this request's key.
@@ -271,7 +482,7 @@ impl<'a> Request<'a> {
     /// What checking the replies needs, without the commands' data.
     pub(crate) fn shell(&self) -> ReplyCheck {
         ReplyCheck {
-            len: self.cmds.len(),
+            len: self.replies,
             atomic: self.atomic,
             key: self.key.clone(),
         }
@@ -311,6 +522,18 @@ impl ReplyCheck {
         self.check_len(replies)
     }
 
+    /// Check the raw replies of a request read by a direct connection (a
+    /// transaction's `MULTI`, `QUEUED`s and `EXEC` included).
+    pub(crate) fn finish_raw(&self, raw: Vec<Value>) -> Result<Vec<Value>> {
+        if self.len == 0 {
+            // Nothing was sent (not even an empty transaction).
+            return self.check_len(raw);
+        }
+        let replies =
+            crate::direct::resp::finish_replies(raw, self.atomic).map_err(|e| self.error(e))?;
+        self.check_len(replies)
+    }
+
     /// Check that there is one reply per command.
     pub(crate) fn check_len(&self, replies: Vec<Value>) -> Result<Vec<Value>> {
         if replies.len() != self.len {
@@ -326,6 +549,58 @@ impl ReplyCheck {
 impl From<Cmd> for Command<'_> {
     fn from(c: Cmd) -> Self {
         Command::Cmd(c)
+    }
+}
+
+impl From<Packed> for Command<'_> {
+    fn from(p: Packed) -> Self {
+        Command::Packed(p)
+    }
+}
+
+/// Independent requests of a [`Step::SendAll`], built one at a time as a connection
+/// asks for the next: a connection that writes each request as soon as it has it
+/// builds the next one while the server works on the previous ones, instead of the
+/// server waiting for all of them to be built. The number of requests is known up
+/// front.
+pub struct Requests<'a> {
+    iter: Box<dyn ExactSizeIterator<Item = Request<'a>> + Send + 'a>,
+}
+
+impl<'a> Requests<'a> {
+    /// Requests built lazily by `iter`.
+    pub fn new(iter: impl ExactSizeIterator<Item = Request<'a>> + Send + 'a) -> Self {
+        Requests {
+            iter: Box::new(iter),
+        }
+    }
+}
+
+impl<'a> From<Vec<Request<'a>>> for Requests<'a> {
+    fn from(reqs: Vec<Request<'a>>) -> Self {
+        Requests::new(reqs.into_iter())
+    }
+}
+
+impl<'a> Iterator for Requests<'a> {
+    type Item = Request<'a>;
+
+    fn next(&mut self) -> Option<Request<'a>> {
+        self.iter.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.iter.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Requests<'_> {}
+
+impl std::fmt::Debug for Requests<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requests")
+            .field("remaining", &self.iter.len())
+            .finish()
     }
 }
 
@@ -345,8 +620,9 @@ pub enum Step<'a, T> {
     Send(Request<'a>, Continuation<'a, T>),
     /// Send these requests, which do not depend on each other's replies, then feed the
     /// replies of each to the continuation. Connections may send them all before reading
-    /// any reply (pipelining across requests, so the server never waits for the client).
-    SendAll(Vec<Request<'a>>, ContinuationAll<'a, T>),
+    /// any reply (pipelining across requests, so the server never waits for the client),
+    /// each as soon as it is built.
+    SendAll(Requests<'a>, ContinuationAll<'a, T>),
 }
 
 impl<T> std::fmt::Debug for Step<'_, T> {
@@ -391,7 +667,10 @@ impl<'a, T: Send + 'a> Step<'a, T> {
             Step::Done(v) => Step::Done(v),
             Step::Send(req, k) => Step::Send(req, Box::new(move |r| Ok(k(r)?.narrow()))),
             Step::SendAll(reqs, k) => Step::SendAll(
-                reqs.into_iter().collect(),
+                // Not an identity: each request is coerced to the shorter lifetime (the
+                // iterator's item type itself cannot be).
+                #[allow(clippy::map_identity)]
+                Requests::new(reqs.map(|r| -> Request<'b> { r })),
                 Box::new(move |r| Ok(k(r)?.narrow())),
             ),
         }
@@ -434,37 +713,15 @@ pub trait SyncConnection {
     fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>>;
 
     /// Send independent requests and return the replies of each. The default sends
-    /// them one round trip at a time; connections override it to pipeline them.
-    fn run_requests(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
-        reqs.iter().map(|r| self.run_request(r)).collect()
+    /// them one round trip at a time, building each request just before sending it;
+    /// connections override it to pipeline them.
+    fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(self.run_request(&r)?);
+        }
+        Ok(out)
     }
-}
-
-/// Split the replies of requests sent back to back (none atomic), of `lens` commands
-/// each, into one list per request.
-pub(crate) fn split_replies(lens: &[usize], replies: Vec<Value>) -> Result<Vec<Vec<Value>>> {
-    let total: usize = lens.iter().sum();
-    if replies.len() != total {
-        return Err(Error::unexpected(
-            format!("{} replies for {total} commands", replies.len()),
-            None,
-        ));
-    }
-    let mut it = replies.into_iter();
-    Ok(lens
-        .iter()
-        .map(|&n| it.by_ref().take(n).collect())
-        .collect())
-}
-
-/// The number of commands of each request.
-pub(crate) fn lens(reqs: &[Request<'_>]) -> Vec<usize> {
-    reqs.iter().map(Request::len).collect()
-}
-
-/// Whether requests can be sent back to back as one pipeline (no transaction among them).
-pub(crate) fn pipelinable(reqs: &[Request<'_>]) -> bool {
-    reqs.len() > 1 && reqs.iter().all(|r| !r.atomic)
 }
 
 impl SyncConnection for crate::direct::DirectConnection {
@@ -474,13 +731,23 @@ impl SyncConnection for crate::direct::DirectConnection {
         req.shell().check_len(replies)
     }
 
-    fn run_requests(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
-        if !pipelinable(reqs) {
-            return reqs.iter().map(|r| self.run_request(r)).collect();
+    /// Writes each request as soon as it is built (building the next one overlaps with
+    /// the server's work on those already written), then reads all replies.
+    fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
+        self.begin().map_err(Error::from)?;
+        let mut sent = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let raw = self.send(&r.cmds, r.atomic).map_err(|e| r.error(e))?;
+            sent.push((r.shell(), raw));
         }
-        let all: Vec<&Command<'_>> = reqs.iter().flat_map(|r| r.cmds.iter()).collect();
-        let replies = self.exec(&all, false).map_err(Error::from)?;
-        split_replies(&lens(reqs), replies)
+        let mut raw_replies = Vec::with_capacity(sent.len());
+        for (check, n) in &sent {
+            raw_replies.push(self.recv(*n).map_err(|e| check.error(e))?);
+        }
+        sent.iter()
+            .zip(raw_replies)
+            .map(|((check, _), raw)| check.finish_raw(raw))
+            .collect()
     }
 }
 
@@ -492,24 +759,6 @@ impl<C: redis::ConnectionLike> SyncConnection for C {
             .req_packed_commands(&packed, offset, count)
             .map_err(|e| req.error(e))?;
         req.finish(replies)
-    }
-
-    fn run_requests(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
-        if !pipelinable(reqs) {
-            return reqs.iter().map(|r| self.run_request(r)).collect();
-        }
-        let mut packed = Vec::with_capacity(
-            reqs.iter()
-                .flat_map(|r| r.cmds.iter())
-                .map(Command::size_hint)
-                .sum(),
-        );
-        for c in reqs.iter().flat_map(|r| r.cmds.iter()) {
-            c.write_packed(&mut packed);
-        }
-        let total = reqs.iter().map(Request::len).sum();
-        let replies = self.req_packed_commands(&packed, 0, total)?;
-        split_replies(&lens(reqs), replies)
     }
 }
 
@@ -523,7 +772,7 @@ pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<'_, T>) -
                 step = next(replies)?;
             }
             Step::SendAll(reqs, next) => {
-                let replies = con.run_requests(&reqs)?;
+                let replies = con.run_requests(reqs)?;
                 step = next(replies)?;
             }
         }
@@ -567,5 +816,124 @@ pub(crate) fn reply_int(v: Value, key: &str) -> Result<i64> {
             format!("expected an integer, got {other:?}"),
             Some(key.to_owned()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmds() -> Vec<Cmd> {
+        let mut set = redis::cmd("SET");
+        set.arg("k:1")
+            .arg(&[0u8, 13, 10, 255][..])
+            .arg("PX")
+            .arg(60_000);
+        let mut get = redis::cmd("GET");
+        get.arg("");
+        vec![set, get, redis::cmd("PING")]
+    }
+
+    fn packed() -> Packed {
+        let mut p = Packed::with_capacity(16);
+        p.command(5);
+        p.arg(b"SET");
+        p.arg_pieces(&[b"k:", b"1"]);
+        p.arg(&[0u8, 13, 10, 255]);
+        p.raw(b"$2\r\nPX\r\n", 0);
+        p.arg(b"60000");
+        p.raw(b"*2\r\n$3\r\nGET\r\n$0\r\n\r\n", 1);
+        p.command(1);
+        p.arg(b"PING");
+        p
+    }
+
+    #[test]
+    fn packed_commands_are_redis_rs_packing() {
+        let p = packed();
+        let want: Vec<u8> = cmds().iter().flat_map(|c| c.get_packed_command()).collect();
+        assert_eq!(p.as_bytes(), &want[..]);
+        assert_eq!(p.count(), 3);
+        let back: Vec<Vec<u8>> = p
+            .to_cmds()
+            .unwrap()
+            .iter()
+            .map(|c| c.get_packed_command())
+            .collect();
+        let want: Vec<Vec<u8>> = cmds().iter().map(|c| c.get_packed_command()).collect();
+        assert_eq!(back, want);
+        let mut buf = Vec::new();
+        push_header(&mut buf, b'$', 0);
+        push_header(&mut buf, b'*', 1234567890);
+        assert_eq!(buf, b"$0\r\n*1234567890\r\n");
+    }
+
+    #[test]
+    fn packed_commands_in_requests() {
+        let mut req = Request::new(Some("k"));
+        req.push(redis::cmd("MULTI"));
+        req.push(packed());
+        assert_eq!(req.len(), 4);
+        assert_eq!(req.commands().len(), 2);
+        assert!(matches!(req.packed(), Cow::Owned(_)));
+        let p = req.clone().into_pipeline().unwrap();
+        assert_eq!(p.len(), 4);
+        let single = Request::single(packed(), None);
+        assert_eq!(single.reply_window(), (0, 3));
+        // One packed command is sent as it is.
+        assert!(matches!(single.packed(), Cow::Borrowed(b) if b == packed().as_bytes()));
+        assert_eq!(single.clone().atomic().reply_window(), (4, 1));
+        // Several packed commands are not one command.
+        assert!(Command::Packed(packed()).into_cmd().is_err());
+        let mut one = Packed::with_capacity(0);
+        one.command(1);
+        one.arg(b"PING");
+        let c = Command::from(one).into_cmd().unwrap();
+        assert_eq!(
+            c.get_packed_command(),
+            redis::cmd("PING").get_packed_command()
+        );
+    }
+
+    #[test]
+    fn malformed_packed_commands_are_errors() {
+        for (bytes, count) in [
+            (&b"*1\r\n$4\r\nPIN"[..], 1),
+            (b"*1\r\n$x\r\nPING\r\n", 1),
+            (b"*1\r\n$4\r\nPINGxx", 1),
+            (b"+OK\r\n", 1),
+            (b"*1\r\n$4\r\nPING\r\n", 2),
+        ] {
+            let p = Packed {
+                resp: bytes.to_vec(),
+                count,
+            };
+            assert!(p.to_cmds().is_err(), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn requests_are_built_lazily() {
+        let built = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&built);
+        let mut reqs = Requests::new((0..3).map(move |i| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Request::single(redis::cmd("PING"), Some(&i.to_string()))
+        }));
+        assert_eq!(reqs.len(), 3);
+        assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(
+            reqs.next().and_then(|r| r.key().map(str::to_owned)),
+            Some("0".into())
+        );
+        assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(reqs.len(), 2);
+        let step: Step<'static, usize> = Step::SendAll(reqs, Box::new(|r| Ok(Step::Done(r.len()))));
+        let step = step.map(|n| n + 1).narrow();
+        let Step::SendAll(reqs, k) = step else {
+            panic!("not a SendAll")
+        };
+        let replies: Vec<Vec<Value>> = reqs.map(|r| vec![Value::Okay; r.len()]).collect();
+        assert!(matches!(k(replies).unwrap(), Step::Done(3)));
     }
 }

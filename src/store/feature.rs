@@ -44,6 +44,7 @@
 //! `dtype` (`"float32"`), `shape` (JSON, `[128]`) and `updated_at` (`str(time.time())`),
 //! so a Python service using the recipe and a Rust service share data.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
@@ -51,22 +52,28 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use redis::{Cmd, RedisWrite, ToRedisArgs, Value};
+use redis::{Cmd, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::array::{AsArray, Order, RawArray, c_order_bytes};
 use crate::dtype::{ByteOrder, DType, Element, swap_bytes_in_place};
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, reply_ok};
+use crate::exec::{Packed, Request, Requests, Step, push_header, reply_ok};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
-/// Default number of entities per round trip of [`FeatureStore::write_many`].
+/// Default number of entities per request (chunk) of [`FeatureStore::write_many`].
 ///
-/// Measured against `redis-cli --pipe` replaying the same commands (100,000 entities of
-/// 128 `f32`): 5,000 per round trip reached 0.81x its rate, 20,000 about 0.85-0.94x,
-/// because fewer round trips leave the server idle less often. A chunk of 20,000 such
-/// entities is about 12 MB of commands.
-pub const DEFAULT_CHUNK_SIZE: usize = 20_000;
+/// Each chunk is encoded straight into one buffer just before it is sent. redstash's
+/// direct connections write every chunk as soon as it is built, without waiting for
+/// replies, so building the next chunk overlaps with the server's work and the chunk
+/// size hardly matters. redis-rs connections take one call at a time, so there each
+/// chunk is a round trip and the server waits while the client finishes one call and
+/// starts the next: measured with 100,000 entities of 128 `f32` (`benches/features.rs`),
+/// 2,000 per chunk kept the server as busy as 5,000 on `redis::Connection` and busier
+/// than 5,000 or 20,000 on `MultiplexedConnection` (whose per-call packing costs less
+/// on smaller, cache-resident buffers). A chunk of 2,000 such entities is about 1.4 MB
+/// of commands.
+pub const DEFAULT_CHUNK_SIZE: usize = 2_000;
 
 /// Bytes of the timestamp in front of a vector ([`Layout::Native`]).
 pub const TIMESTAMP_LEN: usize = 8;
@@ -292,10 +299,11 @@ impl RawRows {
 ///   Registering a name again with another definition is [`Error::ViewConflict`]
 ///   unless [`replace_view`](Self::replace_view) is used.
 /// * A vector of the wrong dtype or length is rejected before anything is sent.
-/// * [`write_many`](Self::write_many) pipelines [`chunk_size`](Self::chunk_size)
-///   entities per round trip (optionally each chunk in `MULTI`/`EXEC`), the TTL in the
-///   same command; if a chunk fails, [`Error::PartialWrite`] says which entities were
-///   written and which were not.
+/// * [`write_many`](Self::write_many) sends [`chunk_size`](Self::chunk_size) entities
+///   per request (optionally each chunk in `MULTI`/`EXEC`), the TTL in the same
+///   command, each chunk built just before it is sent (the direct connections pipeline
+///   all chunks back to back); if a chunk fails, [`Error::PartialWrite`] says which
+///   entities were written and which were not.
 /// * [`read_many`](Self::read_many) returns an `Array2` plus a presence mask in one
 ///   round trip; [`with_max_age`](Self::with_max_age) makes older vectors count as
 ///   missing.
@@ -332,81 +340,11 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The `SET` value of [`Layout::Native`]: timestamp then vector, written straight into
-/// the command buffer.
-struct NativeValue<'a> {
-    ts: u64,
-    data: &'a [u8],
-    swap_unit: usize,
-}
-
-impl ToRedisArgs for NativeValue<'_> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        use std::io::Write;
-        let mut w = out.writer_for_next_arg();
-        // Writes into a Vec cannot fail.
-        let _ = w.write_all(&self.ts.to_le_bytes());
-        if ByteOrder::NATIVE == ByteOrder::Big && self.swap_unit > 1 {
-            let mut v = self.data.to_vec();
-            swap_bytes_in_place(&mut v, self.swap_unit);
-            let _ = w.write_all(&v);
-        } else {
-            let _ = w.write_all(self.data);
-        }
-    }
-}
-
 /// Little-endian vector bytes as native ones (a copy only on big-endian machines).
 fn le_to_native(dst: &mut [u8], src: &[u8], unit: usize) {
     dst.copy_from_slice(src);
     if ByteOrder::NATIVE == ByteOrder::Big {
         swap_bytes_in_place(dst, unit);
-    }
-}
-
-/// The commands writing one vector in `view`'s layout.
-fn push_write_cmds(req: &mut Request<'_>, view: &View, key: &str, data: &[u8], ts_ms: u64) {
-    match view.layout {
-        Layout::Native => {
-            let mut c = Cmd::with_capacity(5, key.len() + TIMESTAMP_LEN + data.len() + 32);
-            c.arg("SET").arg(key).arg(NativeValue {
-                ts: ts_ms,
-                data,
-                swap_unit: view.dtype.swap_unit(),
-            });
-            if let Some(ms) = view.ttl_ms() {
-                c.arg("PX").arg(ms);
-            }
-            req.push(c);
-        }
-        Layout::Recipe => {
-            let mut c = Cmd::with_capacity(10, key.len() + data.len() + 96);
-            let mut le;
-            let data = if ByteOrder::NATIVE == ByteOrder::Big {
-                le = data.to_vec();
-                swap_bytes_in_place(&mut le, view.dtype.swap_unit());
-                &le[..]
-            } else {
-                data
-            };
-            c.arg("HSET")
-                .arg(key)
-                .arg("data")
-                .arg(data)
-                .arg("dtype")
-                // The recipe stores str(arr.dtype): little-endian data, numpy's name.
-                .arg(view.dtype.name())
-                .arg("shape")
-                .arg(format!("[{}]", view.dim))
-                .arg("updated_at")
-                .arg(format!("{:.6}", ts_ms as f64 / 1000.0));
-            req.push(c);
-            if let Some(ms) = view.ttl_ms() {
-                let mut c = redis::cmd("PEXPIRE");
-                c.arg(key).arg(ms);
-                req.push(c);
-            }
-        }
     }
 }
 
@@ -417,10 +355,231 @@ fn cmds_per_entity(view: &View) -> usize {
     }
 }
 
-/// One chunk of a bulk write: its request and the input indices it covers.
-struct Chunk {
-    req: Request<'static>,
-    items: Range<usize>,
+/// A native-order vector as the little-endian bytes stored (a copy into `scratch` only
+/// on big-endian machines).
+fn as_le<'b>(row: &'b [u8], unit: usize, scratch: &'b mut Vec<u8>) -> &'b [u8] {
+    if ByteOrder::NATIVE == ByteOrder::Big && unit > 1 {
+        scratch.clear();
+        scratch.extend_from_slice(row);
+        swap_bytes_in_place(scratch, unit);
+        scratch
+    } else {
+        row
+    }
+}
+
+/// The entity ids of a write, in one buffer (no allocation per id).
+struct Ids {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Ids {
+    fn new<N: AsRef<str>>(ids: &[N]) -> Self {
+        let mut text = String::with_capacity(ids.iter().map(|i| i.as_ref().len()).sum());
+        let mut ends = Vec::with_capacity(ids.len());
+        for id in ids {
+            text.push_str(id.as_ref());
+            ends.push(text.len());
+        }
+        Ids { text, ends }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+}
+
+/// A bulk write, shared by its chunks (built one at a time, as the connection sends
+/// them) and the parse of their replies.
+struct Write<'a> {
+    view: View,
+    /// `{prefix}:{view}:`, the keys' common start.
+    key_prefix: String,
+    ids: Ids,
+    /// The vectors, C order, native byte order.
+    data: Cow<'a, [u8]>,
+    ts_ms: u64,
+    chunk_size: usize,
+    atomic: bool,
+    /// A single write ([`FeatureStore::write`]): its request names its key.
+    single: bool,
+}
+
+impl Write<'_> {
+    fn key(&self, i: usize) -> String {
+        let mut k = String::with_capacity(self.key_prefix.len() + 16);
+        k.push_str(&self.key_prefix);
+        k.push_str(self.ids.get(i));
+        k
+    }
+
+    /// The vector of entity `i`.
+    fn row(&self, i: usize) -> &[u8] {
+        let vlen = self.view.vector_len();
+        &self.data[i * vlen..(i + 1) * vlen]
+    }
+
+    fn chunks(&self) -> usize {
+        self.ids.len().div_ceil(self.chunk_size)
+    }
+
+    fn chunk_items(&self, chunk: usize) -> Range<usize> {
+        let start = chunk * self.chunk_size;
+        start..(start + self.chunk_size).min(self.ids.len())
+    }
+
+    /// The request writing chunk `chunk`: its commands encoded straight into one
+    /// buffer (see [`Packed`]), in `MULTI`/`EXEC` if the chunks are atomic.
+    fn chunk(&self, chunk: usize) -> Request<'static> {
+        let items = self.chunk_items(chunk);
+        let key = self.single.then(|| self.key(items.start));
+        let mut req = Request::new(key.as_deref());
+        let vlen = self.view.vector_len();
+        let unit = self.view.dtype.swap_unit();
+        let ids_len = self.ids.ends[items.end - 1]
+            - items.start.checked_sub(1).map_or(0, |i| self.ids.ends[i]);
+        // Each entity: its key and vector plus at most 160 bytes of framing and fields.
+        let size = items.len() * (self.key_prefix.len() + vlen + 160) + ids_len + 64;
+        let mut p = Packed::with_capacity(size);
+        if self.atomic {
+            p.command(1);
+            p.arg(b"MULTI");
+        }
+        let ttl = self.view.ttl_ms().map(|ms| ms.to_string());
+        let mut swapped = Vec::new();
+        match self.view.layout {
+            Layout::Native => {
+                // SET key <ts + vector> [PX ttl]: the constant parts encoded once.
+                let head: &[u8] = if ttl.is_some() {
+                    b"*5\r\n$3\r\nSET\r\n"
+                } else {
+                    b"*3\r\n$3\r\nSET\r\n"
+                };
+                let mut value_head = Vec::with_capacity(16);
+                push_header(&mut value_head, b'$', TIMESTAMP_LEN + vlen);
+                value_head.extend_from_slice(&self.ts_ms.to_le_bytes());
+                let mut tail = b"\r\n".to_vec();
+                if let Some(ms) = &ttl {
+                    tail.extend_from_slice(b"$2\r\nPX\r\n");
+                    push_header(&mut tail, b'$', ms.len());
+                    tail.extend_from_slice(ms.as_bytes());
+                    tail.extend_from_slice(b"\r\n");
+                }
+                for i in items {
+                    p.raw(head, 1);
+                    p.arg_pieces(&[self.key_prefix.as_bytes(), self.ids.get(i).as_bytes()]);
+                    p.raw(&value_head, 0);
+                    p.raw(as_le(self.row(i), unit, &mut swapped), 0);
+                    p.raw(&tail, 0);
+                }
+            }
+            Layout::Recipe => {
+                // The recipe stores str(arr.dtype) (little-endian data, numpy's name),
+                // the shape as JSON and str(time.time()).
+                let shape = format!("[{}]", self.view.dim);
+                let updated = format!("{:.6}", self.ts_ms as f64 / 1000.0);
+                for i in items {
+                    let key = self.key(i);
+                    let data = as_le(self.row(i), unit, &mut swapped);
+                    p.command(10);
+                    for arg in [
+                        &b"HSET"[..],
+                        key.as_bytes(),
+                        b"data",
+                        data,
+                        b"dtype",
+                        self.view.dtype.name().as_bytes(),
+                        b"shape",
+                        shape.as_bytes(),
+                        b"updated_at",
+                        updated.as_bytes(),
+                    ] {
+                        p.arg(arg);
+                    }
+                    if let Some(ms) = &ttl {
+                        p.command(3);
+                        p.arg(b"PEXPIRE");
+                        p.arg(key.as_bytes());
+                        p.arg(ms.as_bytes());
+                    }
+                }
+            }
+        }
+        if self.atomic {
+            p.command(1);
+            p.arg(b"EXEC");
+        }
+        req.push(p);
+        req
+    }
+
+    /// The result of the write from the replies of every chunk: the number written,
+    /// or exactly which entities were written and which were not.
+    fn outcome(&self, all_replies: Vec<Vec<Value>>) -> Result<usize> {
+        let per_item = cmds_per_entity(&self.view);
+        // Fast path: every chunk fully written (no per-entity bookkeeping).
+        if all_replies.len() == self.chunks()
+            && all_replies.iter().enumerate().all(|(c, replies)| {
+                chunk_all_ok(replies, self.chunk_items(c).len() * per_item, self.atomic)
+            })
+        {
+            return Ok(self.ids.len());
+        }
+        let mut written = Vec::new();
+        let mut not_written = Vec::new();
+        let mut first = None;
+        for (chunk, replies) in all_replies.into_iter().enumerate() {
+            let items = self.chunk_items(chunk);
+            let start = items.start;
+            let outcome = chunk_outcome(replies, items.len(), per_item, self.atomic, &|i| {
+                self.key(start + i)
+            });
+            for (i, r) in outcome.into_iter().enumerate() {
+                match r {
+                    Ok(()) => written.push(start + i),
+                    Err(e) => {
+                        not_written.push(start + i);
+                        if first.is_none() {
+                            first = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        match first {
+            None => Ok(self.ids.len()),
+            Some(e) => Err(Error::PartialWrite {
+                written,
+                not_written,
+                source: Box::new(e),
+            }),
+        }
+    }
+}
+
+/// Whether a chunk of `n` commands was fully written: one non-error reply per command
+/// (for a transaction: `MULTI`, `QUEUED`s, then `EXEC`'s array of them).
+fn chunk_all_ok(replies: &[Value], n: usize, atomic: bool) -> bool {
+    let ok = |v: &Value| !matches!(v, Value::ServerError(_));
+    if !atomic {
+        return replies.len() == n && replies.iter().all(ok);
+    }
+    match replies {
+        [multi, queued @ .., Value::Array(exec)] => {
+            queued.len() == n
+                && exec.len() == n
+                && ok(multi)
+                && queued.iter().all(ok)
+                && exec.iter().all(ok)
+        }
+        _ => false,
+    }
 }
 
 /// Per-item outcome of a chunk's replies: `Ok(())` or the first error of the item.
@@ -491,56 +650,6 @@ fn chunk_outcome(
         out.push(res);
     }
     out
-}
-
-/// Send all chunks as independent requests (pipelined back to back by connections that
-/// can: the server never waits for the client between chunks), then report exactly which
-/// entities were written if any failed.
-fn write_chunks(
-    chunks: Vec<Chunk>,
-    total: usize,
-    per_item: usize,
-    atomic: bool,
-    keys: Arc<Vec<String>>,
-) -> Step<'static, usize> {
-    if chunks.is_empty() {
-        return Step::Done(total);
-    }
-    let ranges: Vec<Range<usize>> = chunks.iter().map(|c| c.items.clone()).collect();
-    let reqs: Vec<Request<'static>> = chunks.into_iter().map(|c| c.req).collect();
-    Step::SendAll(
-        reqs,
-        Box::new(move |all_replies| {
-            let mut written = Vec::new();
-            let mut not_written = Vec::new();
-            let mut first = None;
-            for (items, replies) in ranges.into_iter().zip(all_replies) {
-                let start = items.start;
-                let outcome = chunk_outcome(replies, items.len(), per_item, atomic, &|i| {
-                    keys.get(start + i).cloned().unwrap_or_default()
-                });
-                for (i, r) in outcome.into_iter().enumerate() {
-                    match r {
-                        Ok(()) => written.push(start + i),
-                        Err(e) => {
-                            not_written.push(start + i);
-                            if first.is_none() {
-                                first = Some(e);
-                            }
-                        }
-                    }
-                }
-            }
-            match first {
-                None => Ok(Step::Done(total)),
-                Some(e) => Err(Error::PartialWrite {
-                    written,
-                    not_written,
-                    source: Box::new(e),
-                }),
-            }
-        }),
-    )
 }
 
 /// What a read of one (view, entity) found.
@@ -766,7 +875,8 @@ impl FeatureStore {
         }
     }
 
-    /// Entities per round trip of [`write_many`](Self::write_many) (default [`DEFAULT_CHUNK_SIZE`]).
+    /// Entities per request of [`write_many`](Self::write_many) (default
+    /// [`DEFAULT_CHUNK_SIZE`]; a round trip each on redis-rs connections).
     pub fn chunk_size(mut self, entities: usize) -> Self {
         self.chunk_size = entities.max(1);
         self
@@ -999,107 +1109,98 @@ impl FeatureStore {
         Ok(())
     }
 
-    /// Build the chunks of a bulk write; nothing is built if the input does not fit.
-    fn build_write(
+    /// The plan of a bulk write: its chunks are built one at a time as the connection
+    /// sends them (so that building one overlaps with the server's work on the previous
+    /// ones); nothing is sent if the input does not fit the view.
+    #[allow(clippy::too_many_arguments)]
+    fn build_write<'a>(
         &self,
         view: &View,
-        keys: Arc<Vec<String>>,
+        key_prefix: String,
+        ids: Ids,
         dtype: DType,
         shape: &[usize],
-        data: &[u8],
+        data: Cow<'a, [u8]>,
         single: bool,
-    ) -> Result<Step<'static, usize>> {
-        let n = keys.len();
+    ) -> Result<Step<'a, usize>> {
+        let n = ids.len();
         Self::check(view, dtype, shape, (!single).then_some(n))?;
-        let vlen = view.vector_len();
-        let ts = now_ms();
-        let per_item = cmds_per_entity(view);
-        let atomic = self.atomic_chunks;
-        let mut chunks = Vec::with_capacity(n.div_ceil(self.chunk_size));
-        let mut start = 0;
-        while start < n {
-            let end = (start + self.chunk_size).min(n);
-            let mut req = Request::new(if single {
-                keys.first().map(String::as_str)
-            } else {
-                None
-            });
-            if atomic {
-                req.push(redis::cmd("MULTI"));
-            }
-            for (i, key) in keys.iter().enumerate().take(end).skip(start) {
-                push_write_cmds(&mut req, view, key, &data[i * vlen..(i + 1) * vlen], ts);
-            }
-            if atomic {
-                req.push(redis::cmd("EXEC"));
-            }
-            chunks.push(Chunk {
-                req,
-                items: start..end,
-            });
-            start = end;
+        if n == 0 {
+            return Ok(Step::Done(0));
         }
-        Ok(write_chunks(chunks, n, per_item, atomic, keys))
+        let write = Arc::new(Write {
+            view: view.clone(),
+            key_prefix,
+            ids,
+            data,
+            ts_ms: now_ms(),
+            chunk_size: self.chunk_size,
+            atomic: self.atomic_chunks,
+            single,
+        });
+        let builder = Arc::clone(&write);
+        let chunks = (0..write.chunks()).map(move |c| builder.chunk(c));
+        Ok(Step::SendAll(
+            Requests::new(chunks),
+            Box::new(move |replies| Ok(Step::Done(write.outcome(replies)?))),
+        ))
     }
 
-    /// A write plan, resolving the view first (copying the input once if the view is
-    /// not cached yet).
-    fn plan_write_any<A: AsArray + ?Sized>(
+    /// A write plan, resolving the view first. It borrows the input when it is
+    /// contiguous (else copies it once, in C order).
+    fn plan_write_any<'a, A: AsArray + ?Sized>(
         &self,
         view: &str,
-        keys: Vec<String>,
-        values: &A,
+        ids: Ids,
+        values: &'a A,
         single: bool,
-    ) -> Result<Step<'static, usize>> {
-        let keys = Arc::new(keys);
+    ) -> Result<Step<'a, usize>> {
+        let (dtype, shape, data) = match values.try_array_ref() {
+            Some(a) => (a.dtype(), a.shape().to_vec(), c_order_bytes(&a)),
+            None => values.with_array_ref(|a| {
+                (
+                    a.dtype(),
+                    a.shape().to_vec(),
+                    Cow::Owned(c_order_bytes(&a).into_owned()),
+                )
+            }),
+        };
+        let key_prefix = self.key(view, "");
         if let Some(v) = self.view(view) {
-            return values.with_array_ref(|a| {
-                let data = c_order_bytes(&a);
-                self.build_write(&v, keys, a.dtype(), a.shape(), &data, single)
-            });
+            return self.build_write(&v, key_prefix, ids, dtype, &shape, data, single);
         }
-        let owned = values.with_array_ref(|a| -> Result<RawArray> {
-            RawArray::new(
-                a.dtype(),
-                a.shape().to_vec(),
-                Order::C,
-                Bytes::copy_from_slice(&c_order_bytes(&a)),
-            )
-        })?;
         let this = self.clone();
-        self.resolve(vec![view.to_owned()]).and_then(move |views| {
-            let v = views
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::unexpected("no view resolved", None))?;
-            this.build_write(&v, keys, owned.dtype(), owned.shape(), owned.data(), single)
-        })
+        self.resolve(vec![view.to_owned()])
+            .narrow()
+            .and_then(move |views| {
+                let v = views
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::unexpected("no view resolved", None))?;
+                this.build_write(&v, key_prefix, ids, dtype, &shape, data, single)
+            })
     }
 
     /// Plan of [`write`](Self::write).
-    pub fn plan_write<A: AsArray + ?Sized>(
+    pub fn plan_write<'a, A: AsArray + ?Sized>(
         &self,
         view: &str,
         entity_id: &str,
-        vector: &A,
-    ) -> Result<Step<'static, ()>> {
-        let step = self.plan_write_any(view, vec![self.key(view, entity_id)], vector, true)?;
+        vector: &'a A,
+    ) -> Result<Step<'a, ()>> {
+        let step = self.plan_write_any(view, Ids::new(&[entity_id]), vector, true)?;
         // A single write reports its own error, not a partial write of one.
         Ok(unwrap_single(step.map(|_| ())))
     }
 
     /// Plan of [`write_many`](Self::write_many).
-    pub fn plan_write_many<N: AsRef<str>, A: AsArray + ?Sized>(
+    pub fn plan_write_many<'a, N: AsRef<str>, A: AsArray + ?Sized>(
         &self,
         view: &str,
         entity_ids: &[N],
-        values: &A,
-    ) -> Result<Step<'static, usize>> {
-        let keys: Vec<String> = entity_ids
-            .iter()
-            .map(|id| self.key(view, id.as_ref()))
-            .collect();
-        self.plan_write_any(view, keys, values, false)
+        values: &'a A,
+    ) -> Result<Step<'a, usize>> {
+        self.plan_write_any(view, Ids::new(entity_ids), values, false)
     }
 
     /// Plan of [`read_views`](Self::read_views).
@@ -1244,10 +1345,10 @@ impl FeatureStore {
         /// TTL in the same command.
         fn write / write_async<A: AsArray>(view: &str, entity_id: &str, vector: &A) -> () = plan_write;
         /// Write the rows of `values` (shape `[ids, dim]`, the view's dtype) for
-        /// `entity_ids`, [`chunk_size`](Self::chunk_size) entities per round trip, the
-        /// TTL in the same pipeline. Returns the number written; a failed chunk stops
-        /// the write with [`Error::PartialWrite`] (which entities were written and
-        /// which were not).
+        /// `entity_ids`, [`chunk_size`](Self::chunk_size) entities per request, the TTL
+        /// in the same command. Returns the number written; if any entity failed,
+        /// [`Error::PartialWrite`] says which entities were written and which were not
+        /// (every chunk is sent).
         fn write_many / write_many_async<N: AsRef<str>, A: AsArray>(view: &str, entity_ids: &[N], values: &A) -> usize = plan_write_many;
         /// Read one entity's vector; `None` if missing, expired or older than the max age.
         fn read / read_async<T: Element>(view: &str, entity_id: &str) -> Option<Feature<T>> = plan_read;
@@ -1308,9 +1409,117 @@ fn check_not_wrong_type(nil_keys: Vec<String>, out: Vec<RawRows>) -> Step<'stati
 }
 
 /// A single write's [`Error::PartialWrite`] becomes its underlying error.
-fn unwrap_single(step: Step<'static, ()>) -> Step<'static, ()> {
+fn unwrap_single(step: Step<'_, ()>) -> Step<'_, ()> {
     step.map_err(|e| match e {
         Error::PartialWrite { source, .. } => *source,
         e => e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Command;
+
+    fn write(view: View, atomic: bool, data: &[u8]) -> Write<'_> {
+        Write {
+            view,
+            key_prefix: "fs:v:".into(),
+            ids: Ids::new(&["a", "", "entity-2"]),
+            data: Cow::Borrowed(data),
+            ts_ms: 1_700_000_000_123,
+            chunk_size: 2,
+            atomic,
+            single: false,
+        }
+    }
+
+    /// The commands of chunk `c` as redis-rs would pack them.
+    fn expected(w: &Write<'_>, c: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        if w.atomic {
+            redis::cmd("MULTI").write_packed_command(&mut out);
+        }
+        for i in w.chunk_items(c) {
+            let key = w.key(i);
+            let mut le = w.row(i).to_vec();
+            if ByteOrder::NATIVE == ByteOrder::Big {
+                swap_bytes_in_place(&mut le, w.view.dtype.swap_unit());
+            }
+            match w.view.layout {
+                Layout::Native => {
+                    let mut value = w.ts_ms.to_le_bytes().to_vec();
+                    value.extend_from_slice(&le);
+                    let mut set = redis::cmd("SET");
+                    set.arg(&key).arg(value);
+                    if let Some(ms) = w.view.ttl_ms() {
+                        set.arg("PX").arg(ms);
+                    }
+                    set.write_packed_command(&mut out);
+                }
+                Layout::Recipe => {
+                    redis::cmd("HSET")
+                        .arg(&key)
+                        .arg("data")
+                        .arg(le)
+                        .arg("dtype")
+                        .arg(w.view.dtype.name())
+                        .arg("shape")
+                        .arg(format!("[{}]", w.view.dim))
+                        .arg("updated_at")
+                        .arg("1700000000.123000")
+                        .write_packed_command(&mut out);
+                    if let Some(ms) = w.view.ttl_ms() {
+                        redis::cmd("PEXPIRE")
+                            .arg(&key)
+                            .arg(ms)
+                            .write_packed_command(&mut out);
+                    }
+                }
+            }
+        }
+        if w.atomic {
+            redis::cmd("EXEC").write_packed_command(&mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn chunks_are_the_commands_redis_rs_would_send() {
+        let data: Vec<u8> = (0..3 * 4 * 4).map(|i| i as u8).collect();
+        for layout in [Layout::Native, Layout::Recipe] {
+            for ttl in [None, Some(Duration::from_millis(3_600_000))] {
+                for atomic in [false, true] {
+                    let mut view = View::of::<f32>("v", 4).with_layout(layout);
+                    if let Some(t) = ttl {
+                        view = view.with_ttl(t);
+                    }
+                    let w = write(view, atomic, &data);
+                    assert_eq!(w.chunks(), 2);
+                    for c in 0..2 {
+                        let req = w.chunk(c);
+                        let want = expected(&w, c);
+                        let Some(Command::Packed(p)) = req.commands().first() else {
+                            panic!("not packed");
+                        };
+                        assert_eq!(p.as_bytes(), &want[..], "{layout:?} {ttl:?} {atomic}");
+                        let n = w.chunk_items(c).len() * cmds_per_entity(&w.view);
+                        assert_eq!(req.len(), n + if atomic { 2 } else { 0 });
+                        assert_eq!(p.to_cmds().unwrap().len(), req.len());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ids_and_keys() {
+        let ids = Ids::new(&["a", "", "bc"]);
+        assert_eq!(ids.len(), 3);
+        assert_eq!((ids.get(0), ids.get(1), ids.get(2)), ("a", "", "bc"));
+        let data = [0u8; 3 * 4 * 4];
+        let w = write(View::of::<f32>("v", 4), false, &data);
+        assert_eq!(w.key(2), "fs:v:entity-2");
+        assert_eq!(w.key(1), "fs:v:");
+    }
 }

@@ -55,6 +55,18 @@ impl Conn {
         })
     }
 
+    /// Drive a plan to its end.
+    pub async fn run<T: Send>(&mut self, step: redstash::exec::Step<'_, T>) -> redstash::Result<T> {
+        use redstash::exec::{run, run_async};
+        match self {
+            Conn::Sync(c) => run(c, step),
+            Conn::DirectSync(c) => run(c, step),
+            Conn::Async(c) => run_async(c, step).await,
+            Conn::AsyncManager(c) => run_async(c, step).await,
+            Conn::DirectAsync(c) => run_async(c, step).await,
+        }
+    }
+
     /// Run a raw command for checks (through a plain redis-rs call).
     pub async fn raw<T: redis::FromRedisValue>(
         &mut self,
