@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use redis::Value;
 use redstash::Error;
 use redstash::direct::DirectConnection;
-use redstash::exec::{Request, SyncConnection};
+use redstash::exec::{Request, Requests, SyncConnection};
 
 /// Keep NumPy arrays and Arrow tables in Redis.
 #[derive(Parser, Debug)]
@@ -145,7 +145,7 @@ impl SyncConnection for BulkConnection {
         }
     }
 
-    fn run_requests(&mut self, reqs: &[Request<'_>]) -> redstash::Result<Vec<Vec<Value>>> {
+    fn run_requests(&mut self, reqs: Requests<'_>) -> redstash::Result<Vec<Vec<Value>>> {
         match self {
             BulkConnection::Direct(c) => c.run_requests(reqs),
             BulkConnection::Redis(c) => c.run_requests(reqs),
