@@ -10,19 +10,11 @@
 use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2};
-use redstash::testkit::RedisServer;
 use redstash::{BatchStore, FeatureStore, Layout, View};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Keep the server (if we started one) alive until the end of main.
-    let (url, _server) = match std::env::var("REDIS_URL") {
-        Ok(url) => (url, None),
-        Err(_) => {
-            let s = RedisServer::start()?;
-            println!("started a local redis-server on port {}", s.port());
-            (s.url(), Some(s))
-        }
-    };
+    let (url, _server) = redstash::testkit::url_or_start()?;
     let mut con = redis::Client::open(url.as_str())?.get_connection()?;
 
     // 1. Views are registered once; any store under the same prefix finds them.

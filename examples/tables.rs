@@ -15,17 +15,9 @@ use redstash::codec::arrow::IpcCompression;
 use redstash::codec::arrow_file::{IpcFormat, IpcInput};
 use redstash::direct::DirectConnection;
 use redstash::store::table::ReadOptions;
-use redstash::testkit::RedisServer;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (url, _server) = match std::env::var("REDIS_URL") {
-        Ok(url) => (url, None),
-        Err(_) => {
-            let s = RedisServer::start()?;
-            println!("started a local redis-server on port {}", s.port());
-            (s.url(), Some(s))
-        }
-    };
+    let (url, _server) = redstash::testkit::url_or_start()?;
     // Four connections: split and read use them concurrently.
     let mut cons: Vec<DirectConnection> = (0..4)
         .map(|_| DirectConnection::open(url.as_str()))

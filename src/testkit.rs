@@ -81,6 +81,26 @@ exec 3<&-
 wait "$pid"
 "#;
 
+/// The server examples and quick scripts use: `REDIS_URL` when set, else a throwaway
+/// local `redis-server` started now (kept running as long as the returned
+/// [`RedisServer`] lives).
+///
+/// ```no_run
+/// let (url, _server) = redstash::testkit::url_or_start()?;
+/// let mut con = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn url_or_start() -> io::Result<(String, Option<RedisServer>)> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) => Ok((url, None)),
+        Err(_) => {
+            let s = RedisServer::start()?;
+            println!("started a local redis-server on port {}", s.port());
+            Ok((s.url(), Some(s)))
+        }
+    }
+}
+
 /// Finds the `redis-server` binary.
 ///
 /// Uses the `REDIS_SERVER` environment variable when it is set and non-empty

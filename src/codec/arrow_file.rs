@@ -509,27 +509,22 @@ pub fn write_ipc<W: Write>(
         other => Error::InvalidArgument(format!("IPC write: {other}")),
     };
     let mut done = 0u64;
+    // The two writers have the same methods but no common trait.
+    macro_rules! write_all {
+        ($w:expr) => {{
+            let mut w = $w.map_err(err)?;
+            for b in batches {
+                w.write(&b?).map_err(err)?;
+                done += 1;
+                progress(done, w.get_ref().n);
+            }
+            w.finish().map_err(err)?;
+            Ok(w.get_ref().n)
+        }};
+    }
     match format {
-        IpcFormat::File => {
-            let mut w = FileWriter::try_new_with_options(out, schema, options).map_err(err)?;
-            for b in batches {
-                w.write(&b?).map_err(err)?;
-                done += 1;
-                progress(done, w.get_ref().n);
-            }
-            w.finish().map_err(err)?;
-            Ok(w.get_ref().n)
-        }
-        IpcFormat::Stream => {
-            let mut w = StreamWriter::try_new_with_options(out, schema, options).map_err(err)?;
-            for b in batches {
-                w.write(&b?).map_err(err)?;
-                done += 1;
-                progress(done, w.get_ref().n);
-            }
-            w.finish().map_err(err)?;
-            Ok(w.get_ref().n)
-        }
+        IpcFormat::File => write_all!(FileWriter::try_new_with_options(out, schema, options)),
+        IpcFormat::Stream => write_all!(StreamWriter::try_new_with_options(out, schema, options)),
     }
 }
 
