@@ -35,6 +35,19 @@
 //! this choice: readers are not isolated from a concurrent re-split (they get an error,
 //! not the old data); concurrent splits of one table are not supported.
 //!
+//! # Splitting Arrow IPC files
+//!
+//! [`split_ipc`](TableStore::split_ipc) (and `split_ipc_async`,
+//! [`split_ipc_parallel`](TableStore::split_ipc_parallel)) take an [`IpcInput`]: an IPC
+//! file or stream read one batch at a time, never decoded when it need not be. A batch
+//! whose body compression is the store's is stored by re-framing: the value is the
+//! store's schema message (with the generation), the dictionary messages the batch
+//! needs and the batch message exactly as the file holds it, so neither zstd nor lz4
+//! runs. Otherwise (another compression, or dictionary ids that do not line up) the
+//! batch is decoded and encoded. [`Partitioning::Column`] decodes only the partition
+//! column of each batch to find its partition; [`Partitioning::Blocks`] is ArrowRedis's
+//! `--batches`. Memory stays bounded by the batches in flight.
+//!
 //! # Tables without a manifest (written by ArrowRedis)
 //!
 //! [`read`](TableStore::read) discovers the batches with
@@ -498,6 +511,10 @@ impl TableStore {
     /// connection), and the batches come back in the same order as [`read`](Self::read)
     /// gives them. A table without manifest (written by ArrowRedis) is read by
     /// [`read`](Self::read) on the first connection.
+    ///
+    /// From async code, run it in `tokio::task::spawn_blocking` with its own
+    /// connections (e.g. [`DirectConnection`](crate::direct::DirectConnection)s): the
+    /// decoding is CPU work that should not run on the async workers.
     #[cfg(feature = "sync")]
     pub fn read_parallel<Con: crate::exec::SyncConnection + Send>(
         &self,
