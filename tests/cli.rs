@@ -234,6 +234,14 @@ fn tables_gen_split_read_info_list_delete() {
     assert_eq!(json(&out)["partitions"], serde_json::json!([0, 1, 2]));
     let (code, _, _) = redstash(&url, &["read", "--prefix", "demo:v1", "--partitions", "x"]);
     assert_eq!(code, 2);
+    // `--redis-url`, as ArrowRedis spells it.
+    let out = Command::new(env!("CARGO_BIN_EXE_redstash"))
+        .args(["--json", "read", "--redis-url", &url, "--prefix", "demo:v1"])
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout))["rows"], 3000);
 
     // --batches is checked.
     let (code, _, err) = redstash(&url, &["read", "--prefix", "demo:v1", "--batches", "3"]);

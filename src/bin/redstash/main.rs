@@ -19,9 +19,11 @@ use redstash::exec::{Request, Requests, SyncConnection};
 #[derive(Parser, Debug)]
 #[command(name = "redstash", version, about)]
 pub struct Cli {
-    /// Redis URL (redis://[user:pass@]host:port/db, rediss:// for TLS, redis+unix:///path).
+    /// Redis URL (redis://[user:pass@]host:port/db, rediss:// for TLS, redis+unix:///path;
+    /// `--redis-url` as in ArrowRedis works too).
     #[arg(
         long,
+        alias = "redis-url",
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379/",
         global = true
