@@ -34,8 +34,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, make_array};
 use arrow_buffer::Buffer;
+use arrow_data::ArrayData;
 use arrow_ipc::reader::{StreamReader, read_dictionary, read_record_batch};
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
@@ -142,7 +143,7 @@ pub fn decode_stream(
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     check_framing(value, limits)?;
-    decode_checked(Buffer::from(value), columns)
+    decode_checked(Buffer::from(value), columns, true)
 }
 
 /// [`decode_stream`] of a value the caller owns (e.g. a reply from Redis): the decoded
@@ -154,14 +155,17 @@ pub fn decode_stream_bytes(
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     check_framing(&value, limits)?;
-    decode_checked(Buffer::from(value), columns)
+    decode_checked(Buffer::from(value), columns, true)
 }
 
 /// Decode a stream whose framing [`check_framing`] accepted: message by message, with
-/// the bodies sliced out of `value` (no copy), only the projected columns decompressed.
+/// the bodies sliced out of `value` (no copy), only the projected columns decompressed;
+/// with `detach_compressed`, batches of compressed messages do not point into `value`
+/// (see [`detach`]).
 fn decode_checked(
     value: Buffer,
     columns: Option<&[String]>,
+    detach_compressed: bool,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     guarded(|| {
         let bytes = value.as_slice();
@@ -226,6 +230,7 @@ fn decode_checked(
                 let s = schema
                     .as_ref()
                     .ok_or_else(|| corrupt("a record batch before the schema"))?;
+                let compressed = rb.compression().is_some();
                 let b = read_record_batch(
                     &body,
                     rb,
@@ -235,7 +240,11 @@ fn decode_checked(
                     &version,
                 )
                 .map_err(|e| corrupt(e.to_string()))?;
-                batches.push(b);
+                batches.push(if compressed && detach_compressed {
+                    detach(b, bytes)?
+                } else {
+                    b
+                });
             } else {
                 return Err(corrupt(format!(
                     "unexpected message type {:?}",
@@ -246,6 +255,71 @@ fn decode_checked(
         let schema = schema.ok_or_else(|| corrupt("the stream has no schema message"))?;
         Ok((projected.unwrap_or(schema), batches))
     })
+}
+
+/// Copy out the columns of `batch` that still point into `value`: in a compressed
+/// message, buffers that did not compress are stored as they are and decoded zero-copy,
+/// which would keep the whole value (mostly compressed bytes, dead once decoded) alive
+/// as long as the batch. Columns decoded into their own memory are kept as they are.
+fn detach(batch: RecordBatch, value: &[u8]) -> Result<RecordBatch> {
+    let start = value.as_ptr() as usize;
+    let range = start..start + value.len();
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    let mut copied = false;
+    for c in batch.columns() {
+        let data = c.to_data();
+        if points_into(&data, &range) {
+            columns.push(make_array(deep_copy(&data, &range)?));
+            copied = true;
+        } else {
+            columns.push(c.clone());
+        }
+    }
+    if !copied {
+        return Ok(batch);
+    }
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Whether any buffer of `d` (or of its children, e.g. a dictionary's values) lies in
+/// `range`.
+fn points_into(d: &ArrayData, range: &std::ops::Range<usize>) -> bool {
+    let inside = |p: *const u8| range.contains(&(p as usize));
+    d.buffers().iter().any(|b| inside(b.as_ptr()))
+        || d.nulls().is_some_and(|n| inside(n.buffer().as_ptr()))
+        || d.child_data().iter().any(|c| points_into(c, range))
+}
+
+/// `d` with the buffers that lie in `range` copied into memory of their own (same
+/// offsets and lengths, so the copy is as valid as the original).
+fn deep_copy(d: &ArrayData, range: &std::ops::Range<usize>) -> Result<ArrayData> {
+    let own = |b: &Buffer| {
+        if range.contains(&(b.as_ptr() as usize)) {
+            Buffer::from_slice_ref(b.as_slice())
+        } else {
+            b.clone()
+        }
+    };
+    let children = d
+        .child_data()
+        .iter()
+        .map(|c| deep_copy(c, range))
+        .collect::<Result<Vec<_>>>()?;
+    let nulls = d.nulls().map(|n| {
+        arrow_buffer::NullBuffer::new(arrow_buffer::BooleanBuffer::new(
+            own(n.buffer()),
+            n.offset(),
+            n.len(),
+        ))
+    });
+    ArrayData::builder(d.data_type().clone())
+        .len(d.len())
+        .offset(d.offset())
+        .buffers(d.buffers().iter().map(own).collect())
+        .child_data(children)
+        .nulls(nulls)
+        .build()
+        .map_err(|e| corrupt(e.to_string()))
 }
 
 /// Run a decode, turning a panic of the Arrow reader into [`Error::Corrupt`].
@@ -374,7 +448,7 @@ fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_array::{ArrayRef, Int64Array, StringArray, UInt64Array};
 
     use super::*;
 
@@ -418,6 +492,51 @@ mod tests {
                 Err(Error::InvalidArgument(_))
             ));
         }
+    }
+
+    /// A column that does not compress is stored raw inside a zstd message; once
+    /// decoded it must not keep the whole value alive.
+    #[test]
+    fn decoded_batches_do_not_hold_the_value() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u64> = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect();
+        let b = RecordBatch::try_from_iter([
+            ("noise", Arc::new(UInt64Array::from(noise)) as ArrayRef),
+            (
+                "ids",
+                Arc::new(Int64Array::from_iter_values(0..20_000)) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let value = bytes::Bytes::from(
+            encode_stream(&b.schema(), std::slice::from_ref(&b), IpcCompression::Zstd).unwrap(),
+        );
+        let range = value.as_ptr() as usize..value.as_ptr() as usize + value.len();
+        let (_, got) = decode_stream_bytes(value.clone(), None, &Limits::default()).unwrap();
+        assert_eq!(got, vec![b.clone()]);
+        for c in got[0].columns() {
+            assert!(!points_into(&c.to_data(), &range));
+        }
+        // The premise: the noise column is stored uncompressed in the zstd message, so
+        // without the copy it points into the value.
+        let (_, zero_copy) = decode_checked(Buffer::from(value.clone()), None, false).unwrap();
+        assert!(points_into(&zero_copy[0].column(0).to_data(), &range));
+        assert!(!points_into(&zero_copy[0].column(1).to_data(), &range));
+        // Uncompressed values stay zero-copy (nothing else to free).
+        let raw = bytes::Bytes::from(
+            encode_stream(&b.schema(), std::slice::from_ref(&b), IpcCompression::None).unwrap(),
+        );
+        let range = raw.as_ptr() as usize..raw.as_ptr() as usize + raw.len();
+        let (_, got) = decode_stream_bytes(raw.clone(), None, &Limits::default()).unwrap();
+        assert_eq!(got, vec![b]);
+        assert!(points_into(&got[0].column(1).to_data(), &range));
     }
 
     #[test]
