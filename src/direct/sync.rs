@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
-use super::resp::{self, Encoder, Frame, Parser, Progress, ReadBuffer};
+use super::resp::{self, Encoder, Frame, Owed, Parser, Progress, ReadBuffer};
 use super::{Target, check_handshake, setup};
 
 #[derive(Debug)]
@@ -100,10 +100,8 @@ pub struct DirectConnection {
     encoder: Encoder,
     parser: Parser,
     rbuf: ReadBuffer,
-    /// An I/O or protocol error left the stream out of sync.
-    broken: bool,
-    /// Replies of sent batches not read yet.
-    pending: usize,
+    /// Errors and replies owed between calls.
+    owed: Owed,
 }
 
 impl DirectConnection {
@@ -131,8 +129,7 @@ impl DirectConnection {
             encoder: Encoder::default(),
             parser: Parser::new(),
             rbuf: ReadBuffer::default(),
-            broken: false,
-            pending: 0,
+            owed: Owed::default(),
         };
         if !setup.handshake.is_empty() {
             let replies = conn.exec(&setup.handshake, false)?;
@@ -151,7 +148,7 @@ impl DirectConnection {
     /// `false` once an I/O or protocol error broke the connection; every
     /// `exec` then fails with an error of kind [`redis::ErrorKind::Io`].
     pub fn is_open(&self) -> bool {
-        !self.broken && self.pending == 0
+        self.owed.is_open()
     }
 
     /// Sends all `cmds` pipelined in one write and reads one reply per command.
@@ -175,13 +172,7 @@ impl DirectConnection {
     /// Start a call: fails (and marks the connection broken) if an earlier call
     /// broke the stream or left replies unread.
     pub(crate) fn begin(&mut self) -> RedisResult<()> {
-        if self.pending > 0 {
-            self.broken = true;
-        }
-        if self.broken {
-            return Err(resp::broken_error());
-        }
-        Ok(())
+        self.owed.begin()
     }
 
     /// Writes `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`) without reading any
@@ -189,48 +180,38 @@ impl DirectConnection {
     /// `MULTI`, `QUEUED`s and `EXEC` included). Several batches may be sent before
     /// their replies are read with [`recv`](Self::recv), in order.
     pub(crate) fn send<F: Frame>(&mut self, cmds: &[F], atomic: bool) -> RedisResult<usize> {
-        if self.broken {
-            return Err(resp::broken_error());
-        }
-        let commands: usize = cmds.iter().map(Frame::replies).sum();
-        if commands == 0 {
-            // Nothing to send, not even an empty MULTI/EXEC.
+        let Some(n) = self.owed.writing(cmds, atomic)? else {
             return Ok(0);
-        }
-        let n = resp::expected_replies(commands, atomic);
+        };
         // Encoding errors (e.g. cursor arguments) happen before any I/O: they leave
         // the stream as it was (replies of earlier batches are still owed).
         let encoded = self.encoder.encode(cmds, atomic)?;
         // Set before any I/O and cleared once the whole batch is written.
-        self.broken = true;
+        self.owed.start_write();
         if encoded.is_contiguous() {
             self.stream.write_all(encoded.scratch())?;
         } else {
             let mut slices = encoded.io_slices();
             self.stream.write_all_vectored(&mut slices)?;
         }
-        self.broken = false;
-        self.pending += n;
+        self.owed.written(n);
         Ok(n)
     }
 
     /// Reads the next `n` replies of batches written by [`send`](Self::send).
     pub(crate) fn recv(&mut self, n: usize) -> RedisResult<Vec<Value>> {
-        if self.broken || n > self.pending {
-            self.broken = true;
-            return Err(resp::broken_error());
-        }
+        self.owed.reading(n)?;
         let mut replies = Vec::with_capacity(n);
         for _ in 0..n {
             match self.read_reply() {
                 Ok(v) => replies.push(v),
                 Err(e) => {
-                    self.broken = true;
+                    self.owed.fail();
                     return Err(e);
                 }
             }
         }
-        self.pending -= n;
+        self.owed.read(n);
         Ok(replies)
     }
 

@@ -10,7 +10,7 @@ use ::tokio::net::TcpStream;
 use ::tokio::net::UnixStream;
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
-use super::resp::{self, Encoder, Frame, Parser, Progress, ReadBuffer};
+use super::resp::{self, Encoder, Frame, Owed, Parser, Progress, ReadBuffer};
 use super::{Target, check_handshake, setup};
 
 #[derive(Debug)]
@@ -95,10 +95,8 @@ pub struct DirectAsyncConnection {
     encoder: Encoder,
     parser: Parser,
     rbuf: ReadBuffer,
-    /// An I/O or protocol error (or a cancelled write) left the stream out of sync.
-    broken: bool,
-    /// Replies of sent batches not read yet (a cancelled call leaves some).
-    pending: usize,
+    /// Errors and replies owed between calls.
+    owed: Owed,
 }
 
 impl DirectAsyncConnection {
@@ -121,8 +119,7 @@ impl DirectAsyncConnection {
             encoder: Encoder::default(),
             parser: Parser::new(),
             rbuf: ReadBuffer::default(),
-            broken: false,
-            pending: 0,
+            owed: Owed::default(),
         };
         if !setup.handshake.is_empty() {
             let replies = conn.exec(&setup.handshake, false).await?;
@@ -135,7 +132,7 @@ impl DirectAsyncConnection {
     /// connection; every `exec` then fails with an error of kind
     /// [`redis::ErrorKind::Io`].
     pub fn is_open(&self) -> bool {
-        !self.broken && self.pending == 0
+        self.owed.is_open()
     }
 
     /// Sends all `cmds` pipelined in one write and reads one reply per command;
@@ -158,13 +155,7 @@ impl DirectAsyncConnection {
     /// Start a call: fails (and marks the connection broken) if an earlier call
     /// broke the stream, left replies unread or was cancelled.
     pub(crate) fn begin(&mut self) -> RedisResult<()> {
-        if self.pending > 0 {
-            self.broken = true;
-        }
-        if self.broken {
-            return Err(resp::broken_error());
-        }
-        Ok(())
+        self.owed.begin()
     }
 
     /// Writes `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`) without reading any
@@ -175,19 +166,13 @@ impl DirectAsyncConnection {
         cmds: &[F],
         atomic: bool,
     ) -> RedisResult<usize> {
-        if self.broken {
-            return Err(resp::broken_error());
-        }
-        let commands: usize = cmds.iter().map(Frame::replies).sum();
-        if commands == 0 {
-            // Nothing to send, not even an empty MULTI/EXEC.
+        let Some(n) = self.owed.writing(cmds, atomic)? else {
             return Ok(0);
-        }
-        let n = resp::expected_replies(commands, atomic);
+        };
         let encoded = self.encoder.encode(cmds, atomic)?;
         // Set before any I/O and cleared once the whole batch is written: an error or
         // a dropped future leaves the connection marked broken.
-        self.broken = true;
+        self.owed.start_write();
         if encoded.is_contiguous() {
             self.stream.write_all(encoded.scratch()).await?;
         } else {
@@ -206,29 +191,25 @@ impl DirectAsyncConnection {
             }
         }
         self.stream.flush().await?;
-        self.broken = false;
-        self.pending += n;
+        self.owed.written(n);
         Ok(n)
     }
 
     /// Reads the next `n` replies of batches written by [`send`](Self::send). A
     /// dropped future leaves replies owed, so the connection counts as broken.
     pub(crate) async fn recv(&mut self, n: usize) -> RedisResult<Vec<Value>> {
-        if self.broken || n > self.pending {
-            self.broken = true;
-            return Err(resp::broken_error());
-        }
+        self.owed.reading(n)?;
         let mut replies = Vec::with_capacity(n);
         for _ in 0..n {
             match self.read_reply().await {
                 Ok(v) => replies.push(v),
                 Err(e) => {
-                    self.broken = true;
+                    self.owed.fail();
                     return Err(e);
                 }
             }
         }
-        self.pending -= n;
+        self.owed.read(n);
         Ok(replies)
     }
 
