@@ -300,6 +300,8 @@ mod hostile {
                 match b {
                     Ok(b) => {
                         let _ = b.decode(None, &limits);
+                        // The one-message path (a column that needs no dictionary).
+                        let _ = b.decode(Some(&["partition".to_owned()]), &limits);
                     }
                     Err(_) => break,
                 }

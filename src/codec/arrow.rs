@@ -158,6 +158,46 @@ pub fn decode_stream_bytes(
     decode_checked(Buffer::from(value), columns, true)
 }
 
+/// Decode one encapsulated record batch message of `schema` (no schema message, no
+/// dictionaries: the `projection` must need none), keeping only the columns at
+/// `projection`. Checked like a stream ([`check_framing`]); the body is not copied.
+pub(crate) fn decode_batch_message(
+    schema: &SchemaRef,
+    message: bytes::Bytes,
+    projection: &[usize],
+    limits: &Limits,
+) -> Result<RecordBatch> {
+    check_framing(&message, limits)?;
+    let value = Buffer::from(message);
+    guarded(|| {
+        let bytes = value.as_slice();
+        let len = read_u32(bytes, 4).ok_or_else(|| corrupt("truncated message"))? as usize;
+        let meta = bytes
+            .get(8..8 + len)
+            .ok_or_else(|| corrupt("truncated message"))?;
+        let msg = arrow_ipc::root_as_message(meta)
+            .map_err(|e| corrupt(format!("invalid message: {e}")))?;
+        let rb = msg
+            .header_as_record_batch()
+            .ok_or_else(|| corrupt("not a record batch message"))?;
+        let body_len =
+            usize::try_from(msg.bodyLength()).map_err(|_| corrupt("negative body length"))?;
+        if 8 + len + body_len > bytes.len() {
+            return Err(corrupt("truncated message body"));
+        }
+        let body = value.slice_with_length(8 + len, body_len);
+        read_record_batch(
+            &body,
+            rb,
+            schema.clone(),
+            &HashMap::new(),
+            Some(projection),
+            &msg.version(),
+        )
+        .map_err(|e| corrupt(e.to_string()))
+    })
+}
+
 /// Decode a stream whose framing [`check_framing`] accepted: message by message, with
 /// the bodies sliced out of `value` (no copy), only the projected columns decompressed;
 /// with `detach_compressed`, batches of compressed messages do not point into `value`

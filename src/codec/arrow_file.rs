@@ -46,7 +46,7 @@ use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow_schema::{Schema, SchemaRef};
 
 use crate::codec::Limits;
-use crate::codec::arrow::{IpcCompression, decode_stream};
+use crate::codec::arrow::{IpcCompression, decode_batch_message, decode_stream};
 use crate::error::{Error, Result};
 
 /// The 8 bytes that end an IPC stream.
@@ -74,7 +74,7 @@ pub struct EncodedBatch {
     schema: SchemaRef,
     schema_message: Arc<Vec<u8>>,
     dictionaries: Vec<Arc<Vec<u8>>>,
-    message: Vec<u8>,
+    message: bytes::Bytes,
     rows: usize,
     compression: Option<IpcCompression>,
 }
@@ -115,26 +115,24 @@ impl EncodedBatch {
     /// schema message whose dictionary ids are the input's, e.g. the input's own
     /// [`IpcInput::schema_message`]), the dictionaries, the batch message, end of
     /// stream. Their concatenation is what `pyarrow.ipc.open_stream` reads.
-    pub fn stream_pieces(&self, schema_message: &[u8]) -> Vec<Cow<'static, [u8]>> {
+    pub fn stream_pieces<'s>(&'s self, schema_message: &'s [u8]) -> Vec<&'s [u8]> {
         let mut v = Vec::with_capacity(self.dictionaries.len() + 3);
-        v.push(Cow::Owned(schema_message.to_vec()));
-        for d in &self.dictionaries {
-            v.push(Cow::Owned(d.as_ref().clone()));
-        }
-        v.push(Cow::Owned(self.message.clone()));
-        v.push(Cow::Borrowed(&END_OF_STREAM[..]));
+        v.push(schema_message);
+        v.extend(self.dictionaries.iter().map(|d| d.as_slice()));
+        v.push(&self.message[..]);
+        v.push(&END_OF_STREAM[..]);
         v
     }
 
-    /// [`stream_pieces`](Self::stream_pieces) consuming the batch (no copy of the batch
-    /// message).
+    /// [`stream_pieces`](Self::stream_pieces) owning its pieces, for a command that
+    /// outlives the batch (the batch message is moved, not copied).
     pub fn into_stream_pieces(self, schema_message: &[u8]) -> Vec<Cow<'static, [u8]>> {
         let mut v = Vec::with_capacity(self.dictionaries.len() + 3);
         v.push(Cow::Owned(schema_message.to_vec()));
         for d in &self.dictionaries {
             v.push(Cow::Owned(d.as_ref().clone()));
         }
-        v.push(Cow::Owned(self.message));
+        v.push(Cow::Owned(Vec::from(self.message)));
         v.push(Cow::Borrowed(&END_OF_STREAM[..]));
         v
     }
@@ -142,6 +140,24 @@ impl EncodedBatch {
     /// Decode the batch (only `columns`, by name, when given), checked like any
     /// untrusted value ([`decode_stream`]).
     pub fn decode(&self, columns: Option<&[String]>, limits: &Limits) -> Result<RecordBatch> {
+        // Columns that need no dictionary are decoded from the batch message alone,
+        // without copying it into a stream.
+        if let Some(cols) = columns {
+            let idx = cols
+                .iter()
+                .map(|c| {
+                    self.schema.index_of(c).map_err(|_| {
+                        Error::InvalidArgument(format!("the table has no column {c:?}"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if !idx
+                .iter()
+                .any(|&i| has_dictionary(self.schema.field(i).data_type()))
+            {
+                return decode_batch_message(&self.schema, self.message.clone(), &idx, limits);
+            }
+        }
         let value: Vec<u8> = self.stream_pieces(&self.schema_message).concat();
         let (_, mut batches) = decode_stream(&value, columns, limits)?;
         match (batches.pop(), batches.is_empty()) {
@@ -151,10 +167,29 @@ impl EncodedBatch {
     }
 }
 
+/// Whether a type holds a dictionary anywhere (its decode needs dictionary messages).
+fn has_dictionary(t: &arrow_schema::DataType) -> bool {
+    use arrow_schema::DataType as D;
+    match t {
+        D::Dictionary(..) => true,
+        D::List(f)
+        | D::LargeList(f)
+        | D::FixedSizeList(f, _)
+        | D::ListView(f)
+        | D::LargeListView(f)
+        | D::Map(f, _) => has_dictionary(f.data_type()),
+        D::Struct(fs) => fs.iter().any(|f| has_dictionary(f.data_type())),
+        D::Union(fs, _) => fs.iter().any(|(_, f)| has_dictionary(f.data_type())),
+        D::RunEndEncoded(a, b) => has_dictionary(a.data_type()) || has_dictionary(b.data_type()),
+        _ => false,
+    }
+}
+
 /// What an [`IpcInput`] reads from.
 enum Source {
     File {
-        input: BufReader<File>,
+        /// Unbuffered: a batch is read with one read straight into its buffer.
+        input: File,
         /// (offset, metadata length, body length) of the remaining record batches.
         blocks: std::vec::IntoIter<(u64, usize, usize)>,
     },
@@ -258,7 +293,7 @@ impl IpcInput {
 
     fn file(file: File, limits: Limits) -> Result<Self> {
         let size = file.metadata()?.len();
-        let mut input = BufReader::with_capacity(1 << 20, file);
+        let mut input = file;
         if size < 18 {
             return Err(corrupt(format!("an IPC file of {size} bytes is too short")));
         }
@@ -416,7 +451,7 @@ impl IpcInput {
                         schema: self.schema.clone(),
                         schema_message: self.schema_message.clone(),
                         dictionaries,
-                        message: m.bytes,
+                        message: bytes::Bytes::from(m.bytes),
                         rows,
                         compression: if compressed {
                             compression
@@ -558,7 +593,7 @@ fn read_exactly(r: &mut impl Read, len: usize, out: &mut Vec<u8>, what: &str) ->
 }
 
 fn read_block(
-    input: &mut BufReader<File>,
+    input: &mut File,
     off: u64,
     meta: usize,
     body: usize,

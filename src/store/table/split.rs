@@ -20,37 +20,43 @@ use crate::codec::arrow_file::{EncodedBatch, IpcInput, dictionary_ids};
 use crate::error::{Error, Result};
 use crate::exec::{Command, Request, Step, replies_ok};
 
-/// The partition values of a batch's column (integer, non-negative, no nulls).
-fn partition_values(col: &dyn Array, name: &str) -> Result<Vec<u32>> {
+/// The runs of equal values of a batch's partition column (integer, non-negative, no
+/// nulls): `(partition, start, len)`, in row order. Compared as stored; only the first
+/// value of each run is converted.
+fn partition_runs(col: &dyn Array, name: &str) -> Result<Vec<(u32, usize, usize)>> {
     if col.null_count() > 0 {
         return Err(Error::InvalidArgument(format!(
             "partition column {name:?} has nulls"
         )));
     }
-    macro_rules! conv {
-        ($t:ty) => {
-            col.as_primitive::<$t>()
-                .values()
-                .iter()
-                .map(|&v| {
-                    u32::try_from(v).map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "partition column {name:?}: value {v} is not a partition id (0..2^32)"
-                        ))
-                    })
-                })
-                .collect()
-        };
+    macro_rules! runs {
+        ($t:ty) => {{
+            let values = col.as_primitive::<$t>().values();
+            let mut runs = Vec::new();
+            let mut start = 0;
+            while start < values.len() {
+                let v = values[start];
+                let len = values[start..].iter().take_while(|&&x| x == v).count();
+                let part = u32::try_from(v).map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "partition column {name:?}: value {v} is not a partition id (0..2^32)"
+                    ))
+                })?;
+                runs.push((part, start, len));
+                start += len;
+            }
+            Ok(runs)
+        }};
     }
     match col.data_type() {
-        DataType::Int8 => conv!(Int8Type),
-        DataType::Int16 => conv!(Int16Type),
-        DataType::Int32 => conv!(Int32Type),
-        DataType::Int64 => conv!(Int64Type),
-        DataType::UInt8 => conv!(UInt8Type),
-        DataType::UInt16 => conv!(UInt16Type),
-        DataType::UInt32 => conv!(UInt32Type),
-        DataType::UInt64 => conv!(UInt64Type),
+        DataType::Int8 => runs!(Int8Type),
+        DataType::Int16 => runs!(Int16Type),
+        DataType::Int32 => runs!(Int32Type),
+        DataType::Int64 => runs!(Int64Type),
+        DataType::UInt8 => runs!(UInt8Type),
+        DataType::UInt16 => runs!(UInt16Type),
+        DataType::UInt32 => runs!(UInt32Type),
+        DataType::UInt64 => runs!(UInt64Type),
         other => Err(Error::InvalidArgument(format!(
             "partition column {name:?} is {other}, not an integer"
         ))),
@@ -223,31 +229,22 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             Piece::Encoded(e) => {
                 let cols = [name.to_owned()];
                 let col = e.decode(Some(&cols), &self.limits)?;
-                let values = partition_values(col.column(0).as_ref(), name)?;
-                match values.first() {
-                    Some(&first) if values.iter().all(|&v| v == first) => {
-                        self.pending.push_back((first, Piece::Encoded(e)));
+                match partition_runs(col.column(0).as_ref(), name)?[..] {
+                    [] => return Ok(()),
+                    [(part, _, _)] => {
+                        self.pending.push_back((part, Piece::Encoded(e)));
                         return Ok(());
                     }
-                    None => return Ok(()),
-                    Some(_) => e.decode(None, &self.limits)?,
+                    _ => e.decode(None, &self.limits)?,
                 }
             }
         };
         let col = batch
             .column_by_name(name)
             .ok_or_else(|| Error::InvalidArgument(format!("no partition column {name:?}")))?;
-        let values = partition_values(col.as_ref(), name)?;
-        let mut start = 0;
-        while start < values.len() {
-            let part = values[start];
-            let mut end = start + 1;
-            while end < values.len() && values[end] == part {
-                end += 1;
-            }
+        for (part, start, len) in partition_runs(col.as_ref(), name)? {
             self.pending
-                .push_back((part, Piece::Decoded(batch.slice(start, end - start))));
-            start = end;
+                .push_back((part, Piece::Decoded(batch.slice(start, len))));
         }
         Ok(())
     }
