@@ -172,6 +172,16 @@ pub enum Error {
         #[source]
         source: redis::RedisError,
     },
+    /// A request that must run on one Redis Cluster node (a `MULTI`/`EXEC`
+    /// transaction) names keys of several hash slots: it cannot be atomic on a cluster.
+    /// Give the keys a common hash tag (`{tag}`) to keep them in one slot.
+    #[error("redis cluster: a transaction{} spans hash slots {slots:?}; keys need a common hash tag", key.as_deref().map(|k| format!(" on key {k:?}")).unwrap_or_default())]
+    CrossSlot {
+        /// The key the request was about, when there was a single one.
+        key: Option<String>,
+        /// The distinct slots of its keys, sorted.
+        slots: Vec<u16>,
+    },
     /// The server answered something the operation did not expect.
     #[error("unexpected reply from redis{}: {reason}", key.as_deref().map(|k| format!(" for key {k:?}")).unwrap_or_default())]
     UnexpectedReply {

@@ -47,6 +47,8 @@ pub mod array;
 #[cfg(feature = "arrow")]
 pub mod arrowgen;
 pub mod buffers;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod codec;
 pub mod direct;
 pub mod dtype;

@@ -138,47 +138,64 @@ impl Packed {
 
     /// The commands as redis-rs commands (copies their arguments).
     pub fn to_cmds(&self) -> Result<Vec<Cmd>> {
-        fn header(buf: &[u8], prefix: u8) -> Option<(usize, &[u8])> {
-            let rest = buf.strip_prefix(&[prefix])?;
-            let end = rest.iter().position(|&b| b == b'\r')?;
-            let digits = &rest[..end];
-            if digits.is_empty() || digits.len() > 19 {
-                return None;
-            }
-            let mut n: usize = 0;
-            for &d in digits {
-                if !d.is_ascii_digit() {
-                    return None;
-                }
-                n = n.checked_mul(10)?.checked_add(usize::from(d - b'0'))?;
-            }
-            Some((n, rest[end..].strip_prefix(b"\r\n")?))
-        }
-        let bad = || Error::unexpected("malformed packed commands", None);
         let mut out = Vec::with_capacity(self.count);
-        let mut rest = &self.resp[..];
-        let mut args: Vec<&[u8]> = Vec::new();
-        while !rest.is_empty() {
-            let (n, r) = header(rest, b'*').ok_or_else(bad)?;
-            rest = r;
-            args.clear();
-            for _ in 0..n {
-                let (len, r) = header(rest, b'$').ok_or_else(bad)?;
-                let (arg, r) = r.split_at_checked(len).ok_or_else(bad)?;
-                rest = r.strip_prefix(b"\r\n").ok_or_else(bad)?;
-                args.push(arg);
-            }
-            let mut c = Cmd::with_capacity(n, args.iter().map(|a| a.len()).sum());
-            for a in &args {
+        walk_packed(&self.resp, |_, args| {
+            let mut c = Cmd::with_capacity(args.len(), args.iter().map(|a| a.len()).sum());
+            for a in args {
                 c.arg(*a);
             }
             out.push(c);
-        }
+            Ok(())
+        })?;
         if out.len() != self.count {
-            return Err(bad());
+            return Err(Error::unexpected("malformed packed commands", None));
         }
         Ok(out)
     }
+}
+
+/// Walk the commands of a RESP buffer (commands back to back, as in [`Packed`]):
+/// `f(byte range of the command, its arguments)` for each, in order. Returns the
+/// number of commands.
+pub(crate) fn walk_packed<'p>(
+    resp: &'p [u8],
+    mut f: impl FnMut(std::ops::Range<usize>, &[&'p [u8]]) -> Result<()>,
+) -> Result<usize> {
+    fn header(buf: &[u8], prefix: u8) -> Option<(usize, &[u8])> {
+        let rest = buf.strip_prefix(&[prefix])?;
+        let end = rest.iter().position(|&b| b == b'\r')?;
+        let digits = &rest[..end];
+        if digits.is_empty() || digits.len() > 19 {
+            return None;
+        }
+        let mut n: usize = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n.checked_mul(10)?.checked_add(usize::from(d - b'0'))?;
+        }
+        Some((n, rest[end..].strip_prefix(b"\r\n")?))
+    }
+    let bad = || Error::unexpected("malformed packed commands", None);
+    let mut rest = resp;
+    let mut args: Vec<&'p [u8]> = Vec::new();
+    let mut count = 0;
+    while !rest.is_empty() {
+        let start = resp.len() - rest.len();
+        let (n, r) = header(rest, b'*').ok_or_else(bad)?;
+        rest = r;
+        args.clear();
+        for _ in 0..n {
+            let (len, r) = header(rest, b'$').ok_or_else(bad)?;
+            let (arg, r) = r.split_at_checked(len).ok_or_else(bad)?;
+            rest = r.strip_prefix(b"\r\n").ok_or_else(bad)?;
+            args.push(arg);
+        }
+        f(start..resp.len() - rest.len(), &args)?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 impl Command<'_> {

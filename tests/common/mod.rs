@@ -21,6 +21,9 @@ pub enum Backend {
     AsyncManager,
     /// `redstash::direct::DirectAsyncConnection`.
     DirectAsync,
+    /// `redstash::cluster::ClusterConnection` on a 3-primary Redis Cluster.
+    #[cfg(feature = "cluster")]
+    Cluster,
 }
 
 pub const ALL_BACKENDS: [Backend; 5] = [
@@ -31,7 +34,28 @@ pub const ALL_BACKENDS: [Backend; 5] = [
     Backend::DirectAsync,
 ];
 
+/// The backends [`each_backend`] runs a case on: every single-server one, then a
+/// Redis Cluster (feature `cluster`).
+pub fn backends() -> Vec<Backend> {
+    let mut v = ALL_BACKENDS.to_vec();
+    #[cfg(feature = "cluster")]
+    v.push(Backend::Cluster);
+    v
+}
+
+/// Whether the backend is a Redis Cluster (transactions need keys of one slot there).
+pub fn is_cluster(backend: Backend) -> bool {
+    #[cfg(feature = "cluster")]
+    if backend == Backend::Cluster {
+        return true;
+    }
+    let _ = backend;
+    false
+}
+
 pub enum Conn {
+    #[cfg(feature = "cluster")]
+    Cluster(redstash::cluster::ClusterConnection),
     Sync(redis::Connection),
     DirectSync(redstash::direct::DirectConnection),
     Async(redis::aio::MultiplexedConnection),
@@ -43,6 +67,8 @@ impl Conn {
     pub async fn open(backend: Backend, url: &str) -> redstash::Result<Conn> {
         let client = redis::Client::open(url)?;
         Ok(match backend {
+            #[cfg(feature = "cluster")]
+            Backend::Cluster => Conn::Cluster(redstash::cluster::ClusterConnection::open([url])?),
             Backend::Sync => Conn::Sync(client.get_connection()?),
             Backend::DirectSync => Conn::DirectSync(redstash::direct::DirectConnection::open(url)?),
             Backend::Async => Conn::Async(client.get_multiplexed_async_connection().await?),
@@ -59,6 +85,8 @@ impl Conn {
     pub async fn run<T: Send>(&mut self, step: redstash::exec::Step<'_, T>) -> redstash::Result<T> {
         use redstash::exec::{run, run_async};
         match self {
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => run(c, step),
             Conn::Sync(c) => run(c, step),
             Conn::DirectSync(c) => run(c, step),
             Conn::Async(c) => run_async(c, step).await,
@@ -75,6 +103,8 @@ impl Conn {
         use redstash::exec::Request;
         let req = Request::single(cmd.clone(), None);
         let v = match self {
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => redstash::exec::SyncConnection::run_request(c, &req),
             Conn::Sync(c) => redstash::exec::SyncConnection::run_request(c, &req),
             Conn::DirectSync(c) => redstash::exec::SyncConnection::run_request(c, &req),
             Conn::Async(c) => redstash::exec::AsyncConnection::run_request(c, req).await,
@@ -98,6 +128,8 @@ impl Conn {
 macro_rules! call {
     ($con:expr, $store:ident . $op:ident / $op_async:ident ( $($arg:expr),* $(,)? )) => {
         match &mut $con {
+            #[cfg(feature = "cluster")]
+            $crate::common::Conn::Cluster(c) => $store.$op(c $(, $arg)*),
             $crate::common::Conn::Sync(c) => $store.$op(c $(, $arg)*),
             $crate::common::Conn::DirectSync(c) => $store.$op(c $(, $arg)*),
             $crate::common::Conn::Async(c) => $store.$op_async(c $(, $arg)*).await,
@@ -196,13 +228,29 @@ pub const SHAPES: &[&[usize]] = &[
     &[1, 2, 1, 2, 3, 2],
 ];
 
-/// Run `case` on every backend, each against its own fresh server.
+/// Start a 3-primary Redis Cluster.
+#[cfg(feature = "cluster")]
+pub fn cluster() -> redstash::testkit::RedisCluster {
+    redstash::testkit::RedisCluster::start().expect("start a Redis Cluster (run scripts/setup)")
+}
+
+/// Run `case` on every backend ([`backends`]), each against its own fresh server (or
+/// cluster).
 pub fn each_backend<F, Fut>(case: F)
 where
     F: Fn(Backend, Conn) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    for backend in ALL_BACKENDS {
+    for backend in backends() {
+        #[cfg(feature = "cluster")]
+        if backend == Backend::Cluster {
+            let c = cluster();
+            rt().block_on(async {
+                let con = redstash::cluster::ClusterConnection::open(c.nodes()).expect("connect");
+                case(backend, Conn::Cluster(con)).await;
+            });
+            continue;
+        }
         let srv = server();
         rt().block_on(async {
             let con = Conn::open(backend, &srv.url()).await.expect("connect");

@@ -1,0 +1,381 @@
+//! The cluster executor against a real 3-primary Redis Cluster: routing by slot,
+//! reply order, multi-key splits, SCAN over every primary, transactions, redirections
+//! after a slot migration, auth. (The store suites also run on the cluster: see
+//! `tests/common/mod.rs`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redis::Value;
+use redstash::cluster::{ClusterConnection, key_slot};
+use redstash::exec::{Request, SyncConnection};
+use redstash::testkit::RedisCluster;
+use redstash::{Error, RedisErrorKind};
+
+fn cluster() -> RedisCluster {
+    RedisCluster::start().expect("start a Redis Cluster (run scripts/setup)")
+}
+
+fn cmd(args: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c
+}
+
+fn one(con: &mut ClusterConnection, c: redis::Cmd) -> Value {
+    con.run_request(&Request::single(c, None))
+        .expect("request")
+        .pop()
+        .expect("a reply")
+}
+
+fn bulk(s: &str) -> Value {
+    Value::BulkString(s.as_bytes().to_vec())
+}
+
+/// A plain redis-rs connection to each node.
+fn nodes(c: &RedisCluster) -> Vec<redis::Connection> {
+    c.nodes()
+        .iter()
+        .map(|u| {
+            redis::Client::open(u.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Keys spread over the slots (and so over every primary).
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("k:{i}")).collect()
+}
+
+#[test]
+fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
+    let c = cluster();
+    let mut con = ClusterConnection::open(c.nodes()).unwrap();
+    assert_eq!(con.primaries().len(), 3);
+
+    // key_slot agrees with the server.
+    let mut raw = nodes(&c);
+    for k in [
+        "foo",
+        "bar",
+        "{user1}:a",
+        "a{}b",
+        "k:17",
+        "",
+        "\u{e9}t\u{e9}",
+    ] {
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(k)
+            .query(&mut raw[0])
+            .unwrap();
+        assert_eq!(key_slot(k.as_bytes()), slot, "{k}");
+    }
+
+    // One request of SETs and GETs over every node (Cmd, Pieces and Packed commands):
+    // replies in the order of the commands.
+    let ks = keys(200);
+    let owners: BTreeSet<&str> = ks
+        .iter()
+        .filter_map(|k| con.slot_owner(key_slot(k.as_bytes())))
+        .collect();
+    assert_eq!(owners.len(), 3, "the keys cover every primary");
+    let mut req = Request::new(None);
+    for (i, k) in ks.iter().enumerate() {
+        if i % 2 == 0 {
+            req.push(cmd(&["SET", k, &format!("v{i}")]));
+        } else {
+            let mut one = redstash::exec::Command::Pieces(vec![
+                vec![b"SET"[..].into()],
+                vec![b"k:"[..].into(), i.to_string().into_bytes().into()],
+                vec![b"v"[..].into(), i.to_string().into_bytes().into()],
+            ]);
+            if i % 3 == 0 {
+                let mut c = redis::cmd("SET");
+                c.arg(k).arg(format!("v{i}"));
+                one = redstash::exec::Command::Cmd(c);
+            }
+            req.push(one);
+        }
+    }
+    let replies = con.run_request(&req).unwrap();
+    assert_eq!(replies.len(), 200);
+    assert!(replies.iter().all(|v| *v == Value::Okay), "{replies:?}");
+    let mut req = Request::new(None);
+    for k in ks.iter().rev() {
+        req.push(cmd(&["GET", k]));
+        req.push(cmd(&["STRLEN", k]));
+    }
+    let replies = con.run_request(&req).unwrap();
+    for (j, i) in (0..200).rev().enumerate() {
+        let v = format!("v{i}");
+        assert_eq!(replies[2 * j], bulk(&v), "GET k:{i}");
+        assert_eq!(
+            replies[2 * j + 1],
+            Value::Int(v.len() as i64),
+            "STRLEN k:{i}"
+        );
+    }
+
+    // MGET across slots: values in the order of the keys, missing keys nil.
+    let mut mget = redis::cmd("MGET");
+    mget.arg("missing:1");
+    for k in ks.iter().step_by(7) {
+        mget.arg(k);
+    }
+    mget.arg("missing:2");
+    let Value::Array(values) = one(&mut con, mget) else {
+        panic!("MGET reply")
+    };
+    let mut want = vec![Value::Nil];
+    want.extend((0..200).step_by(7).map(|i| bulk(&format!("v{i}"))));
+    want.push(Value::Nil);
+    assert_eq!(values, want);
+    // EXISTS and DEL across slots: counts added; DBSIZE over every primary.
+    let mut exists = redis::cmd("EXISTS");
+    exists.arg(&ks[..50]).arg("missing").arg(&ks[0]);
+    assert_eq!(one(&mut con, exists), Value::Int(51));
+    assert_eq!(one(&mut con, cmd(&["DBSIZE"])), Value::Int(200));
+    let mut sizes = 0;
+    for n in &mut raw {
+        let s: i64 = redis::cmd("DBSIZE").query(n).unwrap();
+        assert!(s > 0, "every primary holds keys");
+        sizes += s;
+    }
+    assert_eq!(sizes, 200);
+    let mut del = redis::cmd("DEL");
+    del.arg(&ks[150..]).arg("missing");
+    assert_eq!(one(&mut con, del), Value::Int(50));
+    // MSET across slots.
+    let mut mset = redis::cmd("MSET");
+    mset.arg("m:a")
+        .arg("1")
+        .arg("m:b")
+        .arg("2")
+        .arg("m:c")
+        .arg("3");
+    assert_eq!(one(&mut con, mset), Value::Okay);
+    let mut mget = redis::cmd("MGET");
+    mget.arg("m:c").arg("m:a").arg("m:b");
+    assert_eq!(
+        one(&mut con, mget),
+        Value::Array(vec![bulk("3"), bulk("1"), bulk("2")])
+    );
+
+    // A MULTI block of one slot inside a request over several nodes.
+    let mut req = Request::new(None);
+    req.push(cmd(&["MULTI"]));
+    req.push(cmd(&["SET", "{t}:1", "a"]));
+    req.push(cmd(&["INCR", "{t}:n"]));
+    req.push(cmd(&["EXEC"]));
+    req.push(cmd(&["GET", "k:3"]));
+    let r = con.run_request(&req).unwrap();
+    assert_eq!(r[0], Value::Okay);
+    assert_eq!(r[3], Value::Array(vec![Value::Okay, Value::Int(1)]));
+    assert_eq!(r[4], bulk("v3"));
+
+    // SCAN over every primary: every key exactly once, the loop ends at cursor 0.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut cursor = 0u64;
+    let mut pages = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg("k:*")
+            .arg("COUNT")
+            .arg(20);
+        let Value::Array(mut reply) = one(&mut con, scan) else {
+            panic!("SCAN reply")
+        };
+        let Some(Value::Array(found)) = reply.pop() else {
+            panic!("SCAN keys")
+        };
+        for k in found {
+            let Value::BulkString(k) = k else { panic!() };
+            *seen.entry(String::from_utf8(k).unwrap()).or_default() += 1;
+        }
+        let Some(Value::BulkString(next)) = reply.pop() else {
+            panic!("SCAN cursor")
+        };
+        cursor = std::str::from_utf8(&next).unwrap().parse().unwrap();
+        pages += 1;
+        if cursor == 0 {
+            break;
+        }
+        assert!(pages < 1000, "SCAN does not end");
+    }
+    let want: BTreeMap<String, usize> = ks[..150].iter().map(|k| (k.clone(), 1)).collect();
+    assert_eq!(seen, want);
+    assert!(pages >= 3, "one SCAN loop per primary at least");
+
+    // Transactions: one slot runs there; keys of several slots are a typed error and
+    // nothing is sent.
+    let mut tx = Request::new(Some("{u}"));
+    tx.push(cmd(&["SET", "{u}:a", "1"]));
+    tx.push(cmd(&["INCR", "{u}:b"]));
+    tx.push(cmd(&["GET", "{u}:a"]));
+    let r = con.run_request(&tx.atomic()).unwrap();
+    assert_eq!(r, vec![Value::Okay, Value::Int(1), bulk("1")]);
+    let mut tx = Request::new(None);
+    tx.push(cmd(&["SET", "x:1", "1"]));
+    tx.push(cmd(&["SET", "x:2", "2"]));
+    let e = con.run_request(&tx.atomic()).unwrap_err();
+    let Error::CrossSlot { slots, .. } = &e else {
+        panic!("expected CrossSlot, got {e:?}")
+    };
+    assert_eq!(slots.len(), 2, "{e}");
+    assert_eq!(one(&mut con, cmd(&["EXISTS", "x:1", "x:2"])), Value::Int(0));
+    let mut block = Request::new(None);
+    block.push(cmd(&["MULTI"]));
+    block.push(cmd(&["SET", "x:1", "1"]));
+    block.push(cmd(&["SET", "x:2", "2"]));
+    block.push(cmd(&["EXEC"]));
+    assert!(matches!(
+        con.run_request(&block),
+        Err(Error::CrossSlot { .. })
+    ));
+
+    // Several requests at once (SendAll) keep their own replies.
+    let reqs: Vec<Request<'static>> = (0..5)
+        .map(|i| {
+            let mut r = Request::new(None);
+            r.push(cmd(&["GET", &format!("k:{i}")]));
+            r.push(cmd(&["GET", &format!("k:{}", i + 100)]));
+            r
+        })
+        .collect();
+    let all = con.run_requests(reqs.into()).unwrap();
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(
+            r,
+            &vec![bulk(&format!("v{i}")), bulk(&format!("v{}", i + 100))]
+        );
+    }
+
+    // Server errors stay per-command replies.
+    let mut req = Request::new(None);
+    req.push(cmd(&["INCR", "k:1"]));
+    req.push(cmd(&["GET", "k:2"]));
+    let r = con.run_request(&req).unwrap();
+    assert!(matches!(&r[0], Value::ServerError(_)), "{r:?}");
+    assert_eq!(r[1], bulk("v2"));
+}
+
+/// Run a command on one node (redis-rs), for the migration steps.
+fn on(node: &mut redis::Connection, args: &[&str]) -> Value {
+    cmd(args).query(node).unwrap()
+}
+
+fn node_id(node: &mut redis::Connection) -> String {
+    redis::cmd("CLUSTER").arg("MYID").query(node).unwrap()
+}
+
+#[test]
+fn cluster_follows_ask_and_moved_during_a_slot_migration() {
+    let c = cluster();
+    let urls = c.nodes();
+    let mut con = ClusterConnection::open(urls.clone()).unwrap();
+    let mut strict = ClusterConnection::open(urls.clone())
+        .unwrap()
+        .max_redirects(0);
+    let mut raw = nodes(&c);
+    let key = "migrating-key";
+    let slot = key_slot(key.as_bytes());
+    let owner = con.slot_owner(slot).unwrap().to_owned();
+    let port = |u: &str| {
+        u.trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let src = urls.iter().position(|u| port(u) == port(&owner)).unwrap();
+    let dst = (src + 1) % urls.len();
+    let dst_port = port(&urls[dst]);
+    let ids: Vec<String> = raw.iter_mut().map(node_id).collect();
+    assert_eq!(one(&mut con, cmd(&["SET", key, "before"])), Value::Okay);
+
+    // Mid-migration: the key moved, the slot not yet: the source answers ASK.
+    let s = slot.to_string();
+    on(
+        &mut raw[dst],
+        &["CLUSTER", "SETSLOT", &s, "IMPORTING", &ids[src]],
+    );
+    on(
+        &mut raw[src],
+        &["CLUSTER", "SETSLOT", &s, "MIGRATING", &ids[dst]],
+    );
+    on(
+        &mut raw[src],
+        &["MIGRATE", "127.0.0.1", &dst_port, key, "0", "5000"],
+    );
+    let e: redis::RedisResult<Value> = cmd(&["GET", key]).query(&mut raw[src]);
+    assert_eq!(e.unwrap_err().code(), Some("ASK"), "the source redirects");
+    assert_eq!(one(&mut con, cmd(&["GET", key])), bulk("before"));
+    let mut req = Request::new(None);
+    req.push(cmd(&["SET", key, "during"]));
+    req.push(cmd(&["GET", key]));
+    req.push(cmd(&["GET", "k:other"]));
+    assert_eq!(
+        con.run_request(&req).unwrap(),
+        vec![Value::Okay, bulk("during"), Value::Nil]
+    );
+
+    // Migration done: the source answers MOVED; the connection's slot map is stale.
+    for n in &mut raw {
+        on(n, &["CLUSTER", "SETSLOT", &s, "NODE", &ids[dst]]);
+    }
+    let e: redis::RedisResult<Value> = cmd(&["GET", key]).query(&mut raw[src]);
+    assert_eq!(e.unwrap_err().code(), Some("MOVED"));
+    assert_eq!(
+        con.slot_owner(slot),
+        Some(owner.as_str()),
+        "still the old map"
+    );
+    assert_eq!(one(&mut con, cmd(&["GET", key])), bulk("during"));
+    assert_ne!(con.slot_owner(slot), Some(owner.as_str()), "map refreshed");
+    assert!(con.slot_owner(slot).unwrap().ends_with(&dst_port));
+    // An atomic request on the moved slot follows too.
+    let mut tx = Request::new(Some(key));
+    tx.push(cmd(&["APPEND", key, "!"]));
+    tx.push(cmd(&["GET", key]));
+    assert_eq!(
+        con.run_request(&tx.atomic()).unwrap(),
+        vec![Value::Int(7), bulk("during!")]
+    );
+
+    // A connection that may not follow redirections fails with a typed error.
+    let e = strict
+        .run_request(&Request::single(cmd(&["GET", key]), Some(key)))
+        .unwrap_err();
+    assert_eq!(e.redis_kind(), Some(RedisErrorKind::Redirect), "{e}");
+}
+
+#[test]
+fn cluster_auth_from_the_seed_url() {
+    let c = cluster();
+    let mut raw = nodes(&c);
+    for n in &mut raw {
+        on(n, &["CONFIG", "SET", "requirepass", "s3cret"]);
+    }
+    let urls: Vec<String> = c
+        .nodes()
+        .iter()
+        .map(|u| u.replace("redis://", "redis://:s3cret@"))
+        .collect();
+    let mut con = ClusterConnection::open(urls).unwrap();
+    let mut req = Request::new(None);
+    for k in keys(30) {
+        req.push(cmd(&["SET", &k, "x"]));
+    }
+    let r = con.run_request(&req).unwrap();
+    assert!(r.iter().all(|v| *v == Value::Okay), "{r:?}");
+    let e = ClusterConnection::open(c.nodes()).unwrap_err();
+    assert_eq!(e.redis_kind(), Some(RedisErrorKind::Auth), "{e}");
+}
