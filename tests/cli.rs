@@ -265,11 +265,13 @@ fn tables_gen_split_read_info_list_delete() {
     assert_eq!(code, 3);
     let (code, _, _) = redstash(&url, &["table", "info", "demo:v1"]);
     assert_eq!(code, 3);
+    // --cluster on against a server that is not a cluster node.
     let (code, _, err) = redstash(
         &url,
         &["split", "--inp", f, "--prefix", "x", "--cluster", "on"],
     );
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cluster support disabled"), "{err}");
     let (code, _, _) = redstash(
         &url,
         &["split", "--inp", "/nonexistent.arrow", "--prefix", "x"],
@@ -294,4 +296,94 @@ fn bench_runs_a_size_end_to_end() {
     let mut c = srv.client().unwrap().get_connection().unwrap();
     let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(n, 0);
+}
+
+/// `--cluster on`: split, read, table info/list/delete on a 3-primary Redis Cluster,
+/// the URL being a comma-separated list of seed nodes (or one of them).
+#[test]
+fn tables_on_a_redis_cluster() {
+    let c = redstash::testkit::RedisCluster::start().expect("start a Redis Cluster");
+    let nodes = c.nodes();
+    let seeds = nodes.join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.arrow");
+    let f = file.to_str().unwrap();
+    let (code, _, err) = redstash(
+        &nodes[1],
+        &[
+            "gen",
+            "--out",
+            f,
+            "--partitions",
+            "6",
+            "--batches",
+            "2",
+            "--rows",
+            "300",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = redstash(
+        &seeds,
+        &[
+            "--json",
+            "split",
+            "--inp",
+            f,
+            "--prefix",
+            "demo:v1",
+            "--cluster",
+            "on",
+            "--connections",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["batches"], 12);
+    // The batches are on every primary.
+    let mut per_node = Vec::new();
+    for n in &nodes {
+        let mut con = redis::Client::open(n.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        per_node.push(redis::cmd("DBSIZE").query::<usize>(&mut con).unwrap());
+    }
+    assert!(per_node.iter().all(|&n| n > 0), "{per_node:?}");
+    assert_eq!(per_node.iter().sum::<usize>(), 13);
+    let (code, out, err) = redstash(
+        &nodes[2],
+        &[
+            "--json",
+            "read",
+            "--prefix",
+            "demo:v1",
+            "--cluster",
+            "on",
+            "--concurrency",
+            "2",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = json(&out);
+    assert_eq!(r["rows"], 6 * 2 * 300);
+    assert_eq!(r["partitions"], serde_json::json!([0, 1, 2, 3, 4, 5]));
+    let (code, out, err) = redstash(
+        &nodes[0],
+        &["--json", "table", "info", "demo:v1", "--cluster", "on"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["batches"], 12);
+    let (code, out, err) = redstash(&seeds, &["--json", "table", "list", "--cluster", "on"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["tables"], serde_json::json!(["demo:v1"]));
+    let (code, out, err) = redstash(
+        &nodes[0],
+        &["--json", "table", "delete", "demo:v1", "--cluster", "on"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["deleted_keys"], 13);
+    // Without --cluster on, a node answers MOVED for the keys it does not serve.
+    let (code, _, _) = redstash(&nodes[0], &["table", "info", "demo:v1"]);
+    assert!(code == 1 || code == 3, "{code}");
 }

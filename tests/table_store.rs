@@ -737,3 +737,101 @@ fn split_parallel_matches_split() {
     assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
     assert!(store.info(&mut con, "bad").unwrap().is_none());
 }
+
+/// `split_parallel`, `split_ipc_parallel` and `read_parallel` over several cluster
+/// connections: the partitions land on every primary, reads (with and without
+/// manifest), `list` and `delete` see all of them.
+#[cfg(feature = "cluster")]
+#[test]
+fn parallel_split_and_read_on_a_cluster() {
+    use redstash::cluster::{ClusterConnection, key_slot};
+    use std::collections::BTreeSet;
+
+    let c = common::cluster();
+    let mut cons: Vec<ClusterConnection> = (0..3)
+        .map(|_| ClusterConnection::open(c.nodes()).unwrap())
+        .collect();
+    let input = dataset(8, 3, 200);
+    let store = TableStore::new("cl")
+        .partition_by("partition")
+        .pipeline_bytes(20_000);
+    let info = store
+        .split_parallel(&mut cons, "t", input.clone().into_iter())
+        .unwrap();
+    assert_eq!(info.partitions.len(), 8);
+    let owners: BTreeSet<String> = (0..8)
+        .filter_map(|p| {
+            let k = store.batch_key("t", p, 0);
+            cons[0]
+                .slot_owner(key_slot(k.as_bytes()))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(owners.len(), 3, "partitions on every primary");
+    let got = store
+        .read_parallel(&mut cons, "t", &ReadOptions::all())
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.batches, input);
+    let some = ReadOptions::all().partitions([7, 0, 3]).columns(["id64"]);
+    let want = store.read(&mut cons[0], "t", &some).unwrap().unwrap();
+    assert_eq!(
+        store.read_parallel(&mut cons, "t", &some).unwrap().unwrap(),
+        want
+    );
+    assert_eq!(want.num_rows(), 3 * 3 * 200);
+
+    // From an IPC file, into another table.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.arrow");
+    GenSpec {
+        partitions: 4,
+        batches: 2,
+        rows: 100,
+        seed: 3,
+        string_cardinality: 10,
+        ..GenSpec::default()
+    }
+    .write_ipc(
+        std::fs::File::create(&path).unwrap(),
+        redstash::codec::arrow_file::IpcFormat::File,
+        IpcCompression::Lz4,
+        2,
+        |_, _| {},
+    )
+    .unwrap();
+    let ipc = redstash::codec::arrow_file::IpcInput::open(&path, Limits::default()).unwrap();
+    let info2 = store.split_ipc_parallel(&mut cons, "u", ipc).unwrap();
+    assert_eq!(info2.rows, 4 * 2 * 100);
+    assert_eq!(
+        store.list(&mut cons[1]).unwrap(),
+        vec!["t".to_owned(), "u".to_owned()]
+    );
+
+    // Without the manifest, the batches are found with SCAN on every primary.
+    let _: i64 = redstash::exec::run(
+        &mut cons[2],
+        redstash::exec::Step::then(
+            redstash::exec::Request::single(
+                redis::cmd("DEL").arg(store.manifest_key("t")).clone(),
+                None,
+            ),
+            |_| Ok(1),
+        ),
+    )
+    .unwrap();
+    let scanned = store
+        .read(&mut cons[2], "t", &ReadOptions::all())
+        .unwrap()
+        .unwrap();
+    assert_eq!(scanned.num_rows(), 8 * 3 * 200);
+    // Delete finds every batch key on every primary.
+    assert_eq!(store.delete(&mut cons[0], "t").unwrap(), 8 * 3);
+    assert!(store.delete(&mut cons[0], "u").unwrap() > 0);
+    let mut raw = 0;
+    for url in c.nodes() {
+        let mut n = redis::Client::open(url).unwrap().get_connection().unwrap();
+        raw += redis::cmd("DBSIZE").query::<i64>(&mut n).unwrap();
+    }
+    assert_eq!(raw, 0, "nothing left on any primary");
+}

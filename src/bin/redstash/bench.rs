@@ -68,6 +68,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
         silent: true,
         command: Command::Table(crate::table::TableCmd::List {
             namespace: String::new(),
+            cluster: "off".into(),
         }),
     };
     let mut rows = Vec::new();

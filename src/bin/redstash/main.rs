@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use redis::Value;
 use redstash::Error;
+use redstash::cluster::ClusterConnection;
 use redstash::direct::DirectConnection;
 use redstash::exec::{Request, Requests, SyncConnection};
 
@@ -20,7 +21,8 @@ use redstash::exec::{Request, Requests, SyncConnection};
 #[command(name = "redstash", version, about)]
 pub struct Cli {
     /// Redis URL (redis://[user:pass@]host:port/db, rediss:// for TLS, redis+unix:///path;
-    /// `--redis-url` as in ArrowRedis works too).
+    /// `--redis-url` as in ArrowRedis works too). With `--cluster on`: one or more
+    /// comma-separated seed nodes of a Redis Cluster.
     #[arg(
         long,
         alias = "redis-url",
@@ -116,17 +118,29 @@ pub fn connect(url: &str) -> Result<redis::Connection, Fail> {
 }
 
 /// The fastest connection for bulk data: redstash's direct connection, or redis-rs for
-/// what it does not speak (TLS).
+/// what it does not speak (TLS), or a Redis Cluster connection (`--cluster on`).
 pub enum BulkConnection {
     /// redstash's RESP2 fast path.
     Direct(DirectConnection),
     /// redis-rs.
     Redis(redis::Connection),
+    /// A Redis Cluster (one direct connection per primary).
+    Cluster(ClusterConnection),
+}
+
+/// Whether a `--cluster` flag says `on`.
+pub fn cluster_on(flag: &str) -> bool {
+    flag == "on"
 }
 
 impl BulkConnection {
-    /// Open one.
-    pub fn open(url: &str) -> Result<Self, Fail> {
+    /// Open one; with `cluster`, `url` is one or more comma-separated seed nodes of a
+    /// Redis Cluster.
+    pub fn open(url: &str, cluster: bool) -> Result<Self, Fail> {
+        if cluster {
+            let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
+            return Ok(BulkConnection::Cluster(ClusterConnection::open(seeds)?));
+        }
         if url.starts_with("rediss:") {
             return Ok(BulkConnection::Redis(connect(url)?));
         }
@@ -134,8 +148,8 @@ impl BulkConnection {
     }
 
     /// Open `n` (at least one).
-    pub fn open_many(url: &str, n: usize) -> Result<Vec<Self>, Fail> {
-        (0..n.max(1)).map(|_| Self::open(url)).collect()
+    pub fn open_many(url: &str, n: usize, cluster: bool) -> Result<Vec<Self>, Fail> {
+        (0..n.max(1)).map(|_| Self::open(url, cluster)).collect()
     }
 }
 
@@ -144,6 +158,7 @@ impl SyncConnection for BulkConnection {
         match self {
             BulkConnection::Direct(c) => c.run_request(req),
             BulkConnection::Redis(c) => c.run_request(req),
+            BulkConnection::Cluster(c) => c.run_request(req),
         }
     }
 
@@ -151,6 +166,7 @@ impl SyncConnection for BulkConnection {
         match self {
             BulkConnection::Direct(c) => c.run_requests(reqs),
             BulkConnection::Redis(c) => c.run_requests(reqs),
+            BulkConnection::Cluster(c) => c.run_requests(reqs),
         }
     }
 }

@@ -12,7 +12,7 @@ use redstash::codec::arrow_file::{IpcFormat, IpcInput};
 use redstash::store::table::{Partitioning, ReadOptions, Table, TableInfo};
 use serde_json::json;
 
-use crate::{BulkConnection, Cli, Fail, connect, mb, progress, report};
+use crate::{BulkConnection, Cli, Fail, cluster_on, mb, progress, report};
 
 /// `redstash gen`: ArrowRedis's `gen` flags.
 #[derive(Args, Debug, Clone)]
@@ -82,7 +82,8 @@ pub struct SplitArgs {
     /// Most megabytes of values per request and connection.
     #[arg(long, default_value_t = 16)]
     pub pipeline_mb: usize,
-    /// `on` for Redis Cluster (not supported by the CLI yet), `off` for one server.
+    /// `on` for a Redis Cluster (`--url` is then one or more comma-separated seed
+    /// nodes), `off` for one server.
     #[arg(long, default_value = "off", value_parser = ["on", "off"])]
     pub cluster: String,
 }
@@ -115,7 +116,8 @@ pub struct ReadArgs {
     /// IPC body compression of `--out`.
     #[arg(long, alias = "compression", default_value = "zstd", value_parser = parse_compression)]
     pub out_compression: IpcCompression,
-    /// `on` for Redis Cluster (not supported by the CLI yet), `off` for one server.
+    /// `on` for a Redis Cluster (`--url` is then one or more comma-separated seed
+    /// nodes), `off` for one server.
     #[arg(long, default_value = "off", value_parser = ["on", "off"])]
     pub cluster: String,
 }
@@ -127,17 +129,26 @@ pub enum TableCmd {
     Info {
         /// Key prefix of the table.
         prefix: String,
+        /// `on` for a Redis Cluster, `off` for one server.
+        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        cluster: String,
     },
     /// List the tables (with a manifest) under an optional namespace.
     List {
         /// Namespace (key prefix before the table name).
         #[arg(long, default_value = "")]
         namespace: String,
+        /// `on` for a Redis Cluster (`SCAN` on every primary), `off` for one server.
+        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        cluster: String,
     },
     /// Delete a table: manifest and batches.
     Delete {
         /// Key prefix of the table.
         prefix: String,
+        /// `on` for a Redis Cluster (`SCAN` on every primary), `off` for one server.
+        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        cluster: String,
     },
 }
 
@@ -161,18 +172,6 @@ fn parse_partitions(s: &str) -> Result<Partitions, String> {
 
 fn parse_compression(s: &str) -> Result<IpcCompression, String> {
     IpcCompression::from_name(s).ok_or_else(|| format!("{s:?}: expected zstd, lz4 or uncompressed"))
-}
-
-fn no_cluster(flag: &str) -> Result<(), Fail> {
-    if flag == "on" {
-        return Err(Fail(
-            2,
-            "--cluster on: the redstash CLI does not drive Redis Cluster yet (the library's \
-             stores do not either); use a single server or a proxy"
-                .into(),
-        ));
-    }
-    Ok(())
 }
 
 /// What `gen` did.
@@ -255,7 +254,6 @@ pub struct SplitReport {
 
 /// `redstash split`.
 pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
-    no_cluster(&a.cluster)?;
     let limits = Limits::default();
     let (input, input_bytes) = if a.inp.as_os_str() == "-" {
         (IpcInput::from_stream(std::io::stdin(), limits)?, 0)
@@ -286,7 +284,7 @@ pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
         .partitioning(partitioning)
         .pipeline_bytes(a.pipeline_mb.max(1) << 20)
         .pipeline_batches(a.max_inflight.div_ceil(connections).max(1));
-    let mut cons = BulkConnection::open_many(&cli.url, connections)?;
+    let mut cons = BulkConnection::open_many(&cli.url, connections, cluster_on(&a.cluster))?;
     let bar = progress(cli, input.num_batches().map(|n| n as u64), "split");
     let b2 = bar.clone();
     let input = input.on_progress(move |n, b| {
@@ -340,12 +338,12 @@ pub struct ReadReport {
 
 /// `redstash read`.
 pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
-    no_cluster(&a.cluster)?;
     let store = TableStore::new("").mget_keys(a.pipeline.max(1));
     let mut options = ReadOptions::all();
     options.partitions = a.partitions.clone().and_then(|p| p.0);
     options.columns = a.columns.clone();
-    let mut cons = BulkConnection::open_many(&cli.url, a.concurrency.max(1))?;
+    let mut cons =
+        BulkConnection::open_many(&cli.url, a.concurrency.max(1), cluster_on(&a.cluster))?;
     let t = Instant::now();
     let info = match cons.first_mut() {
         Some(c) => store.info(c, &a.prefix)?,
@@ -434,9 +432,12 @@ fn write_ipc_file(path: &PathBuf, table: &Table, c: IpcCompression) -> Result<()
 
 /// `redstash table ...`.
 pub fn table_cmd(cli: &Cli, cmd: &TableCmd) -> Result<(), Fail> {
-    let mut con = connect(&cli.url)?;
+    let (TableCmd::Info { cluster, .. }
+    | TableCmd::List { cluster, .. }
+    | TableCmd::Delete { cluster, .. }) = cmd;
+    let mut con = BulkConnection::open(&cli.url, cluster_on(cluster))?;
     match cmd {
-        TableCmd::Info { prefix } => {
+        TableCmd::Info { prefix, .. } => {
             let info = TableStore::new("")
                 .info(&mut con, prefix)?
                 .ok_or_else(|| Fail(3, format!("no manifest at {prefix:?}:__manifest__")))?;
@@ -473,11 +474,11 @@ pub fn table_cmd(cli: &Cli, cmd: &TableCmd) -> Result<(), Fail> {
                 ),
             );
         }
-        TableCmd::List { namespace } => {
+        TableCmd::List { namespace, .. } => {
             let names = TableStore::new(namespace.clone()).list(&mut con)?;
             report(cli, json!({ "tables": names }), names.join("\n"));
         }
-        TableCmd::Delete { prefix } => {
+        TableCmd::Delete { prefix, .. } => {
             let n = TableStore::new("").delete(&mut con, prefix)?;
             if n == 0 {
                 return Err(Fail(3, format!("no table at prefix {prefix:?}")));
