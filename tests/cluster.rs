@@ -379,3 +379,113 @@ fn cluster_auth_from_the_seed_url() {
     let e = ClusterConnection::open(c.nodes()).unwrap_err();
     assert_eq!(e.redis_kind(), Some(RedisErrorKind::Auth), "{e}");
 }
+
+/// The async connection: same routing (reply order, splits, SCAN, transactions) and it
+/// follows MOVED after a completed slot migration.
+#[cfg(feature = "tokio")]
+#[test]
+fn cluster_async_connection_routes_and_follows_moved() {
+    use redstash::cluster::ClusterAsyncConnection;
+    use redstash::exec::AsyncConnection;
+
+    async fn one(con: &mut ClusterAsyncConnection, c: redis::Cmd) -> Value {
+        con.run_request(Request::single(c, None))
+            .await
+            .expect("request")
+            .pop()
+            .expect("a reply")
+    }
+
+    let c = cluster();
+    let urls = c.nodes();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut con = ClusterAsyncConnection::open(urls.clone()).await.unwrap();
+        assert_eq!(con.primaries().len(), 3);
+        let ks = keys(90);
+        let mut req = Request::new(None);
+        for (i, k) in ks.iter().enumerate() {
+            req.push(cmd(&["SET", k, &format!("v{i}")]));
+            req.push(cmd(&["GET", k]));
+        }
+        let r = con.run_request(req).await.unwrap();
+        for i in 0..90 {
+            assert_eq!(r[2 * i], Value::Okay);
+            assert_eq!(r[2 * i + 1], bulk(&format!("v{i}")));
+        }
+        let mut mget = redis::cmd("MGET");
+        mget.arg(&ks[40]).arg("nope").arg(&ks[3]);
+        assert_eq!(
+            one(&mut con, mget).await,
+            Value::Array(vec![bulk("v40"), Value::Nil, bulk("v3")])
+        );
+        assert_eq!(one(&mut con, cmd(&["DBSIZE"])).await, Value::Int(90));
+        let mut seen = BTreeSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("COUNT").arg(7);
+            let Value::Array(reply) = one(&mut con, scan).await else {
+                panic!()
+            };
+            let [Value::BulkString(next), Value::Array(found)] = &reply[..] else {
+                panic!("{reply:?}")
+            };
+            for k in found {
+                let Value::BulkString(k) = k else { panic!() };
+                assert!(seen.insert(String::from_utf8(k.clone()).unwrap()), "twice");
+            }
+            cursor = std::str::from_utf8(next).unwrap().parse().unwrap();
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen, ks.iter().cloned().collect::<BTreeSet<_>>());
+        let mut tx = Request::new(None);
+        tx.push(cmd(&["SET", "x:1", "1"]));
+        tx.push(cmd(&["SET", "x:2", "2"]));
+        assert!(matches!(
+            con.run_request(tx.atomic()).await,
+            Err(Error::CrossSlot { .. })
+        ));
+
+        // Move the slot of k:0 to another primary.
+        let key = "k:0";
+        let slot = key_slot(key.as_bytes());
+        let mut raw = nodes(&c);
+        let owner = con.slot_owner(slot).unwrap().to_owned();
+        let port = |u: &str| {
+            u.trim_end_matches('/')
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let src = urls.iter().position(|u| port(u) == port(&owner)).unwrap();
+        let dst = (src + 2) % urls.len();
+        let ids: Vec<String> = raw.iter_mut().map(node_id).collect();
+        let s = slot.to_string();
+        on(
+            &mut raw[dst],
+            &["CLUSTER", "SETSLOT", &s, "IMPORTING", &ids[src]],
+        );
+        on(
+            &mut raw[src],
+            &["CLUSTER", "SETSLOT", &s, "MIGRATING", &ids[dst]],
+        );
+        on(
+            &mut raw[src],
+            &["MIGRATE", "127.0.0.1", &port(&urls[dst]), key, "0", "5000"],
+        );
+        assert_eq!(one(&mut con, cmd(&["GET", key])).await, bulk("v0"), "ASK");
+        for n in &mut raw {
+            on(n, &["CLUSTER", "SETSLOT", &s, "NODE", &ids[dst]]);
+        }
+        assert_eq!(con.slot_owner(slot), Some(owner.as_str()));
+        assert_eq!(one(&mut con, cmd(&["GET", key])).await, bulk("v0"), "MOVED");
+        assert!(con.slot_owner(slot).unwrap().ends_with(&port(&urls[dst])));
+    });
+}

@@ -1,8 +1,9 @@
 //! Running plans on a Redis Cluster (feature `cluster`).
 //!
-//! [`ClusterConnection`] is a [`SyncConnection`]: every store operation runs on it
-//! unchanged, as it runs on a single server. It holds one redstash
-//! [`DirectConnection`] per primary (the same fast, vectored, pipelining connection as
+//! [`ClusterConnection`] is a [`SyncConnection`](crate::exec::SyncConnection) (and, with
+//! the feature `tokio`, `ClusterAsyncConnection` an `AsyncConnection`): every store
+//! operation runs on it unchanged, as it runs on a single server. It holds one redstash
+//! [`DirectConnection`](crate::direct::DirectConnection) per primary (the same fast, vectored, pipelining connection as
 //! the single-server bulk path) and the slot map (`CLUSTER SLOTS`), and executes each
 //! request like this:
 //!
@@ -38,19 +39,22 @@
 
 mod route;
 mod slot;
+mod sync;
+#[cfg(feature = "tokio")]
+mod tokio;
 mod topology;
-
-use std::collections::HashMap;
-use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
 
 use self::route::{Part, Plan, Sink, Target};
 pub use self::slot::{SLOTS, key_slot};
+pub use self::sync::ClusterConnection;
+#[cfg(feature = "tokio")]
+pub use self::tokio::ClusterAsyncConnection;
 use self::topology::Topology;
-use crate::direct::{DirectConnection, Frame, Framer};
+use crate::direct::{Frame, Framer};
 use crate::error::{Error, Result};
-use crate::exec::{Request, Requests, SyncConnection};
+use crate::exec::{Command, Request};
 
 /// Default number of redirection rounds before a call fails.
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
@@ -58,38 +62,6 @@ pub const DEFAULT_MAX_REDIRECTS: usize = 5;
 /// Requests of a [`Step::SendAll`](crate::exec::Step::SendAll) executed together (at
 /// most this many commands), so that memory stays bounded for bulk writes.
 const WINDOW_COMMANDS: usize = 20_000;
-
-/// A connection to a Redis Cluster that runs any redstash plan (see the
-/// [module docs](self) for how commands are routed).
-///
-/// ```no_run
-/// use redstash::ArrayStore;
-/// use redstash::cluster::ClusterConnection;
-/// # fn main() -> redstash::Result<()> {
-/// let mut con = ClusterConnection::open(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])?;
-/// let store = ArrayStore::new("arrays");
-/// let a = ndarray::arr2(&[[1.0f32, 2.0], [3.0, 4.0]]);
-/// store.put(&mut con, "a", &a)?;
-/// store.put(&mut con, "b", &a)?;
-/// // One MGET split per slot, values back in the order of the names.
-/// let both = store.get_many(&mut con, &["a", "b"])?;
-/// assert!(both.iter().all(Option::is_some));
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct ClusterConnection {
-    /// Connection settings (auth, database) shared by every node; the address of the
-    /// first seed.
-    base: ConnectionInfo,
-    /// The seed nodes' addresses (`host:port`).
-    seeds: Vec<String>,
-    topology: Topology,
-    cons: HashMap<String, DirectConnection>,
-    /// The slot map must be read again before the next call.
-    stale: bool,
-    max_redirects: usize,
-    timeout: Option<Duration>,
-}
 
 /// `host:port` of a TCP address.
 fn tcp_addr(info: &ConnectionInfo) -> Result<String> {
@@ -113,14 +85,23 @@ fn split_addr(addr: &str) -> Result<(&str, u16)> {
         .ok_or_else(|| Error::InvalidArgument(format!("bad node address {addr:?}")))
 }
 
-impl ClusterConnection {
-    /// Connect to a cluster through any of `seeds` (URLs such as `redis://host:port`,
-    /// with `redis://user:password@host:port` for ACL/password auth, which every node
-    /// gets; or [`redis::ConnectionInfo`]s), and read its slot map.
-    ///
-    /// Fails if no seed is given, a seed is not a TCP address, or no seed answers
-    /// `CLUSTER SLOTS` (the error of the last one).
-    pub fn open<T: IntoConnectionInfo>(seeds: impl IntoIterator<Item = T>) -> Result<Self> {
+/// What the sync and async cluster connections share (sans-IO): the settings, the slot
+/// map and the routing of units to nodes.
+#[derive(Debug)]
+struct Router {
+    /// Connection settings (auth, database) shared by every node; the address of the
+    /// first seed.
+    base: ConnectionInfo,
+    /// The seed nodes' addresses (`host:port`).
+    seeds: Vec<String>,
+    topology: Topology,
+    /// The slot map must be read again before the next call.
+    stale: bool,
+    max_redirects: usize,
+}
+
+impl Router {
+    fn new<T: IntoConnectionInfo>(seeds: impl IntoIterator<Item = T>) -> Result<Self> {
         let infos = seeds
             .into_iter()
             .map(|s| s.into_connection_info().map_err(Error::from))
@@ -131,100 +112,46 @@ impl ClusterConnection {
             ));
         };
         let seeds = infos.iter().map(tcp_addr).collect::<Result<Vec<_>>>()?;
-        let mut con = ClusterConnection {
+        Ok(Router {
             base,
             seeds,
             topology: Topology::empty(),
-            cons: HashMap::new(),
             stale: true,
             max_redirects: DEFAULT_MAX_REDIRECTS,
-            timeout: None,
-        };
-        con.refresh()?;
-        Ok(con)
+        })
     }
 
-    /// Fail a call after `n` rounds of redirections (`MOVED`, `ASK`, `TRYAGAIN`,
-    /// `CLUSTERDOWN`) instead of [`DEFAULT_MAX_REDIRECTS`].
-    pub fn max_redirects(mut self, n: usize) -> Self {
-        self.max_redirects = n;
-        self
+    /// Where to ask for the slot map: the known primaries, then the seeds.
+    fn map_sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.topology.primaries().to_vec();
+        v.extend(self.seeds.iter().cloned());
+        v
     }
 
-    /// Sets (or clears, with `None`) the read and write timeout of every node
-    /// connection, now and for those opened later.
-    pub fn set_timeout(&mut self, dur: Option<Duration>) -> Result<()> {
-        self.timeout = dur;
-        for con in self.cons.values_mut() {
-            con.set_timeout(dur)?;
+    /// The connection info of the node at `addr`.
+    fn node_info(&self, addr: &str) -> Result<ConnectionInfo> {
+        let (host, port) = split_addr(addr)?;
+        Ok(self
+            .base
+            .clone()
+            .set_addr(ConnectionAddr::Tcp(host.to_owned(), port)))
+    }
+
+    /// The slot map from a `CLUSTER SLOTS` reply of the node at `addr`.
+    fn parse_slots(addr: &str, reply: Option<Value>) -> Result<Topology> {
+        let (host, _) = split_addr(addr)?;
+        match reply {
+            Some(Value::ServerError(e)) => Err(Error::redis(e.into(), None)),
+            Some(v) => Topology::parse(v, host),
+            None => Err(Error::unexpected("no reply to CLUSTER SLOTS", None)),
         }
-        Ok(())
     }
 
-    /// The addresses (`host:port`) of the primaries, sorted (as of the last slot map).
-    pub fn primaries(&self) -> &[String] {
-        self.topology.primaries()
-    }
-
-    /// The address of the primary serving `slot` (as of the last slot map).
-    pub fn slot_owner(&self, slot: u16) -> Option<&str> {
+    fn slot_owner(&self, slot: u16) -> Option<&str> {
         self.topology
             .owner(slot)
             .and_then(|i| self.topology.primaries().get(i))
             .map(String::as_str)
-    }
-
-    /// Read the slot map again (`CLUSTER SLOTS`), from a known primary or a seed.
-    pub fn refresh(&mut self) -> Result<()> {
-        let mut candidates: Vec<String> = self.topology.primaries().to_vec();
-        candidates.extend(self.seeds.iter().cloned());
-        let mut last = None;
-        for addr in candidates {
-            match self.slots_from(&addr) {
-                Ok(t) => {
-                    self.topology = t;
-                    self.stale = false;
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.cons.remove(&addr);
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::InvalidArgument("no cluster node to ask".into())))
-    }
-
-    fn slots_from(&mut self, addr: &str) -> Result<Topology> {
-        let (host, _) = split_addr(addr)?;
-        let host = host.to_owned();
-        let con = self.connection(addr)?;
-        let mut c = redis::cmd("CLUSTER");
-        c.arg("SLOTS");
-        let reply = con.exec(&[c], false)?.pop().unwrap_or(Value::Nil);
-        if let Value::ServerError(e) = reply {
-            return Err(Error::redis(e.into(), None));
-        }
-        Topology::parse(reply, &host)
-    }
-
-    /// The connection to `addr`, opened if needed (again if it broke).
-    fn connection(&mut self, addr: &str) -> Result<&mut DirectConnection> {
-        if !self.cons.get(addr).is_some_and(DirectConnection::is_open) {
-            let (host, port) = split_addr(addr)?;
-            let info = self
-                .base
-                .clone()
-                .set_addr(ConnectionAddr::Tcp(host.to_owned(), port));
-            let mut con = DirectConnection::open(info)?;
-            if self.timeout.is_some() {
-                con.set_timeout(self.timeout)?;
-            }
-            self.cons.insert(addr.to_owned(), con);
-        }
-        self.cons
-            .get_mut(addr)
-            .ok_or_else(|| Error::InvalidArgument(format!("no connection to {addr}")))
     }
 
     /// The address a unit goes to.
@@ -250,48 +177,8 @@ impl ClusterConnection {
         }
     }
 
-    /// Run requests (their replies, per request).
-    fn execute(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
-        if self.stale {
-            self.refresh()?;
-        }
-        let mut plan = Plan::new(reqs, &self.topology)?;
-        let mut out = plan.empty_replies();
-        let mut pending: Vec<usize> = (0..plan.units.len()).collect();
-        let mut rounds = 0;
-        loop {
-            let outcome = self.round(&mut plan, reqs, &pending, &mut out)?;
-            if outcome.retry.is_empty() {
-                break;
-            }
-            rounds += 1;
-            if rounds > self.max_redirects {
-                let e = outcome
-                    .last
-                    .unwrap_or_else(|| Error::unexpected("too many redirections", None));
-                return Err(e);
-            }
-            if outcome.pause {
-                std::thread::sleep(Duration::from_millis(20 * rounds as u64));
-            }
-            if outcome.refresh {
-                self.refresh()?;
-            }
-            pending = outcome.retry;
-        }
-        plan.finish(&mut out)?;
-        Ok(out)
-    }
-
-    /// Send the `pending` units (each node's share as one pipeline, written to every
-    /// node before any reply is read) and deliver their replies.
-    fn round(
-        &mut self,
-        plan: &mut Plan,
-        reqs: &[Request<'_>],
-        pending: &[usize],
-        out: &mut [Vec<Value>],
-    ) -> Result<Outcome> {
+    /// The `pending` units grouped by the address they go to.
+    fn group(&self, plan: &Plan, pending: &[usize]) -> Result<Vec<(String, Vec<usize>)>> {
         let mut by_node: Vec<(String, Vec<usize>)> = Vec::new();
         for &u in pending {
             let unit = &plan.units[u];
@@ -301,110 +188,65 @@ impl ClusterConnection {
                 None => by_node.push((addr, vec![u])),
             }
         }
-        let asking = redis::cmd("ASKING");
-        let mut sent: Vec<Result<usize>> = Vec::with_capacity(by_node.len());
-        for (addr, units) in &by_node {
-            let result = match self.connection(addr) {
-                Ok(con) => send_units(con, plan, reqs, units, &asking),
-                Err(e) => Err(e),
-            };
-            sent.push(result);
+        Ok(by_node)
+    }
+
+    /// After a round: whether to go on (`Ok(true)`), stop (`Ok(false)`: done) or fail.
+    fn next_round(&self, outcome: &mut Outcome, rounds: &mut usize) -> Result<bool> {
+        if outcome.retry.is_empty() {
+            return Ok(false);
         }
-        let mut outcome = Outcome::default();
-        let mut failed: Option<Error> = None;
-        for ((addr, units), n) in by_node.iter().zip(sent) {
-            let raw = n.and_then(|n| match self.cons.get_mut(addr.as_str()) {
-                Some(con) => con.recv(n).map_err(Error::from),
-                None => Err(Error::unexpected("node connection lost", None)),
-            });
-            let raw = match raw {
-                Ok(raw) => raw,
-                Err(e) => {
-                    self.cons.remove(addr.as_str());
-                    self.stale = true;
-                    failed.get_or_insert(e);
-                    continue;
-                }
-            };
-            let mut it = raw.into_iter();
-            for &u in units {
-                let unit = &plan.units[u];
-                if unit.asking.is_some() {
-                    it.next();
-                }
-                let n = match unit.sink {
-                    Sink::Transaction { req } => reqs[req].len() + 2,
-                    _ => unit.parts.len(),
-                };
-                let replies: Vec<Value> = it.by_ref().take(n).collect();
-                if let Some(redirect) = redirection(&replies) {
-                    let unit = &mut plan.units[u];
-                    match redirect {
-                        Redirect::Moved(e) => {
-                            unit.asking = None;
-                            outcome.refresh = true;
-                            outcome.last = Some(e);
-                        }
-                        Redirect::Ask(addr, e) => {
-                            unit.asking = Some(addr);
-                            outcome.last = Some(e);
-                        }
-                        Redirect::Wait(e) => {
-                            unit.asking = None;
-                            outcome.pause = true;
-                            outcome.refresh = true;
-                            outcome.last = Some(e);
-                        }
-                    }
-                    outcome.retry.push(u);
-                    continue;
-                }
-                match unit.sink {
-                    Sink::Transaction { req } => {
-                        let replies = reqs[req].shell().finish_raw(replies)?;
-                        plan.deliver(Sink::Transaction { req }, replies, out)?;
-                    }
-                    sink => plan.deliver(sink, replies, out)?,
-                }
-            }
+        *rounds += 1;
+        if *rounds > self.max_redirects {
+            return Err(outcome
+                .last
+                .take()
+                .unwrap_or_else(|| Error::unexpected("too many redirections", None)));
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        // Retried units go in their original order (same-slot commands stay ordered).
-        outcome.retry.sort_unstable();
-        Ok(outcome)
+        Ok(true)
     }
 }
 
-/// Write the units bound for one node: non-atomic units together as one pipeline,
-/// each transaction as its own `MULTI`/`EXEC` batch. Returns the raw replies owed.
-fn send_units(
-    con: &mut DirectConnection,
-    plan: &Plan,
-    reqs: &[Request<'_>],
+/// The `ASKING` command sent before a command redirected with `ASK`.
+fn asking_cmd() -> redis::Cmd {
+    redis::cmd("ASKING")
+}
+
+/// The units bound for one node as batches to write: non-atomic units together as one
+/// pipeline, each transaction as its own `MULTI`/`EXEC` batch (`true`).
+fn batches<'r>(
+    plan: &'r Plan,
+    reqs: &'r [Request<'r>],
     units: &[usize],
-    asking: &redis::Cmd,
-) -> Result<usize> {
-    con.begin()?;
-    let mut owed = 0;
-    let mut frames: Vec<Outgoing<'_>> = Vec::new();
+    asking: &'r redis::Cmd,
+) -> Result<Vec<(Vec<Outgoing<'r>>, bool)>> {
+    let mut out: Vec<(Vec<Outgoing<'r>>, bool)> = vec![(Vec::new(), false)];
     for &u in units {
         let unit = &plan.units[u];
         if unit.asking.is_some() {
-            frames.push(Outgoing::Cmd(asking));
+            if out.last().is_none_or(|b| b.1) {
+                out.push((Vec::new(), false));
+            }
+            if let Some(b) = out.last_mut() {
+                b.0.push(Outgoing::Cmd(asking));
+            }
         }
         if let Sink::Transaction { req } = unit.sink {
-            owed += con.send(&frames, false)?;
-            frames.clear();
-            owed += con.send(reqs[req].commands(), true)?;
+            let cmds = reqs[req].commands().iter().map(Outgoing::Command).collect();
+            out.push((cmds, true));
             continue;
         }
+        if out.last().is_none_or(|b| b.1) {
+            out.push((Vec::new(), false));
+        }
+        let Some((frames, _)) = out.last_mut() else {
+            continue;
+        };
         for part in &plan.parts[unit.parts.clone()] {
             frames.push(match part {
                 Part::Whole { req, cmd } => Outgoing::Command(&reqs[*req].commands()[*cmd]),
                 Part::Raw { req, cmd, range } => match &reqs[*req].commands()[*cmd] {
-                    crate::exec::Command::Packed(p) => Outgoing::Raw(&p.as_bytes()[range.clone()]),
+                    Command::Packed(p) => Outgoing::Raw(&p.as_bytes()[range.clone()]),
                     _ => {
                         return Err(Error::unexpected(
                             "routed bytes of an unpacked command",
@@ -416,13 +258,66 @@ fn send_units(
             });
         }
     }
-    owed += con.send(&frames, false)?;
-    Ok(owed)
+    out.retain(|b| !b.0.is_empty());
+    Ok(out)
+}
+
+/// Deliver the raw replies one node gave to `units` (in the order they were sent), or
+/// schedule the redirected ones again.
+fn absorb(
+    plan: &mut Plan,
+    reqs: &[Request<'_>],
+    units: &[usize],
+    raw: Vec<Value>,
+    outcome: &mut Outcome,
+    out: &mut [Vec<Value>],
+) -> Result<()> {
+    let mut it = raw.into_iter();
+    for &u in units {
+        let unit = &plan.units[u];
+        if unit.asking.is_some() {
+            it.next();
+        }
+        let n = match unit.sink {
+            Sink::Transaction { req } => reqs[req].len() + 2,
+            _ => unit.parts.len(),
+        };
+        let replies: Vec<Value> = it.by_ref().take(n).collect();
+        if let Some(redirect) = redirection(&replies) {
+            let unit = &mut plan.units[u];
+            match redirect {
+                Redirect::Moved(e) => {
+                    unit.asking = None;
+                    outcome.refresh = true;
+                    outcome.last = Some(e);
+                }
+                Redirect::Ask(addr, e) => {
+                    unit.asking = Some(addr);
+                    outcome.last = Some(e);
+                }
+                Redirect::Wait(e) => {
+                    unit.asking = None;
+                    outcome.pause = true;
+                    outcome.refresh = true;
+                    outcome.last = Some(e);
+                }
+            }
+            outcome.retry.push(u);
+            continue;
+        }
+        let sink = unit.sink;
+        let replies = match sink {
+            Sink::Transaction { req } => reqs[req].shell().finish_raw(replies)?,
+            _ => replies,
+        };
+        plan.deliver(sink, replies, out)?;
+    }
+    Ok(())
 }
 
 /// A command as written to a node.
 enum Outgoing<'r> {
-    Command(&'r crate::exec::Command<'r>),
+    Command(&'r Command<'r>),
     Raw(&'r [u8]),
     Cmd(&'r redis::Cmd),
 }
@@ -438,6 +333,13 @@ impl Frame for Outgoing<'_> {
             Outgoing::Cmd(c) => c.frame(f),
         }
     }
+
+    fn replies(&self) -> usize {
+        match self {
+            Outgoing::Command(c) => c.replies(),
+            _ => 1,
+        }
+    }
 }
 
 /// What a round left to do.
@@ -448,6 +350,14 @@ struct Outcome {
     pause: bool,
     /// The last redirection, returned when there are too many.
     last: Option<Error>,
+}
+
+impl Outcome {
+    /// The pause before the next round (`TRYAGAIN`, `CLUSTERDOWN`).
+    fn pause(&self, rounds: usize) -> Option<std::time::Duration> {
+        self.pause
+            .then(|| std::time::Duration::from_millis(20 * rounds as u64))
+    }
 }
 
 enum Redirect {
@@ -464,42 +374,16 @@ fn redirection(replies: &[Value]) -> Option<Redirect> {
         match e.code() {
             "MOVED" => return Some(Redirect::Moved(err())),
             "ASK" => {
-                let addr = e.details()?.split_whitespace().last()?.to_owned();
-                return Some(Redirect::Ask(addr, err()));
+                return Some(
+                    match e.details().and_then(|d| d.split_whitespace().last()) {
+                        Some(addr) => Redirect::Ask(addr.to_owned(), err()),
+                        None => Redirect::Moved(err()),
+                    },
+                );
             }
             "TRYAGAIN" | "CLUSTERDOWN" => return Some(Redirect::Wait(err())),
             _ => {}
         }
     }
     None
-}
-
-impl SyncConnection for ClusterConnection {
-    fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>> {
-        let mut replies = self.execute(std::slice::from_ref(req))?;
-        replies
-            .pop()
-            .ok_or_else(|| Error::unexpected("no replies", req.key().map(str::to_owned)))
-    }
-
-    /// Routes and pipelines the requests together, a window of them at a time (about
-    /// 20,000 commands), so memory stays bounded.
-    fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
-        let mut out = Vec::with_capacity(reqs.len());
-        let mut window: Vec<Request<'_>> = Vec::new();
-        let mut commands = 0;
-        for r in reqs {
-            commands += r.len();
-            window.push(r);
-            if commands >= WINDOW_COMMANDS {
-                out.extend(self.execute(&window)?);
-                window.clear();
-                commands = 0;
-            }
-        }
-        if !window.is_empty() {
-            out.extend(self.execute(&window)?);
-        }
-        Ok(out)
-    }
 }

@@ -24,6 +24,9 @@ pub enum Backend {
     /// `redstash::cluster::ClusterConnection` on a 3-primary Redis Cluster.
     #[cfg(feature = "cluster")]
     Cluster,
+    /// `redstash::cluster::ClusterAsyncConnection` on a 3-primary Redis Cluster.
+    #[cfg(all(feature = "cluster", feature = "tokio"))]
+    ClusterAsync,
 }
 
 pub const ALL_BACKENDS: [Backend; 5] = [
@@ -40,6 +43,8 @@ pub fn backends() -> Vec<Backend> {
     let mut v = ALL_BACKENDS.to_vec();
     #[cfg(feature = "cluster")]
     v.push(Backend::Cluster);
+    #[cfg(all(feature = "cluster", feature = "tokio"))]
+    v.push(Backend::ClusterAsync);
     v
 }
 
@@ -49,6 +54,10 @@ pub fn is_cluster(backend: Backend) -> bool {
     if backend == Backend::Cluster {
         return true;
     }
+    #[cfg(all(feature = "cluster", feature = "tokio"))]
+    if backend == Backend::ClusterAsync {
+        return true;
+    }
     let _ = backend;
     false
 }
@@ -56,6 +65,8 @@ pub fn is_cluster(backend: Backend) -> bool {
 pub enum Conn {
     #[cfg(feature = "cluster")]
     Cluster(redstash::cluster::ClusterConnection),
+    #[cfg(all(feature = "cluster", feature = "tokio"))]
+    ClusterAsync(redstash::cluster::ClusterAsyncConnection),
     Sync(redis::Connection),
     DirectSync(redstash::direct::DirectConnection),
     Async(redis::aio::MultiplexedConnection),
@@ -69,6 +80,10 @@ impl Conn {
         Ok(match backend {
             #[cfg(feature = "cluster")]
             Backend::Cluster => Conn::Cluster(redstash::cluster::ClusterConnection::open([url])?),
+            #[cfg(all(feature = "cluster", feature = "tokio"))]
+            Backend::ClusterAsync => {
+                Conn::ClusterAsync(redstash::cluster::ClusterAsyncConnection::open([url]).await?)
+            }
             Backend::Sync => Conn::Sync(client.get_connection()?),
             Backend::DirectSync => Conn::DirectSync(redstash::direct::DirectConnection::open(url)?),
             Backend::Async => Conn::Async(client.get_multiplexed_async_connection().await?),
@@ -87,6 +102,8 @@ impl Conn {
         match self {
             #[cfg(feature = "cluster")]
             Conn::Cluster(c) => run(c, step),
+            #[cfg(all(feature = "cluster", feature = "tokio"))]
+            Conn::ClusterAsync(c) => run_async(c, step).await,
             Conn::Sync(c) => run(c, step),
             Conn::DirectSync(c) => run(c, step),
             Conn::Async(c) => run_async(c, step).await,
@@ -105,6 +122,8 @@ impl Conn {
         let v = match self {
             #[cfg(feature = "cluster")]
             Conn::Cluster(c) => redstash::exec::SyncConnection::run_request(c, &req),
+            #[cfg(all(feature = "cluster", feature = "tokio"))]
+            Conn::ClusterAsync(c) => redstash::exec::AsyncConnection::run_request(c, req).await,
             Conn::Sync(c) => redstash::exec::SyncConnection::run_request(c, &req),
             Conn::DirectSync(c) => redstash::exec::SyncConnection::run_request(c, &req),
             Conn::Async(c) => redstash::exec::AsyncConnection::run_request(c, req).await,
@@ -130,6 +149,8 @@ macro_rules! call {
         match &mut $con {
             #[cfg(feature = "cluster")]
             $crate::common::Conn::Cluster(c) => $store.$op(c $(, $arg)*),
+            #[cfg(all(feature = "cluster", feature = "tokio"))]
+            $crate::common::Conn::ClusterAsync(c) => $store.$op_async(c $(, $arg)*).await,
             $crate::common::Conn::Sync(c) => $store.$op(c $(, $arg)*),
             $crate::common::Conn::DirectSync(c) => $store.$op(c $(, $arg)*),
             $crate::common::Conn::Async(c) => $store.$op_async(c $(, $arg)*).await,
@@ -243,11 +264,11 @@ where
 {
     for backend in backends() {
         #[cfg(feature = "cluster")]
-        if backend == Backend::Cluster {
+        if is_cluster(backend) {
             let c = cluster();
             rt().block_on(async {
-                let con = redstash::cluster::ClusterConnection::open(c.nodes()).expect("connect");
-                case(backend, Conn::Cluster(con)).await;
+                let con = Conn::open(backend, &c.nodes()[0]).await.expect("connect");
+                case(backend, con).await;
             });
             continue;
         }

@@ -1,0 +1,225 @@
+//! The blocking cluster connection.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::{IntoConnectionInfo, Value};
+
+use super::route::Plan;
+use super::{Outcome, Router, WINDOW_COMMANDS, absorb, asking_cmd, batches};
+use crate::direct::DirectConnection;
+use crate::error::{Error, Result};
+use crate::exec::{Request, Requests, SyncConnection};
+
+/// A connection to a Redis Cluster that runs any redstash plan (see the
+/// [module docs](super) for how commands are routed).
+///
+/// ```no_run
+/// use redstash::ArrayStore;
+/// use redstash::cluster::ClusterConnection;
+/// # fn main() -> redstash::Result<()> {
+/// let mut con = ClusterConnection::open(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])?;
+/// let store = ArrayStore::new("arrays");
+/// let a = ndarray::arr2(&[[1.0f32, 2.0], [3.0, 4.0]]);
+/// store.put(&mut con, "a", &a)?;
+/// store.put(&mut con, "b", &a)?;
+/// // One MGET split per slot, values back in the order of the names.
+/// let both = store.get_many(&mut con, &["a", "b"])?;
+/// assert!(both.iter().all(Option::is_some));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ClusterConnection {
+    router: Router,
+    cons: HashMap<String, DirectConnection>,
+    timeout: Option<Duration>,
+}
+
+impl ClusterConnection {
+    /// Connect to a cluster through any of `seeds` (URLs such as `redis://host:port`,
+    /// with `redis://user:password@host:port` for ACL/password auth, which every node
+    /// gets; or [`redis::ConnectionInfo`]s), and read its slot map.
+    ///
+    /// Fails if no seed is given, a seed is not a TCP address, or no seed answers
+    /// `CLUSTER SLOTS` (the error of the last one).
+    pub fn open<T: IntoConnectionInfo>(seeds: impl IntoIterator<Item = T>) -> Result<Self> {
+        let mut con = ClusterConnection {
+            router: Router::new(seeds)?,
+            cons: HashMap::new(),
+            timeout: None,
+        };
+        con.refresh()?;
+        Ok(con)
+    }
+
+    /// Fail a call after `n` rounds of redirections (`MOVED`, `ASK`, `TRYAGAIN`,
+    /// `CLUSTERDOWN`) instead of [`DEFAULT_MAX_REDIRECTS`](super::DEFAULT_MAX_REDIRECTS).
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.router.max_redirects = n;
+        self
+    }
+
+    /// Sets (or clears, with `None`) the read and write timeout of every node
+    /// connection, now and for those opened later.
+    pub fn set_timeout(&mut self, dur: Option<Duration>) -> Result<()> {
+        self.timeout = dur;
+        for con in self.cons.values_mut() {
+            con.set_timeout(dur)?;
+        }
+        Ok(())
+    }
+
+    /// The addresses (`host:port`) of the primaries, sorted (as of the last slot map).
+    pub fn primaries(&self) -> &[String] {
+        self.router.topology.primaries()
+    }
+
+    /// The address of the primary serving `slot` (as of the last slot map).
+    pub fn slot_owner(&self, slot: u16) -> Option<&str> {
+        self.router.slot_owner(slot)
+    }
+
+    /// Read the slot map again (`CLUSTER SLOTS`), from a known primary or a seed.
+    pub fn refresh(&mut self) -> Result<()> {
+        let mut last = None;
+        for addr in self.router.map_sources() {
+            let reply = self.connection(&addr).and_then(|con| {
+                let mut c = redis::cmd("CLUSTER");
+                c.arg("SLOTS");
+                Ok(con.exec(&[c], false)?.pop())
+            });
+            match reply.and_then(|r| Router::parse_slots(&addr, r)) {
+                Ok(t) => {
+                    self.router.topology = t;
+                    self.router.stale = false;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.cons.remove(&addr);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidArgument("no cluster node to ask".into())))
+    }
+
+    /// The connection to `addr`, opened if needed (again if it broke).
+    fn connection(&mut self, addr: &str) -> Result<&mut DirectConnection> {
+        if !self.cons.get(addr).is_some_and(DirectConnection::is_open) {
+            let mut con = DirectConnection::open(self.router.node_info(addr)?)?;
+            if self.timeout.is_some() {
+                con.set_timeout(self.timeout)?;
+            }
+            self.cons.insert(addr.to_owned(), con);
+        }
+        self.cons
+            .get_mut(addr)
+            .ok_or_else(|| Error::InvalidArgument(format!("no connection to {addr}")))
+    }
+
+    /// Run requests (their replies, per request).
+    fn execute(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
+        if self.router.stale {
+            self.refresh()?;
+        }
+        let mut plan = Plan::new(reqs, &self.router.topology)?;
+        let mut out = plan.empty_replies();
+        let mut pending: Vec<usize> = (0..plan.units.len()).collect();
+        let mut rounds = 0;
+        loop {
+            let mut outcome = self.round(&mut plan, reqs, &pending, &mut out)?;
+            if !self.router.next_round(&mut outcome, &mut rounds)? {
+                break;
+            }
+            if let Some(d) = outcome.pause(rounds) {
+                std::thread::sleep(d);
+            }
+            if outcome.refresh {
+                self.refresh()?;
+            }
+            pending = outcome.retry;
+        }
+        plan.finish(&mut out)?;
+        Ok(out)
+    }
+
+    /// Send the `pending` units (each node's share as one pipeline, written to every
+    /// node before any reply is read) and deliver their replies.
+    fn round(
+        &mut self,
+        plan: &mut Plan,
+        reqs: &[Request<'_>],
+        pending: &[usize],
+        out: &mut [Vec<Value>],
+    ) -> Result<Outcome> {
+        let by_node = self.router.group(plan, pending)?;
+        let asking = asking_cmd();
+        let mut sent: Vec<Result<usize>> = Vec::with_capacity(by_node.len());
+        for (addr, units) in &by_node {
+            let result = batches(plan, reqs, units, &asking).and_then(|batches| {
+                let con = self.connection(addr)?;
+                con.begin()?;
+                let mut owed = 0;
+                for (frames, atomic) in &batches {
+                    owed += con.send(frames, *atomic)?;
+                }
+                Ok(owed)
+            });
+            sent.push(result);
+        }
+        let mut outcome = Outcome::default();
+        let mut failed: Option<Error> = None;
+        for ((addr, units), n) in by_node.iter().zip(sent) {
+            let raw = n.and_then(|n| match self.cons.get_mut(addr.as_str()) {
+                Some(con) => con.recv(n).map_err(Error::from),
+                None => Err(Error::unexpected("node connection lost", None)),
+            });
+            match raw {
+                Ok(raw) => absorb(plan, reqs, units, raw, &mut outcome, out)?,
+                Err(e) => {
+                    // Its writes may have been executed: not retried; reconnect and
+                    // read the slot map again on the next call.
+                    self.cons.remove(addr.as_str());
+                    self.router.stale = true;
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        // Retried units go in their original order (same-slot commands stay ordered).
+        outcome.retry.sort_unstable();
+        Ok(outcome)
+    }
+}
+
+impl SyncConnection for ClusterConnection {
+    fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>> {
+        let mut replies = self.execute(std::slice::from_ref(req))?;
+        replies
+            .pop()
+            .ok_or_else(|| Error::unexpected("no replies", req.key().map(str::to_owned)))
+    }
+
+    /// Routes and pipelines the requests together, a window of them at a time (about
+    /// 20,000 commands), so memory stays bounded.
+    fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut window: Vec<Request<'_>> = Vec::new();
+        let mut commands = 0;
+        for r in reqs {
+            commands += r.len();
+            window.push(r);
+            if commands >= WINDOW_COMMANDS {
+                out.extend(self.execute(&window)?);
+                window.clear();
+                commands = 0;
+            }
+        }
+        if !window.is_empty() {
+            out.extend(self.execute(&window)?);
+        }
+        Ok(out)
+    }
+}

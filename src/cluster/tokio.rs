@@ -1,0 +1,223 @@
+//! The async (tokio) cluster connection.
+
+use std::collections::HashMap;
+
+use redis::{IntoConnectionInfo, Value};
+
+use super::route::Plan;
+use super::{Outcome, Outgoing, Router, WINDOW_COMMANDS, absorb, asking_cmd, batches};
+use crate::direct::DirectAsyncConnection;
+use crate::error::{Error, Result};
+use crate::exec::{AsyncConnection, Request, Requests};
+
+/// [`ClusterConnection`](super::ClusterConnection) on tokio (feature `tokio`): one
+/// [`DirectAsyncConnection`] per primary, the same routing (see the
+/// [module docs](super)); an [`AsyncConnection`] for the stores' `*_async` operations.
+///
+/// ```no_run
+/// use redstash::ArrayStore;
+/// use redstash::cluster::ClusterAsyncConnection;
+/// # async fn demo() -> redstash::Result<()> {
+/// let mut con = ClusterAsyncConnection::open(["redis://127.0.0.1:7000"]).await?;
+/// let store = ArrayStore::new("arrays");
+/// store.put_async(&mut con, "a", &ndarray::arr1(&[1u8, 2, 3])).await?;
+/// assert!(store.get_async(&mut con, "a").await?.is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ClusterAsyncConnection {
+    router: Router,
+    cons: HashMap<String, DirectAsyncConnection>,
+}
+
+impl ClusterAsyncConnection {
+    /// Connect to a cluster through any of `seeds` (URLs such as `redis://host:port`,
+    /// with `redis://user:password@host:port` for ACL/password auth, which every node
+    /// gets; or [`redis::ConnectionInfo`]s), and read its slot map.
+    ///
+    /// Fails if no seed is given, a seed is not a TCP address, or no seed answers
+    /// `CLUSTER SLOTS` (the error of the last one).
+    pub async fn open<T: IntoConnectionInfo>(seeds: impl IntoIterator<Item = T>) -> Result<Self> {
+        let mut con = ClusterAsyncConnection {
+            router: Router::new(seeds)?,
+            cons: HashMap::new(),
+        };
+        con.refresh().await?;
+        Ok(con)
+    }
+
+    /// Fail a call after `n` rounds of redirections (`MOVED`, `ASK`, `TRYAGAIN`,
+    /// `CLUSTERDOWN`) instead of [`DEFAULT_MAX_REDIRECTS`](super::DEFAULT_MAX_REDIRECTS).
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.router.max_redirects = n;
+        self
+    }
+
+    /// The addresses (`host:port`) of the primaries, sorted (as of the last slot map).
+    pub fn primaries(&self) -> &[String] {
+        self.router.topology.primaries()
+    }
+
+    /// The address of the primary serving `slot` (as of the last slot map).
+    pub fn slot_owner(&self, slot: u16) -> Option<&str> {
+        self.router.slot_owner(slot)
+    }
+
+    /// Read the slot map again (`CLUSTER SLOTS`), from a known primary or a seed.
+    pub async fn refresh(&mut self) -> Result<()> {
+        let mut last = None;
+        for addr in self.router.map_sources() {
+            let reply = match self.connection(&addr).await {
+                Ok(con) => {
+                    let mut c = redis::cmd("CLUSTER");
+                    c.arg("SLOTS");
+                    con.exec(&[c], false)
+                        .await
+                        .map(|mut r| r.pop())
+                        .map_err(Error::from)
+                }
+                Err(e) => Err(e),
+            };
+            match reply.and_then(|r| Router::parse_slots(&addr, r)) {
+                Ok(t) => {
+                    self.router.topology = t;
+                    self.router.stale = false;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.cons.remove(&addr);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidArgument("no cluster node to ask".into())))
+    }
+
+    /// The connection to `addr`, opened if needed (again if it broke).
+    async fn connection(&mut self, addr: &str) -> Result<&mut DirectAsyncConnection> {
+        if !self
+            .cons
+            .get(addr)
+            .is_some_and(DirectAsyncConnection::is_open)
+        {
+            let con = DirectAsyncConnection::open(self.router.node_info(addr)?).await?;
+            self.cons.insert(addr.to_owned(), con);
+        }
+        self.cons
+            .get_mut(addr)
+            .ok_or_else(|| Error::InvalidArgument(format!("no connection to {addr}")))
+    }
+
+    /// Run requests (their replies, per request).
+    async fn execute(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
+        if self.router.stale {
+            self.refresh().await?;
+        }
+        let mut plan = Plan::new(reqs, &self.router.topology)?;
+        let mut out = plan.empty_replies();
+        let mut pending: Vec<usize> = (0..plan.units.len()).collect();
+        let mut rounds = 0;
+        loop {
+            let mut outcome = self.round(&mut plan, reqs, &pending, &mut out).await?;
+            if !self.router.next_round(&mut outcome, &mut rounds)? {
+                break;
+            }
+            if let Some(d) = outcome.pause(rounds) {
+                tokio::time::sleep(d).await;
+            }
+            if outcome.refresh {
+                self.refresh().await?;
+            }
+            pending = outcome.retry;
+        }
+        plan.finish(&mut out)?;
+        Ok(out)
+    }
+
+    /// Send the `pending` units (each node's share as one pipeline, written to every
+    /// node before any reply is read) and deliver their replies.
+    async fn round(
+        &mut self,
+        plan: &mut Plan,
+        reqs: &[Request<'_>],
+        pending: &[usize],
+        out: &mut [Vec<Value>],
+    ) -> Result<Outcome> {
+        let by_node = self.router.group(plan, pending)?;
+        let asking = asking_cmd();
+        let mut sent: Vec<Result<usize>> = Vec::with_capacity(by_node.len());
+        for (addr, units) in &by_node {
+            let result = match batches(plan, reqs, units, &asking) {
+                Ok(batches) => self.send(addr, &batches).await,
+                Err(e) => Err(e),
+            };
+            sent.push(result);
+        }
+        let mut outcome = Outcome::default();
+        let mut failed: Option<Error> = None;
+        for ((addr, units), n) in by_node.iter().zip(sent) {
+            let raw = match (n, self.cons.get_mut(addr.as_str())) {
+                (Ok(n), Some(con)) => con.recv(n).await.map_err(Error::from),
+                (Ok(_), None) => Err(Error::unexpected("node connection lost", None)),
+                (Err(e), _) => Err(e),
+            };
+            match raw {
+                Ok(raw) => absorb(plan, reqs, units, raw, &mut outcome, out)?,
+                Err(e) => {
+                    // Its writes may have been executed: not retried; reconnect and
+                    // read the slot map again on the next call.
+                    self.cons.remove(addr.as_str());
+                    self.router.stale = true;
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        // Retried units go in their original order (same-slot commands stay ordered).
+        outcome.retry.sort_unstable();
+        Ok(outcome)
+    }
+
+    /// Write `batches` to the node at `addr`; the raw replies owed.
+    async fn send(&mut self, addr: &str, batches: &[(Vec<Outgoing<'_>>, bool)]) -> Result<usize> {
+        let con = self.connection(addr).await?;
+        con.begin()?;
+        let mut owed = 0;
+        for (frames, atomic) in batches {
+            owed += con.send(frames, *atomic).await?;
+        }
+        Ok(owed)
+    }
+}
+
+impl AsyncConnection for ClusterAsyncConnection {
+    async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
+        let mut replies = self.execute(std::slice::from_ref(&req)).await?;
+        replies
+            .pop()
+            .ok_or_else(|| Error::unexpected("no replies", req.key().map(str::to_owned)))
+    }
+
+    /// Routes and pipelines the requests together, a window of them at a time (about
+    /// 20,000 commands), so memory stays bounded.
+    async fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut window: Vec<Request<'_>> = Vec::new();
+        let mut commands = 0;
+        for r in reqs {
+            commands += r.len();
+            window.push(r);
+            if commands >= WINDOW_COMMANDS {
+                out.extend(self.execute(&window).await?);
+                window.clear();
+                commands = 0;
+            }
+        }
+        if !window.is_empty() {
+            out.extend(self.execute(&window).await?);
+        }
+        Ok(out)
+    }
+}
