@@ -259,6 +259,8 @@ impl RedisServerBuilder {
                         password: self.password.clone(),
                         log_path,
                         dir,
+                        binary,
+                        args,
                     });
                 }
                 Err(e) => {
@@ -497,6 +499,9 @@ pub struct RedisServer {
     password: Option<String>,
     log_path: PathBuf,
     dir: tempfile::TempDir,
+    /// How it was started, to [`restart`](Self::restart) it.
+    binary: PathBuf,
+    args: Vec<OsString>,
 }
 
 impl RedisServer {
@@ -567,6 +572,26 @@ impl RedisServer {
     /// [`url`](Self::url) fail afterwards, and so do commands on existing ones.
     pub fn stop(&mut self) {
         self.process.stop(self.port);
+    }
+
+    /// Kills the server (if running) and starts it again on the same port, with the same
+    /// directory and settings, waiting until it answers `PING`: a server restart, for
+    /// tests of reconnection. Data is not persisted (the server runs without
+    /// persistence); a Redis Cluster node keeps its identity and slots (its
+    /// `nodes.conf` is in the directory).
+    ///
+    /// # Errors
+    ///
+    /// If the server cannot be started again (e.g. the port was taken meanwhile).
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        let mut process = Watched::spawn(&self.binary, &self.args, &self.log_path)?;
+        if let Err(e) = process.wait_ready(self.port, &self.log_path) {
+            process.stop(self.port);
+            return Err(e);
+        }
+        self.process = process;
+        Ok(())
     }
 }
 

@@ -489,3 +489,55 @@ fn cluster_async_connection_routes_and_follows_moved() {
         assert!(con.slot_owner(slot).unwrap().ends_with(&port(&urls[dst])));
     });
 }
+
+/// A primary restarts (same port, same identity and slots, data lost: no persistence in
+/// the testkit): the call that meets the dead connection fails with a connection error
+/// (its writes may have been executed, so it is not retried), the next call reconnects.
+#[test]
+fn cluster_reconnects_after_a_node_restart() {
+    let mut c = cluster();
+    let mut con = ClusterConnection::open(c.nodes()).unwrap();
+    let ks = keys(60);
+    let mut req = Request::new(None);
+    for k in &ks {
+        req.push(cmd(&["SET", k, "x"]));
+    }
+    assert!(
+        con.run_request(&req)
+            .unwrap()
+            .iter()
+            .all(|v| *v == Value::Okay)
+    );
+    let restarted = c.servers()[0].port().to_string();
+    c.servers_mut()[0].restart().unwrap();
+    // Wait until the restarted node serves its slots again.
+    let mut n = redis::Client::open(c.nodes()[0].as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut n).unwrap();
+        if info.lines().any(|l| l.trim() == "cluster_state:ok") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{info}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut req = Request::new(None);
+    for k in &ks {
+        req.push(cmd(&["GET", k]));
+    }
+    let e = con.run_request(&req).unwrap_err();
+    assert_eq!(e.redis_kind(), Some(RedisErrorKind::Connection), "{e}");
+    let r = con.run_request(&req).unwrap();
+    for (k, v) in ks.iter().zip(&r) {
+        let on_restarted = con
+            .slot_owner(key_slot(k.as_bytes()))
+            .unwrap()
+            .ends_with(&format!(":{restarted}"));
+        let want = if on_restarted { Value::Nil } else { bulk("x") };
+        assert_eq!(v, &want, "{k}");
+    }
+    assert!(r.contains(&Value::Nil) && r.contains(&bulk("x")));
+}
