@@ -12,6 +12,9 @@
 //!   synchronous `redis::ConnectionLike`, any async `redis::aio::ConnectionLike` (feature
 //!   `tokio`), or on redstash's [`direct`] connections, a narrow fast path for large
 //!   values.
+//! * Everything works on a Redis Cluster (feature `cluster`): `cluster::ClusterConnection`
+//!   routes each command of a plan to its primary by hash slot, splits cross-slot
+//!   multi-key commands, and runs `SCAN` over every primary.
 //!
 //! ```no_run
 //! use ndarray::Array2;

@@ -446,6 +446,10 @@ fn a_failed_chunk_reports_written_and_unwritten_entities() {
                     .await
                     .unwrap();
                 assert_eq!(n, 0);
+                // Entities with a common hash tag are one slot: atomic chunks work.
+                let tagged: Vec<String> = (0..30).map(|i| format!("{{t}}e{i}")).collect();
+                let n = call!(con, store.write_many / write_many_async("r", &tagged, &x)).unwrap();
+                assert_eq!(n, 30);
                 continue;
             }
             let Error::PartialWrite {

@@ -883,7 +883,10 @@ impl FeatureStore {
     }
 
     /// Send each chunk of [`write_many`](Self::write_many) (and each
-    /// [`write`](Self::write)) as a `MULTI`/`EXEC` transaction.
+    /// [`write`](Self::write)) as a `MULTI`/`EXEC` transaction. On a Redis Cluster a
+    /// transaction needs keys of one slot: the entity ids of a chunk must share a hash
+    /// tag (e.g. `{batch7}:42`), otherwise the write fails with [`Error::CrossSlot`]
+    /// before anything is sent.
     pub fn atomic_chunks(mut self, atomic: bool) -> Self {
         self.atomic_chunks = atomic;
         self

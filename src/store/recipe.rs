@@ -6,7 +6,9 @@
 //! `{"dtype": "float64", "shape": [..], "compression": "lz4" | "zlib" | null, "original_size": n}`.
 //! Unlike the recipe, redstash writes both keys in one MULTI/EXEC transaction and reads
 //! them with one MGET, so readers never see a data key of one write with the meta key of
-//! another.
+//! another. On a Redis Cluster the two keys must share a slot: give the prefix (or the
+//! names) a hash tag, e.g. `RecipeStore::new("{arrays}")`; otherwise a write fails with
+//! [`Error::CrossSlot`] before anything is sent.
 
 use std::time::Duration;
 

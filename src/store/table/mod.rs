@@ -57,8 +57,9 @@
 //! first batch's schema ([`Error::SchemaMismatch`]).
 //!
 //! `SCAN`-based operations ([`list`](TableStore::list), [`delete`](TableStore::delete),
-//! reading a table without manifest) walk one server; on a Redis Cluster they need a
-//! per-primary scan, which this store does not do yet.
+//! reading a table without manifest) walk the whole keyspace: one server, or every
+//! primary of a Redis Cluster through a `cluster::ClusterConnection` (feature
+//! `cluster`), which gives the plan's `SCAN` loop one composite cursor over all of them.
 
 mod manifest;
 mod read;
