@@ -21,7 +21,8 @@
 //! * `SCAN` walks every primary: the cursor a plan sees is a composite one (the index
 //!   of the primary in the high bits, that node's cursor in the low 50 bits), which
 //!   is 0 only after the last primary is done, so a plan's `SCAN` loop finds every
-//!   key of the cluster once;
+//!   key of the cluster once (keys that move between primaries during the walk, in a
+//!   resharding, may be missed or seen twice, as `SCAN` itself allows);
 //! * `DBSIZE` (added), `KEYS` (concatenated), `FLUSHALL`/`FLUSHDB`, `SCRIPT LOAD`/`FLUSH`,
 //!   `FUNCTION LOAD`/`FLUSH`/`DELETE`/`RESTORE` and `CONFIG SET`/`RESETSTAT` go to every
 //!   primary; other keyless commands (`PING`, `INFO`, `TIME`, ...) go to one primary;
