@@ -774,4 +774,205 @@ mod tests {
             Value::Array(vec![Value::Int(0), Value::Int(1), Value::Int(2)])
         );
     }
+
+    fn topology() -> Topology {
+        let range = |start: i64, end: i64, port: i64| {
+            Value::Array(vec![
+                Value::Int(start),
+                Value::Int(end),
+                Value::Array(vec![Value::BulkString(b"h".to_vec()), Value::Int(port)]),
+            ])
+        };
+        Topology::parse(
+            Value::Array(vec![
+                range(0, 5460, 1),
+                range(5461, 10922, 2),
+                range(10923, 16383, 3),
+            ]),
+            "h",
+        )
+        .unwrap()
+    }
+
+    /// Replies a fake server would give to a unit: the command's own arguments.
+    fn echo(plan: &Plan, reqs: &[Request<'_>], unit: &Unit) -> Vec<Value> {
+        plan.parts[unit.parts.clone()]
+            .iter()
+            .map(|p| {
+                let bytes = match p {
+                    Part::Owned(i) => plan.owned[*i].get_packed_command(),
+                    Part::Whole { req, cmd } => {
+                        let mut b = Vec::new();
+                        reqs[*req].commands()[*cmd].write_resp(&mut b);
+                        b
+                    }
+                    Part::Raw { req, cmd, range } => match &reqs[*req].commands()[*cmd] {
+                        Command::Packed(pk) => pk.as_bytes()[range.clone()].to_vec(),
+                        _ => unreachable!(),
+                    },
+                };
+                Value::BulkString(bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plans_route_packed_commands_blocks_and_splits_and_restore_the_order() {
+        let t = topology();
+        let mut p = crate::exec::Packed::with_capacity(0);
+        for args in [
+            &["SET", "a", "1"][..],
+            &["MULTI"],
+            &["SET", "{t}1", "x"],
+            &["INCR", "{t}2"],
+            &["EXEC"],
+            &["GET", "b"],
+        ] {
+            p.command(args.len());
+            for a in args {
+                p.arg(a.as_bytes());
+            }
+        }
+        let mut req = Request::new(None);
+        req.push(p);
+        let mut mget = redis::cmd("MGET");
+        mget.arg("a").arg("b").arg("{t}1").arg("c");
+        req.push(mget);
+        req.push(redis::cmd("DBSIZE"));
+        let mut scan = redis::cmd("SCAN");
+        scan.arg((1u64 << SCAN_CURSOR_BITS) | 9).arg("COUNT").arg(5);
+        req.push(scan);
+        let reqs = [req];
+        let mut plan = Plan::new(&reqs, &t).unwrap();
+        // SET a, the MULTI block (one unit), GET b, one MGET per slot, DBSIZE per
+        // primary, SCAN on primary 1 with its own cursor.
+        let slots = |k: &str| Target::Slot(key_slot(k.as_bytes()));
+        let targets: Vec<Target> = plan.units.iter().map(|u| u.target).collect();
+        assert_eq!(
+            targets,
+            vec![
+                slots("a"),
+                slots("{t}"),
+                slots("b"),
+                slots("a"),
+                slots("b"),
+                slots("{t}"),
+                slots("c"),
+                Target::Node(0),
+                Target::Node(1),
+                Target::Node(2),
+                Target::Node(1),
+            ]
+        );
+        assert_eq!(
+            plan.units[1].parts.len(),
+            4,
+            "MULTI, SET, INCR, EXEC together"
+        );
+        assert_eq!(
+            plan.owned.last().map(|c| c.get_packed_command()),
+            Some(
+                redis::cmd("SCAN")
+                    .arg(9)
+                    .arg("COUNT")
+                    .arg(5)
+                    .get_packed_command()
+            )
+        );
+        // Replies delivered in any order land where a single server would put them.
+        let mut out = plan.empty_replies();
+        let units = plan.units.clone();
+        for unit in units.iter().rev() {
+            let replies = match unit.sink {
+                Sink::Merge { .. } if unit.target == Target::Node(0) => vec![Value::Int(1)],
+                Sink::Merge { .. } if matches!(unit.target, Target::Node(_)) => {
+                    vec![Value::Int(10)]
+                }
+                Sink::Merge { .. } => {
+                    // MGET per slot: one value per key, the key itself.
+                    let Part::Owned(i) = &plan.parts[unit.parts.start] else {
+                        unreachable!()
+                    };
+                    let keys = plan.owned[*i]
+                        .args_iter()
+                        .skip(1)
+                        .map(|a| match a {
+                            redis::Arg::Simple(k) => Value::BulkString(k.to_vec()),
+                            _ => Value::Nil,
+                        })
+                        .collect();
+                    vec![Value::Array(keys)]
+                }
+                Sink::Scan { .. } => vec![Value::Array(vec![
+                    Value::BulkString(b"0".to_vec()),
+                    Value::Array(vec![]),
+                ])],
+                _ => echo(&plan, &reqs, unit),
+            };
+            plan.deliver(unit.sink, replies, &mut out).unwrap();
+        }
+        plan.finish(&mut out).unwrap();
+        let out = out.pop().unwrap();
+        let cmd_bytes = |args: &[&str]| {
+            let mut c = redis::cmd(args[0]);
+            for a in &args[1..] {
+                c.arg(*a);
+            }
+            Value::BulkString(c.get_packed_command())
+        };
+        assert_eq!(out.len(), 9);
+        assert_eq!(out[0], cmd_bytes(&["SET", "a", "1"]));
+        assert_eq!(out[1], cmd_bytes(&["MULTI"]));
+        assert_eq!(out[4], cmd_bytes(&["EXEC"]));
+        assert_eq!(out[5], cmd_bytes(&["GET", "b"]));
+        let k = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        assert_eq!(
+            out[6],
+            Value::Array(vec![k("a"), k("b"), k("{t}1"), k("c")])
+        );
+        assert_eq!(out[7], Value::Int(21), "DBSIZE summed over the primaries");
+        // Primary 1 is done: the composite cursor moves to primary 2.
+        assert_eq!(
+            out[8],
+            Value::Array(vec![
+                Value::BulkString((2u64 << SCAN_CURSOR_BITS).to_string().into_bytes()),
+                Value::Array(vec![]),
+            ])
+        );
+    }
+
+    #[test]
+    fn transactions_over_several_slots_are_refused() {
+        let t = topology();
+        let mut req = Request::new(Some("k"));
+        req.push(redis::cmd("SET").arg("a").arg(1).clone());
+        req.push(redis::cmd("SET").arg("b").arg(1).clone());
+        let e = Plan::new(&[req.clone().atomic()], &t).unwrap_err();
+        assert!(
+            matches!(&e, Error::CrossSlot { key: Some(k), slots } if k == "k" && slots.len() == 2),
+            "{e}"
+        );
+        let mut block = Request::new(None);
+        block.push(redis::cmd("MULTI"));
+        block.push(redis::cmd("MGET").arg("a").arg("b").clone());
+        block.push(redis::cmd("EXEC"));
+        assert!(matches!(
+            Plan::new(&[block], &t),
+            Err(Error::CrossSlot { .. })
+        ));
+        let mut open = Request::new(None);
+        open.push(redis::cmd("MULTI"));
+        open.push(redis::cmd("GET").arg("a").clone());
+        assert!(matches!(
+            Plan::new(&[open], &t),
+            Err(Error::InvalidArgument(_))
+        ));
+        let mut one = Request::new(None);
+        one.push(redis::cmd("SET").arg("{x}a").arg(1).clone());
+        one.push(redis::cmd("PING"));
+        one.push(redis::cmd("SET").arg("{x}b").arg(1).clone());
+        let plan = Plan::new(&[one.atomic()], &t).unwrap();
+        assert_eq!(plan.units.len(), 1);
+        assert_eq!(plan.units[0].target, Target::Slot(key_slot(b"x")));
+    }
 }
