@@ -93,8 +93,9 @@ fn table_bytes(batches: &[arrow_array::RecordBatch]) -> u64 {
     fn walk(d: &arrow_data::ArrayData, seen: &mut std::collections::HashSet<usize>, n: &mut u64) {
         let bufs = d.buffers().iter().chain(d.nulls().map(|x| x.buffer()));
         for b in bufs {
+            // One allocation (a decoded block, a reply) counts once, whole.
             if seen.insert(b.data_ptr().as_ptr() as usize) {
-                *n += b.len() as u64;
+                *n += b.capacity() as u64;
             }
         }
         for c in d.child_data() {

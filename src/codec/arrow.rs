@@ -42,6 +42,11 @@ use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
 use crate::codec::Limits;
+use crate::codec::arrow_unpack::read_compressed_batch;
+
+pub use crate::codec::arrow_pool::{
+    DEFAULT_RETAINED, release_decoded_memory, retain_decoded_memory,
+};
 use crate::error::{Error, Result};
 
 /// The format name used in [`Error::Corrupt`] for Arrow values.
@@ -143,7 +148,7 @@ pub fn decode_stream(
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     check_framing(value, limits)?;
-    decode_checked(Buffer::from(value), columns, true)
+    decode_checked(Buffer::from(value), columns, true, limits)
 }
 
 /// [`decode_stream`] of a value the caller owns (e.g. a reply from Redis): the decoded
@@ -155,7 +160,7 @@ pub fn decode_stream_bytes(
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     check_framing(&value, limits)?;
-    decode_checked(Buffer::from(value), columns, true)
+    decode_checked(Buffer::from(value), columns, true, limits)
 }
 
 /// Decode one encapsulated record batch message of `schema` (no schema message, no
@@ -206,6 +211,7 @@ fn decode_checked(
     value: Buffer,
     columns: Option<&[String]>,
     detach_compressed: bool,
+    limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     guarded(|| {
         let bytes = value.as_slice();
@@ -271,6 +277,18 @@ fn decode_checked(
                     .as_ref()
                     .ok_or_else(|| corrupt("a record batch before the schema"))?;
                 let compressed = rb.compression().is_some();
+                if compressed && projection.is_none() {
+                    // Into one pooled block, never pointing into `value`.
+                    batches.push(read_compressed_batch(
+                        body.as_slice(),
+                        rb,
+                        version,
+                        s,
+                        &dictionaries,
+                        limits,
+                    )?);
+                    continue;
+                }
                 let b = read_record_batch(
                     &body,
                     rb,
@@ -565,10 +583,18 @@ mod tests {
             assert!(!points_into(&c.to_data(), &range));
         }
         // The premise: the noise column is stored uncompressed in the zstd message, so
-        // without the copy it points into the value.
-        let (_, zero_copy) = decode_checked(Buffer::from(value.clone()), None, false).unwrap();
+        // arrow-ipc's own decoding (the path of projections) points into the value...
+        let both = ["noise".to_owned(), "ids".to_owned()];
+        let lim = Limits::default();
+        let (_, zero_copy) =
+            decode_checked(Buffer::from(value.clone()), Some(&both), false, &lim).unwrap();
+        assert_eq!(zero_copy, vec![b.clone()]);
         assert!(points_into(&zero_copy[0].column(0).to_data(), &range));
         assert!(!points_into(&zero_copy[0].column(1).to_data(), &range));
+        // ... unless detached.
+        let (_, got) = decode_stream_bytes(value.clone(), Some(&both), &lim).unwrap();
+        assert_eq!(got, vec![b.clone()]);
+        assert!(!points_into(&got[0].column(0).to_data(), &range));
         // Uncompressed values stay zero-copy (nothing else to free).
         let raw = bytes::Bytes::from(
             encode_stream(&b.schema(), std::slice::from_ref(&b), IpcCompression::None).unwrap(),

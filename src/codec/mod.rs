@@ -32,6 +32,10 @@ use crate::error::{Error, Result};
 pub mod arrow;
 #[cfg(feature = "arrow")]
 pub mod arrow_file;
+#[cfg(feature = "arrow")]
+mod arrow_pool;
+#[cfg(feature = "arrow")]
+mod arrow_unpack;
 pub mod compress;
 pub mod npy;
 pub mod sniff;
