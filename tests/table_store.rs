@@ -560,6 +560,126 @@ fn read_parallel_matches_read() {
     );
 }
 
+#[test]
+fn read_parallel_async_matches_read() {
+    let srv = server();
+    let client = srv.client().unwrap();
+    let input = dataset(5, 3, 200);
+    let store = TableStore::new("apar")
+        .partition_by("partition")
+        .compression(IpcCompression::Lz4)
+        .pipeline_bytes(10_000);
+    let mut con = client.get_connection().unwrap();
+    store
+        .split(&mut con, "t", input.clone().into_iter())
+        .unwrap();
+    // A current-thread runtime too: the decoding must not need a second worker.
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for runtime in [rt(), current] {
+        runtime.block_on(async {
+            let mut direct = Vec::new();
+            for _ in 0..3 {
+                direct.push(
+                    redstash::direct::DirectAsyncConnection::open(srv.url().as_str())
+                        .await
+                        .unwrap(),
+                );
+            }
+            let mut multiplexed = Vec::new();
+            for _ in 0..2 {
+                multiplexed.push(client.get_multiplexed_async_connection().await.unwrap());
+            }
+            for opts in [
+                ReadOptions::all(),
+                ReadOptions::all()
+                    .partitions([4, 1, 2])
+                    .columns(["ts_ns", "dec_18_4"]),
+            ] {
+                let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
+                let got = store
+                    .read_parallel_async(&mut direct, "t", &opts)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(got, want);
+                let got = store
+                    .read_parallel_async(&mut multiplexed, "t", &opts)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(got, want);
+            }
+            let all = store
+                .read_parallel_async(&mut direct, "t", &ReadOptions::all())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(all.batches, input);
+            let e = store
+                .read_parallel_async(&mut direct, "t", &ReadOptions::all().columns(["nope"]))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+            assert!(
+                store
+                    .read_parallel_async(&mut direct, "none", &ReadOptions::all())
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            let empty: &mut [redstash::direct::DirectAsyncConnection] = &mut [];
+            assert!(
+                store
+                    .read_parallel_async(empty, "t", &ReadOptions::all())
+                    .await
+                    .is_err()
+            );
+        });
+    }
+    // A missing batch and a value that is not IPC: typed errors naming the keys.
+    let _: i64 = redis::cmd("DEL")
+        .arg(store.batch_key("t", 3, 2))
+        .query(&mut con)
+        .unwrap();
+    let bad = store.batch_key("t", 0, 1);
+    let _: () = redis::cmd("SET")
+        .arg(&bad)
+        .arg("not arrow")
+        .query(&mut con)
+        .unwrap();
+    rt().block_on(async {
+        let mut direct = Vec::new();
+        for _ in 0..2 {
+            direct.push(
+                redstash::direct::DirectAsyncConnection::open(srv.url().as_str())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let e = store
+            .read_parallel_async(&mut direct, "t", &ReadOptions::all().partitions([3]))
+            .await
+            .unwrap_err();
+        match e {
+            Error::MissingBatches { missing, .. } => {
+                assert_eq!(missing, vec![store.batch_key("t", 3, 2)])
+            }
+            other => panic!("{other}"),
+        }
+        let e = store
+            .read_parallel_async(&mut direct, "t", &ReadOptions::all().partitions([0]))
+            .await
+            .unwrap_err();
+        match e {
+            Error::BadBatch { key, .. } => assert_eq!(key, bad),
+            other => panic!("{other}"),
+        }
+    });
+}
+
 /// Batch `b` of partition `p` of the interop table (the formula of
 /// tests/python/arrow_interop.py: 3 partitions x 2 batches x 50 rows).
 fn interop_batch(p: u32, b: u32) -> RecordBatch {

@@ -69,6 +69,11 @@ impl Reader {
     }
 
     pub(super) fn with_manifest(self, info: TableInfo) -> Result<Step<'static, Table>> {
+        self.fetch(info)?.step()
+    }
+
+    /// The fetch of the selected partitions of a table with a manifest.
+    pub(super) fn fetch(self, info: TableInfo) -> Result<Fetch> {
         let available: BTreeMap<u32, u32> =
             info.partitions.iter().map(|p| (p.id, p.batches)).collect();
         let parts = self.select(&available)?;
@@ -95,7 +100,7 @@ impl Reader {
         let avg = (info.bytes / batches).max(1) as usize;
         let per_request = (self.budget / avg).max(1);
         let generation = info.generation;
-        let state = Fetch {
+        Ok(Fetch {
             reader: self,
             keys: parts
                 .iter()
@@ -107,8 +112,7 @@ impl Reader {
             missing: Vec::new(),
             partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
             generation: Some(generation),
-        };
-        state.step()
+        })
     }
 
     /// A table without manifest: the batch keys found by `SCAN`.
@@ -171,7 +175,7 @@ impl Reader {
 }
 
 /// Fetching and decoding the selected batches, one request at a time.
-struct Fetch {
+pub(super) struct Fetch {
     reader: Reader,
     keys: VecDeque<(u32, u32)>,
     per_request: usize,
@@ -182,16 +186,64 @@ struct Fetch {
     generation: Option<u64>,
 }
 
+/// The `(partition, batch)` pairs of each `MGET` of a request.
+type Groups = Vec<Vec<(u32, u32)>>;
+
+/// A fetched batch value: its partition, key and bytes.
+pub(super) struct Fetched {
+    part: u32,
+    key: String,
+    bytes: bytes::Bytes,
+}
+
+/// A decoded batch value: its schema and record batches.
+pub(super) type Decoded = (SchemaRef, Vec<RecordBatch>);
+
+/// Decode one batch value (pure: any thread can run it).
+pub(super) fn decode_value(
+    key: &str,
+    bytes: bytes::Bytes,
+    columns: Option<&[String]>,
+    limits: &Limits,
+) -> Result<Decoded> {
+    decode_stream_bytes(bytes, columns, limits).map_err(|e| match e {
+        Error::InvalidArgument(_) => e,
+        other => Error::BadBatch {
+            key: key.to_owned(),
+            source: Box::new(other),
+        },
+    })
+}
+
 impl Fetch {
     fn step(mut self) -> Result<Step<'static, Table>> {
-        if self.keys.is_empty() {
+        let Some((req, groups)) = self.next_request() else {
             return self.finish().map(Step::Done);
+        };
+        Ok(Step::send(req, move |replies| {
+            for f in self.values(groups, replies)? {
+                let d = decode_value(
+                    &f.key,
+                    f.bytes,
+                    self.reader.options.columns.as_deref(),
+                    &self.reader.limits,
+                )?;
+                self.accept(f.part, &f.key, d)?;
+            }
+            self.step()
+        }))
+    }
+
+    /// The next request (`MGET`s of up to `mget_keys` batches of one partition each),
+    /// `None` once every batch was asked for.
+    fn next_request(&mut self) -> Option<(Request<'static>, Groups)> {
+        if self.keys.is_empty() {
+            return None;
         }
         let n = self.per_request.min(self.keys.len());
-        let batch: Vec<(u32, u32)> = self.keys.drain(..n).collect();
         let mut req = Request::new(Some(&self.reader.prefix));
-        let mut groups: Vec<Vec<(u32, u32)>> = Vec::new();
-        for &(p, b) in &batch {
+        let mut groups: Groups = Vec::new();
+        for (p, b) in self.keys.drain(..n) {
             match groups.last_mut() {
                 Some(g) if g[0].0 == p && g.len() < self.reader.mget_keys => g.push((p, b)),
                 _ => groups.push(vec![(p, b)]),
@@ -204,42 +256,40 @@ impl Fetch {
             }
             req.push(c);
         }
-        Ok(Step::send(req, move |replies| {
-            for (g, reply) in groups.into_iter().zip(replies) {
-                let values = match reply_ok(reply, &self.reader.prefix)? {
-                    Value::Array(v) if v.len() == g.len() => v,
-                    other => {
-                        return Err(Error::unexpected(
-                            format!("MGET of {} keys replied {other:?}", g.len()),
-                            Some(self.reader.prefix.clone()),
-                        ));
-                    }
-                };
-                for ((p, b), v) in g.into_iter().zip(values) {
-                    let key = batch_key(&self.reader.prefix, p, b);
-                    match reply_bytes(v, &key)? {
-                        None => self.missing.push(key),
-                        Some(bytes) => self.decode(p, &key, bytes)?,
-                    }
-                }
-            }
-            self.step()
-        }))
+        Some((req, groups))
     }
 
-    fn decode(&mut self, part: u32, key: &str, bytes: bytes::Bytes) -> Result<()> {
-        let (schema, batches) = decode_stream_bytes(
-            bytes,
-            self.reader.options.columns.as_deref(),
-            &self.reader.limits,
-        )
-        .map_err(|e| match e {
-            Error::InvalidArgument(_) => e,
-            other => Error::BadBatch {
-                key: key.to_owned(),
-                source: Box::new(other),
-            },
-        })?;
+    /// The values of a request's replies, in order; missing keys are noted.
+    fn values(&mut self, groups: Groups, replies: Vec<Value>) -> Result<Vec<Fetched>> {
+        let mut out = Vec::new();
+        for (g, reply) in groups.into_iter().zip(replies) {
+            let values = match reply_ok(reply, &self.reader.prefix)? {
+                Value::Array(v) if v.len() == g.len() => v,
+                other => {
+                    return Err(Error::unexpected(
+                        format!("MGET of {} keys replied {other:?}", g.len()),
+                        Some(self.reader.prefix.clone()),
+                    ));
+                }
+            };
+            for ((p, b), v) in g.into_iter().zip(values) {
+                let key = batch_key(&self.reader.prefix, p, b);
+                match reply_bytes(v, &key)? {
+                    None => self.missing.push(key),
+                    Some(bytes) => out.push(Fetched {
+                        part: p,
+                        key,
+                        bytes,
+                    }),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Check a decoded value against the manifest (or the first batch) and keep its
+    /// batches.
+    fn accept(&mut self, part: u32, key: &str, (schema, batches): Decoded) -> Result<()> {
         let expected = match &mut self.expect {
             Expect::Manifest {
                 schema: s,
@@ -309,4 +359,43 @@ impl Fetch {
             generation: self.generation,
         })
     }
+}
+
+/// Run `fetch` on an async connection, decoding each value on tokio's blocking threads
+/// (at most `permits` at once, which also bounds the values fetched but not decoded),
+/// so the async workers only move bytes.
+#[cfg(feature = "tokio")]
+pub(super) async fn fetch_decode_async<C: crate::exec::AsyncConnection + ?Sized>(
+    con: &mut C,
+    mut fetch: Fetch,
+    permits: Arc<tokio::sync::Semaphore>,
+) -> Result<Table> {
+    let mut pending = Vec::new();
+    while let Some((req, groups)) = fetch.next_request() {
+        let replies = con.run_request(req).await?;
+        for f in fetch.values(groups, replies)? {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::InvalidArgument(format!("decode permits: {e}")))?;
+            let columns = fetch.reader.options.columns.clone();
+            let limits = fetch.reader.limits;
+            let Fetched { part, key, bytes } = f;
+            let k = key.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                decode_value(&k, bytes, columns.as_deref(), &limits)
+            });
+            pending.push((part, key, task));
+        }
+    }
+    for (part, key, task) in pending {
+        let decoded = task.await.map_err(|e| Error::BadBatch {
+            key: key.clone(),
+            source: Box::new(Error::corrupt("arrow ipc", format!("decode task: {e}"))),
+        })??;
+        fetch.accept(part, &key, decoded)?;
+    }
+    fetch.finish()
 }
