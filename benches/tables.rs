@@ -8,11 +8,14 @@
 //!   (C threads, one connection each, about 16 MiB per pipeline);
 //! * `read` of the whole table (`read_parallel`, C connections, decoded) against
 //!   fetching the same stored bytes with pipelined `MGET`s of 64 keys through the
-//!   plain-socket client (C threads), with no decoding;
+//!   plain-socket client (C threads), with no decoding; the first read of the process
+//!   (no pooled memory to reuse yet, see `redstash::buffers`) is
+//!   printed apart from the median, and with feature `tokio` so is
+//!   `read_parallel_async` on C `DirectAsyncConnection`s;
 //! * peak RSS of each phase above the RSS before it (`/proc/self/clear_refs`), against
 //!   the in-flight window (split) and the decoded table size (read).
 //!
-//! `cargo bench --bench tables --features arrow,testkit` runs the 250MB configuration
+//! `cargo bench --bench tables --features arrow,testkit,tokio` runs the 250MB configuration
 //! (8 partitions x 16 batches x 50,000 rows, zstd, dictionary strings);
 //! `REDSTASH_BENCH_SIZE=50mb|250mb|512mb|1gb` and `REDSTASH_BENCH_CONNECTIONS` (default
 //! 4) change it. Under `cargo test --benches` it runs once on a tiny table.
@@ -302,6 +305,7 @@ fn main() -> Res<()> {
         .collect();
     let mut plain_read = Vec::new();
     let mut ours_read = Vec::new();
+    let mut ours_read_async: Vec<Duration> = Vec::new();
     let mut read_rss = 0;
     let mut decoded = 0u64;
     let mut rows = 0usize;
@@ -343,7 +347,31 @@ fn main() -> Res<()> {
         read_rss = read_rss.max(rss);
         decoded = table_bytes(&table.batches);
         rows = table.num_rows();
+        drop(table);
+        #[cfg(feature = "tokio")]
+        {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let t = rt.block_on(async {
+                let mut acons = Vec::new();
+                for _ in 0..conns {
+                    acons.push(redstash::direct::DirectAsyncConnection::open(url.as_str()).await?);
+                }
+                let t = Instant::now();
+                let table = store
+                    .read_parallel_async(&mut acons, "t", &ReadOptions::all())
+                    .await?
+                    .ok_or("table vanished")?;
+                let t = t.elapsed();
+                assert_eq!(table.num_rows() as u64, spec.total_rows());
+                Res::Ok(t)
+            })?;
+            ours_read_async.push(t);
+        }
     }
+    let first_read = ours_read[0];
     let (plain_read, ours_read) = (median(plain_read), median(ours_read));
     assert_eq!(rows as u64, spec.total_rows());
 
@@ -436,6 +464,21 @@ fn main() -> Res<()> {
         mbps(stored, ours_read),
         plain_read.as_secs_f64() / ours_read.as_secs_f64()
     );
+    println!(
+        "| read, first in the process (no memory to reuse) | same | {:.3} s, {:.0} MB/s | {:.2}x |",
+        first_read.as_secs_f64(),
+        mbps(stored, first_read),
+        plain_read.as_secs_f64() / first_read.as_secs_f64()
+    );
+    if !ours_read_async.is_empty() {
+        let a = median(ours_read_async);
+        println!(
+            "| read, `read_parallel_async` (DirectAsyncConnection) | same | {:.3} s, {:.0} MB/s | {:.2}x |",
+            a.as_secs_f64(),
+            mbps(stored, a),
+            plain_read.as_secs_f64() / a.as_secs_f64()
+        );
+    }
     if let Some((g, sp, rd)) = &theirs {
         let secs = |t: &Theirs| t.own.unwrap_or(t.wall.as_secs_f64());
         println!(

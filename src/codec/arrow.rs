@@ -43,10 +43,6 @@ use arrow_schema::{ArrowError, Schema, SchemaRef};
 
 use crate::codec::Limits;
 use crate::codec::arrow_unpack::read_compressed_batch;
-
-pub use crate::codec::arrow_pool::{
-    DEFAULT_RETAINED, release_decoded_memory, retain_decoded_memory,
-};
 use crate::error::{Error, Result};
 
 /// The format name used in [`Error::Corrupt`] for Arrow values.

@@ -4,11 +4,11 @@
 //! `arrow-ipc` decompresses each buffer of a compressed message into an allocation of
 //! its own, and leaves the buffers stored uncompressed (length prefix `-1`) pointing
 //! into the message. Here every buffer of the message is decompressed (or copied) into
-//! one 64-byte-aligned block from [`arrow_pool`](super::arrow_pool), at its own aligned
-//! offset, with one reused zstd context per thread; the message header is rewritten to
-//! describe that uncompressed body, and `arrow-ipc` builds and validates the arrays over
-//! it without copying. So a decoded batch never points into the Redis reply it came
-//! from, and its memory is recycled when it is dropped.
+//! one block from the [buffer pool](crate::buffers), each at a 64-byte-aligned offset,
+//! with one reused zstd context per thread; the message header is rewritten to describe
+//! that uncompressed body, and `arrow-ipc` builds and validates the arrays over it
+//! without copying. So a decoded batch never points into the Redis reply it came from,
+//! and its memory goes back to the pool when it is dropped.
 //!
 //! Every length is checked against the message before anything is written: a lying
 //! header is an [`Error::Corrupt`], never a panic or an out-of-bounds write.
@@ -21,7 +21,6 @@ use arrow_ipc::CompressionType;
 use arrow_ipc::reader::read_record_batch;
 use arrow_schema::SchemaRef;
 
-use super::arrow_pool;
 use crate::codec::Limits;
 use crate::error::{Error, Result};
 
@@ -107,7 +106,7 @@ pub(crate) fn read_compressed_batch(
             })?;
         parts.push(Part { source, at, len: n });
     }
-    let mut block = arrow_pool::take(total);
+    let mut block = crate::buffers::take_filled(total);
     let out = block.as_mut_slice();
     for p in &parts {
         // `at + len <= total == out.len()` by construction.
@@ -122,7 +121,7 @@ pub(crate) fn read_compressed_batch(
     let header = flatbuffers::root::<arrow_ipc::RecordBatch>(&header)
         .map_err(|e| corrupt(format!("rewritten header: {e}")))?;
     read_record_batch(
-        &block.into_buffer(),
+        &arrow_buffer::Buffer::from(crate::buffers::into_bytes(block)),
         header,
         schema.clone(),
         dictionaries,

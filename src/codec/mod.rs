@@ -33,8 +33,6 @@ pub mod arrow;
 #[cfg(feature = "arrow")]
 pub mod arrow_file;
 #[cfg(feature = "arrow")]
-mod arrow_pool;
-#[cfg(feature = "arrow")]
 mod arrow_unpack;
 pub mod compress;
 pub mod npy;
