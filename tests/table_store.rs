@@ -773,6 +773,148 @@ fn pyarrow_reads_what_redstash_split_from_an_ipc_file() {
 }
 
 #[test]
+fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
+    use redstash::codec::arrow_file::{IpcFormat, IpcInput};
+    let srv = server();
+    let client = srv.client().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let store = TableStore::new("ri")
+        .partition_by("partition")
+        .compression(IpcCompression::Zstd)
+        .pipeline_bytes(4_000);
+    let input: Vec<RecordBatch> = (0..3)
+        .flat_map(|p| (0..2).map(move |b| interop_batch(p, b)))
+        .collect();
+    store
+        .split(&mut con, "t", input.clone().into_iter())
+        .unwrap();
+    let mut cons: Vec<redstash::direct::DirectConnection> = (0..3)
+        .map(|_| redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let read_back = |path: &std::path::Path| -> Vec<RecordBatch> {
+        IpcInput::open(path, Limits::default())
+            .unwrap()
+            .map(|b| b.unwrap().decode(None, &Limits::default()).unwrap())
+            .collect()
+    };
+    for (format, name) in [
+        (IpcFormat::File, "t.arrow"),
+        (IpcFormat::Stream, "t.arrows"),
+    ] {
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        let (_, w) = store
+            .read_ipc(
+                &mut cons,
+                "t",
+                &ReadOptions::all(),
+                file,
+                format,
+                IpcCompression::Zstd,
+            )
+            .unwrap()
+            .unwrap();
+        assert!(w.copied, "same compression, all columns: copied");
+        assert_eq!(w.partitions, vec![(0, 2), (1, 2), (2, 2)]);
+        assert_eq!(w.rows, 300);
+        assert_eq!(w.written_bytes, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(read_back(&path), input);
+        common::run_py("arrow_interop.py", "file", path.to_str().unwrap());
+    }
+    // Another compression or a projection: decoded and encoded again, same rows.
+    let path = dir.path().join("lz4.arrow");
+    let (_, w) = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all().partitions([2, 0]),
+            std::fs::File::create(&path).unwrap(),
+            IpcFormat::File,
+            IpcCompression::Lz4,
+        )
+        .unwrap()
+        .unwrap();
+    assert!(!w.copied);
+    assert_eq!(w.partitions, vec![(2, 2), (0, 2)]);
+    let want = store
+        .read(&mut con, "t", &ReadOptions::all().partitions([2, 0]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(read_back(&path), want.batches);
+    let (buf, w) = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all().columns(["id64"]),
+            Vec::new(),
+            IpcFormat::Stream,
+            IpcCompression::Zstd,
+        )
+        .unwrap()
+        .unwrap();
+    assert!(!w.copied);
+    assert_eq!(w.written_bytes as usize, buf.len());
+    assert!(
+        store
+            .read_ipc(
+                &mut cons,
+                "none",
+                &ReadOptions::all(),
+                Vec::new(),
+                IpcFormat::File,
+                IpcCompression::Zstd
+            )
+            .unwrap()
+            .is_none()
+    );
+    // Missing batches are all reported; a value that is not IPC names its key.
+    for (p, b) in [(0, 1), (2, 0)] {
+        let _: i64 = redis::cmd("DEL")
+            .arg(store.batch_key("t", p, b))
+            .query(&mut con)
+            .unwrap();
+    }
+    let e = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all(),
+            Vec::new(),
+            IpcFormat::File,
+            IpcCompression::Zstd,
+        )
+        .unwrap_err();
+    match e {
+        Error::MissingBatches { missing, .. } => assert_eq!(
+            missing,
+            vec![store.batch_key("t", 0, 1), store.batch_key("t", 2, 0)]
+        ),
+        other => panic!("{other}"),
+    }
+    let bad = store.batch_key("t", 1, 1);
+    let _: () = redis::cmd("SET")
+        .arg(&bad)
+        .arg("junk")
+        .query(&mut con)
+        .unwrap();
+    let e = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all().partitions([1]),
+            Vec::new(),
+            IpcFormat::File,
+            IpcCompression::Zstd,
+        )
+        .unwrap_err();
+    match e {
+        Error::BadBatch { key, .. } => assert_eq!(key, bad),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
 fn redstash_reads_what_pyarrow_wrote_in_the_arrowredis_layout() {
     let srv = server();
     let mut con = srv.client().unwrap().get_connection().unwrap();

@@ -377,7 +377,7 @@ fn deep_copy(d: &ArrayData, range: &std::ops::Range<usize>) -> Result<ArrayData>
 }
 
 /// Run a decode, turning a panic of the Arrow reader into [`Error::Corrupt`].
-fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -406,7 +406,7 @@ fn read_i64(b: &[u8], at: usize) -> Option<i64> {
 /// Walk the stream's messages: every metadata and body length must fit in the value,
 /// every message must be a valid flatbuffer, and the declared decompressed sizes of
 /// compressed buffers must stay under the cap (checked before anything is allocated).
-fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
+pub(crate) fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
     if !value.starts_with(&[0xFF; 4]) {
         let head: Vec<u8> = value.iter().take(8).copied().collect();
         return Err(Error::UnknownFormat(format!(

@@ -31,6 +31,8 @@ use crate::error::{Error, Result};
 #[cfg(feature = "arrow")]
 pub mod arrow;
 #[cfg(feature = "arrow")]
+pub mod arrow_concat;
+#[cfg(feature = "arrow")]
 pub mod arrow_file;
 #[cfg(feature = "arrow")]
 mod arrow_unpack;

@@ -60,9 +60,14 @@
 //! reading a table without manifest) walk one server; on a Redis Cluster they need a
 //! per-primary scan, which this store does not do yet.
 
+#[cfg(feature = "sync")]
+mod ipc_out;
 mod manifest;
 mod read;
 mod split;
+
+#[cfg(feature = "sync")]
+pub use ipc_out::IpcWritten;
 
 use manifest::parse_manifest;
 use read::Reader;

@@ -187,7 +187,95 @@ pub(super) struct Fetch {
 }
 
 /// The `(partition, batch)` pairs of each `MGET` of a request.
-type Groups = Vec<Vec<(u32, u32)>>;
+pub(super) type Groups = Vec<Vec<(u32, u32)>>;
+
+/// One request fetching the batches `keys` (in that order) of the table at `prefix`:
+/// an `MGET` per run of at most `mget_keys` batches of one partition (one cluster
+/// slot), and the batches each `MGET` asks for.
+pub(super) fn mget_request(
+    prefix: &str,
+    keys: &[(u32, u32)],
+    mget_keys: usize,
+) -> (Request<'static>, Groups) {
+    let mut req = Request::new(Some(prefix));
+    let mut groups: Groups = Vec::new();
+    for &(p, b) in keys {
+        match groups.last_mut() {
+            Some(g) if g[0].0 == p && g.len() < mget_keys.max(1) => g.push((p, b)),
+            _ => groups.push(vec![(p, b)]),
+        }
+    }
+    for g in &groups {
+        let mut c = redis::cmd("MGET");
+        for &(p, b) in g {
+            c.arg(batch_key(prefix, p, b));
+        }
+        req.push(c);
+    }
+    (req, groups)
+}
+
+/// The replies of an [`mget_request`], in order: `(partition, key, value)`, `None` for a
+/// missing key.
+pub(super) fn mget_values(
+    prefix: &str,
+    groups: Groups,
+    replies: Vec<Value>,
+) -> Result<Vec<(u32, String, Option<bytes::Bytes>)>> {
+    let mut out = Vec::new();
+    for (g, reply) in groups.into_iter().zip(replies) {
+        let values = match reply_ok(reply, prefix)? {
+            Value::Array(v) if v.len() == g.len() => v,
+            other => {
+                return Err(Error::unexpected(
+                    format!("MGET of {} keys replied {other:?}", g.len()),
+                    Some(prefix.to_owned()),
+                ));
+            }
+        };
+        for ((p, b), v) in g.into_iter().zip(values) {
+            let key = batch_key(prefix, p, b);
+            let v = reply_bytes(v, &key)?;
+            out.push((p, key, v));
+        }
+    }
+    Ok(out)
+}
+
+/// A value of table generation `generation` (else [`Error::TableChanged`]: the table
+/// was re-split while it was being read).
+pub(super) fn check_generation(
+    prefix: &str,
+    key: &str,
+    schema: &Schema,
+    generation: u64,
+) -> Result<()> {
+    let found = schema
+        .metadata()
+        .get(GENERATION_METADATA)
+        .and_then(|g| g.parse::<u64>().ok());
+    if found != Some(generation) {
+        return Err(Error::TableChanged {
+            table: prefix.to_owned(),
+            key: key.to_owned(),
+            expected: generation,
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// A value of the expected columns (else [`Error::SchemaMismatch`]).
+pub(super) fn check_fields(key: &str, expected: &Schema, found: &Schema) -> Result<()> {
+    if expected.fields() != found.fields() {
+        return Err(Error::SchemaMismatch {
+            key: key.to_owned(),
+            expected: describe(expected.fields()),
+            found: describe(found.fields()),
+        });
+    }
+    Ok(())
+}
 
 /// A fetched batch value: its partition, key and bytes.
 pub(super) struct Fetched {
@@ -241,47 +329,21 @@ impl Fetch {
             return None;
         }
         let n = self.per_request.min(self.keys.len());
-        let mut req = Request::new(Some(&self.reader.prefix));
-        let mut groups: Groups = Vec::new();
-        for (p, b) in self.keys.drain(..n) {
-            match groups.last_mut() {
-                Some(g) if g[0].0 == p && g.len() < self.reader.mget_keys => g.push((p, b)),
-                _ => groups.push(vec![(p, b)]),
-            }
-        }
-        for g in &groups {
-            let mut c = redis::cmd("MGET");
-            for &(p, b) in g {
-                c.arg(batch_key(&self.reader.prefix, p, b));
-            }
-            req.push(c);
-        }
-        Some((req, groups))
+        let keys: Vec<(u32, u32)> = self.keys.drain(..n).collect();
+        Some(mget_request(
+            &self.reader.prefix,
+            &keys,
+            self.reader.mget_keys,
+        ))
     }
 
     /// The values of a request's replies, in order; missing keys are noted.
     fn values(&mut self, groups: Groups, replies: Vec<Value>) -> Result<Vec<Fetched>> {
         let mut out = Vec::new();
-        for (g, reply) in groups.into_iter().zip(replies) {
-            let values = match reply_ok(reply, &self.reader.prefix)? {
-                Value::Array(v) if v.len() == g.len() => v,
-                other => {
-                    return Err(Error::unexpected(
-                        format!("MGET of {} keys replied {other:?}", g.len()),
-                        Some(self.reader.prefix.clone()),
-                    ));
-                }
-            };
-            for ((p, b), v) in g.into_iter().zip(values) {
-                let key = batch_key(&self.reader.prefix, p, b);
-                match reply_bytes(v, &key)? {
-                    None => self.missing.push(key),
-                    Some(bytes) => out.push(Fetched {
-                        part: p,
-                        key,
-                        bytes,
-                    }),
-                }
+        for (part, key, v) in mget_values(&self.reader.prefix, groups, replies)? {
+            match v {
+                None => self.missing.push(key),
+                Some(bytes) => out.push(Fetched { part, key, bytes }),
             }
         }
         Ok(out)
@@ -295,18 +357,7 @@ impl Fetch {
                 schema: s,
                 generation,
             } => {
-                let found = schema
-                    .metadata()
-                    .get(GENERATION_METADATA)
-                    .and_then(|g| g.parse::<u64>().ok());
-                if found != Some(*generation) {
-                    return Err(Error::TableChanged {
-                        table: self.reader.prefix.clone(),
-                        key: key.to_owned(),
-                        expected: *generation,
-                        found,
-                    });
-                }
+                check_generation(&self.reader.prefix, key, &schema, *generation)?;
                 s.clone()
             }
             Expect::First(Some(s)) => s.clone(),
@@ -318,13 +369,7 @@ impl Fetch {
                 s
             }
         };
-        if expected.fields() != schema.fields() {
-            return Err(Error::SchemaMismatch {
-                key: key.to_owned(),
-                expected: describe(expected.fields()),
-                found: describe(schema.fields()),
-            });
-        }
+        check_fields(key, &expected, &schema)?;
         for b in batches {
             let b = RecordBatch::try_new(expected.clone(), b.columns().to_vec()).map_err(|e| {
                 Error::BadBatch {
