@@ -51,44 +51,46 @@ pub fn pool_limit() -> usize {
     LIMIT.load(Ordering::Relaxed)
 }
 
+/// A pooled buffer with capacity for `len` bytes (not more than twice as large), if
+/// the pool holds one; its length is whatever it was filled to.
+fn pooled(len: usize) -> Option<Vec<u8>> {
+    if len < MIN_POOLED {
+        return None;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let i = pool
+        .iter()
+        .position(|b| b.capacity() >= len && b.capacity() / 2 <= len)?;
+    Some(pool.swap_remove(i))
+}
+
 /// An empty buffer with capacity for at least `len` bytes: a pooled one when a pooled
 /// buffer fits (not more than twice as large), else a new one.
 pub fn take(len: usize) -> Vec<u8> {
-    if len >= MIN_POOLED {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = pool
-            .iter()
-            .position(|b| b.capacity() >= len && b.capacity() / 2 <= len)
-        {
-            let mut b = pool.swap_remove(i);
+    match pooled(len) {
+        Some(mut b) => {
             b.clear();
-            return b;
+            b
         }
+        None => Vec::with_capacity(len),
     }
-    Vec::with_capacity(len)
 }
 
 /// A buffer of exactly `len` initialized bytes, for the caller to overwrite: a pooled
 /// one when one fits (its stale contents kept where they cover `len`, the rest zeroed),
 /// else a new zeroed one.
 pub(crate) fn take_filled(len: usize) -> Vec<u8> {
-    if len >= MIN_POOLED {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = pool
-            .iter()
-            .position(|b| b.capacity() >= len && b.capacity() / 2 <= len)
-        {
-            let mut b = pool.swap_remove(i);
-            drop(pool);
-            if b.len() >= len {
-                b.truncate(len);
-            } else {
-                b.resize(len, 0);
-            }
-            return b;
+    match pooled(len) {
+        Some(mut b) if b.len() >= len => {
+            b.truncate(len);
+            b
         }
+        Some(mut b) => {
+            b.resize(len, 0);
+            b
+        }
+        None => vec![0; len],
     }
-    vec![0; len]
 }
 
 /// Hand a buffer back to the pool (kept only if it is large enough and fits the limit).
