@@ -915,6 +915,90 @@ fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
 }
 
 #[test]
+fn read_each_delivers_what_read_returns_in_order() {
+    let srv = server();
+    let client = srv.client().unwrap();
+    let input = dataset(5, 3, 200);
+    let store = TableStore::new("each")
+        .partition_by("partition")
+        .pipeline_bytes(5_000);
+    let mut con = client.get_connection().unwrap();
+    store
+        .split(&mut con, "t", input.clone().into_iter())
+        .unwrap();
+    let mut cons: Vec<redstash::direct::DirectConnection> = (0..3)
+        .map(|_| redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap())
+        .collect();
+    for opts in [
+        ReadOptions::all(),
+        ReadOptions::all()
+            .partitions([4, 1, 2])
+            .columns(["ts_ns", "dec_18_4", "str_c"]),
+    ] {
+        let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
+        let mut got = Vec::new();
+        let mut parts = Vec::new();
+        let r = store
+            .read_each(&mut cons, "t", &opts, |p, b| {
+                parts.push(p);
+                got.push(b);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want.batches);
+        assert_eq!(r.partitions, want.partitions);
+        assert_eq!(r.schema, want.schema);
+        assert_eq!(r.rows, want.num_rows() as u64);
+        let expected: Vec<u32> = want
+            .partitions
+            .iter()
+            .flat_map(|&(p, n)| std::iter::repeat_n(p, n))
+            .collect();
+        assert_eq!(parts, expected);
+    }
+    // The callback's error stops the read and is returned.
+    let mut calls = 0;
+    let e = store
+        .read_each(&mut cons, "t", &ReadOptions::all(), |_, _| {
+            calls += 1;
+            if calls == 4 {
+                Err(Error::InvalidArgument("enough".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidArgument(ref m) if m == "enough"),
+        "{e}"
+    );
+    assert_eq!(calls, 4);
+    assert!(
+        store
+            .read_each(&mut cons, "none", &ReadOptions::all(), |_, _| Ok(()))
+            .unwrap()
+            .is_none()
+    );
+    for (p, b) in [(1, 0), (3, 2)] {
+        let _: i64 = redis::cmd("DEL")
+            .arg(store.batch_key("t", p, b))
+            .query(&mut con)
+            .unwrap();
+    }
+    let e = store
+        .read_each(&mut cons, "t", &ReadOptions::all(), |_, _| Ok(()))
+        .unwrap_err();
+    match e {
+        Error::MissingBatches { missing, .. } => assert_eq!(
+            missing,
+            vec![store.batch_key("t", 1, 0), store.batch_key("t", 3, 2)]
+        ),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
 fn redstash_reads_what_pyarrow_wrote_in_the_arrowredis_layout() {
     let srv = server();
     let mut con = srv.client().unwrap().get_connection().unwrap();

@@ -60,14 +60,16 @@
 //! reading a table without manifest) walk one server; on a Redis Cluster they need a
 //! per-primary scan, which this store does not do yet.
 
-#[cfg(feature = "sync")]
-mod ipc_out;
 mod manifest;
 mod read;
+#[cfg(feature = "sync")]
+mod relay;
 mod split;
+#[cfg(feature = "sync")]
+mod streamed;
 
 #[cfg(feature = "sync")]
-pub use ipc_out::IpcWritten;
+pub use streamed::{IpcWritten, ReadEach};
 
 use manifest::parse_manifest;
 use read::Reader;

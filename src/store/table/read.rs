@@ -72,30 +72,31 @@ impl Reader {
         self.fetch(info)?.step()
     }
 
+    /// The schema of the batches read from a table with a manifest: its schema, or the
+    /// selected columns of it.
+    pub(super) fn expected_schema(&self, info: &TableInfo) -> Result<SchemaRef> {
+        let Some(cols) = &self.options.columns else {
+            return Ok(info.schema.clone());
+        };
+        let mut idx = Vec::with_capacity(cols.len());
+        for c in cols {
+            idx.push(info.schema.index_of(c).map_err(|_| {
+                Error::InvalidArgument(format!("table {:?} has no column {c:?}", self.prefix))
+            })?);
+        }
+        Ok(Arc::new(
+            info.schema
+                .project(&idx)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+        ))
+    }
+
     /// The fetch of the selected partitions of a table with a manifest.
     pub(super) fn fetch(self, info: TableInfo) -> Result<Fetch> {
         let available: BTreeMap<u32, u32> =
             info.partitions.iter().map(|p| (p.id, p.batches)).collect();
         let parts = self.select(&available)?;
-        let schema = match &self.options.columns {
-            None => info.schema.clone(),
-            Some(cols) => {
-                let mut idx = Vec::with_capacity(cols.len());
-                for c in cols {
-                    idx.push(info.schema.index_of(c).map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "table {:?} has no column {c:?}",
-                            self.prefix
-                        ))
-                    })?);
-                }
-                Arc::new(
-                    info.schema
-                        .project(&idx)
-                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
-                )
-            }
-        };
+        let schema = self.expected_schema(&info)?;
         let batches = info.batches().max(1);
         let avg = (info.bytes / batches).max(1) as usize;
         let per_request = (self.budget / avg).max(1);
@@ -265,6 +266,19 @@ pub(super) fn check_generation(
     Ok(())
 }
 
+/// `batch` with the table's schema (field for field the value's, without its
+/// generation metadata).
+pub(super) fn with_schema(
+    key: &str,
+    schema: &SchemaRef,
+    batch: RecordBatch,
+) -> Result<RecordBatch> {
+    RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| Error::BadBatch {
+        key: key.to_owned(),
+        source: Box::new(Error::corrupt("arrow ipc", e.to_string())),
+    })
+}
+
 /// A value of the expected columns (else [`Error::SchemaMismatch`]).
 pub(super) fn check_fields(key: &str, expected: &Schema, found: &Schema) -> Result<()> {
     if expected.fields() != found.fields() {
@@ -371,13 +385,7 @@ impl Fetch {
         };
         check_fields(key, &expected, &schema)?;
         for b in batches {
-            let b = RecordBatch::try_new(expected.clone(), b.columns().to_vec()).map_err(|e| {
-                Error::BadBatch {
-                    key: key.to_owned(),
-                    source: Box::new(Error::corrupt("arrow ipc", e.to_string())),
-                }
-            })?;
-            self.batches.push(b);
+            self.batches.push(with_schema(key, &expected, b)?);
             if let Some(entry) = self.partitions.iter_mut().find(|(p, _)| *p == part) {
                 entry.1 += 1;
             }
