@@ -89,6 +89,20 @@ fn peak_rss<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (r, proc_status("VmHWM:").saturating_sub(before))
 }
 
+/// User + system CPU seconds this process has used (`/proc/self/stat`, in clock ticks
+/// of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 of `rest`.
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+}
+
 /// Bytes of the distinct buffers a table holds (a buffer shared by several arrays, e.g.
 /// a reply several columns are sliced from, counts once): what the table really costs.
 fn table_bytes(batches: &[arrow_array::RecordBatch]) -> u64 {
@@ -306,6 +320,8 @@ fn main() -> Res<()> {
     let mut plain_read = Vec::new();
     let mut ours_read = Vec::new();
     let mut ours_read_async: Vec<Duration> = Vec::new();
+    // CPU seconds of this process (user + system) per read: decoding is CPU work.
+    let (mut plain_cpu, mut ours_cpu): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let mut read_rss = 0;
     let mut decoded = 0u64;
     let mut rows = 0usize;
@@ -313,7 +329,7 @@ fn main() -> Res<()> {
         .map(|_| PlainClient::connect(port))
         .collect::<Result<_, _>>()?;
     for _ in 0..RUNS {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let got: usize = std::thread::scope(|s| {
             let hs: Vec<_> = clients
                 .iter_mut()
@@ -335,15 +351,17 @@ fn main() -> Res<()> {
             hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
         });
         plain_read.push(t.elapsed());
+        plain_cpu.push(cpu_seconds() - cpu);
         assert_eq!(
             got as u64, stored,
             "the plain client fetched every stored byte"
         );
 
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let (table, rss) = peak_rss(|| store.read_parallel(&mut cons, "t", &ReadOptions::all()));
         let table = table?.ok_or("table vanished")?;
         ours_read.push(t.elapsed());
+        ours_cpu.push(cpu_seconds() - cpu);
         read_rss = read_rss.max(rss);
         decoded = table_bytes(&table.batches);
         rows = table.num_rows();
@@ -372,6 +390,12 @@ fn main() -> Res<()> {
         }
     }
     let first_read = ours_read[0];
+    let first_cpu = ours_cpu[0];
+    let median_f = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (plain_cpu, ours_cpu) = (median_f(plain_cpu), median_f(ours_cpu));
     let (plain_read, ours_read) = (median(plain_read), median(ours_read));
     assert_eq!(rows as u64, spec.total_rows());
 
@@ -463,6 +487,9 @@ fn main() -> Res<()> {
         ours_read.as_secs_f64(),
         mbps(stored, ours_read),
         plain_read.as_secs_f64() / ours_read.as_secs_f64()
+    );
+    println!(
+        "| read, CPU seconds of this process (user + system) | {plain_cpu:.2} s | {ours_cpu:.2} s (first read {first_cpu:.2} s) | |"
     );
     println!(
         "| read, first in the process (no memory to reuse) | same | {:.3} s, {:.0} MB/s | {:.2}x |",
