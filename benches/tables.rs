@@ -8,11 +8,14 @@
 //!   (C threads, one connection each, about 16 MiB per pipeline);
 //! * `read` of the whole table (`read_parallel`, C connections, decoded) against
 //!   fetching the same stored bytes with pipelined `MGET`s of 64 keys through the
-//!   plain-socket client (C threads), with no decoding;
+//!   plain-socket client (C threads), with no decoding; the first read of the process
+//!   (no pooled memory to reuse yet, see `redstash::buffers`) is
+//!   printed apart from the median, and with feature `tokio` so is
+//!   `read_parallel_async` on C `DirectAsyncConnection`s;
 //! * peak RSS of each phase above the RSS before it (`/proc/self/clear_refs`), against
 //!   the in-flight window (split) and the decoded table size (read).
 //!
-//! `cargo bench --bench tables --features arrow,testkit` runs the 250MB configuration
+//! `cargo bench --bench tables --features arrow,testkit,tokio` runs the 250MB configuration
 //! (8 partitions x 16 batches x 50,000 rows, zstd, dictionary strings);
 //! `REDSTASH_BENCH_SIZE=50mb|250mb|512mb|1gb` and `REDSTASH_BENCH_CONNECTIONS` (default
 //! 4) change it. Under `cargo test --benches` it runs once on a tiny table.
@@ -86,6 +89,20 @@ fn peak_rss<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (r, proc_status("VmHWM:").saturating_sub(before))
 }
 
+/// User + system CPU seconds this process has used (`/proc/self/stat`, in clock ticks
+/// of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 of `rest`.
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+}
+
 /// Bytes of the distinct buffers a table holds (a buffer shared by several arrays, e.g.
 /// a reply several columns are sliced from, counts once): what the table really costs.
 fn table_bytes(batches: &[arrow_array::RecordBatch]) -> u64 {
@@ -93,8 +110,9 @@ fn table_bytes(batches: &[arrow_array::RecordBatch]) -> u64 {
     fn walk(d: &arrow_data::ArrayData, seen: &mut std::collections::HashSet<usize>, n: &mut u64) {
         let bufs = d.buffers().iter().chain(d.nulls().map(|x| x.buffer()));
         for b in bufs {
+            // One allocation (a decoded block, a reply) counts once, whole.
             if seen.insert(b.data_ptr().as_ptr() as usize) {
-                *n += b.len() as u64;
+                *n += b.capacity() as u64;
             }
         }
         for c in d.child_data() {
@@ -301,6 +319,9 @@ fn main() -> Res<()> {
         .collect();
     let mut plain_read = Vec::new();
     let mut ours_read = Vec::new();
+    let mut ours_read_async: Vec<Duration> = Vec::new();
+    // CPU seconds of this process (user + system) per read: decoding is CPU work.
+    let (mut plain_cpu, mut ours_cpu): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let mut read_rss = 0;
     let mut decoded = 0u64;
     let mut rows = 0usize;
@@ -308,7 +329,7 @@ fn main() -> Res<()> {
         .map(|_| PlainClient::connect(port))
         .collect::<Result<_, _>>()?;
     for _ in 0..RUNS {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let got: usize = std::thread::scope(|s| {
             let hs: Vec<_> = clients
                 .iter_mut()
@@ -330,19 +351,51 @@ fn main() -> Res<()> {
             hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
         });
         plain_read.push(t.elapsed());
+        plain_cpu.push(cpu_seconds() - cpu);
         assert_eq!(
             got as u64, stored,
             "the plain client fetched every stored byte"
         );
 
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let (table, rss) = peak_rss(|| store.read_parallel(&mut cons, "t", &ReadOptions::all()));
         let table = table?.ok_or("table vanished")?;
         ours_read.push(t.elapsed());
+        ours_cpu.push(cpu_seconds() - cpu);
         read_rss = read_rss.max(rss);
         decoded = table_bytes(&table.batches);
         rows = table.num_rows();
+        drop(table);
+        #[cfg(feature = "tokio")]
+        {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let t = rt.block_on(async {
+                let mut acons = Vec::new();
+                for _ in 0..conns {
+                    acons.push(redstash::direct::DirectAsyncConnection::open(url.as_str()).await?);
+                }
+                let t = Instant::now();
+                let table = store
+                    .read_parallel_async(&mut acons, "t", &ReadOptions::all())
+                    .await?
+                    .ok_or("table vanished")?;
+                let t = t.elapsed();
+                assert_eq!(table.num_rows() as u64, spec.total_rows());
+                Res::Ok(t)
+            })?;
+            ours_read_async.push(t);
+        }
     }
+    let first_read = ours_read[0];
+    let first_cpu = ours_cpu[0];
+    let median_f = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (plain_cpu, ours_cpu) = (median_f(plain_cpu), median_f(ours_cpu));
     let (plain_read, ours_read) = (median(plain_read), median(ours_read));
     assert_eq!(rows as u64, spec.total_rows());
 
@@ -435,6 +488,24 @@ fn main() -> Res<()> {
         mbps(stored, ours_read),
         plain_read.as_secs_f64() / ours_read.as_secs_f64()
     );
+    println!(
+        "| read, CPU seconds of this process (user + system) | {plain_cpu:.2} s | {ours_cpu:.2} s (first read {first_cpu:.2} s) | |"
+    );
+    println!(
+        "| read, first in the process (no memory to reuse) | same | {:.3} s, {:.0} MB/s | {:.2}x |",
+        first_read.as_secs_f64(),
+        mbps(stored, first_read),
+        plain_read.as_secs_f64() / first_read.as_secs_f64()
+    );
+    if !ours_read_async.is_empty() {
+        let a = median(ours_read_async);
+        println!(
+            "| read, `read_parallel_async` (DirectAsyncConnection) | same | {:.3} s, {:.0} MB/s | {:.2}x |",
+            a.as_secs_f64(),
+            mbps(stored, a),
+            plain_read.as_secs_f64() / a.as_secs_f64()
+        );
+    }
     if let Some((g, sp, rd)) = &theirs {
         let secs = |t: &Theirs| t.own.unwrap_or(t.wall.as_secs_f64());
         println!(

@@ -217,6 +217,42 @@ fn tables_gen_split_read_info_list_delete() {
         .collect::<redstash::Result<_>>()
         .unwrap();
     assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 2000);
+    assert_eq!(r["copied"], false, "a projection is decoded");
+    // All columns in the table's compression: the stored batches are copied.
+    let all_file = dir.path().join("all.arrow");
+    let (code, out, err) = redstash(
+        &url,
+        &[
+            "--json",
+            "read",
+            "--prefix",
+            "demo:v1",
+            "--out",
+            all_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = json(&out);
+    assert_eq!(r["copied"], true);
+    assert_eq!(r["rows"], 3000);
+    assert_eq!(
+        r["written_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&all_file).unwrap().len()
+    );
+    let back: Vec<_> = redstash::codec::arrow_file::IpcInput::open(&all_file, Default::default())
+        .unwrap()
+        .map(|b| b.unwrap().decode(None, &Default::default()).unwrap())
+        .collect();
+    assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 3000);
+    // A failed read leaves no file behind.
+    let gone = dir.path().join("gone.arrow");
+    let (code, _, err) = redstash(
+        &url,
+        &["read", "--prefix", "nope", "--out", gone.to_str().unwrap()],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(!gone.exists());
+    assert!(!dir.path().join("gone.arrow.partial").exists());
 
     // `all`, as ArrowRedis spells it.
     let (code, out, err) = redstash(

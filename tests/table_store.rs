@@ -560,6 +560,126 @@ fn read_parallel_matches_read() {
     );
 }
 
+#[test]
+fn read_parallel_async_matches_read() {
+    let srv = server();
+    let client = srv.client().unwrap();
+    let input = dataset(5, 3, 200);
+    let store = TableStore::new("apar")
+        .partition_by("partition")
+        .compression(IpcCompression::Lz4)
+        .pipeline_bytes(10_000);
+    let mut con = client.get_connection().unwrap();
+    store
+        .split(&mut con, "t", input.clone().into_iter())
+        .unwrap();
+    // A current-thread runtime too: the decoding must not need a second worker.
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for runtime in [rt(), current] {
+        runtime.block_on(async {
+            let mut direct = Vec::new();
+            for _ in 0..3 {
+                direct.push(
+                    redstash::direct::DirectAsyncConnection::open(srv.url().as_str())
+                        .await
+                        .unwrap(),
+                );
+            }
+            let mut multiplexed = Vec::new();
+            for _ in 0..2 {
+                multiplexed.push(client.get_multiplexed_async_connection().await.unwrap());
+            }
+            for opts in [
+                ReadOptions::all(),
+                ReadOptions::all()
+                    .partitions([4, 1, 2])
+                    .columns(["ts_ns", "dec_18_4"]),
+            ] {
+                let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
+                let got = store
+                    .read_parallel_async(&mut direct, "t", &opts)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(got, want);
+                let got = store
+                    .read_parallel_async(&mut multiplexed, "t", &opts)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(got, want);
+            }
+            let all = store
+                .read_parallel_async(&mut direct, "t", &ReadOptions::all())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(all.batches, input);
+            let e = store
+                .read_parallel_async(&mut direct, "t", &ReadOptions::all().columns(["nope"]))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+            assert!(
+                store
+                    .read_parallel_async(&mut direct, "none", &ReadOptions::all())
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            let empty: &mut [redstash::direct::DirectAsyncConnection] = &mut [];
+            assert!(
+                store
+                    .read_parallel_async(empty, "t", &ReadOptions::all())
+                    .await
+                    .is_err()
+            );
+        });
+    }
+    // A missing batch and a value that is not IPC: typed errors naming the keys.
+    let _: i64 = redis::cmd("DEL")
+        .arg(store.batch_key("t", 3, 2))
+        .query(&mut con)
+        .unwrap();
+    let bad = store.batch_key("t", 0, 1);
+    let _: () = redis::cmd("SET")
+        .arg(&bad)
+        .arg("not arrow")
+        .query(&mut con)
+        .unwrap();
+    rt().block_on(async {
+        let mut direct = Vec::new();
+        for _ in 0..2 {
+            direct.push(
+                redstash::direct::DirectAsyncConnection::open(srv.url().as_str())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let e = store
+            .read_parallel_async(&mut direct, "t", &ReadOptions::all().partitions([3]))
+            .await
+            .unwrap_err();
+        match e {
+            Error::MissingBatches { missing, .. } => {
+                assert_eq!(missing, vec![store.batch_key("t", 3, 2)])
+            }
+            other => panic!("{other}"),
+        }
+        let e = store
+            .read_parallel_async(&mut direct, "t", &ReadOptions::all().partitions([0]))
+            .await
+            .unwrap_err();
+        match e {
+            Error::BadBatch { key, .. } => assert_eq!(key, bad),
+            other => panic!("{other}"),
+        }
+    });
+}
+
 /// Batch `b` of partition `p` of the interop table (the formula of
 /// tests/python/arrow_interop.py: 3 partitions x 2 batches x 50 rows).
 fn interop_batch(p: u32, b: u32) -> RecordBatch {
@@ -650,6 +770,232 @@ fn pyarrow_reads_what_redstash_split_from_an_ipc_file() {
     let store = TableStore::new("rs").partition_by("partition");
     store.split_ipc(&mut con, "t", input).unwrap();
     common::run_py("arrow_interop.py", "check", &srv.url());
+}
+
+#[test]
+fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
+    use redstash::codec::arrow_file::{IpcFormat, IpcInput};
+    let srv = server();
+    let client = srv.client().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let store = TableStore::new("ri")
+        .partition_by("partition")
+        .compression(IpcCompression::Zstd)
+        .pipeline_bytes(4_000);
+    let input: Vec<RecordBatch> = (0..3)
+        .flat_map(|p| (0..2).map(move |b| interop_batch(p, b)))
+        .collect();
+    store
+        .split(&mut con, "t", input.clone().into_iter())
+        .unwrap();
+    let mut cons: Vec<redstash::direct::DirectConnection> = (0..3)
+        .map(|_| redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let read_back = |path: &std::path::Path| -> Vec<RecordBatch> {
+        IpcInput::open(path, Limits::default())
+            .unwrap()
+            .map(|b| b.unwrap().decode(None, &Limits::default()).unwrap())
+            .collect()
+    };
+    for (format, name) in [
+        (IpcFormat::File, "t.arrow"),
+        (IpcFormat::Stream, "t.arrows"),
+    ] {
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        let (_, w) = store
+            .read_ipc(
+                &mut cons,
+                "t",
+                &ReadOptions::all(),
+                file,
+                format,
+                IpcCompression::Zstd,
+            )
+            .unwrap()
+            .unwrap();
+        assert!(w.copied, "same compression, all columns: copied");
+        assert_eq!(w.partitions, vec![(0, 2), (1, 2), (2, 2)]);
+        assert_eq!(w.rows, 300);
+        assert_eq!(w.written_bytes, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(read_back(&path), input);
+        common::run_py("arrow_interop.py", "file", path.to_str().unwrap());
+    }
+    // Another compression or a projection: decoded and encoded again, same rows.
+    let path = dir.path().join("lz4.arrow");
+    let (_, w) = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all().partitions([2, 0]),
+            std::fs::File::create(&path).unwrap(),
+            IpcFormat::File,
+            IpcCompression::Lz4,
+        )
+        .unwrap()
+        .unwrap();
+    assert!(!w.copied);
+    assert_eq!(w.partitions, vec![(2, 2), (0, 2)]);
+    let want = store
+        .read(&mut con, "t", &ReadOptions::all().partitions([2, 0]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(read_back(&path), want.batches);
+    let (buf, w) = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all().columns(["id64"]),
+            Vec::new(),
+            IpcFormat::Stream,
+            IpcCompression::Zstd,
+        )
+        .unwrap()
+        .unwrap();
+    assert!(!w.copied);
+    assert_eq!(w.written_bytes as usize, buf.len());
+    assert!(
+        store
+            .read_ipc(
+                &mut cons,
+                "none",
+                &ReadOptions::all(),
+                Vec::new(),
+                IpcFormat::File,
+                IpcCompression::Zstd
+            )
+            .unwrap()
+            .is_none()
+    );
+    // Missing batches are all reported; a value that is not IPC names its key.
+    for (p, b) in [(0, 1), (2, 0)] {
+        let _: i64 = redis::cmd("DEL")
+            .arg(store.batch_key("t", p, b))
+            .query(&mut con)
+            .unwrap();
+    }
+    let e = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all(),
+            Vec::new(),
+            IpcFormat::File,
+            IpcCompression::Zstd,
+        )
+        .unwrap_err();
+    match e {
+        Error::MissingBatches { missing, .. } => assert_eq!(
+            missing,
+            vec![store.batch_key("t", 0, 1), store.batch_key("t", 2, 0)]
+        ),
+        other => panic!("{other}"),
+    }
+    let bad = store.batch_key("t", 1, 1);
+    let _: () = redis::cmd("SET")
+        .arg(&bad)
+        .arg("junk")
+        .query(&mut con)
+        .unwrap();
+    let e = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all().partitions([1]),
+            Vec::new(),
+            IpcFormat::File,
+            IpcCompression::Zstd,
+        )
+        .unwrap_err();
+    match e {
+        Error::BadBatch { key, .. } => assert_eq!(key, bad),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn read_each_delivers_what_read_returns_in_order() {
+    let srv = server();
+    let client = srv.client().unwrap();
+    let input = dataset(5, 3, 200);
+    let store = TableStore::new("each")
+        .partition_by("partition")
+        .pipeline_bytes(5_000);
+    let mut con = client.get_connection().unwrap();
+    store
+        .split(&mut con, "t", input.clone().into_iter())
+        .unwrap();
+    let mut cons: Vec<redstash::direct::DirectConnection> = (0..3)
+        .map(|_| redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap())
+        .collect();
+    for opts in [
+        ReadOptions::all(),
+        ReadOptions::all()
+            .partitions([4, 1, 2])
+            .columns(["ts_ns", "dec_18_4", "str_c"]),
+    ] {
+        let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
+        let mut got = Vec::new();
+        let mut parts = Vec::new();
+        let r = store
+            .read_each(&mut cons, "t", &opts, |p, b| {
+                parts.push(p);
+                got.push(b);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want.batches);
+        assert_eq!(r.partitions, want.partitions);
+        assert_eq!(r.schema, want.schema);
+        assert_eq!(r.rows, want.num_rows() as u64);
+        let expected: Vec<u32> = want
+            .partitions
+            .iter()
+            .flat_map(|&(p, n)| std::iter::repeat_n(p, n))
+            .collect();
+        assert_eq!(parts, expected);
+    }
+    // The callback's error stops the read and is returned.
+    let mut calls = 0;
+    let e = store
+        .read_each(&mut cons, "t", &ReadOptions::all(), |_, _| {
+            calls += 1;
+            if calls == 4 {
+                Err(Error::InvalidArgument("enough".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidArgument(ref m) if m == "enough"),
+        "{e}"
+    );
+    assert_eq!(calls, 4);
+    assert!(
+        store
+            .read_each(&mut cons, "none", &ReadOptions::all(), |_, _| Ok(()))
+            .unwrap()
+            .is_none()
+    );
+    for (p, b) in [(1, 0), (3, 2)] {
+        let _: i64 = redis::cmd("DEL")
+            .arg(store.batch_key("t", p, b))
+            .query(&mut con)
+            .unwrap();
+    }
+    let e = store
+        .read_each(&mut cons, "t", &ReadOptions::all(), |_, _| Ok(()))
+        .unwrap_err();
+    match e {
+        Error::MissingBatches { missing, .. } => assert_eq!(
+            missing,
+            vec![store.batch_key("t", 1, 0), store.batch_key("t", 3, 2)]
+        ),
+        other => panic!("{other}"),
+    }
 }
 
 #[test]

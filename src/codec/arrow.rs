@@ -42,6 +42,7 @@ use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
 use crate::codec::Limits;
+use crate::codec::arrow_unpack::read_compressed_batch;
 use crate::error::{Error, Result};
 
 /// The format name used in [`Error::Corrupt`] for Arrow values.
@@ -143,7 +144,7 @@ pub fn decode_stream(
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     check_framing(value, limits)?;
-    decode_checked(Buffer::from(value), columns, true)
+    decode_checked(Buffer::from(value), columns, true, limits)
 }
 
 /// [`decode_stream`] of a value the caller owns (e.g. a reply from Redis): the decoded
@@ -155,7 +156,7 @@ pub fn decode_stream_bytes(
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     check_framing(&value, limits)?;
-    decode_checked(Buffer::from(value), columns, true)
+    decode_checked(Buffer::from(value), columns, true, limits)
 }
 
 /// Decode one encapsulated record batch message of `schema` (no schema message, no
@@ -206,6 +207,7 @@ fn decode_checked(
     value: Buffer,
     columns: Option<&[String]>,
     detach_compressed: bool,
+    limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     guarded(|| {
         let bytes = value.as_slice();
@@ -271,6 +273,18 @@ fn decode_checked(
                     .as_ref()
                     .ok_or_else(|| corrupt("a record batch before the schema"))?;
                 let compressed = rb.compression().is_some();
+                if compressed && projection.is_none() {
+                    // Into one pooled block, never pointing into `value`.
+                    batches.push(read_compressed_batch(
+                        body.as_slice(),
+                        rb,
+                        version,
+                        s,
+                        &dictionaries,
+                        limits,
+                    )?);
+                    continue;
+                }
                 let b = read_record_batch(
                     &body,
                     rb,
@@ -363,7 +377,7 @@ fn deep_copy(d: &ArrayData, range: &std::ops::Range<usize>) -> Result<ArrayData>
 }
 
 /// Run a decode, turning a panic of the Arrow reader into [`Error::Corrupt`].
-fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -392,7 +406,7 @@ fn read_i64(b: &[u8], at: usize) -> Option<i64> {
 /// Walk the stream's messages: every metadata and body length must fit in the value,
 /// every message must be a valid flatbuffer, and the declared decompressed sizes of
 /// compressed buffers must stay under the cap (checked before anything is allocated).
-fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
+pub(crate) fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
     if !value.starts_with(&[0xFF; 4]) {
         let head: Vec<u8> = value.iter().take(8).copied().collect();
         return Err(Error::UnknownFormat(format!(
@@ -565,10 +579,18 @@ mod tests {
             assert!(!points_into(&c.to_data(), &range));
         }
         // The premise: the noise column is stored uncompressed in the zstd message, so
-        // without the copy it points into the value.
-        let (_, zero_copy) = decode_checked(Buffer::from(value.clone()), None, false).unwrap();
+        // arrow-ipc's own decoding (the path of projections) points into the value...
+        let both = ["noise".to_owned(), "ids".to_owned()];
+        let lim = Limits::default();
+        let (_, zero_copy) =
+            decode_checked(Buffer::from(value.clone()), Some(&both), false, &lim).unwrap();
+        assert_eq!(zero_copy, vec![b.clone()]);
         assert!(points_into(&zero_copy[0].column(0).to_data(), &range));
         assert!(!points_into(&zero_copy[0].column(1).to_data(), &range));
+        // ... unless detached.
+        let (_, got) = decode_stream_bytes(value.clone(), Some(&both), &lim).unwrap();
+        assert_eq!(got, vec![b.clone()]);
+        assert!(!points_into(&got[0].column(0).to_data(), &range));
         // Uncompressed values stay zero-copy (nothing else to free).
         let raw = bytes::Bytes::from(
             encode_stream(&b.schema(), std::slice::from_ref(&b), IpcCompression::None).unwrap(),

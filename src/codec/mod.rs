@@ -31,7 +31,11 @@ use crate::error::{Error, Result};
 #[cfg(feature = "arrow")]
 pub mod arrow;
 #[cfg(feature = "arrow")]
+pub mod arrow_concat;
+#[cfg(feature = "arrow")]
 pub mod arrow_file;
+#[cfg(feature = "arrow")]
+mod arrow_unpack;
 pub mod compress;
 pub mod npy;
 pub mod sniff;

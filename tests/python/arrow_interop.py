@@ -82,7 +82,22 @@ def check(r):
     print(f"pyarrow {pa.__version__} read {len(found)} batches of {prefix}")
 
 
+def read_file(path):
+    """What redstash's TableStore::read_ipc wrote: an IPC file (.arrow) or stream."""
+    want = pa.Table.from_batches([batch(p, b) for p in range(PARTS) for b in range(BATCHES)])
+    if path.endswith(".arrow"):
+        t = ipc.open_file(path).read_all()
+    else:
+        t = ipc.open_stream(path).read_all()
+    assert t.schema.equals(want.schema), (t.schema, want.schema)
+    assert t.equals(want), (t.num_rows, want.num_rows)
+    print(f"pyarrow {pa.__version__} read {t.num_rows} rows from {path}")
+
+
 if __name__ == "__main__":
-    mode, url = sys.argv[1], sys.argv[2]
-    r = redis.Redis.from_url(url)
-    {"write": write, "check": check}[mode](r)
+    mode, arg = sys.argv[1], sys.argv[2]
+    if mode == "file":
+        read_file(arg)
+    else:
+        r = redis.Redis.from_url(arg)
+        {"write": write, "check": check}[mode](r)

@@ -125,8 +125,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
                 cluster: "off".into(),
             },
         )?;
-        let read_rows = r.table.num_rows() as u64;
-        drop(r.table);
+        let read_rows = r.rows;
         if read_rows != g.rows {
             return Err(Fail(
                 1,

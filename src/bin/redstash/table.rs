@@ -9,7 +9,7 @@ use redstash::arrowgen::GenSpec;
 use redstash::codec::Limits;
 use redstash::codec::arrow::IpcCompression;
 use redstash::codec::arrow_file::{IpcFormat, IpcInput};
-use redstash::store::table::{Partitioning, ReadOptions, Table, TableInfo};
+use redstash::store::table::{Partitioning, ReadOptions, TableInfo};
 use serde_json::json;
 
 use crate::{BulkConnection, Cli, Fail, cluster_on, mb, progress, report};
@@ -110,7 +110,9 @@ pub struct ReadArgs {
     /// Comma-separated columns to keep (default: all).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
-    /// Write the rows read to this Arrow IPC file.
+    /// Write the rows read to this Arrow IPC file (streamed: memory stays bounded).
+    /// With the table's own compression and all columns, the stored batches are copied
+    /// as they are, without decoding; otherwise they are decoded and encoded again.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// IPC body compression of `--out`.
@@ -331,9 +333,24 @@ pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
 
 /// What `read` did.
 pub struct ReadReport {
-    pub table: Table,
+    pub rows: u64,
     pub stored_bytes: Option<u64>,
     pub seconds: f64,
+}
+
+/// `--batches N`: every partition read must have `n` batches.
+fn check_batches(n: Option<u32>, partitions: &[(u32, usize)]) -> Result<(), Fail> {
+    let Some(n) = n else { return Ok(()) };
+    let wrong: Vec<String> = partitions
+        .iter()
+        .filter(|(_, got)| *got != n as usize)
+        .map(|(p, got)| format!("partition {p} has {got}"))
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Fail(1, format!("--batches {n}: {}", wrong.join(", "))))
+    }
 }
 
 /// `redstash read`.
@@ -344,6 +361,9 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
     options.columns = a.columns.clone();
     let mut cons =
         BulkConnection::open_many(&cli.url, a.concurrency.max(1), cluster_on(&a.cluster))?;
+    if let Some(out) = &a.out {
+        return read_to_file(cli, a, &store, &mut cons, &options, out);
+    }
     let t = Instant::now();
     let info = match cons.first_mut() {
         Some(c) => store.info(c, &a.prefix)?,
@@ -353,17 +373,7 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
         .read_parallel(&mut cons, &a.prefix, &options)?
         .ok_or_else(|| Fail(3, format!("no table at prefix {:?}", a.prefix)))?;
     let seconds = t.elapsed().as_secs_f64();
-    if let Some(n) = a.batches {
-        let wrong: Vec<String> = table
-            .partitions
-            .iter()
-            .filter(|(_, got)| *got != n as usize)
-            .map(|(p, got)| format!("partition {p} has {got}"))
-            .collect();
-        if !wrong.is_empty() {
-            return Err(Fail(1, format!("--batches {n}: {}", wrong.join(", "))));
-        }
-    }
+    check_batches(a.batches, &table.partitions)?;
     let stored_bytes = info.as_ref().map(|i| {
         i.partitions
             .iter()
@@ -376,9 +386,6 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
         .iter()
         .map(|b| b.get_array_memory_size() as u64)
         .sum();
-    if let Some(out) = &a.out {
-        write_ipc_file(out, &table, a.out_compression)?;
-    }
     let rows = table.num_rows() as u64;
     let batches: usize = table.partitions.iter().map(|(_, n)| n).sum();
     let moved = stored_bytes.unwrap_or(decoded);
@@ -390,10 +397,10 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
             "rows": rows, "columns": table.schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>(),
             "stored_bytes": stored_bytes, "decoded_bytes": decoded, "seconds": seconds,
             "mb_per_s": mb(moved) / seconds, "rows_per_s": rows as f64 / seconds,
-            "out": a.out,
+            "out": None::<PathBuf>,
         }),
         format!(
-            "fetched and decoded {batches} batches of {} partitions in {:.2} s; rows={rows}, {} columns\n  {:.1} MB/s{}, {:.0} rows/s{}",
+            "fetched and decoded {batches} batches of {} partitions in {:.2} s; rows={rows}, {} columns\n  {:.1} MB/s{}, {:.0} rows/s",
             table.partitions.len(),
             seconds,
             table.schema.fields().len(),
@@ -404,30 +411,88 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
                 " decoded"
             },
             rows as f64 / seconds,
-            a.out
-                .as_ref()
-                .map(|o| format!("\n  wrote {}", o.display()))
-                .unwrap_or_default()
         ),
     );
     Ok(ReadReport {
-        table,
+        rows,
         stored_bytes,
         seconds,
     })
 }
 
-fn write_ipc_file(path: &PathBuf, table: &Table, c: IpcCompression) -> Result<(), Fail> {
-    let file =
-        std::fs::File::create(path).map_err(|e| Fail(1, format!("{}: {e}", path.display())))?;
-    table
-        .write_ipc(
+/// `redstash read --out FILE`: the table into an IPC file, written to `FILE.partial`
+/// and renamed when complete (a failed read leaves no file behind).
+fn read_to_file(
+    cli: &Cli,
+    a: &ReadArgs,
+    store: &TableStore,
+    cons: &mut [BulkConnection],
+    options: &ReadOptions,
+    out: &PathBuf,
+) -> Result<ReadReport, Fail> {
+    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    let io = |e: std::io::Error| Fail(1, format!("{}: {e}", partial.display()));
+    let file = std::fs::File::create(&partial).map_err(io)?;
+    let t = Instant::now();
+    let result = store
+        .read_ipc(
+            cons,
+            &a.prefix,
+            options,
             std::io::BufWriter::with_capacity(4 << 20, file),
             IpcFormat::File,
-            c,
+            a.out_compression,
         )
-        .map_err(|e| Fail(1, format!("{}: {e}", path.display())))?;
-    Ok(())
+        .map_err(Fail::from)
+        .and_then(|r| r.ok_or_else(|| Fail(3, format!("no table at prefix {:?}", a.prefix))))
+        .and_then(|(w, written)| {
+            w.into_inner().map_err(|e| io(e.into_error()))?;
+            check_batches(a.batches, &written.partitions)?;
+            std::fs::rename(&partial, out).map_err(io)?;
+            Ok(written)
+        });
+    let written = match result {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    let seconds = t.elapsed().as_secs_f64();
+    let batches: usize = written.partitions.iter().map(|(_, n)| n).sum();
+    let moved = written.fetched_bytes.unwrap_or(written.written_bytes);
+    let how = if written.copied {
+        "batches copied as stored".to_owned()
+    } else {
+        format!("decoded and encoded with {}", a.out_compression.name())
+    };
+    report(
+        cli,
+        json!({
+            "command": "read", "prefix": a.prefix, "batches": batches,
+            "partitions": written.partitions.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            "rows": written.rows, "stored_bytes": written.fetched_bytes,
+            "columns": written.schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>(),
+            "written_bytes": written.written_bytes, "copied": written.copied,
+            "seconds": seconds, "mb_per_s": mb(moved) / seconds,
+            "rows_per_s": written.rows as f64 / seconds, "out": out,
+        }),
+        format!(
+            "read {batches} batches of {} partitions into {} in {:.2} s ({how}); rows={}\n  {:.1} MB/s, {:.0} rows/s, {:.1} MB written",
+            written.partitions.len(),
+            out.display(),
+            seconds,
+            written.rows,
+            mb(moved) / seconds,
+            written.rows as f64 / seconds,
+            mb(written.written_bytes),
+        ),
+    );
+    Ok(ReadReport {
+        rows: written.rows,
+        stored_bytes: written.fetched_bytes,
+        seconds,
+    })
 }
 
 /// `redstash table ...`.

@@ -63,7 +63,14 @@
 
 mod manifest;
 mod read;
+#[cfg(feature = "sync")]
+mod relay;
 mod split;
+#[cfg(feature = "sync")]
+mod streamed;
+
+#[cfg(feature = "sync")]
+pub use streamed::{IpcWritten, ReadEach};
 
 use manifest::parse_manifest;
 use read::Reader;
@@ -80,7 +87,9 @@ use crate::codec::Limits;
 use crate::codec::arrow::IpcCompression;
 pub use crate::codec::arrow_file::IpcInput;
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
+#[cfg(feature = "sync")]
+use crate::exec::replies_ok;
+use crate::exec::{Request, Step, reply_bytes, reply_int, reply_ok};
 use crate::store::batch::glob_escape;
 use crate::store::{join_key, sync_and_async};
 
@@ -513,9 +522,9 @@ impl TableStore {
     /// gives them. A table without manifest (written by ArrowRedis) is read by
     /// [`read`](Self::read) on the first connection.
     ///
-    /// From async code, run it in `tokio::task::spawn_blocking` with its own
-    /// connections (e.g. [`DirectConnection`](crate::direct::DirectConnection)s): the
-    /// decoding is CPU work that should not run on the async workers.
+    /// From async code, use [`read_parallel_async`](Self::read_parallel_async), which
+    /// decodes on tokio's blocking threads ([`read_async`](Self::read_async) decodes on
+    /// the calling task, which suits small reads only).
     #[cfg(feature = "sync")]
     pub fn read_parallel<Con: crate::exec::SyncConnection + Send>(
         &self,
@@ -531,6 +540,89 @@ impl TableStore {
         let Some(info) = self.info(first, table)? else {
             return self.read(first, table, options);
         };
+        let (selected, readers) = self.share_out(&info, options, cons.len())?;
+        let results: Vec<Result<Table>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = cons
+                .iter_mut()
+                .zip(readers)
+                .map(|(con, r)| {
+                    let info = info.clone();
+                    scope.spawn(move || crate::exec::run(con, r.with_manifest(info)?))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidArgument("a read thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        assemble(&info, selected, results).map(Some)
+    }
+
+    /// [`read_parallel`](Self::read_parallel) on async connections: the connections
+    /// fetch concurrently, and every value is decoded on tokio's blocking threads (as
+    /// many at once as the machine has cores), never on the async workers; the batches
+    /// come back in the same order as [`read`](Self::read) gives them. A table without
+    /// manifest (written by ArrowRedis) is read by [`read_async`](Self::read_async) on
+    /// the first connection. Needs a tokio runtime (any flavour).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> redstash::Result<()> {
+    /// use redstash::TableStore;
+    /// use redstash::direct::DirectAsyncConnection;
+    /// use redstash::store::table::ReadOptions;
+    ///
+    /// let mut cons = Vec::new();
+    /// for _ in 0..4 {
+    ///     cons.push(DirectAsyncConnection::open("redis://127.0.0.1:6379").await?);
+    /// }
+    /// let store = TableStore::new("");
+    /// if let Some(t) = store.read_parallel_async(&mut cons, "demo:v1", &ReadOptions::all()).await? {
+    ///     println!("{} rows", t.num_rows());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn read_parallel_async<Con: crate::exec::AsyncConnection>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        options: &ReadOptions,
+    ) -> Result<Option<Table>> {
+        let Some(first) = cons.first_mut() else {
+            return Err(Error::InvalidArgument(
+                "read_parallel_async needs at least one connection".into(),
+            ));
+        };
+        let Some(info) = self.info_async(first, table).await? else {
+            return self.read_async(first, table, options).await;
+        };
+        let (selected, readers) = self.share_out(&info, options, cons.len())?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
+        let mut reads = Vec::with_capacity(readers.len());
+        for (con, r) in cons.iter_mut().zip(readers) {
+            let fetch = r.fetch(info.clone())?;
+            reads.push(read::fetch_decode_async(con, fetch, permits.clone()));
+        }
+        let results = futures_util::future::join_all(reads).await;
+        assemble(&info, selected, results).map(Some)
+    }
+
+    #[cfg(any(feature = "sync", feature = "tokio"))]
+    /// The partitions `options` selects, and one reader per connection (at most `n`)
+    /// with its share of them: largest partitions first, each to the least loaded
+    /// connection (by the bytes in the manifest).
+    fn share_out(
+        &self,
+        info: &TableInfo,
+        options: &ReadOptions,
+        n: usize,
+    ) -> Result<(Vec<u32>, Vec<Reader>)> {
         let available: BTreeMap<u32, u32> =
             info.partitions.iter().map(|p| (p.id, p.batches)).collect();
         let reader = |partitions: Vec<u32>| Reader {
@@ -547,59 +639,21 @@ impl TableStore {
         let selected: Vec<u32> =
             reader(Vec::new()).select_or_all(&available, options.partitions.as_deref())?;
         let bytes: BTreeMap<u32, u64> = info.partitions.iter().map(|p| (p.id, p.bytes)).collect();
-        // Largest partitions first, each to the least loaded connection.
         let mut by_size = selected.clone();
         by_size.sort_by_key(|p| std::cmp::Reverse(bytes.get(p).copied().unwrap_or(0)));
-        let mut buckets: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); cons.len()];
+        let mut buckets: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); n];
         for p in by_size {
             if let Some(b) = buckets.iter_mut().min_by_key(|b| b.0) {
                 b.0 += bytes.get(&p).copied().unwrap_or(0).max(1);
                 b.1.push(p);
             }
         }
-        let results: Vec<Result<Table>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = cons
-                .iter_mut()
-                .zip(buckets)
-                .filter(|(_, (_, parts))| !parts.is_empty())
-                .map(|(con, (_, parts))| {
-                    let r = reader(parts);
-                    let info = info.clone();
-                    scope.spawn(move || crate::exec::run(con, r.with_manifest(info)?))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::InvalidArgument("a read thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        let mut schema = None;
-        let mut per_part: BTreeMap<u32, Vec<RecordBatch>> = BTreeMap::new();
-        for t in results {
-            let t = t?;
-            let mut it = t.batches.into_iter();
-            for (p, n) in t.partitions {
-                per_part.insert(p, it.by_ref().take(n).collect());
-            }
-            schema = Some(t.schema);
-        }
-        let mut batches = Vec::new();
-        let mut partitions = Vec::with_capacity(selected.len());
-        for p in selected {
-            let b = per_part.remove(&p).unwrap_or_default();
-            partitions.push((p, b.len()));
-            batches.extend(b);
-        }
-        Ok(Some(Table {
-            schema: schema.unwrap_or_else(|| info.schema.clone()),
-            batches,
-            partitions,
-            generation: Some(info.generation),
-        }))
+        let readers = buckets
+            .into_iter()
+            .filter(|(_, parts)| !parts.is_empty())
+            .map(|(_, parts)| reader(parts))
+            .collect();
+        Ok((selected, readers))
     }
 
     /// [`split`](Self::split) over several connections at once: batches are taken
@@ -762,6 +816,35 @@ impl TableStore {
         /// (`SCAN`, never `KEYS`), sorted.
         fn list / list_async() -> Vec<String> = plan_list;
     }
+}
+
+/// The table of a parallel read, from what each connection read: batches in the order
+/// of the selected partitions.
+#[cfg(any(feature = "sync", feature = "tokio"))]
+fn assemble(info: &TableInfo, selected: Vec<u32>, results: Vec<Result<Table>>) -> Result<Table> {
+    let mut schema = None;
+    let mut per_part: BTreeMap<u32, Vec<RecordBatch>> = BTreeMap::new();
+    for t in results {
+        let t = t?;
+        let mut it = t.batches.into_iter();
+        for (p, n) in t.partitions {
+            per_part.insert(p, it.by_ref().take(n).collect());
+        }
+        schema = Some(t.schema);
+    }
+    let mut batches = Vec::new();
+    let mut partitions = Vec::with_capacity(selected.len());
+    for p in selected {
+        let b = per_part.remove(&p).unwrap_or_default();
+        partitions.push((p, b.len()));
+        batches.extend(b);
+    }
+    Ok(Table {
+        schema: schema.unwrap_or_else(|| info.schema.clone()),
+        batches,
+        partitions,
+        generation: Some(info.generation),
+    })
 }
 
 fn batch_key(prefix: &str, part: u32, batch: u32) -> String {

@@ -69,33 +69,39 @@ impl Reader {
     }
 
     pub(super) fn with_manifest(self, info: TableInfo) -> Result<Step<'static, Table>> {
+        self.fetch(info)?.step()
+    }
+
+    /// The schema of the batches read from a table with a manifest: its schema, or the
+    /// selected columns of it.
+    pub(super) fn expected_schema(&self, info: &TableInfo) -> Result<SchemaRef> {
+        let Some(cols) = &self.options.columns else {
+            return Ok(info.schema.clone());
+        };
+        let mut idx = Vec::with_capacity(cols.len());
+        for c in cols {
+            idx.push(info.schema.index_of(c).map_err(|_| {
+                Error::InvalidArgument(format!("table {:?} has no column {c:?}", self.prefix))
+            })?);
+        }
+        Ok(Arc::new(
+            info.schema
+                .project(&idx)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+        ))
+    }
+
+    /// The fetch of the selected partitions of a table with a manifest.
+    pub(super) fn fetch(self, info: TableInfo) -> Result<Fetch> {
         let available: BTreeMap<u32, u32> =
             info.partitions.iter().map(|p| (p.id, p.batches)).collect();
         let parts = self.select(&available)?;
-        let schema = match &self.options.columns {
-            None => info.schema.clone(),
-            Some(cols) => {
-                let mut idx = Vec::with_capacity(cols.len());
-                for c in cols {
-                    idx.push(info.schema.index_of(c).map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "table {:?} has no column {c:?}",
-                            self.prefix
-                        ))
-                    })?);
-                }
-                Arc::new(
-                    info.schema
-                        .project(&idx)
-                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
-                )
-            }
-        };
+        let schema = self.expected_schema(&info)?;
         let batches = info.batches().max(1);
         let avg = (info.bytes / batches).max(1) as usize;
         let per_request = (self.budget / avg).max(1);
         let generation = info.generation;
-        let state = Fetch {
+        Ok(Fetch {
             reader: self,
             keys: parts
                 .iter()
@@ -107,8 +113,7 @@ impl Reader {
             missing: Vec::new(),
             partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
             generation: Some(generation),
-        };
-        state.step()
+        })
     }
 
     /// A table without manifest: the batch keys found by `SCAN`.
@@ -171,7 +176,7 @@ impl Reader {
 }
 
 /// Fetching and decoding the selected batches, one request at a time.
-struct Fetch {
+pub(super) struct Fetch {
     reader: Reader,
     keys: VecDeque<(u32, u32)>,
     per_request: usize,
@@ -182,81 +187,191 @@ struct Fetch {
     generation: Option<u64>,
 }
 
+/// The `(partition, batch)` pairs of each `MGET` of a request.
+pub(super) type Groups = Vec<Vec<(u32, u32)>>;
+
+/// One request fetching the batches `keys` (in that order) of the table at `prefix`:
+/// an `MGET` per run of at most `mget_keys` batches of one partition (one cluster
+/// slot), and the batches each `MGET` asks for.
+pub(super) fn mget_request(
+    prefix: &str,
+    keys: &[(u32, u32)],
+    mget_keys: usize,
+) -> (Request<'static>, Groups) {
+    let mut req = Request::new(Some(prefix));
+    let mut groups: Groups = Vec::new();
+    for &(p, b) in keys {
+        match groups.last_mut() {
+            Some(g) if g[0].0 == p && g.len() < mget_keys.max(1) => g.push((p, b)),
+            _ => groups.push(vec![(p, b)]),
+        }
+    }
+    for g in &groups {
+        let mut c = redis::cmd("MGET");
+        for &(p, b) in g {
+            c.arg(batch_key(prefix, p, b));
+        }
+        req.push(c);
+    }
+    (req, groups)
+}
+
+/// The replies of an [`mget_request`], in order: `(partition, key, value)`, `None` for a
+/// missing key.
+pub(super) fn mget_values(
+    prefix: &str,
+    groups: Groups,
+    replies: Vec<Value>,
+) -> Result<Vec<(u32, String, Option<bytes::Bytes>)>> {
+    let mut out = Vec::new();
+    for (g, reply) in groups.into_iter().zip(replies) {
+        let values = match reply_ok(reply, prefix)? {
+            Value::Array(v) if v.len() == g.len() => v,
+            other => {
+                return Err(Error::unexpected(
+                    format!("MGET of {} keys replied {other:?}", g.len()),
+                    Some(prefix.to_owned()),
+                ));
+            }
+        };
+        for ((p, b), v) in g.into_iter().zip(values) {
+            let key = batch_key(prefix, p, b);
+            let v = reply_bytes(v, &key)?;
+            out.push((p, key, v));
+        }
+    }
+    Ok(out)
+}
+
+/// A value of table generation `generation` (else [`Error::TableChanged`]: the table
+/// was re-split while it was being read).
+pub(super) fn check_generation(
+    prefix: &str,
+    key: &str,
+    schema: &Schema,
+    generation: u64,
+) -> Result<()> {
+    let found = schema
+        .metadata()
+        .get(GENERATION_METADATA)
+        .and_then(|g| g.parse::<u64>().ok());
+    if found != Some(generation) {
+        return Err(Error::TableChanged {
+            table: prefix.to_owned(),
+            key: key.to_owned(),
+            expected: generation,
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// `batch` with the table's schema (field for field the value's, without its
+/// generation metadata).
+pub(super) fn with_schema(
+    key: &str,
+    schema: &SchemaRef,
+    batch: RecordBatch,
+) -> Result<RecordBatch> {
+    RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| Error::BadBatch {
+        key: key.to_owned(),
+        source: Box::new(Error::corrupt("arrow ipc", e.to_string())),
+    })
+}
+
+/// A value of the expected columns (else [`Error::SchemaMismatch`]).
+pub(super) fn check_fields(key: &str, expected: &Schema, found: &Schema) -> Result<()> {
+    if expected.fields() != found.fields() {
+        return Err(Error::SchemaMismatch {
+            key: key.to_owned(),
+            expected: describe(expected.fields()),
+            found: describe(found.fields()),
+        });
+    }
+    Ok(())
+}
+
+/// A fetched batch value: its partition, key and bytes.
+pub(super) struct Fetched {
+    part: u32,
+    key: String,
+    bytes: bytes::Bytes,
+}
+
+/// A decoded batch value: its schema and record batches.
+pub(super) type Decoded = (SchemaRef, Vec<RecordBatch>);
+
+/// Decode one batch value (pure: any thread can run it).
+pub(super) fn decode_value(
+    key: &str,
+    bytes: bytes::Bytes,
+    columns: Option<&[String]>,
+    limits: &Limits,
+) -> Result<Decoded> {
+    decode_stream_bytes(bytes, columns, limits).map_err(|e| match e {
+        Error::InvalidArgument(_) => e,
+        other => Error::BadBatch {
+            key: key.to_owned(),
+            source: Box::new(other),
+        },
+    })
+}
+
 impl Fetch {
     fn step(mut self) -> Result<Step<'static, Table>> {
-        if self.keys.is_empty() {
+        let Some((req, groups)) = self.next_request() else {
             return self.finish().map(Step::Done);
-        }
-        let n = self.per_request.min(self.keys.len());
-        let batch: Vec<(u32, u32)> = self.keys.drain(..n).collect();
-        let mut req = Request::new(Some(&self.reader.prefix));
-        let mut groups: Vec<Vec<(u32, u32)>> = Vec::new();
-        for &(p, b) in &batch {
-            match groups.last_mut() {
-                Some(g) if g[0].0 == p && g.len() < self.reader.mget_keys => g.push((p, b)),
-                _ => groups.push(vec![(p, b)]),
-            }
-        }
-        for g in &groups {
-            let mut c = redis::cmd("MGET");
-            for &(p, b) in g {
-                c.arg(batch_key(&self.reader.prefix, p, b));
-            }
-            req.push(c);
-        }
+        };
         Ok(Step::send(req, move |replies| {
-            for (g, reply) in groups.into_iter().zip(replies) {
-                let values = match reply_ok(reply, &self.reader.prefix)? {
-                    Value::Array(v) if v.len() == g.len() => v,
-                    other => {
-                        return Err(Error::unexpected(
-                            format!("MGET of {} keys replied {other:?}", g.len()),
-                            Some(self.reader.prefix.clone()),
-                        ));
-                    }
-                };
-                for ((p, b), v) in g.into_iter().zip(values) {
-                    let key = batch_key(&self.reader.prefix, p, b);
-                    match reply_bytes(v, &key)? {
-                        None => self.missing.push(key),
-                        Some(bytes) => self.decode(p, &key, bytes)?,
-                    }
-                }
+            for f in self.values(groups, replies)? {
+                let d = decode_value(
+                    &f.key,
+                    f.bytes,
+                    self.reader.options.columns.as_deref(),
+                    &self.reader.limits,
+                )?;
+                self.accept(f.part, &f.key, d)?;
             }
             self.step()
         }))
     }
 
-    fn decode(&mut self, part: u32, key: &str, bytes: bytes::Bytes) -> Result<()> {
-        let (schema, batches) = decode_stream_bytes(
-            bytes,
-            self.reader.options.columns.as_deref(),
-            &self.reader.limits,
-        )
-        .map_err(|e| match e {
-            Error::InvalidArgument(_) => e,
-            other => Error::BadBatch {
-                key: key.to_owned(),
-                source: Box::new(other),
-            },
-        })?;
+    /// The next request (`MGET`s of up to `mget_keys` batches of one partition each),
+    /// `None` once every batch was asked for.
+    fn next_request(&mut self) -> Option<(Request<'static>, Groups)> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let n = self.per_request.min(self.keys.len());
+        let keys: Vec<(u32, u32)> = self.keys.drain(..n).collect();
+        Some(mget_request(
+            &self.reader.prefix,
+            &keys,
+            self.reader.mget_keys,
+        ))
+    }
+
+    /// The values of a request's replies, in order; missing keys are noted.
+    fn values(&mut self, groups: Groups, replies: Vec<Value>) -> Result<Vec<Fetched>> {
+        let mut out = Vec::new();
+        for (part, key, v) in mget_values(&self.reader.prefix, groups, replies)? {
+            match v {
+                None => self.missing.push(key),
+                Some(bytes) => out.push(Fetched { part, key, bytes }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Check a decoded value against the manifest (or the first batch) and keep its
+    /// batches.
+    fn accept(&mut self, part: u32, key: &str, (schema, batches): Decoded) -> Result<()> {
         let expected = match &mut self.expect {
             Expect::Manifest {
                 schema: s,
                 generation,
             } => {
-                let found = schema
-                    .metadata()
-                    .get(GENERATION_METADATA)
-                    .and_then(|g| g.parse::<u64>().ok());
-                if found != Some(*generation) {
-                    return Err(Error::TableChanged {
-                        table: self.reader.prefix.clone(),
-                        key: key.to_owned(),
-                        expected: *generation,
-                        found,
-                    });
-                }
+                check_generation(&self.reader.prefix, key, &schema, *generation)?;
                 s.clone()
             }
             Expect::First(Some(s)) => s.clone(),
@@ -268,21 +383,9 @@ impl Fetch {
                 s
             }
         };
-        if expected.fields() != schema.fields() {
-            return Err(Error::SchemaMismatch {
-                key: key.to_owned(),
-                expected: describe(expected.fields()),
-                found: describe(schema.fields()),
-            });
-        }
+        check_fields(key, &expected, &schema)?;
         for b in batches {
-            let b = RecordBatch::try_new(expected.clone(), b.columns().to_vec()).map_err(|e| {
-                Error::BadBatch {
-                    key: key.to_owned(),
-                    source: Box::new(Error::corrupt("arrow ipc", e.to_string())),
-                }
-            })?;
-            self.batches.push(b);
+            self.batches.push(with_schema(key, &expected, b)?);
             if let Some(entry) = self.partitions.iter_mut().find(|(p, _)| *p == part) {
                 entry.1 += 1;
             }
@@ -309,4 +412,43 @@ impl Fetch {
             generation: self.generation,
         })
     }
+}
+
+/// Run `fetch` on an async connection, decoding each value on tokio's blocking threads
+/// (at most `permits` at once, which also bounds the values fetched but not decoded),
+/// so the async workers only move bytes.
+#[cfg(feature = "tokio")]
+pub(super) async fn fetch_decode_async<C: crate::exec::AsyncConnection + ?Sized>(
+    con: &mut C,
+    mut fetch: Fetch,
+    permits: Arc<tokio::sync::Semaphore>,
+) -> Result<Table> {
+    let mut pending = Vec::new();
+    while let Some((req, groups)) = fetch.next_request() {
+        let replies = con.run_request(req).await?;
+        for f in fetch.values(groups, replies)? {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::InvalidArgument(format!("decode permits: {e}")))?;
+            let columns = fetch.reader.options.columns.clone();
+            let limits = fetch.reader.limits;
+            let Fetched { part, key, bytes } = f;
+            let k = key.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                decode_value(&k, bytes, columns.as_deref(), &limits)
+            });
+            pending.push((part, key, task));
+        }
+    }
+    for (part, key, task) in pending {
+        let decoded = task.await.map_err(|e| Error::BadBatch {
+            key: key.clone(),
+            source: Box::new(Error::corrupt("arrow ipc", format!("decode task: {e}"))),
+        })??;
+        fetch.accept(part, &key, decoded)?;
+    }
+    fetch.finish()
 }

@@ -393,6 +393,7 @@ pub(super) struct Assigned {
 
 impl Assigned {
     /// Rough memory held by the piece (for in-flight accounting).
+    #[cfg(feature = "sync")]
     pub(super) fn memory_size(&self) -> usize {
         match &self.piece {
             Piece::Decoded(b) => b.get_array_memory_size(),
