@@ -404,6 +404,30 @@ fn tables_on_a_redis_cluster() {
     let r = json(&out);
     assert_eq!(r["rows"], 6 * 2 * 300);
     assert_eq!(r["partitions"], serde_json::json!([0, 1, 2, 3, 4, 5]));
+    // Streamed to a file.
+    let out_file = dir.path().join("back.arrow");
+    let (code, out, err) = redstash(
+        &seeds,
+        &[
+            "--json",
+            "read",
+            "--prefix",
+            "demo:v1",
+            "--cluster",
+            "on",
+            "--partitions",
+            "4,1",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["rows"], 2 * 2 * 300);
+    let back: usize = redstash::codec::arrow_file::IpcInput::open(&out_file, Default::default())
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    assert_eq!(back, 2 * 2 * 300);
     let (code, out, err) = redstash(
         &nodes[0],
         &["--json", "table", "info", "demo:v1", "--cluster", "on"],
