@@ -561,6 +561,73 @@ fn read_parallel_matches_read() {
 }
 
 #[test]
+fn read_parallel_reads_arrowredis_tables_on_every_connection() {
+    let srv = server();
+    let client = srv.client().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let input = dataset(5, 4, 100);
+    // As ArrowRedis's split writes them: no manifest, one stream per key.
+    for (i, b) in input.iter().enumerate() {
+        let key = format!("ar:t:{{part={:05}}}:batch={:05}", i / 4, i % 4);
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(arrowredis_value(b, IpcCompression::Zstd))
+            .query(&mut con)
+            .unwrap();
+    }
+    // Small requests: the request size adapts to the values' size.
+    let store = TableStore::new("ar").pipeline_bytes(20_000);
+    let mut cons: Vec<redstash::direct::DirectConnection> = (0..3)
+        .map(|_| redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap())
+        .collect();
+    for opts in [
+        ReadOptions::all(),
+        ReadOptions::all()
+            .partitions([3, 0])
+            .columns(["id64", "str_c"]),
+    ] {
+        let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
+        let got = store.read_parallel(&mut cons, "t", &opts).unwrap().unwrap();
+        assert_eq!(got, want);
+    }
+    let all = store
+        .read_parallel(&mut cons, "t", &ReadOptions::all())
+        .unwrap()
+        .unwrap();
+    assert_eq!(all.batches, input);
+    assert_eq!(all.generation, None);
+    // Partitions of other schemas, read on different connections: caught.
+    let other =
+        RecordBatch::try_from_iter([("s", Arc::new(StringArray::from(vec!["x"])) as ArrayRef)])
+            .unwrap();
+    for b in 0..4 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("ar:t:{{part=00004}}:batch={b:05}"))
+            .arg(arrowredis_value(&other, IpcCompression::None))
+            .query(&mut con)
+            .unwrap();
+    }
+    let e = store
+        .read_parallel(&mut cons, "t", &ReadOptions::all())
+        .unwrap_err();
+    assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
+    // A hole: reported with its key.
+    let _: i64 = redis::cmd("DEL")
+        .arg("ar:t:{part=00001}:batch=00002")
+        .query(&mut con)
+        .unwrap();
+    let e = store
+        .read_parallel(&mut cons, "t", &ReadOptions::all().partitions([1, 2]))
+        .unwrap_err();
+    match e {
+        Error::MissingBatches { missing, .. } => {
+            assert_eq!(missing, vec!["ar:t:{part=00001}:batch=00002".to_owned()])
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
 fn read_parallel_async_matches_read() {
     let srv = server();
     let client = srv.client().unwrap();

@@ -519,8 +519,10 @@ impl TableStore {
     /// manifest), each connection reads and decodes its partitions on its own thread
     /// (one request of about [`pipeline_bytes`](Self::pipeline_bytes) in flight per
     /// connection), and the batches come back in the same order as [`read`](Self::read)
-    /// gives them. A table without manifest (written by ArrowRedis) is read by
-    /// [`read`](Self::read) on the first connection.
+    /// gives them. A table without manifest (written by ArrowRedis) is discovered with
+    /// `SCAN` on the first connection, then read the same way (partitions shared out by
+    /// batch count, requests sized from the first values, every batch checked against
+    /// the first one).
     ///
     /// From async code, use [`read_parallel_async`](Self::read_parallel_async), which
     /// decodes on tokio's blocking threads ([`read_async`](Self::read_async) decodes on
@@ -538,28 +540,56 @@ impl TableStore {
             ));
         };
         let Some(info) = self.info(first, table)? else {
-            return self.read(first, table, options);
+            return self.read_parallel_discovered(cons, table, options);
         };
-        let (selected, readers) = self.share_out(&info, options, cons.len())?;
-        let results: Vec<Result<Table>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = cons
-                .iter_mut()
-                .zip(readers)
-                .map(|(con, r)| {
-                    let info = info.clone();
-                    scope.spawn(move || crate::exec::run(con, r.with_manifest(info)?))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::InvalidArgument("a read thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        assemble(&info, selected, results).map(Some)
+        let (selected, readers) = self.share_out_manifest(&info, options, cons.len())?;
+        let results = on_threads(cons, readers, |r| r.with_manifest(info.clone()));
+        assemble(
+            &info.prefix,
+            &info.schema,
+            Some(info.generation),
+            selected,
+            results,
+        )
+        .map(Some)
+    }
+
+    /// [`read_parallel`] of a table without manifest (ArrowRedis's): its batch keys are
+    /// found with `SCAN` on the first connection, then the partitions are shared out
+    /// (by batch count) as for a table with a manifest; every batch is checked against
+    /// the first one.
+    #[cfg(feature = "sync")]
+    fn read_parallel_discovered<Con: crate::exec::SyncConnection + Send>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        options: &ReadOptions,
+    ) -> Result<Option<Table>> {
+        let prefix = self.prefix(table);
+        let Some(first) = cons.first_mut() else {
+            return Ok(None);
+        };
+        let keys = crate::exec::run(first, scan_keys(batch_pattern(&prefix), 0, Vec::new()))?;
+        let probe = Reader {
+            prefix: prefix.clone(),
+            options: options.clone(),
+            limits: self.limits,
+            budget: self.pipeline_bytes,
+            mget_keys: self.mget_keys,
+        };
+        let Some(available) = probe.discover(&keys)? else {
+            return Ok(None);
+        };
+        let (selected, readers) = self.share_out(
+            &prefix,
+            &available,
+            |p| available.get(&p).copied().unwrap_or(0) as u64,
+            options,
+            cons.len(),
+        )?;
+        let results = on_threads(cons, readers, |r| r.fetch_discovered(&available)?.step());
+        let empty = std::sync::Arc::new(arrow_schema::Schema::empty());
+        assemble(&prefix, &empty, None, selected, results).map(Some)
     }
 
     /// [`read_parallel`](Self::read_parallel) on async connections: the connections
@@ -601,7 +631,7 @@ impl TableStore {
         let Some(info) = self.info_async(first, table).await? else {
             return self.read_async(first, table, options).await;
         };
-        let (selected, readers) = self.share_out(&info, options, cons.len())?;
+        let (selected, readers) = self.share_out_manifest(&info, options, cons.len())?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
         let mut reads = Vec::with_capacity(readers.len());
@@ -610,23 +640,31 @@ impl TableStore {
             reads.push(read::fetch_decode_async(con, fetch, permits.clone()));
         }
         let results = futures_util::future::join_all(reads).await;
-        assemble(&info, selected, results).map(Some)
+        assemble(
+            &info.prefix,
+            &info.schema,
+            Some(info.generation),
+            selected,
+            results,
+        )
+        .map(Some)
     }
 
     #[cfg(any(feature = "sync", feature = "tokio"))]
-    /// The partitions `options` selects, and one reader per connection (at most `n`)
-    /// with its share of them: largest partitions first, each to the least loaded
-    /// connection (by the bytes in the manifest).
+    /// The partitions `options` selects of those `available` (id -> batches), and one
+    /// reader per connection (at most `n`) with its share of them: heaviest partitions
+    /// first (by `weight`: bytes from the manifest, else batches), each to the least
+    /// loaded connection.
     fn share_out(
         &self,
-        info: &TableInfo,
+        prefix: &str,
+        available: &BTreeMap<u32, u32>,
+        weight: impl Fn(u32) -> u64,
         options: &ReadOptions,
         n: usize,
     ) -> Result<(Vec<u32>, Vec<Reader>)> {
-        let available: BTreeMap<u32, u32> =
-            info.partitions.iter().map(|p| (p.id, p.batches)).collect();
         let reader = |partitions: Vec<u32>| Reader {
-            prefix: info.prefix.clone(),
+            prefix: prefix.to_owned(),
             options: ReadOptions {
                 partitions: Some(partitions),
                 columns: options.columns.clone(),
@@ -637,14 +675,13 @@ impl TableStore {
         };
         // Validates the partitions asked for.
         let selected: Vec<u32> =
-            reader(Vec::new()).select_or_all(&available, options.partitions.as_deref())?;
-        let bytes: BTreeMap<u32, u64> = info.partitions.iter().map(|p| (p.id, p.bytes)).collect();
+            reader(Vec::new()).select_or_all(available, options.partitions.as_deref())?;
         let mut by_size = selected.clone();
-        by_size.sort_by_key(|p| std::cmp::Reverse(bytes.get(p).copied().unwrap_or(0)));
+        by_size.sort_by_key(|p| std::cmp::Reverse(weight(*p)));
         let mut buckets: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); n];
         for p in by_size {
             if let Some(b) = buckets.iter_mut().min_by_key(|b| b.0) {
-                b.0 += bytes.get(&p).copied().unwrap_or(0).max(1);
+                b.0 += weight(p).max(1);
                 b.1.push(p);
             }
         }
@@ -654,6 +691,25 @@ impl TableStore {
             .map(|(_, parts)| reader(parts))
             .collect();
         Ok((selected, readers))
+    }
+
+    /// The readers of a parallel read of a table with a manifest.
+    fn share_out_manifest(
+        &self,
+        info: &TableInfo,
+        options: &ReadOptions,
+        n: usize,
+    ) -> Result<(Vec<u32>, Vec<Reader>)> {
+        let available: BTreeMap<u32, u32> =
+            info.partitions.iter().map(|p| (p.id, p.batches)).collect();
+        let bytes: BTreeMap<u32, u64> = info.partitions.iter().map(|p| (p.id, p.bytes)).collect();
+        self.share_out(
+            &info.prefix,
+            &available,
+            |p| bytes.get(&p).copied().unwrap_or(0),
+            options,
+            n,
+        )
     }
 
     /// [`split`](Self::split) over several connections at once: batches are taken
@@ -818,19 +874,64 @@ impl TableStore {
     }
 }
 
+/// Run each reader's plan on its own connection, one thread each.
+#[cfg(feature = "sync")]
+fn on_threads<Con: crate::exec::SyncConnection + Send>(
+    cons: &mut [Con],
+    readers: Vec<Reader>,
+    plan: impl Fn(Reader) -> Result<Step<'static, Table>> + Sync,
+) -> Vec<Result<Table>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cons
+            .iter_mut()
+            .zip(readers)
+            .map(|(con, r)| {
+                let plan = &plan;
+                scope.spawn(move || crate::exec::run(con, plan(r)?))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument("a read thread panicked".into()))
+                })
+            })
+            .collect()
+    })
+}
+
 /// The table of a parallel read, from what each connection read: batches in the order
 /// of the selected partitions.
 #[cfg(any(feature = "sync", feature = "tokio"))]
-fn assemble(info: &TableInfo, selected: Vec<u32>, results: Vec<Result<Table>>) -> Result<Table> {
-    let mut schema = None;
+fn assemble(
+    prefix: &str,
+    default_schema: &SchemaRef,
+    generation: Option<u64>,
+    selected: Vec<u32>,
+    results: Vec<Result<Table>>,
+) -> Result<Table> {
+    let mut schema: Option<(SchemaRef, u32)> = None;
     let mut per_part: BTreeMap<u32, Vec<RecordBatch>> = BTreeMap::new();
     for t in results {
         let t = t?;
+        let first = t.partitions.first().map_or(0, |(p, _)| *p);
+        // Without manifest each connection checked its batches against its own first
+        // batch: the connections' first batches must agree too.
+        if let Some((s, p)) = &schema
+            && s.fields() != t.schema.fields()
+        {
+            return Err(Error::SchemaMismatch {
+                key: format!("{} (against partition {p})", batch_key(prefix, first, 0)),
+                expected: describe(s.fields()),
+                found: describe(t.schema.fields()),
+            });
+        }
         let mut it = t.batches.into_iter();
         for (p, n) in t.partitions {
             per_part.insert(p, it.by_ref().take(n).collect());
         }
-        schema = Some(t.schema);
+        schema.get_or_insert((t.schema, first));
     }
     let mut batches = Vec::new();
     let mut partitions = Vec::with_capacity(selected.len());
@@ -840,10 +941,10 @@ fn assemble(info: &TableInfo, selected: Vec<u32>, results: Vec<Result<Table>>) -
         batches.extend(b);
     }
     Ok(Table {
-        schema: schema.unwrap_or_else(|| info.schema.clone()),
+        schema: schema.map_or_else(|| default_schema.clone(), |(s, _)| s),
         batches,
         partitions,
-        generation: Some(info.generation),
+        generation,
     })
 }
 

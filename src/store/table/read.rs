@@ -108,6 +108,7 @@ impl Reader {
                 .flat_map(|&(p, n)| (0..n).map(move |b| (p, b)))
                 .collect(),
             per_request,
+            adaptive: None,
             expect: Expect::Manifest { schema, generation },
             batches: Vec::new(),
             missing: Vec::new(),
@@ -118,14 +119,24 @@ impl Reader {
 
     /// A table without manifest: the batch keys found by `SCAN`.
     pub(super) fn discovered(self, keys: Vec<String>) -> Result<Step<'static, Option<Table>>> {
+        let Some(available) = self.discover(&keys)? else {
+            return Ok(Step::Done(None));
+        };
+        Ok(self.fetch_discovered(&available)?.step()?.map(Some))
+    }
+
+    /// The partitions and batch counts of a table without manifest from its batch keys
+    /// (`None` when there are none); batches missing from a selected partition (a gap
+    /// in its batch numbers) are [`Error::MissingBatches`].
+    pub(super) fn discover(&self, keys: &[String]) -> Result<Option<BTreeMap<u32, u32>>> {
         let mut found: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for k in &keys {
+        for k in keys {
             if let Some((p, b)) = parse_batch_key(&self.prefix, k) {
                 found.entry(p).or_default().push(b);
             }
         }
         if found.is_empty() {
-            return Ok(Step::Done(None));
+            return Ok(None);
         }
         let mut available = BTreeMap::new();
         let mut missing = Vec::new();
@@ -153,25 +164,32 @@ impl Reader {
             .collect();
         if !missing.is_empty() {
             return Err(Error::MissingBatches {
-                table: self.prefix,
+                table: self.prefix.clone(),
                 missing,
             });
         }
-        let per_request = 256;
-        let state = Fetch {
+        Ok(Some(available))
+    }
+
+    /// The fetch of the selected partitions of a table without manifest, checked
+    /// against its first batch. Requests start small and grow to about `budget` bytes
+    /// once the values' size is known.
+    pub(super) fn fetch_discovered(self, available: &BTreeMap<u32, u32>) -> Result<Fetch> {
+        let parts = self.select(available)?;
+        Ok(Fetch {
             keys: parts
                 .iter()
                 .flat_map(|&(p, n)| (0..n).map(move |b| (p, b)))
                 .collect(),
             reader: self,
-            per_request,
+            per_request: 4,
+            adaptive: Some((0, 0)),
             expect: Expect::First(None),
             batches: Vec::new(),
             missing: Vec::new(),
             partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
             generation: None,
-        };
-        Ok(state.step()?.map(Some))
+        })
     }
 }
 
@@ -180,6 +198,8 @@ pub(super) struct Fetch {
     reader: Reader,
     keys: VecDeque<(u32, u32)>,
     per_request: usize,
+    /// Without manifest: (values, bytes) fetched so far, to size the next requests.
+    adaptive: Option<(u64, u64)>,
     expect: Expect,
     batches: Vec<RecordBatch>,
     missing: Vec<String>,
@@ -318,7 +338,7 @@ pub(super) fn decode_value(
 }
 
 impl Fetch {
-    fn step(mut self) -> Result<Step<'static, Table>> {
+    pub(super) fn step(mut self) -> Result<Step<'static, Table>> {
         let Some((req, groups)) = self.next_request() else {
             return self.finish().map(Step::Done);
         };
@@ -359,6 +379,12 @@ impl Fetch {
                 None => self.missing.push(key),
                 Some(bytes) => out.push(Fetched { part, key, bytes }),
             }
+        }
+        if let Some((n, bytes)) = &mut self.adaptive {
+            *n += out.len() as u64;
+            *bytes += out.iter().map(|f| f.bytes.len() as u64).sum::<u64>();
+            let avg = (*bytes / (*n).max(1)).max(1) as usize;
+            self.per_request = (self.reader.budget / avg).clamp(1, 4096);
         }
         Ok(out)
     }
