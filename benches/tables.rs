@@ -405,7 +405,9 @@ fn main() -> Res<()> {
     // ---- read of the same table in ArrowRedis's layout (no manifest: SCAN) ----
     {
         let mut c = redis::Client::open(url.as_str())?.get_connection()?;
-        let _: i64 = redis::cmd("DEL").arg(store.manifest_key("t")).query(&mut c)?;
+        let _: i64 = redis::cmd("DEL")
+            .arg(store.manifest_key("t"))
+            .query(&mut c)?;
     }
     let mut ours_read_scan = Vec::new();
     for _ in 0..RUNS {
