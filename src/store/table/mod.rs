@@ -694,6 +694,7 @@ impl TableStore {
     }
 
     /// The readers of a parallel read of a table with a manifest.
+    #[cfg(any(feature = "sync", feature = "tokio"))]
     fn share_out_manifest(
         &self,
         info: &TableInfo,
