@@ -86,7 +86,7 @@ impl TableStore {
     ///
     /// Errors are those of [`read`](Self::read), or the first error `f` returns (which
     /// stops the read). A table without manifest (written by ArrowRedis) is read whole
-    /// with [`read`](Self::read) on the first connection, then delivered.
+    /// with [`read_parallel`](Self::read_parallel), then delivered.
     ///
     /// ```no_run
     /// use redstash::TableStore;
@@ -121,7 +121,7 @@ impl TableStore {
             ));
         };
         let Some(info) = self.info(first, table)? else {
-            let Some(t) = self.read(first, table, options)? else {
+            let Some(t) = self.read_parallel(cons, table, options)? else {
                 return Ok(None);
             };
             let rows = t.num_rows() as u64;
