@@ -79,6 +79,7 @@ pub fn take(len: usize) -> Vec<u8> {
 /// A buffer of exactly `len` initialized bytes, for the caller to overwrite: a pooled
 /// one when one fits (its stale contents kept where they cover `len`, the rest zeroed),
 /// else a new zeroed one.
+#[cfg(feature = "arrow")]
 pub(crate) fn take_filled(len: usize) -> Vec<u8> {
     match pooled(len) {
         Some(mut b) if b.len() >= len => {
@@ -155,6 +156,7 @@ mod tests {
         assert!(take(10).capacity() >= 10);
     }
 
+    #[cfg(feature = "arrow")]
     #[test]
     fn filled_buffers_are_initialized_and_come_back() {
         // A size no other test uses, so a parallel test cannot take the buffer.

@@ -596,6 +596,30 @@ fn read_parallel_reads_arrowredis_tables_on_every_connection() {
         .unwrap();
     assert_eq!(all.batches, input);
     assert_eq!(all.generation, None);
+    rt().block_on(async {
+        let mut acons = Vec::new();
+        for _ in 0..3 {
+            acons.push(
+                redstash::direct::DirectAsyncConnection::open(srv.url().as_str())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let opts = ReadOptions::all().partitions([2, 1]).columns(["float64_c"]);
+        let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
+        let got = store
+            .read_parallel_async(&mut acons, "t", &opts)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want);
+        let got = store
+            .read_parallel_async(&mut acons, "t", &ReadOptions::all())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.batches, input);
+    });
     // Partitions of other schemas, read on different connections: caught.
     let other =
         RecordBatch::try_from_iter([("s", Arc::new(StringArray::from(vec!["x"])) as ArrayRef)])

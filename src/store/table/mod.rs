@@ -565,21 +565,18 @@ impl TableStore {
         table: &str,
         options: &ReadOptions,
     ) -> Result<Option<Table>> {
-        let prefix = self.prefix(table);
         let Some(first) = cons.first_mut() else {
             return Ok(None);
         };
-        let keys = crate::exec::run(first, scan_keys(batch_pattern(&prefix), 0, Vec::new()))?;
-        let probe = Reader {
-            prefix: prefix.clone(),
-            options: options.clone(),
-            limits: self.limits,
-            budget: self.pipeline_bytes,
-            mget_keys: self.mget_keys,
-        };
+        let probe = self.probe(table, options);
+        let keys = crate::exec::run(
+            first,
+            scan_keys(batch_pattern(&probe.prefix), 0, Vec::new()),
+        )?;
         let Some(available) = probe.discover(&keys)? else {
             return Ok(None);
         };
+        let prefix = probe.prefix;
         let (selected, readers) = self.share_out(
             &prefix,
             &available,
@@ -592,12 +589,38 @@ impl TableStore {
         assemble(&prefix, &empty, None, selected, results).map(Some)
     }
 
+    /// A reader of `table` with `options` (all its partitions by default).
+    #[cfg(any(feature = "sync", feature = "tokio"))]
+    fn probe(&self, table: &str, options: &ReadOptions) -> Reader {
+        Reader {
+            prefix: self.prefix(table),
+            options: options.clone(),
+            limits: self.limits,
+            budget: self.pipeline_bytes,
+            mget_keys: self.mget_keys,
+        }
+    }
+
+    /// The batches of a table without manifest, found with `SCAN` (`None`: no table).
+    #[cfg(feature = "tokio")]
+    async fn discover_async<Con: crate::exec::AsyncConnection>(
+        &self,
+        con: &mut Con,
+        table: &str,
+        options: &ReadOptions,
+    ) -> Result<Option<(Reader, BTreeMap<u32, u32>)>> {
+        let probe = self.probe(table, options);
+        let pattern = batch_pattern(&probe.prefix);
+        let keys = crate::exec::run_async(con, scan_keys(pattern, 0, Vec::new())).await?;
+        Ok(probe.discover(&keys)?.map(|available| (probe, available)))
+    }
+
     /// [`read_parallel`](Self::read_parallel) on async connections: the connections
     /// fetch concurrently, and every value is decoded on tokio's blocking threads (as
     /// many at once as the machine has cores), never on the async workers; the batches
     /// come back in the same order as [`read`](Self::read) gives them. A table without
-    /// manifest (written by ArrowRedis) is read by [`read_async`](Self::read_async) on
-    /// the first connection. Needs a tokio runtime (any flavour).
+    /// manifest (written by ArrowRedis) is discovered with `SCAN` on the first
+    /// connection, then read the same way. Needs a tokio runtime (any flavour).
     ///
     /// ```no_run
     /// # async fn demo() -> redstash::Result<()> {
@@ -628,12 +651,35 @@ impl TableStore {
                 "read_parallel_async needs at least one connection".into(),
             ));
         };
+        let permits = || {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            std::sync::Arc::new(tokio::sync::Semaphore::new(cores))
+        };
         let Some(info) = self.info_async(first, table).await? else {
-            return self.read_async(first, table, options).await;
+            // ArrowRedis's layout: SCAN once, then as with a manifest.
+            let (probe, available) = match self.discover_async(first, table, options).await? {
+                Some(found) => found,
+                None => return Ok(None),
+            };
+            let (selected, readers) = self.share_out(
+                &probe.prefix,
+                &available,
+                |p| available.get(&p).copied().unwrap_or(0) as u64,
+                options,
+                cons.len(),
+            )?;
+            let permits = permits();
+            let mut reads = Vec::with_capacity(readers.len());
+            for (con, r) in cons.iter_mut().zip(readers) {
+                let fetch = r.fetch_discovered(&available)?;
+                reads.push(read::fetch_decode_async(con, fetch, permits.clone()));
+            }
+            let results = futures_util::future::join_all(reads).await;
+            let empty = std::sync::Arc::new(arrow_schema::Schema::empty());
+            return assemble(&probe.prefix, &empty, None, selected, results).map(Some);
         };
         let (selected, readers) = self.share_out_manifest(&info, options, cons.len())?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
+        let permits = permits();
         let mut reads = Vec::with_capacity(readers.len());
         for (con, r) in cons.iter_mut().zip(readers) {
             let fetch = r.fetch(info.clone())?;
