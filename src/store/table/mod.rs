@@ -62,6 +62,7 @@
 //! `cluster`), which gives the plan's `SCAN` loop one composite cursor over all of them.
 
 mod manifest;
+mod parallel;
 mod read;
 #[cfg(feature = "sync")]
 mod relay;
@@ -73,7 +74,7 @@ mod streamed;
 pub use streamed::{IpcWritten, ReadEach};
 
 use manifest::parse_manifest;
-use read::Reader;
+use parallel::Found;
 use split::{Decoded, Pieces, Splitter};
 
 use std::collections::BTreeMap;
@@ -424,31 +425,11 @@ impl TableStore {
         table: &str,
         options: &ReadOptions,
     ) -> Result<Step<'static, Option<Table>>> {
-        let prefix = self.prefix(table);
-        let mkey = self.manifest_key(table);
-        let reader = Reader {
-            prefix: prefix.clone(),
-            options: options.clone(),
-            limits: self.limits,
-            budget: self.pipeline_bytes,
-            mget_keys: self.mget_keys,
-        };
-        let mut c = redis::cmd("GET");
-        c.arg(&mkey);
-        Ok(Step::send(
-            Request::single(c, Some(&mkey)),
-            move |mut r| match reply_bytes(r.pop().unwrap_or(Value::Nil), &mkey)? {
-                Some(b) => {
-                    let info = parse_manifest(&prefix, &mkey, &b, &reader.limits)?;
-                    reader.with_manifest(info).map(|s| s.map(Some))
-                }
-                None => {
-                    let pattern = batch_pattern(&prefix);
-                    Ok(scan_keys(pattern, 0, Vec::new())
-                        .and_then(move |keys| reader.discovered(keys))?)
-                }
-            },
-        ))
+        let reader = self.reader(self.prefix(table), options);
+        self.plan_found(table)?.and_then(move |found| match found {
+            Found::Manifest(info) => reader.with_manifest(info).map(|s| s.map(Some)),
+            Found::Keys(keys) => reader.discovered(keys),
+        })
     }
 
     /// Plan of [`delete`](Self::delete).
@@ -539,80 +520,26 @@ impl TableStore {
                 "read_parallel needs at least one connection".into(),
             ));
         };
-        let Some(info) = self.info(first, table)? else {
-            return self.read_parallel_discovered(cons, table, options);
-        };
-        let (selected, readers) = self.share_out_manifest(&info, options, cons.len())?;
-        let results = on_threads(cons, readers, |r| r.with_manifest(info.clone()));
-        assemble(
-            &info.prefix,
-            &info.schema,
-            Some(info.generation),
-            selected,
-            results,
-        )
-        .map(Some)
-    }
-
-    /// [`read_parallel`] of a table without manifest (ArrowRedis's): its batch keys are
-    /// found with `SCAN` on the first connection, then the partitions are shared out
-    /// (by batch count) as for a table with a manifest; every batch is checked against
-    /// the first one.
-    #[cfg(feature = "sync")]
-    fn read_parallel_discovered<Con: crate::exec::SyncConnection + Send>(
-        &self,
-        cons: &mut [Con],
-        table: &str,
-        options: &ReadOptions,
-    ) -> Result<Option<Table>> {
-        let Some(first) = cons.first_mut() else {
+        let found = crate::exec::run(first, self.plan_found(table)?)?;
+        let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())? else {
             return Ok(None);
         };
-        let probe = self.probe(table, options);
-        let keys = crate::exec::run(
-            first,
-            scan_keys(batch_pattern(&probe.prefix), 0, Vec::new()),
-        )?;
-        let Some(available) = probe.discover(&keys)? else {
-            return Ok(None);
-        };
-        let prefix = probe.prefix;
-        let (selected, readers) = self.share_out(
-            &prefix,
-            &available,
-            |p| available.get(&p).copied().unwrap_or(0) as u64,
-            options,
-            cons.len(),
-        )?;
-        let results = on_threads(cons, readers, |r| r.fetch_discovered(&available)?.step());
-        let empty = std::sync::Arc::new(arrow_schema::Schema::empty());
-        assemble(&prefix, &empty, None, selected, results).map(Some)
-    }
-
-    /// A reader of `table` with `options` (all its partitions by default).
-    #[cfg(any(feature = "sync", feature = "tokio"))]
-    fn probe(&self, table: &str, options: &ReadOptions) -> Reader {
-        Reader {
-            prefix: self.prefix(table),
-            options: options.clone(),
-            limits: self.limits,
-            budget: self.pipeline_bytes,
-            mget_keys: self.mget_keys,
-        }
-    }
-
-    /// The batches of a table without manifest, found with `SCAN` (`None`: no table).
-    #[cfg(feature = "tokio")]
-    async fn discover_async<Con: crate::exec::AsyncConnection>(
-        &self,
-        con: &mut Con,
-        table: &str,
-        options: &ReadOptions,
-    ) -> Result<Option<(Reader, BTreeMap<u32, u32>)>> {
-        let probe = self.probe(table, options);
-        let pattern = batch_pattern(&probe.prefix);
-        let keys = crate::exec::run_async(con, scan_keys(pattern, 0, Vec::new())).await?;
-        Ok(probe.discover(&keys)?.map(|available| (probe, available)))
+        let results: Vec<Result<Table>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = cons
+                .iter_mut()
+                .zip(fetches)
+                .map(|(con, f)| scope.spawn(move || crate::exec::run(con, f.step()?)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidArgument("a read thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        layout.assemble(results).map(Some)
     }
 
     /// [`read_parallel`](Self::read_parallel) on async connections: the connections
@@ -651,112 +578,18 @@ impl TableStore {
                 "read_parallel_async needs at least one connection".into(),
             ));
         };
-        let permits = || {
-            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            std::sync::Arc::new(tokio::sync::Semaphore::new(cores))
+        let found = crate::exec::run_async(first, self.plan_found(table)?).await?;
+        let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())? else {
+            return Ok(None);
         };
-        let Some(info) = self.info_async(first, table).await? else {
-            // ArrowRedis's layout: SCAN once, then as with a manifest.
-            let (probe, available) = match self.discover_async(first, table, options).await? {
-                Some(found) => found,
-                None => return Ok(None),
-            };
-            let (selected, readers) = self.share_out(
-                &probe.prefix,
-                &available,
-                |p| available.get(&p).copied().unwrap_or(0) as u64,
-                options,
-                cons.len(),
-            )?;
-            let permits = permits();
-            let mut reads = Vec::with_capacity(readers.len());
-            for (con, r) in cons.iter_mut().zip(readers) {
-                let fetch = r.fetch_discovered(&available)?;
-                reads.push(read::fetch_decode_async(con, fetch, permits.clone()));
-            }
-            let results = futures_util::future::join_all(reads).await;
-            let empty = std::sync::Arc::new(arrow_schema::Schema::empty());
-            return assemble(&probe.prefix, &empty, None, selected, results).map(Some);
-        };
-        let (selected, readers) = self.share_out_manifest(&info, options, cons.len())?;
-        let permits = permits();
-        let mut reads = Vec::with_capacity(readers.len());
-        for (con, r) in cons.iter_mut().zip(readers) {
-            let fetch = r.fetch(info.clone())?;
-            reads.push(read::fetch_decode_async(con, fetch, permits.clone()));
-        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
+        let reads = cons
+            .iter_mut()
+            .zip(fetches)
+            .map(|(con, f)| read::fetch_decode_async(con, f, permits.clone()));
         let results = futures_util::future::join_all(reads).await;
-        assemble(
-            &info.prefix,
-            &info.schema,
-            Some(info.generation),
-            selected,
-            results,
-        )
-        .map(Some)
-    }
-
-    #[cfg(any(feature = "sync", feature = "tokio"))]
-    /// The partitions `options` selects of those `available` (id -> batches), and one
-    /// reader per connection (at most `n`) with its share of them: heaviest partitions
-    /// first (by `weight`: bytes from the manifest, else batches), each to the least
-    /// loaded connection.
-    fn share_out(
-        &self,
-        prefix: &str,
-        available: &BTreeMap<u32, u32>,
-        weight: impl Fn(u32) -> u64,
-        options: &ReadOptions,
-        n: usize,
-    ) -> Result<(Vec<u32>, Vec<Reader>)> {
-        let reader = |partitions: Vec<u32>| Reader {
-            prefix: prefix.to_owned(),
-            options: ReadOptions {
-                partitions: Some(partitions),
-                columns: options.columns.clone(),
-            },
-            limits: self.limits,
-            budget: self.pipeline_bytes,
-            mget_keys: self.mget_keys,
-        };
-        // Validates the partitions asked for.
-        let selected: Vec<u32> =
-            reader(Vec::new()).select_or_all(available, options.partitions.as_deref())?;
-        let mut by_size = selected.clone();
-        by_size.sort_by_key(|p| std::cmp::Reverse(weight(*p)));
-        let mut buckets: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); n];
-        for p in by_size {
-            if let Some(b) = buckets.iter_mut().min_by_key(|b| b.0) {
-                b.0 += weight(p).max(1);
-                b.1.push(p);
-            }
-        }
-        let readers = buckets
-            .into_iter()
-            .filter(|(_, parts)| !parts.is_empty())
-            .map(|(_, parts)| reader(parts))
-            .collect();
-        Ok((selected, readers))
-    }
-
-    /// The readers of a parallel read of a table with a manifest.
-    #[cfg(any(feature = "sync", feature = "tokio"))]
-    fn share_out_manifest(
-        &self,
-        info: &TableInfo,
-        options: &ReadOptions,
-        n: usize,
-    ) -> Result<(Vec<u32>, Vec<Reader>)> {
-        let available: BTreeMap<u32, u32> =
-            info.partitions.iter().map(|p| (p.id, p.batches)).collect();
-        let bytes: BTreeMap<u32, u64> = info.partitions.iter().map(|p| (p.id, p.bytes)).collect();
-        self.share_out(
-            &info.prefix,
-            &available,
-            |p| bytes.get(&p).copied().unwrap_or(0),
-            options,
-            n,
-        )
+        layout.assemble(results).map(Some)
     }
 
     /// [`split`](Self::split) over several connections at once: batches are taken
@@ -919,80 +752,6 @@ impl TableStore {
         /// (`SCAN`, never `KEYS`), sorted.
         fn list / list_async() -> Vec<String> = plan_list;
     }
-}
-
-/// Run each reader's plan on its own connection, one thread each.
-#[cfg(feature = "sync")]
-fn on_threads<Con: crate::exec::SyncConnection + Send>(
-    cons: &mut [Con],
-    readers: Vec<Reader>,
-    plan: impl Fn(Reader) -> Result<Step<'static, Table>> + Sync,
-) -> Vec<Result<Table>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = cons
-            .iter_mut()
-            .zip(readers)
-            .map(|(con, r)| {
-                let plan = &plan;
-                scope.spawn(move || crate::exec::run(con, plan(r)?))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::InvalidArgument("a read thread panicked".into()))
-                })
-            })
-            .collect()
-    })
-}
-
-/// The table of a parallel read, from what each connection read: batches in the order
-/// of the selected partitions.
-#[cfg(any(feature = "sync", feature = "tokio"))]
-fn assemble(
-    prefix: &str,
-    default_schema: &SchemaRef,
-    generation: Option<u64>,
-    selected: Vec<u32>,
-    results: Vec<Result<Table>>,
-) -> Result<Table> {
-    let mut schema: Option<(SchemaRef, u32)> = None;
-    let mut per_part: BTreeMap<u32, Vec<RecordBatch>> = BTreeMap::new();
-    for t in results {
-        let t = t?;
-        let first = t.partitions.first().map_or(0, |(p, _)| *p);
-        // Without manifest each connection checked its batches against its own first
-        // batch: the connections' first batches must agree too.
-        if let Some((s, p)) = &schema
-            && s.fields() != t.schema.fields()
-        {
-            return Err(Error::SchemaMismatch {
-                key: format!("{} (against partition {p})", batch_key(prefix, first, 0)),
-                expected: describe(s.fields()),
-                found: describe(t.schema.fields()),
-            });
-        }
-        let mut it = t.batches.into_iter();
-        for (p, n) in t.partitions {
-            per_part.insert(p, it.by_ref().take(n).collect());
-        }
-        schema.get_or_insert((t.schema, first));
-    }
-    let mut batches = Vec::new();
-    let mut partitions = Vec::with_capacity(selected.len());
-    for p in selected {
-        let b = per_part.remove(&p).unwrap_or_default();
-        partitions.push((p, b.len()));
-        batches.extend(b);
-    }
-    Ok(Table {
-        schema: schema.map_or_else(|| default_schema.clone(), |(s, _)| s),
-        batches,
-        partitions,
-        generation,
-    })
 }
 
 fn batch_key(prefix: &str, part: u32, batch: u32) -> String {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::read::{
-    Reader, check_fields, check_generation, decode_value, mget_request, mget_values, with_schema,
+    check_fields, check_generation, decode_value, mget_request, mget_values, with_schema,
 };
 
 /// The `(partition, batch)`s of each request of a streamed read, in order.
@@ -48,24 +48,13 @@ pub struct ReadEach {
 }
 
 impl TableStore {
-    /// The reader of a streamed read of a table with a manifest.
-    fn streamed_reader(&self, info: &TableInfo, options: &ReadOptions) -> Reader {
-        Reader {
-            prefix: info.prefix.clone(),
-            options: options.clone(),
-            limits: self.limits,
-            budget: self.pipeline_bytes,
-            mget_keys: self.mget_keys,
-        }
-    }
-
     /// The selected partitions and their batches in order, in requests of about
     /// [`pipeline_bytes`](Self::pipeline_bytes).
     fn plan_chunks(&self, info: &TableInfo, options: &ReadOptions) -> Result<(Vec<u32>, Chunks)> {
         let available: BTreeMap<u32, u32> =
             info.partitions.iter().map(|p| (p.id, p.batches)).collect();
         let parts = self
-            .streamed_reader(info, options)
+            .reader(info.prefix.clone(), options)
             .select_or_all(&available, options.partitions.as_deref())?;
         let keys: Vec<(u32, u32)> = parts
             .iter()
@@ -138,7 +127,7 @@ impl TableStore {
             }));
         };
         let expected = self
-            .streamed_reader(&info, options)
+            .reader(info.prefix.clone(), options)
             .expected_schema(&info)?;
         let (parts, chunks) = self.plan_chunks(&info, options)?;
         let prefix = info.prefix.as_str();
