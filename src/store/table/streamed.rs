@@ -9,9 +9,6 @@ use std::io::Write;
 use super::read::{
     check_fields, check_generation, decode_value, mget_request, mget_values, with_schema,
 };
-
-/// The `(partition, batch)`s of each request of a streamed read, in order.
-type Chunks = Vec<Vec<(u32, u32)>>;
 use super::relay::in_order;
 use super::*;
 use crate::codec::arrow_concat::IpcConcat;
@@ -48,9 +45,26 @@ pub struct ReadEach {
 }
 
 impl TableStore {
-    /// The selected partitions and their batches in order, in requests of about
-    /// [`pipeline_bytes`](Self::pipeline_bytes).
-    fn plan_chunks(&self, info: &TableInfo, options: &ReadOptions) -> Result<(Vec<u32>, Chunks)> {
+    /// Fetch the selected batches of a table with a manifest over the connections, in
+    /// requests of about [`pipeline_bytes`](Self::pipeline_bytes), at most two per
+    /// connection ahead of this thread: `prepare(key, value)` runs on the fetching
+    /// threads (e.g. decoding), `take(partition, key, prepared)` on this thread in
+    /// partition/batch order and returns how many record batches it took. Once a batch
+    /// is missing nothing more is taken; the other missing ones are still looked for and
+    /// all are reported ([`Error::MissingBatches`]). Returns the batches taken per
+    /// selected partition.
+    fn stream_values<Con, T>(
+        &self,
+        cons: &mut [Con],
+        info: &TableInfo,
+        options: &ReadOptions,
+        prepare: impl Fn(&str, bytes::Bytes) -> Result<T> + Sync,
+        mut take: impl FnMut(u32, &str, T) -> Result<usize>,
+    ) -> Result<Vec<(u32, usize)>>
+    where
+        Con: SyncConnection + Send,
+        T: Send,
+    {
         let available: BTreeMap<u32, u32> =
             info.partitions.iter().map(|p| (p.id, p.batches)).collect();
         let parts = self
@@ -61,8 +75,52 @@ impl TableStore {
             .flat_map(|&p| (0..available.get(&p).copied().unwrap_or(0)).map(move |b| (p, b)))
             .collect();
         let avg = (info.bytes / info.batches().max(1)).max(1) as usize;
-        let per_request = (self.pipeline_bytes / avg).max(1);
-        Ok((parts, keys.chunks(per_request).map(<[_]>::to_vec).collect()))
+        let chunks: Vec<&[(u32, u32)]> = keys.chunks((self.pipeline_bytes / avg).max(1)).collect();
+        let prefix = info.prefix.as_str();
+        let mget_keys = self.mget_keys;
+        let mut per_part: BTreeMap<u32, usize> = parts.iter().map(|&p| (p, 0)).collect();
+        let mut missing = Vec::new();
+        in_order(
+            cons,
+            chunks.len(),
+            2 * cons.len(),
+            |con, i| {
+                let (req, groups) = mget_request(prefix, chunks[i], mget_keys);
+                let values = crate::exec::run(
+                    con,
+                    Step::then(req, move |replies| mget_values(prefix, groups, replies)),
+                )?;
+                values
+                    .into_iter()
+                    .map(|(part, key, v)| {
+                        let prepared = v.map(|bytes| prepare(&key, bytes)).transpose()?;
+                        Ok((part, key, prepared))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            },
+            |_, chunk| {
+                for (part, key, value) in chunk {
+                    match value {
+                        None => missing.push(key),
+                        Some(v) if missing.is_empty() => {
+                            *per_part.entry(part).or_default() += take(part, &key, v)?;
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        if !missing.is_empty() {
+            return Err(Error::MissingBatches {
+                table: info.prefix.clone(),
+                missing,
+            });
+        }
+        Ok(parts
+            .iter()
+            .map(|p| (*p, per_part.get(p).copied().unwrap_or(0)))
+            .collect())
     }
 
     /// Read a table (selected partitions and columns, as [`read`](Self::read)) batch by
@@ -129,66 +187,29 @@ impl TableStore {
         let expected = self
             .reader(info.prefix.clone(), options)
             .expected_schema(&info)?;
-        let (parts, chunks) = self.plan_chunks(&info, options)?;
         let prefix = info.prefix.as_str();
-        let (mget_keys, limits) = (self.mget_keys, self.limits);
-        let columns = options.columns.as_deref();
-        let mut per_part: BTreeMap<u32, usize> = parts.iter().map(|&p| (p, 0)).collect();
+        let (columns, limits) = (options.columns.as_deref(), self.limits);
         let mut rows = 0u64;
-        let mut missing = Vec::new();
-        in_order(
+        let partitions = self.stream_values(
             cons,
-            chunks.len(),
-            2 * cons.len(),
-            |con, i| {
-                let (req, groups) = mget_request(prefix, &chunks[i], mget_keys);
-                let values = crate::exec::run(
-                    con,
-                    Step::then(req, move |replies| mget_values(prefix, groups, replies)),
-                )?;
-                // Decoded here, on this connection's thread: all cores decode.
-                values
-                    .into_iter()
-                    .map(|(part, key, v)| {
-                        let d = v
-                            .map(|bytes| decode_value(&key, bytes, columns, &limits))
-                            .transpose()?;
-                        Ok((part, key, d))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            },
-            |_, chunk| {
-                for (part, key, decoded) in chunk {
-                    let Some((schema, batches)) = decoded else {
-                        missing.push(key);
-                        continue;
-                    };
-                    if !missing.is_empty() {
-                        continue;
-                    }
-                    check_generation(prefix, &key, &schema, info.generation)?;
-                    check_fields(&key, &expected, &schema)?;
-                    for b in batches {
-                        rows += b.num_rows() as u64;
-                        *per_part.entry(part).or_default() += 1;
-                        f(part, with_schema(&key, &expected, b)?)?;
-                    }
+            &info,
+            options,
+            // Decoded on the fetching threads: all cores decode.
+            |key, bytes| decode_value(key, bytes, columns, &limits),
+            |part, key, (schema, batches)| {
+                check_generation(prefix, key, &schema, info.generation)?;
+                check_fields(key, &expected, &schema)?;
+                let n = batches.len();
+                for b in batches {
+                    rows += b.num_rows() as u64;
+                    f(part, with_schema(key, &expected, b)?)?;
                 }
-                Ok(())
+                Ok(n)
             },
         )?;
-        if !missing.is_empty() {
-            return Err(Error::MissingBatches {
-                table: info.prefix.clone(),
-                missing,
-            });
-        }
         Ok(Some(ReadEach {
             schema: expected,
-            partitions: parts
-                .iter()
-                .map(|p| (*p, per_part.get(p).copied().unwrap_or(0)))
-                .collect(),
+            partitions,
             rows,
         }))
     }
@@ -281,64 +302,32 @@ impl TableStore {
         out: W,
         format: IpcFormat,
     ) -> Result<Option<(W, IpcWritten)>> {
-        let (parts, chunks) = self.plan_chunks(info, options)?;
-        let chunks: Vec<&[(u32, u32)]> = chunks.iter().map(Vec::as_slice).collect();
         let prefix = info.prefix.as_str();
-        let mget_keys = self.mget_keys;
         let mut concat = IpcConcat::new(out, &info.schema, format)?;
-        let mut per_part: BTreeMap<u32, usize> = parts.iter().map(|&p| (p, 0)).collect();
         let mut rows = 0u64;
         let mut fetched = 0u64;
-        let mut missing = Vec::new();
-        in_order(
+        let partitions = self.stream_values(
             cons,
-            chunks.len(),
-            2 * cons.len(),
-            |con, i| {
-                let (req, groups) = mget_request(prefix, chunks[i], mget_keys);
-                crate::exec::run(
-                    con,
-                    Step::then(req, move |replies| mget_values(prefix, groups, replies)),
-                )
-            },
-            |_, chunk| {
-                for (part, key, value) in chunk {
-                    let Some(bytes) = value else {
-                        missing.push(key);
-                        continue;
-                    };
-                    if !missing.is_empty() {
-                        // Only finding the other missing batches now.
-                        continue;
-                    }
-                    let bad = |e: Error| match e {
-                        Error::InvalidArgument(_) | Error::Io(_) => e,
-                        other => Error::BadBatch {
-                            key: key.clone(),
-                            source: Box::new(other),
-                        },
-                    };
-                    let a = concat.append(&bytes, &self.limits).map_err(bad)?;
-                    check_generation(prefix, &key, &a.schema, info.generation)?;
-                    check_fields(&key, &info.schema, &a.schema)?;
-                    rows += a.rows;
-                    fetched += bytes.len() as u64;
-                    *per_part.entry(part).or_default() += a.batches as usize;
-                }
-                Ok(())
+            info,
+            options,
+            |_, bytes| Ok(bytes),
+            |_, key, bytes| {
+                let bad = |e: Error| match e {
+                    Error::InvalidArgument(_) | Error::Io(_) => e,
+                    other => Error::BadBatch {
+                        key: key.to_owned(),
+                        source: Box::new(other),
+                    },
+                };
+                let a = concat.append(&bytes, &self.limits).map_err(bad)?;
+                check_generation(prefix, key, &a.schema, info.generation)?;
+                check_fields(key, &info.schema, &a.schema)?;
+                rows += a.rows;
+                fetched += bytes.len() as u64;
+                Ok(a.batches as usize)
             },
         )?;
-        if !missing.is_empty() {
-            return Err(Error::MissingBatches {
-                table: info.prefix.clone(),
-                missing,
-            });
-        }
         let (out, written_bytes) = concat.finish()?;
-        let partitions = parts
-            .iter()
-            .map(|p| (*p, per_part.get(p).copied().unwrap_or(0)))
-            .collect();
         Ok(Some((
             out,
             IpcWritten {
