@@ -316,6 +316,52 @@ fn absorb(
     Ok(())
 }
 
+/// The replies of one round, taken node by node.
+#[derive(Default)]
+struct Round {
+    outcome: Outcome,
+    failed: Option<Error>,
+}
+
+impl Round {
+    /// Take one node's raw replies, or the error writing to or reading from it. Returns
+    /// `false` when the node's connection must be dropped: its writes may have been
+    /// executed, so they are not retried, and the slot map is read again on the next
+    /// call.
+    fn node(
+        &mut self,
+        router: &mut Router,
+        plan: &mut Plan,
+        reqs: &[Request<'_>],
+        units: &[usize],
+        raw: Result<Vec<Value>>,
+        out: &mut [Vec<Value>],
+    ) -> Result<bool> {
+        match raw {
+            Ok(raw) => {
+                absorb(plan, reqs, units, raw, &mut self.outcome, out)?;
+                Ok(true)
+            }
+            Err(e) => {
+                router.stale = true;
+                self.failed.get_or_insert(e);
+                Ok(false)
+            }
+        }
+    }
+
+    /// What the round left to do, or the first node's failure.
+    fn end(self) -> Result<Outcome> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let mut outcome = self.outcome;
+        // Retried units go in their original order (same-slot commands stay ordered).
+        outcome.retry.sort_unstable();
+        Ok(outcome)
+    }
+}
+
 /// A command as written to a node.
 enum Outgoing<'r> {
     Command(&'r Command<'r>),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::{IntoConnectionInfo, Value};
 
 use super::route::Plan;
-use super::{Outcome, Router, WINDOW_COMMANDS, absorb, asking_cmd, batches};
+use super::{Outcome, Round, Router, WINDOW_COMMANDS, asking_cmd, batches};
 use crate::direct::DirectConnection;
 use crate::error::{Error, Result};
 use crate::exec::{Request, Requests, SyncConnection};
@@ -167,30 +167,17 @@ impl ClusterConnection {
             });
             sent.push(result);
         }
-        let mut outcome = Outcome::default();
-        let mut failed: Option<Error> = None;
+        let mut round = Round::default();
         for ((addr, units), n) in by_node.iter().zip(sent) {
             let raw = n.and_then(|n| match self.cons.get_mut(addr.as_str()) {
                 Some(con) => con.recv(n).map_err(Error::from),
                 None => Err(Error::unexpected("node connection lost", None)),
             });
-            match raw {
-                Ok(raw) => absorb(plan, reqs, units, raw, &mut outcome, out)?,
-                Err(e) => {
-                    // Its writes may have been executed: not retried; reconnect and
-                    // read the slot map again on the next call.
-                    self.cons.remove(addr.as_str());
-                    self.router.stale = true;
-                    failed.get_or_insert(e);
-                }
+            if !round.node(&mut self.router, plan, reqs, units, raw, out)? {
+                self.cons.remove(addr.as_str());
             }
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        // Retried units go in their original order (same-slot commands stay ordered).
-        outcome.retry.sort_unstable();
-        Ok(outcome)
+        round.end()
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use redis::{IntoConnectionInfo, Value};
 
 use super::route::Plan;
-use super::{Outcome, Outgoing, Router, WINDOW_COMMANDS, absorb, asking_cmd, batches};
+use super::{Outcome, Outgoing, Round, Router, WINDOW_COMMANDS, asking_cmd, batches};
 use crate::direct::DirectAsyncConnection;
 use crate::error::{Error, Result};
 use crate::exec::{AsyncConnection, Request, Requests};
@@ -153,31 +153,18 @@ impl ClusterAsyncConnection {
             };
             sent.push(result);
         }
-        let mut outcome = Outcome::default();
-        let mut failed: Option<Error> = None;
+        let mut round = Round::default();
         for ((addr, units), n) in by_node.iter().zip(sent) {
             let raw = match (n, self.cons.get_mut(addr.as_str())) {
                 (Ok(n), Some(con)) => con.recv(n).await.map_err(Error::from),
                 (Ok(_), None) => Err(Error::unexpected("node connection lost", None)),
                 (Err(e), _) => Err(e),
             };
-            match raw {
-                Ok(raw) => absorb(plan, reqs, units, raw, &mut outcome, out)?,
-                Err(e) => {
-                    // Its writes may have been executed: not retried; reconnect and
-                    // read the slot map again on the next call.
-                    self.cons.remove(addr.as_str());
-                    self.router.stale = true;
-                    failed.get_or_insert(e);
-                }
+            if !round.node(&mut self.router, plan, reqs, units, raw, out)? {
+                self.cons.remove(addr.as_str());
             }
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        // Retried units go in their original order (same-slot commands stay ordered).
-        outcome.retry.sort_unstable();
-        Ok(outcome)
+        round.end()
     }
 
     /// Write `batches` to the node at `addr`; the raw replies owed.
