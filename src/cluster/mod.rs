@@ -139,6 +139,14 @@ impl Router {
     }
 
     /// The slot map from a `CLUSTER SLOTS` reply of the node at `addr`.
+    /// Take the `CLUSTER SLOTS` reply of the node at `addr` as the slot map; an error
+    /// (asking, or a reply that cannot be used) leaves the map as it was.
+    fn adopt_slots(&mut self, addr: &str, reply: Result<Option<Value>>) -> Result<()> {
+        self.topology = Self::parse_slots(addr, reply?)?;
+        self.stale = false;
+        Ok(())
+    }
+
     fn parse_slots(addr: &str, reply: Option<Value>) -> Result<Topology> {
         let (host, _) = split_addr(addr)?;
         match reply {
@@ -209,6 +217,13 @@ impl Router {
 }
 
 /// The `ASKING` command sent before a command redirected with `ASK`.
+/// `CLUSTER SLOTS`.
+fn slots_cmd() -> redis::Cmd {
+    let mut c = redis::cmd("CLUSTER");
+    c.arg("SLOTS");
+    c
+}
+
 fn asking_cmd() -> redis::Cmd {
     redis::cmd("ASKING")
 }

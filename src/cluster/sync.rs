@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::{IntoConnectionInfo, Value};
 
 use super::route::Plan;
-use super::{Outcome, Round, Router, WINDOW_COMMANDS, asking_cmd, batches};
+use super::{Outcome, Round, Router, WINDOW_COMMANDS, asking_cmd, batches, slots_cmd};
 use crate::direct::DirectConnection;
 use crate::error::{Error, Result};
 use crate::exec::{Request, Requests, SyncConnection};
@@ -83,17 +83,11 @@ impl ClusterConnection {
     pub fn refresh(&mut self) -> Result<()> {
         let mut last = None;
         for addr in self.router.map_sources() {
-            let reply = self.connection(&addr).and_then(|con| {
-                let mut c = redis::cmd("CLUSTER");
-                c.arg("SLOTS");
-                Ok(con.exec(&[c], false)?.pop())
-            });
-            match reply.and_then(|r| Router::parse_slots(&addr, r)) {
-                Ok(t) => {
-                    self.router.topology = t;
-                    self.router.stale = false;
-                    return Ok(());
-                }
+            let reply = self
+                .connection(&addr)
+                .and_then(|con| Ok(con.exec(&[slots_cmd()], false)?.pop()));
+            match self.router.adopt_slots(&addr, reply) {
+                Ok(()) => return Ok(()),
                 Err(e) => {
                     self.cons.remove(&addr);
                     last = Some(e);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use redis::{IntoConnectionInfo, Value};
 
 use super::route::Plan;
-use super::{Outcome, Outgoing, Round, Router, WINDOW_COMMANDS, asking_cmd, batches};
+use super::{Outcome, Outgoing, Round, Router, WINDOW_COMMANDS, asking_cmd, batches, slots_cmd};
 use crate::direct::DirectAsyncConnection;
 use crate::error::{Error, Result};
 use crate::exec::{AsyncConnection, Request, Requests};
@@ -68,22 +68,15 @@ impl ClusterAsyncConnection {
         let mut last = None;
         for addr in self.router.map_sources() {
             let reply = match self.connection(&addr).await {
-                Ok(con) => {
-                    let mut c = redis::cmd("CLUSTER");
-                    c.arg("SLOTS");
-                    con.exec(&[c], false)
-                        .await
-                        .map(|mut r| r.pop())
-                        .map_err(Error::from)
-                }
+                Ok(con) => con
+                    .exec(&[slots_cmd()], false)
+                    .await
+                    .map(|mut r| r.pop())
+                    .map_err(Error::from),
                 Err(e) => Err(e),
             };
-            match reply.and_then(|r| Router::parse_slots(&addr, r)) {
-                Ok(t) => {
-                    self.router.topology = t;
-                    self.router.stale = false;
-                    return Ok(());
-                }
+            match self.router.adopt_slots(&addr, reply) {
+                Ok(()) => return Ok(()),
                 Err(e) => {
                     self.cons.remove(&addr);
                     last = Some(e);
