@@ -117,8 +117,8 @@ pub(crate) fn read_compressed_batch(
             Source::Compressed(data) => decompress(codec, data, dst)?,
         }
     }
-    let header = uncompressed_header(&batch, &parts)?;
-    let header = flatbuffers::root::<arrow_ipc::RecordBatch>(&header)
+    let header = uncompressed_header(&batch, &parts);
+    let header = flatbuffers::root::<arrow_ipc::RecordBatch>(header.finished_data())
         .map_err(|e| corrupt(format!("rewritten header: {e}")))?;
     read_record_batch(
         &arrow_buffer::Buffer::from(crate::buffers::into_bytes(block)),
@@ -133,7 +133,10 @@ pub(crate) fn read_compressed_batch(
 
 /// The header of `batch` for the decoded body: same length, nodes and variadic buffer
 /// counts, the buffers at their offsets in the block, no compression.
-fn uncompressed_header(batch: &arrow_ipc::RecordBatch<'_>, parts: &[Part<'_>]) -> Result<Vec<u8>> {
+fn uncompressed_header(
+    batch: &arrow_ipc::RecordBatch<'_>,
+    parts: &[Part<'_>],
+) -> flatbuffers::FlatBufferBuilder<'static> {
     let mut fbb = flatbuffers::FlatBufferBuilder::with_capacity(256 + 16 * parts.len());
     let nodes: Vec<arrow_ipc::FieldNode> = batch
         .nodes()
@@ -160,7 +163,7 @@ fn uncompressed_header(batch: &arrow_ipc::RecordBatch<'_>, parts: &[Part<'_>]) -
         },
     );
     fbb.finish_minimal(header);
-    Ok(fbb.finished_data().to_vec())
+    fbb
 }
 
 /// Decompress `data` into exactly `dst` (its declared length).
