@@ -454,3 +454,68 @@ fn recipe_layout_round_trips_and_reports_half_written_values() {
         assert!(!call!(con, store.exists / exists_async("a")).unwrap());
     });
 }
+
+/// A chunked-array manifest as redstash writes it (magic, generation, chunk count, total
+/// length, chunk length), with whatever sizes an attacker chooses.
+fn planted_manifest(chunks: u32, total_len: u64, chunk_len: u64) -> Vec<u8> {
+    let mut m = b"\x93RSTASH\x01".to_vec();
+    m.extend_from_slice(&7u64.to_le_bytes());
+    m.extend_from_slice(&chunks.to_le_bytes());
+    m.extend_from_slice(&total_len.to_le_bytes());
+    m.extend_from_slice(&chunk_len.to_le_bytes());
+    m
+}
+
+#[test]
+fn planted_chunk_manifests_fail_fast_on_every_operation() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("");
+        let a = sample(redstash::DType::F32, &[4], Order::C);
+        // A 2^62-byte chunk, a 2^63-byte chunk, 4 billion chunks, 20 million 1-byte chunks.
+        let cases = [
+            ("chunk-2^62", planted_manifest(1, 1 << 62, 1 << 62)),
+            ("chunk-2^63", planted_manifest(1, 1 << 63, 1 << 63)),
+            (
+                "4e9-chunks",
+                planted_manifest(4_000_000_000, 4_000_000_000, 1),
+            ),
+            ("20e6-chunks", planted_manifest(20_000_000, 20_000_000, 1)),
+        ];
+        for (key, bytes) in &cases {
+            let _: () = con
+                .raw(redis::cmd("SET").arg(*key).arg(&bytes[..]))
+                .await
+                .unwrap();
+            let t = std::time::Instant::now();
+            match call!(con, store.get / get_async(key)) {
+                Err(Error::Corrupt { .. } | Error::TooLarge { .. }) => {}
+                other => panic!("{backend:?} {key}: get gave {other:?}"),
+            }
+            match call!(con, store.get_many / get_many_async(&[*key, "absent"])) {
+                Err(Error::Corrupt { .. } | Error::TooLarge { .. }) => {}
+                other => panic!("{backend:?} {key}: get_many gave {other:?}"),
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "{backend:?} {key}: reads took {:?}",
+                t.elapsed()
+            );
+            // A write over the planted manifest, and a delete, do not follow it either.
+            call!(con, store.put / put_async(key, &a)).unwrap();
+            assert_eq!(
+                call!(con, store.get / get_async(key)).unwrap(),
+                Some(a.clone())
+            );
+            let _: () = con
+                .raw(redis::cmd("SET").arg(*key).arg(&bytes[..]))
+                .await
+                .unwrap();
+            assert!(call!(con, store.delete / delete_async(key)).unwrap());
+            assert!(
+                t.elapsed() < Duration::from_secs(4),
+                "{backend:?} {key}: took {:?}",
+                t.elapsed()
+            );
+        }
+    });
+}

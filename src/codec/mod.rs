@@ -51,6 +51,11 @@ pub struct Limits {
     pub max_value_len: u64,
     /// Largest `.npy` header, in bytes. Default 64 KiB.
     pub max_header_len: usize,
+    /// Most chunks a chunked array may declare in its manifest. Checked before any chunk
+    /// key is built or fetched, so a planted manifest cannot make a reader iterate
+    /// billions of keys. Default 65,536 (with the default 256 MiB chunk size, far more
+    /// than [`max_value_len`](Self::max_value_len) allows).
+    pub max_chunks: u32,
 }
 
 impl Default for Limits {
@@ -58,6 +63,7 @@ impl Default for Limits {
         Limits {
             max_value_len: 4 << 30,
             max_header_len: 64 << 10,
+            max_chunks: 1 << 16,
         }
     }
 }

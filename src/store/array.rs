@@ -66,13 +66,22 @@ impl ArrayStore<Npy> {
 }
 
 /// Whether an old value's prefix (from `GETRANGE`) is a manifest whose chunks must go.
-fn stale_chunks(key: &str, old_prefix: Value, keep_generation: Option<u64>) -> Vec<String> {
+/// A manifest beyond `limits` was not written by redstash (it could not have been): its
+/// declared chunks are not listed, so a planted one cannot make a write iterate them.
+fn stale_chunks(
+    key: &str,
+    old_prefix: Value,
+    keep_generation: Option<u64>,
+    limits: &Limits,
+) -> Vec<String> {
     // A WRONGTYPE error means the old value was not ours: nothing to clean.
     let Value::BulkString(b) = old_prefix else {
         return Vec::new();
     };
     match Manifest::parse(&b) {
-        Ok(Some(m)) if Some(m.generation) != keep_generation => m.chunk_keys(key),
+        Ok(Some(m)) if Some(m.generation) != keep_generation && m.check(key, limits).is_ok() => {
+            m.chunk_keys(key)
+        }
         _ => Vec::new(),
     }
 }
@@ -166,10 +175,11 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let mut req = Request::new(Some(&key));
         req.push(getrange_cmd(&key));
         req.push(set);
+        let limits = self.limits;
         Ok(Step::send(req, move |mut r| {
             reply_ok(r.pop().unwrap_or(Value::Nil), &key)?;
             let old = r.pop().unwrap_or(Value::Nil);
-            Ok(cleanup_step(&key, stale_chunks(&key, old, None)).narrow())
+            Ok(cleanup_step(&key, stale_chunks(&key, old, None, &limits)).narrow())
         }))
     }
 
@@ -179,6 +189,8 @@ impl<C: ArrayCodec> ArrayStore<C> {
             .arg(2)
             .ok_or_else(|| Error::InvalidArgument("no value to chunk".into()))?;
         let manifest = Manifest::new(value.len(), self.chunk_size)?;
+        // What a reader would refuse is refused here already.
+        manifest.check(&key, &self.limits)?;
         let keys = manifest.chunk_keys(&key);
         // One request per chunk bounds the memory to one extra chunk.
         let chunks: Vec<Cmd> = value
@@ -199,7 +211,16 @@ impl<C: ArrayCodec> ArrayStore<C> {
         mset.arg(&key).arg(&manifest.to_bytes()[..]);
         self.push_ttl(&mut mset);
         fin.push(mset);
-        Ok(write_chunks(key, keys, chunks.into_iter(), 0, fin, manifest.generation).narrow())
+        Ok(write_chunks(
+            key,
+            keys,
+            chunks.into_iter(),
+            0,
+            fin,
+            manifest.generation,
+            self.limits,
+        )
+        .narrow())
     }
 
     /// Plan of [`get`](Self::get).
@@ -253,6 +274,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
                     continue;
                 };
                 if let Some(m) = Manifest::parse(&bytes)? {
+                    m.check(&key, &limits)?;
                     chunked.push((i, key, m));
                     out.push(None);
                 } else {
@@ -299,6 +321,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let small = if req.is_empty() {
             Step::Done(())
         } else {
+            let limits = self.limits;
             Step::send(req, move |replies| {
                 let mut stale = Vec::new();
                 let mut first_err = None;
@@ -306,7 +329,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
                 for key in &keys {
                     let old = it.next().unwrap_or(Value::Nil);
                     match reply_ok(it.next().unwrap_or(Value::Nil), key) {
-                        Ok(_) => stale.extend(stale_chunks(key, old, None)),
+                        Ok(_) => stale.extend(stale_chunks(key, old, None, &limits)),
                         Err(e) if first_err.is_none() => first_err = Some(e),
                         Err(_) => {}
                     }
@@ -332,10 +355,11 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let mut del = redis::cmd("DEL");
         del.arg(&key);
         req.push(del);
+        let limits = self.limits;
         Ok(Step::send(req, move |mut r| {
             let existed = reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0;
             let old = r.pop().unwrap_or(Value::Nil);
-            Ok(cleanup_step(&key, stale_chunks(&key, old, None)).map(move |()| existed))
+            Ok(cleanup_step(&key, stale_chunks(&key, old, None, &limits)).map(move |()| existed))
         }))
     }
 
@@ -419,6 +443,7 @@ fn decode_or_follow(
     let Some(m) = Manifest::parse(&value)? else {
         return Ok(Step::Done(Some(decode_value(&key, value, &limits)?)));
     };
+    m.check(&key, &limits)?;
     let mut req = Request::new(Some(&key));
     req.push(mget_cmd(&m.chunk_keys(&key)));
     let mut get = redis::cmd("GET");
@@ -491,6 +516,7 @@ fn write_chunks(
     written: usize,
     fin: Request<'static>,
     generation: u64,
+    limits: Limits,
 ) -> Step<'static, ()> {
     match chunks.next() {
         Some(cmd) => Step::send(
@@ -503,6 +529,7 @@ fn write_chunks(
                     written + 1,
                     fin,
                     generation,
+                    limits,
                 )),
                 Err(e) => {
                     let done = &keys[..written];
@@ -526,7 +553,7 @@ fn write_chunks(
             let old = r.pop().unwrap_or(Value::Nil);
             Ok(cleanup_step(
                 &key,
-                stale_chunks(&key, old, Some(generation)),
+                stale_chunks(&key, old, Some(generation), &limits),
             ))
         }),
     }

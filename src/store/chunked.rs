@@ -10,12 +10,17 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::codec::Limits;
 use crate::codec::sniff::MANIFEST_MAGIC;
 use crate::error::{Error, Result};
 use crate::store::hash_tag;
 
 /// Bytes of a manifest; `GETRANGE key 0 MANIFEST_LEN-1` reads all of it.
 pub(crate) const MANIFEST_LEN: usize = 36;
+
+/// Largest chunk a manifest may declare: Redis's largest bulk string (its default
+/// `proto-max-bulk-len`, 512 MiB). No chunk redstash writes is larger.
+pub(crate) const MAX_CHUNK_LEN: u64 = 512 << 20;
 
 /// Description of a chunked value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,29 @@ impl Manifest {
         Ok(Some(m))
     }
 
+    /// Check what the manifest declares against `limits` before anything is built from
+    /// it: the total against [`Limits::max_value_len`], the chunk count against
+    /// [`Limits::max_chunks`], the chunk length against Redis's bulk limit.
+    pub fn check(&self, key: &str, limits: &Limits) -> Result<()> {
+        if self.total_len > limits.max_value_len {
+            return Err(Error::TooLarge {
+                declared: self.total_len,
+                cap: limits.max_value_len,
+            });
+        }
+        if self.chunks > limits.max_chunks || self.chunk_len > MAX_CHUNK_LEN {
+            return Err(Error::corrupt(
+                "chunk manifest",
+                format!(
+                    "key {key:?}: {} chunks of {} bytes exceed the limits ({} chunks of at most {MAX_CHUNK_LEN} bytes)",
+                    self.chunks, self.chunk_len, limits.max_chunks
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The chunk keys; call [`check`](Self::check) first for a manifest read back.
     pub fn chunk_keys(&self, key: &str) -> Vec<String> {
         (0..self.chunks)
             .map(|i| chunk_key(key, self.generation, i))
