@@ -52,7 +52,8 @@ pub struct ArrayRef<'a> {
 }
 
 impl<'a> ArrayRef<'a> {
-    /// Make an array reference, checking that `data` has exactly the bytes the shape needs.
+    /// Make an array reference, checking that `data` has exactly the bytes the shape needs
+    /// (and, for [`DType::Bool`], only bytes 0 and 1).
     pub fn new(dtype: DType, shape: &'a [usize], order: Order, data: &'a [u8]) -> Result<Self> {
         let need = checked_nbytes(dtype, shape)?;
         if need != data.len() {
@@ -60,6 +61,13 @@ impl<'a> ArrayRef<'a> {
                 expected: format!("{need} bytes of {dtype}"),
                 found: shape.to_vec(),
             });
+        }
+        if dtype == DType::Bool && data.iter().any(|&b| b > 1) {
+            // numpy and the decoder accept only 0 and 1: such an array could be written
+            // but never read back.
+            return Err(Error::InvalidArgument(
+                "a bool array holds bytes other than 0 and 1".into(),
+            ));
         }
         Ok(ArrayRef {
             dtype,
@@ -430,6 +438,28 @@ mod nd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `array_roundtrip` fuzz target: a bool array with a byte other than 0
+    /// and 1 was accepted, written, and then refused by the decoder on read.
+    #[test]
+    fn bool_array_with_bytes_other_than_0_and_1_is_refused() {
+        let shape = [3];
+        let bad = [0u8, 1, 2];
+        assert!(matches!(
+            ArrayRef::new(DType::Bool, &shape, Order::C, &bad),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(
+            RawArray::new(
+                DType::Bool,
+                vec![3],
+                Order::C,
+                Bytes::from_static(&[1, 0, 255])
+            )
+            .is_err()
+        );
+        assert!(ArrayRef::new(DType::Bool, &shape, Order::C, &[0, 1, 1]).is_ok());
+    }
 
     #[test]
     fn f_to_c_transposes() {

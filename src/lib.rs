@@ -42,6 +42,7 @@
 //! | `arrow` | `TableStore`: partitioned Arrow tables (ArrowRedis layout); `arrowgen`: its benchmark dataset |
 //! | `testkit` | [`testkit`]: start real `redis-server`s for tests |
 //! | `cli` | the `redstash` command-line tool |
+//! | `fuzzing` | entry points for the fuzz targets in `fuzz/`; not a stable API |
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
@@ -57,6 +58,9 @@ pub mod direct;
 pub mod dtype;
 pub mod error;
 pub mod exec;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -784,6 +784,26 @@ pub(crate) fn check_ok(v: Value, what: &'static str) -> RedisResult<()> {
 mod tests {
     use super::*;
 
+    /// Found by the `resp` fuzz target (out of memory under `-malloc_limit_mb=512`): the
+    /// 13-byte header of a bulk string that a hostile server declares as 512 MiB makes
+    /// the parser allocate all of it before a single body byte has arrived.
+    #[test]
+    #[ignore = "the direct parser still preallocates a declared bulk length (MAX_BULK at most)"]
+    fn declared_bulk_length_is_not_preallocated() {
+        let mut rb = ReadBuffer::with_capacity(READ_BUF_SIZE);
+        let head = b"$536870912\r\nabc";
+        rb.spare_mut().unwrap()[..head.len()].copy_from_slice(head);
+        rb.commit(head.len());
+        let mut p = Parser::new();
+        assert!(matches!(p.advance(&mut rb).unwrap(), Progress::NeedDirect));
+        let (vec, _) = p.direct_target().unwrap();
+        assert!(
+            vec.capacity() <= 16 << 20,
+            "{} bytes allocated for 3 received",
+            vec.capacity()
+        );
+    }
+
     /// Drives the parser over `input`, delivering it in chunks of the sizes
     /// produced by `next_chunk`, filling large bulks directly. Returns all
     /// complete top-level replies.

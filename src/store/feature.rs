@@ -182,7 +182,7 @@ impl View {
         self.ttl.map(ttl_millis)
     }
 
-    fn to_json(&self) -> Result<String> {
+    pub(crate) fn to_json(&self) -> Result<String> {
         Ok(serde_json::to_string(&ViewJson {
             dtype: self.dtype.name().to_owned(),
             dim: self.dim,
@@ -191,7 +191,7 @@ impl View {
         })?)
     }
 
-    fn from_json(name: &str, json: &[u8]) -> Result<View> {
+    pub(crate) fn from_json(name: &str, json: &[u8]) -> Result<View> {
         let j: ViewJson = serde_json::from_slice(json).map_err(|e| Error::NotAnArray {
             key: name.to_owned(),
             reason: format!("registry entry is not a view definition: {e}"),

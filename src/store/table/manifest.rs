@@ -45,7 +45,7 @@ fn manifest_error(key: &str, reason: impl std::fmt::Display) -> Error {
     Error::corrupt("table manifest", format!("key {key:?}: {reason}"))
 }
 
-pub(super) fn parse_manifest(
+pub(crate) fn parse_manifest(
     prefix: &str,
     key: &str,
     bytes: &[u8],
@@ -90,7 +90,7 @@ pub(super) fn parse_manifest(
 }
 
 /// The manifest of `info`, as stored.
-pub(super) fn encode_manifest(info: &TableInfo) -> Result<Vec<u8>> {
+pub(crate) fn encode_manifest(info: &TableInfo) -> Result<Vec<u8>> {
     let json = ManifestJson {
         format: MANIFEST_FORMAT.to_owned(),
         version: MANIFEST_VERSION,

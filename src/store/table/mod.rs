@@ -61,7 +61,7 @@
 //! primary of a Redis Cluster through a `cluster::ClusterConnection` (feature
 //! `cluster`), which gives the plan's `SCAN` loop one composite cursor over all of them.
 
-mod manifest;
+pub(crate) mod manifest;
 mod parallel;
 mod read;
 #[cfg(feature = "sync")]
