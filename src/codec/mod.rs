@@ -51,6 +51,10 @@ pub struct Limits {
     pub max_value_len: u64,
     /// Largest `.npy` header, in bytes. Default 64 KiB.
     pub max_header_len: usize,
+    /// Most batches a table may have (all partitions together), as its manifest declares
+    /// or as the batch keys found without a manifest number them. Checked before any key
+    /// list is built. Default 1,048,576 (2^20).
+    pub max_table_batches: u64,
 }
 
 impl Default for Limits {
@@ -58,6 +62,7 @@ impl Default for Limits {
         Limits {
             max_value_len: 4 << 30,
             max_header_len: 64 << 10,
+            max_table_batches: 1 << 20,
         }
     }
 }

@@ -140,10 +140,23 @@ impl Reader {
         }
         let mut available = BTreeMap::new();
         let mut missing = Vec::new();
+        let mut total = 0u64;
         for (p, mut bs) in found {
             bs.sort_unstable();
             bs.dedup();
-            let n = bs.last().map_or(0, |l| l + 1);
+            let n = bs.last().map_or(0, |l| l.saturating_add(1));
+            // The numbering declares `n` batches: bound it before listing the gaps.
+            total = total.saturating_add(u64::from(n));
+            if total > self.limits.max_table_batches {
+                return Err(Error::corrupt(
+                    "table batch keys",
+                    format!(
+                        "table {:?}: batch numbers declare more than {} batches \
+                         (Limits::max_table_batches)",
+                        self.prefix, self.limits.max_table_batches
+                    ),
+                ));
+            }
             if bs.len() as u32 != n {
                 let mut it = bs.iter().peekable();
                 for b in 0..n {

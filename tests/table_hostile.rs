@@ -1,0 +1,95 @@
+//! Hostile table metadata and interrupted splits, against real redis-servers: what a
+//! manifest or the batch keys declare is bounded before anything is built from it.
+#![cfg(all(feature = "arrow", feature = "testkit", feature = "sync"))]
+
+use redstash::arrowgen::GenSpec;
+use redstash::store::table::ReadOptions;
+use redstash::testkit::RedisServer;
+use redstash::{Error, TableStore};
+
+fn small_table(store: &TableStore, con: &mut redis::Connection, table: &str) {
+    let input: Vec<_> = GenSpec {
+        partitions: 2,
+        batches: 2,
+        rows: 20,
+        ..GenSpec::default()
+    }
+    .iter()
+    .collect::<redstash::Result<_>>()
+    .unwrap();
+    store.split(con, table, input.into_iter()).unwrap();
+}
+
+fn set(con: &mut redis::Connection, key: &str, value: &[u8]) {
+    let _: () = redis::cmd("SET").arg(key).arg(value).query(con).unwrap();
+}
+
+fn get(con: &mut redis::Connection, key: &str) -> Vec<u8> {
+    redis::cmd("GET").arg(key).query(con).unwrap()
+}
+
+/// Every read path fails fast with a typed error on `table`.
+fn every_read_fails(store: &TableStore, srv: &RedisServer, table: &str) -> Vec<Error> {
+    let client = srv.client().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut cons: Vec<redis::Connection> =
+        (0..2).map(|_| client.get_connection().unwrap()).collect();
+    let opts = ReadOptions::all();
+    let started = std::time::Instant::now();
+    let errors = vec![
+        store.read(&mut con, table, &opts).unwrap_err(),
+        store
+            .read_each(&mut cons, table, &opts, |_, _| Ok(()))
+            .unwrap_err(),
+        store.read_parallel(&mut cons, table, &opts).unwrap_err(),
+    ];
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    errors
+}
+
+#[test]
+fn manifest_declaring_billions_of_batches_is_refused() {
+    let srv = RedisServer::start().unwrap();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let store = TableStore::new("hostile");
+    small_table(&store, &mut con, "t");
+    let mkey = store.manifest_key("t");
+    let manifest = String::from_utf8(get(&mut con, &mkey)).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    json["partitions"][0]["batches"] = 4_000_000_000u32.into();
+    set(&mut con, &mkey, &serde_json::to_vec(&json).unwrap());
+    for e in every_read_fails(&store, &srv, "t") {
+        assert!(
+            matches!(&e, Error::Corrupt { reason, .. } if reason.contains("max_table_batches")),
+            "{e}"
+        );
+    }
+    assert!(store.info(&mut con, "t").is_err());
+
+    // Totals that are not the partitions' sum.
+    json["partitions"][0]["batches"] = 1.into();
+    json["rows"] = u64::MAX.into();
+    set(&mut con, &mkey, &serde_json::to_vec(&json).unwrap());
+    let e = store.read(&mut con, "t", &ReadOptions::all()).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+}
+
+#[test]
+fn batch_keys_numbered_in_the_billions_are_refused() {
+    let srv = RedisServer::start().unwrap();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let store = TableStore::new("hostile");
+    small_table(&store, &mut con, "t");
+    let _: i64 = redis::cmd("DEL")
+        .arg(store.manifest_key("t"))
+        .query(&mut con)
+        .unwrap();
+    let value = get(&mut con, &store.batch_key("t", 0, 0));
+    set(&mut con, &store.batch_key("t", 0, 4_000_000_000), &value);
+    for e in every_read_fails(&store, &srv, "t") {
+        assert!(
+            matches!(&e, Error::Corrupt { reason, .. } if reason.contains("max_table_batches")),
+            "{e}"
+        );
+    }
+}
