@@ -93,3 +93,121 @@ fn batch_keys_numbered_in_the_billions_are_refused() {
         );
     }
 }
+
+/// Batches of the generator, then one of another schema: a split of them stops with
+/// `SchemaMismatch` after the first batches are stored, as a killed split leaves them.
+fn interrupted_input() -> Vec<arrow_array::RecordBatch> {
+    let mut input: Vec<_> = GenSpec {
+        partitions: 1,
+        batches: 4,
+        rows: 20,
+        ..GenSpec::default()
+    }
+    .iter()
+    .collect::<redstash::Result<_>>()
+    .unwrap();
+    let other = arrow_array::RecordBatch::try_from_iter([(
+        "x",
+        std::sync::Arc::new(arrow_array::Int32Array::from(vec![1, 2])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    input.push(other);
+    input
+}
+
+#[test]
+fn interrupted_first_split_is_an_incomplete_table() {
+    let srv = RedisServer::start().unwrap();
+    let client = srv.client().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let store = TableStore::new("hostile").pipeline_batches(1);
+    let e = store
+        .split(&mut con, "t", interrupted_input().into_iter())
+        .unwrap_err();
+    assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
+    // Batches were stored, no manifest was.
+    let present: bool = redis::cmd("EXISTS")
+        .arg(store.batch_key("t", 0, 0))
+        .query(&mut con)
+        .unwrap();
+    assert!(present);
+    for e in every_read_fails(&store, &srv, "t") {
+        assert!(matches!(e, Error::IncompleteTable { .. }), "{e}");
+    }
+    let e = store.info(&mut con, "t").unwrap_err();
+    assert!(matches!(e, Error::IncompleteTable { .. }), "{e}");
+    // split_parallel leaves the same state.
+    let mut cons: Vec<redis::Connection> =
+        (0..2).map(|_| client.get_connection().unwrap()).collect();
+    let e = store
+        .split_parallel(&mut cons, "p", interrupted_input().into_iter())
+        .unwrap_err();
+    assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
+    let e = store.read(&mut con, "p", &ReadOptions::all()).unwrap_err();
+    assert!(matches!(e, Error::IncompleteTable { .. }), "{e}");
+
+    // Listed, so that it can be found; deleted with its marker; split again it reads.
+    assert_eq!(store.list(&mut con).unwrap(), vec!["p", "t"]);
+    assert!(store.delete(&mut con, "t").unwrap() > 0);
+    assert!(
+        store
+            .read(&mut con, "t", &ReadOptions::all())
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !redis::cmd("EXISTS")
+            .arg(store.pending_key("t"))
+            .query::<bool>(&mut con)
+            .unwrap()
+    );
+    assert_eq!(store.list(&mut con).unwrap(), vec!["p"]);
+    let mut good = interrupted_input();
+    good.pop();
+    store.split(&mut con, "p", good.into_iter()).unwrap();
+    let t = store
+        .read(&mut con, "p", &ReadOptions::all())
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.num_rows(), 80);
+    assert!(
+        !redis::cmd("EXISTS")
+            .arg(store.pending_key("p"))
+            .query::<bool>(&mut con)
+            .unwrap()
+    );
+}
+
+#[test]
+fn interrupted_resplit_says_split_again() {
+    let srv = RedisServer::start().unwrap();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let store = TableStore::new("hostile").pipeline_batches(1);
+    let mut good = interrupted_input();
+    good.pop();
+    store.split(&mut con, "t", good.into_iter()).unwrap();
+    store
+        .split(&mut con, "t", interrupted_input().into_iter())
+        .unwrap_err();
+    for e in every_read_fails(&store, &srv, "t") {
+        match e {
+            Error::ResplitInterrupted { table, generation } => {
+                assert_eq!((table.as_str(), generation), ("hostile:t", 1));
+                let msg = Error::ResplitInterrupted { table, generation }.to_string();
+                assert!(msg.contains("split again"), "{msg}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // The old manifest is still there for info; a new split repairs the table.
+    assert_eq!(store.info(&mut con, "t").unwrap().unwrap().generation, 1);
+    let mut good = interrupted_input();
+    good.pop();
+    let info = store.split(&mut con, "t", good.into_iter()).unwrap();
+    assert_eq!(info.generation, 2);
+    let t = store
+        .read(&mut con, "t", &ReadOptions::all())
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.num_rows(), 80);
+}

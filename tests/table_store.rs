@@ -1172,7 +1172,9 @@ fn split_parallel_matches_split() {
         .split_parallel(&mut cons, "bad", bad.into_iter())
         .unwrap_err();
     assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
-    assert!(store.info(&mut con, "bad").unwrap().is_none());
+    // The batches stored before are not taken for a table without manifest.
+    let e = store.info(&mut con, "bad").unwrap_err();
+    assert!(matches!(e, Error::IncompleteTable { .. }), "{e}");
 }
 
 /// `split_parallel`, `split_ipc_parallel` and `read_parallel` over several cluster

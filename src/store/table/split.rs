@@ -128,6 +128,8 @@ pub(super) struct Splitter<S> {
     pub(super) seen: u64,
     pending: VecDeque<(u32, Piece)>,
     pub(super) old: Option<TableInfo>,
+    /// Whether the split-in-progress marker was sent (before the first batch).
+    pub(super) marked: bool,
 }
 
 impl<'a, S: Pieces + 'a> Splitter<S> {
@@ -160,7 +162,19 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             seen: 0,
             pending: VecDeque::new(),
             old: None,
+            marked: false,
         }
+    }
+
+    fn marker_key(&self) -> String {
+        format!("{}:{PENDING_SUFFIX}", self.prefix)
+    }
+
+    /// `SET` of the split-in-progress marker (the generation being written).
+    pub(super) fn marker(&self) -> Command<'static> {
+        let mut c = redis::cmd("SET");
+        c.arg(self.marker_key()).arg(self.generation);
+        c.into()
     }
 
     /// Take the schema of the first piece; check the others against it.
@@ -303,6 +317,10 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             let Some(a) = self.assign()? else {
                 break;
             };
+            if !self.marked {
+                req.push(self.marker());
+                self.marked = true;
+            }
             let (part, cmd, n) = a.into_set()?;
             self.add_bytes(part, n);
             bytes += n;
@@ -319,6 +337,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
 
     /// Write the manifest, then delete what the previous generation had beyond the new.
     pub(super) fn finish(self) -> Result<Step<'a, TableInfo>> {
+        let marker_key = self.marker_key();
         let Some(schema) = self.schema else {
             return Err(Error::InvalidArgument(format!(
                 "table {:?}: no batches to split",
@@ -344,6 +363,9 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         let mut req = Request::new(Some(&self.manifest_key));
         let mut c = redis::cmd("SET");
         c.arg(&self.manifest_key).arg(encode_manifest(&info)?);
+        req.push(c);
+        let mut c = redis::cmd("DEL");
+        c.arg(marker_key);
         req.push(c);
         if let Some(old) = &self.old {
             let new: BTreeMap<u32, u32> =

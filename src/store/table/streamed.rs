@@ -167,7 +167,7 @@ impl TableStore {
                 "read_each needs at least one connection".into(),
             ));
         };
-        let Some(info) = self.info(first, table)? else {
+        let Some(info) = crate::exec::run(first, self.plan_readable_manifest(table)?)? else {
             let Some(t) = self.read_parallel(cons, table, options)? else {
                 return Ok(None);
             };
@@ -264,7 +264,7 @@ impl TableStore {
                 "read_ipc needs at least one connection".into(),
             ));
         };
-        let info = self.info(first, table)?;
+        let info = crate::exec::run(first, self.plan_readable_manifest(table)?)?;
         let copy = options.columns.is_none()
             && info.as_ref().is_some_and(|i| i.compression == compression);
         match info {
