@@ -184,6 +184,20 @@ pub enum Error {
         /// The generation of the manifest still in place.
         generation: u64,
     },
+    /// A stored table batch is not what was written: its xxh3-64 checksum differs from
+    /// the one its table's manifest recorded (the value was corrupted or overwritten
+    /// by something else than redstash).
+    #[error(
+        "key {key:?}: checksum {found:#018x} is not the manifest's {expected:#018x}: the stored batch is corrupt"
+    )]
+    ChecksumMismatch {
+        /// The batch key.
+        key: String,
+        /// The checksum the manifest records.
+        expected: u64,
+        /// The checksum of the value read.
+        found: u64,
+    },
     /// The Redis server answered with an error or the connection failed.
     #[error("redis error ({kind:?}){}: {source}", key.as_deref().map(|k| format!(" on key {k:?}")).unwrap_or_default())]
     Redis {

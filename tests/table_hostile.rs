@@ -211,3 +211,38 @@ fn interrupted_resplit_says_split_again() {
         .unwrap();
     assert_eq!(t.num_rows(), 80);
 }
+
+#[test]
+fn corrupted_stored_batch_is_a_checksum_error_on_every_read_path() {
+    let srv = RedisServer::start().unwrap();
+    let client = srv.client().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let store = TableStore::new("hostile");
+    small_table(&store, &mut con, "t");
+    let key = store.batch_key("t", 0, 1);
+    let mut value = get(&mut con, &key);
+    let i = value.len() * 2 / 3;
+    value[i] ^= 0x01;
+    set(&mut con, &key, &value);
+    for e in every_read_fails(&store, &srv, "t") {
+        match e {
+            Error::ChecksumMismatch { key: k, .. } => assert_eq!(k, key),
+            other => panic!("{other}"),
+        }
+    }
+    // The copy of stored batches into a file checks them before copying.
+    let mut cons: Vec<redis::Connection> =
+        (0..2).map(|_| client.get_connection().unwrap()).collect();
+    let info = store.info(&mut con, "t").unwrap().unwrap();
+    let e = store
+        .read_ipc(
+            &mut cons,
+            "t",
+            &ReadOptions::all(),
+            Vec::new(),
+            redstash::codec::arrow_file::IpcFormat::File,
+            info.compression,
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
+}

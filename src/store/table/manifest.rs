@@ -88,6 +88,17 @@ pub(super) fn parse_manifest(
                 ),
             ));
         }
+        if !p.checksums.is_empty() && p.checksums.len() != p.batches as usize {
+            return Err(manifest_error(
+                key,
+                format!(
+                    "partition {} has {} checksums for {} batches",
+                    p.id,
+                    p.checksums.len(),
+                    p.batches
+                ),
+            ));
+        }
         // A batch value is at most `max_value_len` bytes.
         let most_bytes = u64::from(p.batches).saturating_mul(limits.max_value_len);
         if p.bytes > most_bytes {

@@ -78,6 +78,7 @@ use parallel::Found;
 use split::{Decoded, Pieces, Splitter};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Fields, SchemaRef};
@@ -91,6 +92,18 @@ use crate::error::{Error, Result};
 use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
 use crate::store::batch::glob_escape;
 use crate::store::{join_key, sync_and_async};
+
+/// The recorded checksums of a table's batches: partition -> checksum by batch index.
+pub(super) type Checksums = std::sync::Arc<BTreeMap<u32, Vec<u64>>>;
+
+/// The xxh3-64 checksum of a value stored in pieces.
+pub(super) fn checksum<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in pieces {
+        h.update(p);
+    }
+    h.digest()
+}
 
 /// Suffix of a table's manifest key: `{prefix}:__manifest__`.
 pub const MANIFEST_SUFFIX: &str = "__manifest__";
@@ -164,6 +177,10 @@ pub struct PartitionInfo {
     pub rows: u64,
     /// Bytes of its values in Redis.
     pub bytes: u64,
+    /// The xxh3-64 checksum of each batch value, by batch index (empty in manifests
+    /// written before checksums were recorded: then not verified).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checksums: Vec<u64>,
 }
 
 /// A table's manifest: what [`TableStore::split`] wrote and [`TableStore::info`] reads.
@@ -190,6 +207,18 @@ pub struct TableInfo {
 }
 
 impl TableInfo {
+    /// The recorded checksums of the batches, by partition (partitions without any
+    /// left out).
+    pub(super) fn checksums(&self) -> Checksums {
+        Arc::new(
+            self.partitions
+                .iter()
+                .filter(|p| !p.checksums.is_empty())
+                .map(|p| (p.id, p.checksums.clone()))
+                .collect(),
+        )
+    }
+
     /// Total number of batches.
     pub fn batches(&self) -> u64 {
         self.partitions.iter().map(|p| p.batches as u64).sum()

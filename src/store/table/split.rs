@@ -278,13 +278,18 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             batches: 0,
             rows: 0,
             bytes: 0,
+            checksums: Vec::new(),
         });
-        let key = batch_key(&self.prefix, part, info.batches);
+        let batch = info.batches;
+        let key = batch_key(&self.prefix, part, batch);
         info.batches += 1;
+        // Set once the batch is written (`add_bytes`).
+        info.checksums.push(0);
         info.rows += piece.num_rows() as u64;
         Ok(Some(Assigned {
             key,
             part,
+            batch,
             piece,
             schema,
             framing: self.framing.clone(),
@@ -293,9 +298,13 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         }))
     }
 
-    pub(super) fn add_bytes(&mut self, part: u32, n: usize) {
-        if let Some(p) = self.parts.get_mut(&part) {
+    /// Count a written batch: its bytes and checksum.
+    pub(super) fn add_bytes(&mut self, written: WrittenBatch, n: usize) {
+        if let Some(p) = self.parts.get_mut(&written.part) {
             p.bytes += n as u64;
+            if let Some(c) = p.checksums.get_mut(written.batch as usize) {
+                *c = written.checksum;
+            }
         }
     }
 
@@ -402,10 +411,19 @@ fn framing(tagged: &SchemaRef, input_message: &[u8]) -> Result<Option<Arc<Vec<u8
     Ok(same_ids.then(|| Arc::new(message)))
 }
 
+/// A batch as written: partition, index in it, checksum of its value.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WrittenBatch {
+    part: u32,
+    batch: u32,
+    checksum: u64,
+}
+
 /// A batch with its key, ready to encode.
 pub(super) struct Assigned {
     pub(super) key: String,
     pub(super) part: u32,
+    batch: u32,
     piece: Piece,
     schema: SchemaRef,
     framing: Option<Arc<Vec<u8>>>,
@@ -444,14 +462,19 @@ impl Assigned {
         )?)])
     }
 
-    /// `SET key value` for this batch: (partition, command, value bytes).
-    pub(super) fn into_set(mut self) -> Result<(u32, Command<'static>, usize)> {
-        let part = self.part;
+    /// `SET key value` for this batch: (the batch, command, value bytes).
+    pub(super) fn into_set(mut self) -> Result<(WrittenBatch, Command<'static>, usize)> {
+        let (part, batch) = (self.part, self.batch);
         let key = std::mem::take(&mut self.key).into_bytes();
         let value = self.value()?;
         let n = value.iter().map(|p| p.len()).sum();
+        let checksum = checksum(value.iter().map(|p| &p[..]));
         Ok((
-            part,
+            WrittenBatch {
+                part,
+                batch,
+                checksum,
+            },
             Command::Pieces(vec![
                 vec![Cow::Borrowed(&b"SET"[..])],
                 vec![Cow::Owned(key)],
