@@ -246,3 +246,33 @@ fn corrupted_stored_batch_is_a_checksum_error_on_every_read_path() {
         .unwrap_err();
     assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
 }
+
+/// `redstash read --out` in copy mode (the stored compression): a corrupt batch is a
+/// failure (non-zero exit) and leaves neither the file nor its partial.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_copy_of_a_corrupted_table_fails_and_leaves_no_file() {
+    let srv = RedisServer::start().unwrap();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let store = TableStore::new("");
+    small_table(&store, &mut con, "cli:t");
+    let key = store.batch_key("cli:t", 0, 0);
+    let mut value = get(&mut con, &key);
+    let i = value.len() / 2;
+    value[i] ^= 0x10;
+    set(&mut con, &key, &value);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.arrow");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_redstash"))
+        .arg("--url")
+        .arg(srv.url())
+        .args(["read", "--prefix", "cli:t", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_ne!(run.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("checksum"), "{stderr}");
+    assert!(!out.exists());
+    assert!(!dir.path().join("t.arrow.partial").exists());
+}
