@@ -17,10 +17,17 @@
 //! * one manifest key, `{prefix}:__manifest__`, written **last** by
 //!   [`split`](TableStore::split): JSON `{"format": "redstash.table", "version": 1,
 //!   "generation", "compression", "created_at_ms", "rows", "bytes", "partitions": [{"id",
-//!   "batches", "rows", "bytes"}], "schema"}` where `schema` is the hex of an IPC stream
-//!   holding only the schema. It lets readers know the batch counts without being told
-//!   and without `SCAN`. ArrowRedis's discovery pattern `{prefix}:{part=*}:batch=*`
-//!   does not match it.
+//!   "batches", "rows", "bytes", "checksums"}], "schema"}` where `schema` is the hex of
+//!   an IPC stream holding only the schema and `checksums` the xxh3-64 of each batch
+//!   value (verified on every read, [`Error::ChecksumMismatch`]). It lets readers know
+//!   the batch counts without being told and without `SCAN`. ArrowRedis's discovery
+//!   pattern `{prefix}:{part=*}:batch=*` does not match it. What it declares is
+//!   checked against [`Limits`] (`max_table_batches`) before any key list is built.
+//! * a split-in-progress marker, `{prefix}:__pending__`, written before the first batch
+//!   of a split and deleted with the manifest's write (ArrowRedis ignores it). Batch
+//!   keys with the marker and no manifest are an interrupted first split
+//!   ([`Error::IncompleteTable`]), not a table without manifest; the marker next to a
+//!   manifest is an interrupted re-split ([`Error::ResplitInterrupted`]): split again.
 //!
 //! # Generations (re-splitting a table)
 //!
