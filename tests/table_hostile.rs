@@ -276,3 +276,57 @@ fn cli_copy_of_a_corrupted_table_fails_and_leaves_no_file() {
     assert!(!out.exists());
     assert!(!dir.path().join("t.arrow.partial").exists());
 }
+
+/// `split_ipc` of a file with a corrupted batch body (re-framed batches, not decoded to
+/// be stored) is an error at split time, and writes no manifest.
+#[test]
+fn split_ipc_of_a_corrupt_file_is_an_error() {
+    use redstash::codec::arrow::IpcCompression;
+    use redstash::codec::arrow_file::{IpcFormat, IpcInput};
+    let srv = RedisServer::start().unwrap();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.arrow");
+    let spec = GenSpec {
+        partitions: 1,
+        batches: 2,
+        rows: 2000,
+        ..GenSpec::default()
+    };
+    let f = std::fs::File::create(&path).unwrap();
+    spec.write_ipc(f, IpcFormat::File, IpcCompression::Zstd, 1, |_, _| {})
+        .unwrap();
+    let good = std::fs::read(&path).unwrap();
+    // The first corruption (8 bytes flipped, from the middle on) that arrow-rs rejects
+    // when it decodes the batches: a byte of raw (incompressible) data is undetectable,
+    // a byte of a compressed buffer is not.
+    let rejected = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        IpcInput::open(&path, redstash::Limits::default()).is_ok_and(|input| {
+            input.into_iter().any(|b| {
+                b.and_then(|e| e.decode(None, &redstash::Limits::default()))
+                    .is_err()
+            })
+        })
+    };
+    let corrupt = (good.len() / 2..good.len() - 64)
+        .step_by(97)
+        .map(|i| {
+            let mut bytes = good.clone();
+            for b in &mut bytes[i..i + 8] {
+                *b ^= 0xA5;
+            }
+            bytes
+        })
+        .find(|b| rejected(b))
+        .expect("a corruption arrow-rs rejects");
+    std::fs::write(&path, &corrupt).unwrap();
+    let store = TableStore::new("hostile");
+    let r = IpcInput::open(&path, redstash::Limits::default())
+        .and_then(|input| store.split_ipc(&mut con, "f", input));
+    assert!(r.is_err(), "{:?}", r.map(|i| i.rows));
+    assert!(matches!(
+        store.info(&mut con, "f"),
+        Err(Error::IncompleteTable { .. }) | Ok(None)
+    ));
+}

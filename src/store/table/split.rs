@@ -447,6 +447,9 @@ impl Assigned {
         let batch = match self.piece {
             Piece::Encoded(e) => match &self.framing {
                 Some(msg) if e.compression() == Some(self.compression) => {
+                    // Stored as the file holds it: decoded once (and dropped) so that a
+                    // corrupt input batch is an error now, not a stored value.
+                    e.decode(None, &self.limits)?;
                     return Ok(e.into_stream_pieces(msg));
                 }
                 _ => e.decode(None, &self.limits)?,
