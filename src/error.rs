@@ -161,6 +161,43 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A table has batch keys and redstash's split-in-progress marker but no manifest:
+    /// its first split was interrupted (or is still running), so the batches present
+    /// are not the whole table. Split it again (or delete it): `TableStore` (feature
+    /// `arrow`).
+    #[error(
+        "table {table:?} is incomplete: its first split was interrupted (or is still running) before its manifest was written; split it again or delete it"
+    )]
+    IncompleteTable {
+        /// The table's key prefix.
+        table: String,
+    },
+    /// A table has a manifest and redstash's split-in-progress marker: a re-split was
+    /// interrupted (or is still running), so its batches may mix the old and the new
+    /// generation. Split it again: `TableStore` (feature `arrow`).
+    #[error(
+        "a re-split of table {table:?} was interrupted (or is still running): its batches may mix generation {generation} and the next; split again"
+    )]
+    ResplitInterrupted {
+        /// The table's key prefix.
+        table: String,
+        /// The generation of the manifest still in place.
+        generation: u64,
+    },
+    /// A stored table batch is not what was written: its xxh3-64 checksum differs from
+    /// the one its table's manifest recorded (the value was corrupted or overwritten
+    /// by something else than redstash).
+    #[error(
+        "key {key:?}: checksum {found:#018x} is not the manifest's {expected:#018x}: the stored batch is corrupt"
+    )]
+    ChecksumMismatch {
+        /// The batch key.
+        key: String,
+        /// The checksum the manifest records.
+        expected: u64,
+        /// The checksum of the value read.
+        found: u64,
+    },
     /// The Redis server answered with an error or the connection failed.
     #[error("redis error ({kind:?}){}: {source}", key.as_deref().map(|k| format!(" on key {k:?}")).unwrap_or_default())]
     Redis {

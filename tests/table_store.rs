@@ -274,10 +274,14 @@ fn resplit_swaps_generations_and_removes_stale_batches() {
         assert_eq!(n, 3);
         // A batch of another generation under the manifest: the table changed.
         let key = store.batch_key("t", 1, 0);
+        let meta: std::collections::HashMap<String, String> =
+            [(GENERATION_METADATA.to_owned(), "3".to_owned())].into();
+        let tagged = Arc::new(small[1].schema().as_ref().clone().with_metadata(meta));
+        let newer = small[1].clone().with_schema(tagged).unwrap();
         set(
             &mut con,
             &key,
-            &arrowredis_value(&small[1], IpcCompression::Lz4),
+            &arrowredis_value(&newer, IpcCompression::Lz4),
         )
         .await;
         let e = call!(con, store.read / read_async("t", &ReadOptions::all())).unwrap_err();
@@ -288,7 +292,7 @@ fn resplit_swaps_generations_and_removes_stale_batches() {
                 found,
                 ..
             } => {
-                assert_eq!((k, expected, found), (key, 2, None));
+                assert_eq!((k, expected, found), (key, 2, Some(3)));
             }
             other => panic!("{other}"),
         }
@@ -394,6 +398,20 @@ fn bad_values_are_typed_errors() {
         .unwrap();
         let k01 = store.batch_key("t", 0, 1);
         let k10 = store.batch_key("t", 1, 0);
+        // A manifest without checksums (as written before they were recorded), so that
+        // the values' own checks below are reached (with checksums, every planted value
+        // is a `ChecksumMismatch` first: see tests/table_hostile.rs).
+        let m = get(&mut con, &store.manifest_key("t")).await.unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        for p in json["partitions"].as_array_mut().unwrap() {
+            p.as_object_mut().unwrap().remove("checksums");
+        }
+        set(
+            &mut con,
+            &store.manifest_key("t"),
+            &serde_json::to_vec(&json).unwrap(),
+        )
+        .await;
 
         // Missing batches, named.
         let _: i64 = con
@@ -765,7 +783,7 @@ fn read_parallel_async_matches_read() {
             .await
             .unwrap_err();
         match e {
-            Error::BadBatch { key, .. } => assert_eq!(key, bad),
+            Error::ChecksumMismatch { key, .. } => assert_eq!(key, bad),
             other => panic!("{other}"),
         }
     });
@@ -1000,7 +1018,7 @@ fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
         )
         .unwrap_err();
     match e {
-        Error::BadBatch { key, .. } => assert_eq!(key, bad),
+        Error::ChecksumMismatch { key, .. } => assert_eq!(key, bad),
         other => panic!("{other}"),
     }
 }
@@ -1172,7 +1190,9 @@ fn split_parallel_matches_split() {
         .split_parallel(&mut cons, "bad", bad.into_iter())
         .unwrap_err();
     assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
-    assert!(store.info(&mut con, "bad").unwrap().is_none());
+    // The batches stored before are not taken for a table without manifest.
+    let e = store.info(&mut con, "bad").unwrap_err();
+    assert!(matches!(e, Error::IncompleteTable { .. }), "{e}");
 }
 
 /// `split_parallel`, `split_ipc_parallel` and `read_parallel` over several cluster

@@ -56,6 +56,10 @@ pub struct Limits {
     /// billions of keys. Default 65,536 (with the default 256 MiB chunk size, far more
     /// than [`max_value_len`](Self::max_value_len) allows).
     pub max_chunks: u32,
+    /// Most batches a table may have (all partitions together), as its manifest declares
+    /// or as the batch keys found without a manifest number them. Checked before any key
+    /// list is built. Default 1,048,576 (2^20).
+    pub max_table_batches: u64,
 }
 
 impl Default for Limits {
@@ -64,6 +68,7 @@ impl Default for Limits {
             max_value_len: 4 << 30,
             max_header_len: 64 << 10,
             max_chunks: 1 << 16,
+            max_table_batches: 1 << 20,
         }
     }
 }

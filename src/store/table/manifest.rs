@@ -70,11 +70,61 @@ pub(crate) fn parse_manifest(
     let schema = decode_schema(&schema_bytes, limits)
         .map_err(|e| manifest_error(key, format!("schema: {e}")))?;
     let mut last = None;
+    let (mut batches, mut rows, mut bytes) = (0u64, 0u64, 0u64);
     for p in &m.partitions {
         if last.is_some_and(|l| l >= p.id) {
             return Err(manifest_error(key, "partitions not in ascending order"));
         }
         last = Some(p.id);
+        batches = batches
+            .checked_add(u64::from(p.batches))
+            .ok_or_else(|| manifest_error(key, "batch count overflows"))?;
+        if batches > limits.max_table_batches {
+            return Err(manifest_error(
+                key,
+                format!(
+                    "declares more than {} batches (Limits::max_table_batches)",
+                    limits.max_table_batches
+                ),
+            ));
+        }
+        if !p.checksums.is_empty() && p.checksums.len() != p.batches as usize {
+            return Err(manifest_error(
+                key,
+                format!(
+                    "partition {} has {} checksums for {} batches",
+                    p.id,
+                    p.checksums.len(),
+                    p.batches
+                ),
+            ));
+        }
+        // A batch value is at most `max_value_len` bytes.
+        let most_bytes = u64::from(p.batches).saturating_mul(limits.max_value_len);
+        if p.bytes > most_bytes {
+            return Err(manifest_error(
+                key,
+                format!(
+                    "partition {} declares {} bytes in {} batches",
+                    p.id, p.bytes, p.batches
+                ),
+            ));
+        }
+        rows = rows
+            .checked_add(p.rows)
+            .ok_or_else(|| manifest_error(key, "row count overflows"))?;
+        bytes = bytes
+            .checked_add(p.bytes)
+            .ok_or_else(|| manifest_error(key, "byte count overflows"))?;
+    }
+    if rows != m.rows || bytes != m.bytes {
+        return Err(manifest_error(
+            key,
+            format!(
+                "totals ({} rows, {} bytes) are not the sum of its partitions ({rows} rows, {bytes} bytes)",
+                m.rows, m.bytes
+            ),
+        ));
     }
     Ok(TableInfo {
         prefix: prefix.to_owned(),

@@ -17,10 +17,17 @@
 //! * one manifest key, `{prefix}:__manifest__`, written **last** by
 //!   [`split`](TableStore::split): JSON `{"format": "redstash.table", "version": 1,
 //!   "generation", "compression", "created_at_ms", "rows", "bytes", "partitions": [{"id",
-//!   "batches", "rows", "bytes"}], "schema"}` where `schema` is the hex of an IPC stream
-//!   holding only the schema. It lets readers know the batch counts without being told
-//!   and without `SCAN`. ArrowRedis's discovery pattern `{prefix}:{part=*}:batch=*`
-//!   does not match it.
+//!   "batches", "rows", "bytes", "checksums"}], "schema"}` where `schema` is the hex of
+//!   an IPC stream holding only the schema and `checksums` the xxh3-64 of each batch
+//!   value (verified on every read, [`Error::ChecksumMismatch`]). It lets readers know
+//!   the batch counts without being told and without `SCAN`. ArrowRedis's discovery
+//!   pattern `{prefix}:{part=*}:batch=*` does not match it. What it declares is
+//!   checked against [`Limits`] (`max_table_batches`) before any key list is built.
+//! * a split-in-progress marker, `{prefix}:__pending__`, written before the first batch
+//!   of a split and deleted with the manifest's write (ArrowRedis ignores it). Batch
+//!   keys with the marker and no manifest are an interrupted first split
+//!   ([`Error::IncompleteTable`]), not a table without manifest; the marker next to a
+//!   manifest is an interrupted re-split ([`Error::ResplitInterrupted`]): split again.
 //!
 //! # Generations (re-splitting a table)
 //!
@@ -78,6 +85,7 @@ use parallel::Found;
 use split::{Decoded, Pieces, Splitter};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Fields, SchemaRef};
@@ -88,14 +96,28 @@ use crate::codec::Limits;
 use crate::codec::arrow::IpcCompression;
 pub use crate::codec::arrow_file::IpcInput;
 use crate::error::{Error, Result};
-#[cfg(feature = "sync")]
-use crate::exec::replies_ok;
-use crate::exec::{Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
 use crate::store::batch::glob_escape;
 use crate::store::{join_key, sync_and_async};
 
+/// The recorded checksums of a table's batches: partition -> checksum by batch index.
+pub(super) type Checksums = std::sync::Arc<BTreeMap<u32, Vec<u64>>>;
+
+/// The xxh3-64 checksum of a value stored in pieces.
+pub(super) fn checksum<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in pieces {
+        h.update(p);
+    }
+    h.digest()
+}
+
 /// Suffix of a table's manifest key: `{prefix}:__manifest__`.
 pub const MANIFEST_SUFFIX: &str = "__manifest__";
+/// Suffix of a table's split-in-progress marker, `{prefix}:__pending__`: written before
+/// the first batch of a split, deleted with the manifest's write. ArrowRedis's discovery
+/// pattern `{prefix}:{part=*}:batch=*` does not match it.
+pub const PENDING_SUFFIX: &str = "__pending__";
 /// Schema metadata key holding the generation of a batch redstash wrote.
 pub const GENERATION_METADATA: &str = "redstash.generation";
 /// The manifest format version this build writes and reads.
@@ -162,6 +184,10 @@ pub struct PartitionInfo {
     pub rows: u64,
     /// Bytes of its values in Redis.
     pub bytes: u64,
+    /// The xxh3-64 checksum of each batch value, by batch index (empty in manifests
+    /// written before checksums were recorded: then not verified).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checksums: Vec<u64>,
 }
 
 /// A table's manifest: what [`TableStore::split`] wrote and [`TableStore::info`] reads.
@@ -188,6 +214,18 @@ pub struct TableInfo {
 }
 
 impl TableInfo {
+    /// The recorded checksums of the batches, by partition (partitions without any
+    /// left out).
+    pub(super) fn checksums(&self) -> Checksums {
+        Arc::new(
+            self.partitions
+                .iter()
+                .filter(|p| !p.checksums.is_empty())
+                .map(|p| (p.id, p.checksums.clone()))
+                .collect(),
+        )
+    }
+
     /// Total number of batches.
     pub fn batches(&self) -> u64 {
         self.partitions.iter().map(|p| p.batches as u64).sum()
@@ -351,20 +389,63 @@ impl TableStore {
         format!("{}:{MANIFEST_SUFFIX}", self.prefix(table))
     }
 
+    /// The key of a table's split-in-progress marker (see [`PENDING_SUFFIX`]).
+    pub fn pending_key(&self, table: &str) -> String {
+        format!("{}:{PENDING_SUFFIX}", self.prefix(table))
+    }
+
+    /// The manifest of `table` (if any) and whether its split-in-progress marker is
+    /// there, read in one request.
+    fn plan_manifest(&self, table: &str) -> Step<'static, (Option<TableInfo>, bool)> {
+        let prefix = self.prefix(table);
+        let key = self.manifest_key(table);
+        let pending = self.pending_key(table);
+        let limits = self.limits;
+        let mut req = Request::new(Some(&key));
+        let mut c = redis::cmd("GET");
+        c.arg(&key);
+        req.push(c);
+        let mut c = redis::cmd("EXISTS");
+        c.arg(&pending);
+        req.push(c);
+        Step::then(req, move |r| {
+            let mut r = r.into_iter();
+            let manifest = reply_bytes(r.next().unwrap_or(Value::Nil), &key)?;
+            let marked = reply_int(r.next().unwrap_or(Value::Nil), &pending)? > 0;
+            let info = match manifest {
+                None => None,
+                Some(b) => Some(parse_manifest(&prefix, &key, &b, &limits)?),
+            };
+            Ok((info, marked))
+        })
+    }
+
+    /// The manifest of `table` for a reader: an interrupted split (the marker present)
+    /// is an error, [`Error::IncompleteTable`] or [`Error::ResplitInterrupted`].
+    pub(super) fn plan_readable_manifest(
+        &self,
+        table: &str,
+    ) -> Result<Step<'static, Option<TableInfo>>> {
+        let prefix = self.prefix(table);
+        self.plan_manifest(table)
+            .and_then(move |found| match found {
+                (info, false) => Ok(Step::Done(info)),
+                (Some(info), true) => Err(Error::ResplitInterrupted {
+                    table: prefix,
+                    generation: info.generation,
+                }),
+                (None, true) => Err(Error::IncompleteTable { table: prefix }),
+            })
+    }
+
     /// Plan of [`info`](Self::info).
     pub fn plan_info(&self, table: &str) -> Result<Step<'static, Option<TableInfo>>> {
         let prefix = self.prefix(table);
-        let key = self.manifest_key(table);
-        let limits = self.limits;
-        let mut c = redis::cmd("GET");
-        c.arg(&key);
-        Ok(Step::then(
-            Request::single(c, Some(&key)),
-            move |mut r| match reply_bytes(r.pop().unwrap_or(Value::Nil), &key)? {
-                None => Ok(None),
-                Some(b) => parse_manifest(&prefix, &key, &b, &limits).map(Some),
-            },
-        ))
+        self.plan_manifest(table)
+            .and_then(move |found| match found {
+                (None, true) => Err(Error::IncompleteTable { table: prefix }),
+                (info, _) => Ok(Step::Done(info)),
+            })
     }
 
     /// Plan of [`split`](Self::split).
@@ -436,19 +517,27 @@ impl TableStore {
     pub fn plan_delete(&self, table: &str) -> Result<Step<'static, u64>> {
         let prefix = self.prefix(table);
         let mkey = self.manifest_key(table);
+        let pending = self.pending_key(table);
+        // The marker first, so that a delete interrupted half-way leaves an incomplete
+        // table (an error to read), not a smaller one; deleted last.
+        let mut req = Request::new(Some(&mkey));
+        let mut c = redis::cmd("SET");
+        c.arg(&pending).arg("delete");
+        req.push(c);
         let mut c = redis::cmd("DEL");
         c.arg(&mkey);
-        Ok(Step::send(Request::single(c, Some(&mkey)), move |mut r| {
+        req.push(c);
+        Ok(Step::send(req, move |mut r| {
             let manifest = reply_int(r.pop().unwrap_or(Value::Nil), &mkey)?.max(0) as u64;
+            replies_ok(r, &pending)?;
+            let mut unmark = redis::cmd("DEL");
+            unmark.arg(&pending);
             scan_keys(batch_pattern(&prefix), 0, Vec::new()).and_then(move |keys| {
                 let mut by_part: BTreeMap<u32, Vec<String>> = BTreeMap::new();
                 for k in keys {
                     if let Some((p, _)) = parse_batch_key(&prefix, &k) {
                         by_part.entry(p).or_default().push(k);
                     }
-                }
-                if by_part.is_empty() {
-                    return Ok(Step::Done(manifest));
                 }
                 let mut req = Request::new(Some(&prefix));
                 for keys in by_part.values() {
@@ -458,7 +547,9 @@ impl TableStore {
                         req.push(c);
                     }
                 }
-                Ok(Step::then(req, move |replies| {
+                req.push(unmark);
+                Ok(Step::then(req, move |mut replies| {
+                    replies.pop();
                     let mut n = manifest;
                     for v in replies {
                         n += reply_int(v, &prefix)?.max(0) as u64;
@@ -471,21 +562,24 @@ impl TableStore {
 
     /// Plan of [`list`](Self::list).
     pub fn plan_list(&self) -> Result<Step<'static, Vec<String>>> {
+        // Manifests and split-in-progress markers (an incomplete table is listed, so
+        // that it can be found and deleted or split again).
         let (pattern, strip) = if self.namespace.is_empty() {
-            (format!("*:{MANIFEST_SUFFIX}"), 0)
+            ("*:__*__".to_owned(), 0)
         } else {
             (
-                format!("{}:*:{MANIFEST_SUFFIX}", glob_escape(&self.namespace)),
+                format!("{}:*:__*__", glob_escape(&self.namespace)),
                 self.namespace.len() + 1,
             )
         };
-        let suffix = MANIFEST_SUFFIX.len() + 1;
         Ok(scan_keys(pattern, 0, Vec::new()).map(move |keys| {
             let mut names: Vec<String> = keys
                 .into_iter()
                 .filter_map(|k| {
-                    k.get(strip..k.len().checked_sub(suffix)?)
-                        .map(str::to_owned)
+                    let name = [MANIFEST_SUFFIX, PENDING_SUFFIX]
+                        .into_iter()
+                        .find_map(|s| k.strip_suffix(s)?.strip_suffix(':'))?;
+                    name.get(strip..).map(str::to_owned)
                 })
                 .filter(|n| !n.is_empty())
                 .collect();
@@ -650,6 +744,21 @@ impl TableStore {
             }),
         )?;
         splitter.adopt_old(old, &self.limits);
+        // The split-in-progress marker, with the first batch, before any other batch.
+        let Some(a) = splitter.assign()? else {
+            return crate::exec::run(first, splitter.finish()?);
+        };
+        let mut req = Request::new(Some(&mkey));
+        req.push(splitter.marker());
+        let (part, cmd, n) = a.into_set()?;
+        req.push(cmd);
+        let key = mkey.clone();
+        crate::exec::run(
+            first,
+            Step::then(req, move |replies| replies_ok(replies, &key)),
+        )?;
+        splitter.add_bytes(part, n);
+        splitter.marked = true;
         let budget = self.pipeline_bytes;
         let max_batches = self.pipeline_batches;
         let shared = Mutex::new(splitter);
@@ -743,13 +852,16 @@ impl TableStore {
         /// [`Error::InvalidArgument`].
         fn read / read_async(table: &str, options: &ReadOptions) -> Option<Table> = plan_read;
         /// A table's manifest; `None` when it has none (not a table, or written by
-        /// ArrowRedis). A manifest that cannot be parsed is [`Error::Corrupt`].
+        /// ArrowRedis). A manifest that cannot be parsed is [`Error::Corrupt`]; a table
+        /// whose first split did not finish is [`Error::IncompleteTable`].
         fn info / info_async(table: &str) -> Option<TableInfo> = plan_info;
         /// Delete a table: its manifest, then every `{prefix}:{part=*}:batch=*` key found
-        /// by `SCAN`. Returns the number of keys deleted.
+        /// by `SCAN`, then its split-in-progress marker (set while the delete runs, so an
+        /// interrupted delete reads as [`Error::IncompleteTable`]). Returns the number of
+        /// manifest and batch keys deleted.
         fn delete / delete_async(table: &str) -> u64 = plan_delete;
-        /// The names of the tables of the store's namespace that have a manifest
-        /// (`SCAN`, never `KEYS`), sorted.
+        /// The names of the tables of the store's namespace that have a manifest or a
+        /// split-in-progress marker (`SCAN`, never `KEYS`), sorted.
         fn list / list_async() -> Vec<String> = plan_list;
     }
 }

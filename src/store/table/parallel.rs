@@ -40,7 +40,7 @@ impl TableStore {
     /// The manifest of `table`, or its batch keys (found with `SCAN`) when it has none.
     pub(super) fn plan_found(&self, table: &str) -> Result<Step<'static, Found>> {
         let pattern = batch_pattern(&self.prefix(table));
-        self.plan_info(table)?.and_then(move |info| {
+        self.plan_readable_manifest(table)?.and_then(move |info| {
             Ok(match info {
                 Some(info) => Step::Done(Found::Manifest(info)),
                 None => scan_keys(pattern, 0, Vec::new()).map(Found::Keys),

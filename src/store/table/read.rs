@@ -101,6 +101,7 @@ impl Reader {
         let avg = (info.bytes / batches).max(1) as usize;
         let per_request = (self.budget / avg).max(1);
         let generation = info.generation;
+        let verify = Verify::new(&info, self.limits);
         Ok(Fetch {
             reader: self,
             keys: parts
@@ -114,6 +115,7 @@ impl Reader {
             missing: Vec::new(),
             partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
             generation: Some(generation),
+            verify: Some(verify),
         })
     }
 
@@ -140,10 +142,23 @@ impl Reader {
         }
         let mut available = BTreeMap::new();
         let mut missing = Vec::new();
+        let mut total = 0u64;
         for (p, mut bs) in found {
             bs.sort_unstable();
             bs.dedup();
-            let n = bs.last().map_or(0, |l| l + 1);
+            let n = bs.last().map_or(0, |l| l.saturating_add(1));
+            // The numbering declares `n` batches: bound it before listing the gaps.
+            total = total.saturating_add(u64::from(n));
+            if total > self.limits.max_table_batches {
+                return Err(Error::corrupt(
+                    "table batch keys",
+                    format!(
+                        "table {:?}: batch numbers declare more than {} batches \
+                         (Limits::max_table_batches)",
+                        self.prefix, self.limits.max_table_batches
+                    ),
+                ));
+            }
             if bs.len() as u32 != n {
                 let mut it = bs.iter().peekable();
                 for b in 0..n {
@@ -189,6 +204,7 @@ impl Reader {
             missing: Vec::new(),
             partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
             generation: None,
+            verify: None,
         })
     }
 }
@@ -196,6 +212,8 @@ impl Reader {
 /// Fetching and decoding the selected batches, one request at a time.
 pub(super) struct Fetch {
     reader: Reader,
+    /// The manifest's checksums of the batches (none without a manifest).
+    verify: Option<Verify>,
     keys: VecDeque<(u32, u32)>,
     per_request: usize,
     /// Without manifest: (values, bytes) fetched so far, to size the next requests.
@@ -238,10 +256,14 @@ pub(super) fn mget_request(
 
 /// The replies of an [`mget_request`], in order: `(partition, key, value)`, `None` for a
 /// missing key.
+/// A value is checked against the manifest's checksums when they have its batch: a
+/// mismatch is [`Error::ChecksumMismatch`], or [`Error::TableChanged`] when the value
+/// is a batch redstash wrote for another generation (a re-split under the reader).
 pub(super) fn mget_values(
     prefix: &str,
     groups: Groups,
     replies: Vec<Value>,
+    verify: Option<&Verify>,
 ) -> Result<Vec<(u32, String, Option<bytes::Bytes>)>> {
     let mut out = Vec::new();
     for (g, reply) in groups.into_iter().zip(replies) {
@@ -257,10 +279,64 @@ pub(super) fn mget_values(
         for ((p, b), v) in g.into_iter().zip(values) {
             let key = batch_key(prefix, p, b);
             let v = reply_bytes(v, &key)?;
+            if let (Some(bytes), Some(verify)) = (&v, verify) {
+                verify.check(prefix, p, b, &key, bytes)?;
+            }
             out.push((p, key, v));
         }
     }
     Ok(out)
+}
+
+/// What a value read under a manifest is checked against.
+pub(super) struct Verify {
+    pub(super) checksums: Checksums,
+    pub(super) generation: u64,
+    pub(super) limits: Limits,
+}
+
+impl Verify {
+    pub(super) fn new(info: &TableInfo, limits: Limits) -> Self {
+        Verify {
+            checksums: info.checksums(),
+            generation: info.generation,
+            limits,
+        }
+    }
+
+    fn check(&self, prefix: &str, part: u32, batch: u32, key: &str, value: &[u8]) -> Result<()> {
+        let Some(&expected) = self
+            .checksums
+            .get(&part)
+            .and_then(|c| c.get(batch as usize))
+        else {
+            return Ok(());
+        };
+        let found = checksum([value]);
+        if found == expected {
+            return Ok(());
+        }
+        // Another generation's batch (a re-split under the reader) is not corruption.
+        if let Ok(schema) = crate::codec::arrow::decode_schema(value, &self.limits)
+            && let Some(g) = schema
+                .metadata()
+                .get(GENERATION_METADATA)
+                .and_then(|g| g.parse::<u64>().ok())
+            && g != self.generation
+        {
+            return Err(Error::TableChanged {
+                table: prefix.to_owned(),
+                key: key.to_owned(),
+                expected: self.generation,
+                found: Some(g),
+            });
+        }
+        Err(Error::ChecksumMismatch {
+            key: key.to_owned(),
+            expected,
+            found,
+        })
+    }
 }
 
 /// A value of table generation `generation` (else [`Error::TableChanged`]: the table
@@ -374,7 +450,8 @@ impl Fetch {
     /// The values of a request's replies, in order; missing keys are noted.
     fn values(&mut self, groups: Groups, replies: Vec<Value>) -> Result<Vec<Fetched>> {
         let mut out = Vec::new();
-        for (part, key, v) in mget_values(&self.reader.prefix, groups, replies)? {
+        let verify = self.verify.as_ref();
+        for (part, key, v) in mget_values(&self.reader.prefix, groups, replies, verify)? {
             match v {
                 None => self.missing.push(key),
                 Some(bytes) => out.push(Fetched { part, key, bytes }),

@@ -128,6 +128,8 @@ pub(super) struct Splitter<S> {
     pub(super) seen: u64,
     pending: VecDeque<(u32, Piece)>,
     pub(super) old: Option<TableInfo>,
+    /// Whether the split-in-progress marker was sent (before the first batch).
+    pub(super) marked: bool,
 }
 
 impl<'a, S: Pieces + 'a> Splitter<S> {
@@ -160,7 +162,19 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             seen: 0,
             pending: VecDeque::new(),
             old: None,
+            marked: false,
         }
+    }
+
+    fn marker_key(&self) -> String {
+        format!("{}:{PENDING_SUFFIX}", self.prefix)
+    }
+
+    /// `SET` of the split-in-progress marker (the generation being written).
+    pub(super) fn marker(&self) -> Command<'static> {
+        let mut c = redis::cmd("SET");
+        c.arg(self.marker_key()).arg(self.generation);
+        c.into()
     }
 
     /// Take the schema of the first piece; check the others against it.
@@ -264,13 +278,18 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             batches: 0,
             rows: 0,
             bytes: 0,
+            checksums: Vec::new(),
         });
-        let key = batch_key(&self.prefix, part, info.batches);
+        let batch = info.batches;
+        let key = batch_key(&self.prefix, part, batch);
         info.batches += 1;
+        // Set once the batch is written (`add_bytes`).
+        info.checksums.push(0);
         info.rows += piece.num_rows() as u64;
         Ok(Some(Assigned {
             key,
             part,
+            batch,
             piece,
             schema,
             framing: self.framing.clone(),
@@ -279,9 +298,13 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         }))
     }
 
-    pub(super) fn add_bytes(&mut self, part: u32, n: usize) {
-        if let Some(p) = self.parts.get_mut(&part) {
+    /// Count a written batch: its bytes and checksum.
+    pub(super) fn add_bytes(&mut self, written: WrittenBatch, n: usize) {
+        if let Some(p) = self.parts.get_mut(&written.part) {
             p.bytes += n as u64;
+            if let Some(c) = p.checksums.get_mut(written.batch as usize) {
+                *c = written.checksum;
+            }
         }
     }
 
@@ -303,6 +326,10 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             let Some(a) = self.assign()? else {
                 break;
             };
+            if !self.marked {
+                req.push(self.marker());
+                self.marked = true;
+            }
             let (part, cmd, n) = a.into_set()?;
             self.add_bytes(part, n);
             bytes += n;
@@ -319,6 +346,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
 
     /// Write the manifest, then delete what the previous generation had beyond the new.
     pub(super) fn finish(self) -> Result<Step<'a, TableInfo>> {
+        let marker_key = self.marker_key();
         let Some(schema) = self.schema else {
             return Err(Error::InvalidArgument(format!(
                 "table {:?}: no batches to split",
@@ -344,6 +372,9 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         let mut req = Request::new(Some(&self.manifest_key));
         let mut c = redis::cmd("SET");
         c.arg(&self.manifest_key).arg(encode_manifest(&info)?);
+        req.push(c);
+        let mut c = redis::cmd("DEL");
+        c.arg(marker_key);
         req.push(c);
         if let Some(old) = &self.old {
             let new: BTreeMap<u32, u32> =
@@ -380,10 +411,19 @@ fn framing(tagged: &SchemaRef, input_message: &[u8]) -> Result<Option<Arc<Vec<u8
     Ok(same_ids.then(|| Arc::new(message)))
 }
 
+/// A batch as written: partition, index in it, checksum of its value.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WrittenBatch {
+    part: u32,
+    batch: u32,
+    checksum: u64,
+}
+
 /// A batch with its key, ready to encode.
 pub(super) struct Assigned {
     pub(super) key: String,
     pub(super) part: u32,
+    batch: u32,
     piece: Piece,
     schema: SchemaRef,
     framing: Option<Arc<Vec<u8>>>,
@@ -407,6 +447,9 @@ impl Assigned {
         let batch = match self.piece {
             Piece::Encoded(e) => match &self.framing {
                 Some(msg) if e.compression() == Some(self.compression) => {
+                    // Stored as the file holds it: decoded once (and dropped) so that a
+                    // corrupt input batch is an error now, not a stored value.
+                    e.decode(None, &self.limits)?;
                     return Ok(e.into_stream_pieces(msg));
                 }
                 _ => e.decode(None, &self.limits)?,
@@ -422,14 +465,19 @@ impl Assigned {
         )?)])
     }
 
-    /// `SET key value` for this batch: (partition, command, value bytes).
-    pub(super) fn into_set(mut self) -> Result<(u32, Command<'static>, usize)> {
-        let part = self.part;
+    /// `SET key value` for this batch: (the batch, command, value bytes).
+    pub(super) fn into_set(mut self) -> Result<(WrittenBatch, Command<'static>, usize)> {
+        let (part, batch) = (self.part, self.batch);
         let key = std::mem::take(&mut self.key).into_bytes();
         let value = self.value()?;
         let n = value.iter().map(|p| p.len()).sum();
+        let checksum = checksum(value.iter().map(|p| &p[..]));
         Ok((
-            part,
+            WrittenBatch {
+                part,
+                batch,
+                checksum,
+            },
             Command::Pieces(vec![
                 vec![Cow::Borrowed(&b"SET"[..])],
                 vec![Cow::Owned(key)],

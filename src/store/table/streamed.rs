@@ -78,6 +78,7 @@ impl TableStore {
         let chunks: Vec<&[(u32, u32)]> = keys.chunks((self.pipeline_bytes / avg).max(1)).collect();
         let prefix = info.prefix.as_str();
         let mget_keys = self.mget_keys;
+        let sums = super::read::Verify::new(info, self.limits);
         let mut per_part: BTreeMap<u32, usize> = parts.iter().map(|&p| (p, 0)).collect();
         let mut missing = Vec::new();
         in_order(
@@ -86,9 +87,12 @@ impl TableStore {
             2 * cons.len(),
             |con, i| {
                 let (req, groups) = mget_request(prefix, chunks[i], mget_keys);
+                let sums = &sums;
                 let values = crate::exec::run(
                     con,
-                    Step::then(req, move |replies| mget_values(prefix, groups, replies)),
+                    Step::then(req, move |replies| {
+                        mget_values(prefix, groups, replies, Some(sums))
+                    }),
                 )?;
                 values
                     .into_iter()
@@ -167,7 +171,7 @@ impl TableStore {
                 "read_each needs at least one connection".into(),
             ));
         };
-        let Some(info) = self.info(first, table)? else {
+        let Some(info) = crate::exec::run(first, self.plan_readable_manifest(table)?)? else {
             let Some(t) = self.read_parallel(cons, table, options)? else {
                 return Ok(None);
             };
@@ -264,7 +268,7 @@ impl TableStore {
                 "read_ipc needs at least one connection".into(),
             ));
         };
-        let info = self.info(first, table)?;
+        let info = crate::exec::run(first, self.plan_readable_manifest(table)?)?;
         let copy = options.columns.is_none()
             && info.as_ref().is_some_and(|i| i.compression == compression);
         match info {
