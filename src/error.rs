@@ -267,8 +267,23 @@ impl RedisErrorKind {
         {
             return Self::Connection;
         }
-        let code = err.code().unwrap_or("");
-        match code {
+        // A transaction refused at EXEC (or a failed pipeline) carries the queued
+        // commands' own errors: classify by the first one that says more than EXECABORT.
+        if let Some(inner) = err.clone().into_server_errors()
+            && let Some(kind) = inner
+                .iter()
+                .map(|(_, e)| Self::classify_code(e.code(), &e.to_string()))
+                .find(|k| *k != Self::Other)
+        {
+            return kind;
+        }
+        Self::classify_code(err.code().unwrap_or(""), &err.to_string())
+    }
+
+    /// Classify by a server error code, else by the message (any spelling of the code,
+    /// e.g. redis-rs's `NoPerm` kind name).
+    fn classify_code(code: &str, message: &str) -> Self {
+        match code.to_ascii_uppercase().as_str() {
             "WRONGTYPE" => Self::WrongType,
             "OOM" => Self::OutOfMemory,
             "NOAUTH" | "WRONGPASS" | "NOPERM" => Self::Auth,
@@ -276,7 +291,7 @@ impl RedisErrorKind {
             "TRYAGAIN" | "LOADING" | "BUSY" | "MASTERDOWN" | "CLUSTERDOWN" => Self::Transient,
             "READONLY" => Self::ReadOnly,
             _ => {
-                let msg = err.to_string();
+                let msg = message.to_ascii_uppercase();
                 if msg.contains("WRONGPASS") || msg.contains("NOAUTH") || msg.contains("NOPERM") {
                     Self::Auth
                 } else if msg.contains("OOM") {
@@ -347,6 +362,8 @@ mod tests {
         let e = redis::make_extension_error("OOM".into(), Some("command not allowed".into()));
         assert_eq!(RedisErrorKind::classify(&e), RedisErrorKind::OutOfMemory);
         assert!(!RedisErrorKind::OutOfMemory.is_retryable());
+        let e = redis::make_extension_error("NoPerm".into(), Some("no permissions".into()));
+        assert_eq!(RedisErrorKind::classify(&e), RedisErrorKind::Auth);
         assert!(RedisErrorKind::Transient.is_retryable());
     }
 }

@@ -52,16 +52,23 @@ pub fn encode_array(array: &RawArray, compression: Compression) -> Result<Vec<u8
 }
 
 /// Parse a chunked-array manifest; `Ok(Some(bytes))` is the parsed manifest written back,
-/// `Ok(None)` bytes that are not a manifest.
+/// `Ok(None)` bytes that are not a manifest. A manifest beyond [`limits`] is an error, as
+/// for the stores, which check it before following it.
 pub fn chunk_manifest(bytes: &[u8]) -> Result<Option<Vec<u8>>> {
-    Ok(crate::store::chunked::Manifest::parse(bytes)?.map(|m| m.to_bytes().to_vec()))
+    match crate::store::chunked::Manifest::parse(bytes)? {
+        Some(m) => {
+            m.check("fuzz", &limits())?;
+            Ok(Some(m.to_bytes().to_vec()))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Parse a feature-view registry entry named `name`; `Ok` is the parsed view written back
-/// as a registry entry.
+/// as a registry entry. Checked against [`limits`], as the store does.
 #[cfg(feature = "ndarray")]
 pub fn view_entry(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-    Ok(crate::store::feature::View::from_json(name, bytes)?
+    Ok(crate::store::feature::View::from_json(name, bytes, &limits())?
         .to_json()?
         .into_bytes())
 }

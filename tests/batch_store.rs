@@ -237,3 +237,34 @@ fn put_replaces_atomically_and_delete_exists_list_ttl() {
         assert_eq!(call!(con, short.get / get_async("y")).unwrap(), None);
     });
 }
+
+#[test]
+fn a_put_refused_inside_multi_by_oom_reports_out_of_memory() {
+    each_backend(|backend, mut con| async move {
+        if is_cluster(backend) {
+            return; // CONFIG SET reaches one node only
+        }
+        let store = BatchStore::new("oom");
+        let a = sample(DType::F32, &[64, 8], Order::C);
+        let _: () = con
+            .raw(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"))
+            .await
+            .unwrap();
+        let r = call!(con, store.put / put_async("x", &[("a", &a)]));
+        let _: () = con
+            .raw(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0"))
+            .await
+            .unwrap();
+        let e = r.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Redis {
+                    kind: RedisErrorKind::OutOfMemory,
+                    ..
+                }
+            ),
+            "{backend:?}: {e:?}"
+        );
+    });
+}

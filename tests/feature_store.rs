@@ -283,6 +283,84 @@ fn registry_is_shared_and_checked() {
 }
 
 #[test]
+fn planted_registry_entries_with_huge_dims_are_typed_errors() {
+    each_backend(|backend, mut con| async move {
+        let reg = FeatureStore::new("hugedim").registry_key();
+        // 2^32 f32 elements (16 GiB a vector), u64::MAX (the byte count overflows), zero.
+        for (name, dim) in [
+            ("d32", (1u64 << 32).to_string()),
+            ("dmax", u64::MAX.to_string()),
+        ] {
+            let json = format!(r#"{{"dtype":"<f4","dim":{dim}}}"#);
+            let _: () = con
+                .raw(redis::cmd("HSET").arg(&reg).arg(name).arg(&json))
+                .await
+                .unwrap();
+            let store = FeatureStore::new("hugedim");
+            let started = std::time::Instant::now();
+            let e = read_many!(con, store, f32, name, &["a", "b", "c", "d"]).unwrap_err();
+            assert!(
+                matches!(e, Error::TooLarge { .. }),
+                "{backend:?} {name}: {e}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{backend:?} {name}"
+            );
+            let e = call!(con, store.load_views / load_views_async()).unwrap_err();
+            assert!(
+                matches!(e, Error::TooLarge { .. }),
+                "{backend:?} {name}: {e}"
+            );
+            let _: () = con
+                .raw(redis::cmd("HDEL").arg(&reg).arg(name))
+                .await
+                .unwrap();
+        }
+        let _: () = con
+            .raw(
+                redis::cmd("HSET")
+                    .arg(&reg)
+                    .arg("d0")
+                    .arg(r#"{"dtype":"<f4","dim":0}"#),
+            )
+            .await
+            .unwrap();
+        let store = FeatureStore::new("hugedim");
+        let e = read_many!(con, store, f32, "d0", &["a"]).unwrap_err();
+        assert!(matches!(e, Error::NotAnArray { .. }), "{backend:?}: {e}");
+        let _: () = con
+            .raw(redis::cmd("HDEL").arg(&reg).arg("d0"))
+            .await
+            .unwrap();
+        // 2^27 f32 elements (512 MiB a vector) for four absent ids: 2 GiB of rows, over
+        // a 1 GiB budget, refused before anything is sent or allocated.
+        let json = format!(r#"{{"dtype":"<f4","dim":{}}}"#, 1u64 << 27);
+        let _: () = con
+            .raw(redis::cmd("HSET").arg(&reg).arg("d27").arg(&json))
+            .await
+            .unwrap();
+        let store = FeatureStore::new("hugedim").with_limits(redstash::codec::Limits {
+            max_value_len: 1 << 30,
+            ..Default::default()
+        });
+        let e = read_many!(con, store, f32, "d27", &["a", "b", "c", "d"]).unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge { declared, cap } if declared == 2 << 30 && cap == 1 << 30),
+            "{backend:?}: {e}"
+        );
+        // Registering a view whose vector exceeds the limits is refused too.
+        let e = call!(
+            con,
+            store.register_view / register_view_async(&View::of::<f32>("big", 1 << 29))
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{backend:?}: {e}");
+        let _: () = con.raw(redis::cmd("DEL").arg(&reg)).await.unwrap();
+    });
+}
+
+#[test]
 fn bad_input_and_bad_values_are_typed_errors() {
     each_backend(|backend, mut con| async move {
         let store = FeatureStore::new("bad");

@@ -758,7 +758,17 @@ pub(crate) fn finish_replies(mut replies: Vec<Value>, atomic: bool) -> RedisResu
     match exec {
         Value::Array(items) => Ok(items),
         Value::Nil => Err(exec_abort_error()),
-        Value::ServerError(e) => Err(e.into()),
+        // EXECABORT: the transaction was refused because a command was refused while
+        // queuing (OOM, NOPERM, ...): report that command's own error.
+        Value::ServerError(e) => Err(replies
+            .into_iter()
+            .skip(1)
+            .find_map(|v| match v {
+                Value::ServerError(q) => Some(q),
+                _ => None,
+            })
+            .unwrap_or(e)
+            .into()),
         other => Err(protocol_error(format!("unexpected EXEC reply {other:?}"))),
     }
 }

@@ -56,6 +56,7 @@ use redis::{Cmd, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::array::{AsArray, Order, RawArray, c_order_bytes};
+use crate::codec::Limits;
 use crate::dtype::{ByteOrder, DType, Element, swap_bytes_in_place};
 use crate::error::{Error, Result};
 use crate::exec::{Packed, Request, Requests, Step, push_header, reply_ok};
@@ -191,19 +192,43 @@ impl View {
         })?)
     }
 
-    pub(crate) fn from_json(name: &str, json: &[u8]) -> Result<View> {
+    /// A view from its registry entry, which is not trusted: its `dim` must be at least
+    /// 1 and one vector (`dim` times the dtype's size, checked) at most
+    /// `limits.max_value_len` bytes.
+    pub(crate) fn from_json(name: &str, json: &[u8], limits: &Limits) -> Result<View> {
         let j: ViewJson = serde_json::from_slice(json).map_err(|e| Error::NotAnArray {
             key: name.to_owned(),
             reason: format!("registry entry is not a view definition: {e}"),
         })?;
         let (dtype, _) = DType::parse_any(&j.dtype)?;
-        Ok(View {
+        let view = View {
             name: name.to_owned(),
             dtype,
             dim: j.dim,
             ttl: j.ttl_ms.map(Duration::from_millis),
             layout: j.layout,
-        })
+        };
+        if view.dim == 0 {
+            return Err(Error::NotAnArray {
+                key: name.to_owned(),
+                reason: "registry entry declares a dimension of 0".into(),
+            });
+        }
+        view.checked_vector_len(limits)?;
+        Ok(view)
+    }
+
+    /// Bytes of one vector, checked: [`Error::TooLarge`] if `dim` times the dtype's size
+    /// overflows or exceeds `limits.max_value_len`.
+    fn checked_vector_len(&self, limits: &Limits) -> Result<usize> {
+        let len = self.dim.checked_mul(self.dtype.size());
+        match len {
+            Some(n) if (n as u64) <= limits.max_value_len => Ok(n),
+            _ => Err(Error::TooLarge {
+                declared: len.map_or(u64::MAX, |n| n as u64),
+                cap: limits.max_value_len,
+            }),
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -331,6 +356,7 @@ pub struct FeatureStore {
     chunk_size: usize,
     atomic_chunks: bool,
     max_age: Option<Duration>,
+    limits: Limits,
 }
 
 fn now_ms() -> u64 {
@@ -872,6 +898,7 @@ impl FeatureStore {
             chunk_size: DEFAULT_CHUNK_SIZE,
             atomic_chunks: false,
             max_age: None,
+            limits: Limits::default(),
         }
     }
 
@@ -889,6 +916,16 @@ impl FeatureStore {
     /// before anything is sent.
     pub fn atomic_chunks(mut self, atomic: bool) -> Self {
         self.atomic_chunks = atomic;
+        self
+    }
+
+    /// Bounds on what a read trusts: one view's vector (`dim` times the dtype's size,
+    /// whether registered or read from the registry) and the rows one
+    /// [`read_many`](Self::read_many) returns for a view (ids times vector bytes, present
+    /// or not) are at most `limits.max_value_len` bytes, else [`Error::TooLarge`]
+    /// before anything is allocated. Default [`Limits::default`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -973,6 +1010,7 @@ impl FeatureStore {
         + 'static,
     ) -> Step<'static, Vec<View>> {
         let reg = self.registry_key();
+        let limits = self.limits;
         let mut c = redis::cmd("HMGET");
         c.arg(&reg);
         for n in &missing {
@@ -990,7 +1028,7 @@ impl FeatureStore {
             };
             for (name, v) in missing.iter().zip(values) {
                 match bytes_of(&v, &reg, "a view definition")? {
-                    Some(json) => Self::remember(&views, View::from_json(name, json)?),
+                    Some(json) => Self::remember(&views, View::from_json(name, json, &limits)?),
                     None => return Err(Error::UnknownView(name.clone())),
                 }
             }
@@ -1001,6 +1039,8 @@ impl FeatureStore {
     /// Plan of [`register_view`](Self::register_view).
     pub fn plan_register_view(&self, view: &View) -> Result<Step<'static, ()>> {
         view.validate()?;
+        view.checked_vector_len(&self.limits)?;
+        let limits = self.limits;
         let reg = self.registry_key();
         let json = view.to_json()?;
         let mut req = Request::new(Some(&reg));
@@ -1016,7 +1056,7 @@ impl FeatureStore {
             let current = r.pop().unwrap_or(Value::Nil);
             reply_ok(r.pop().unwrap_or(Value::Nil), &reg)?;
             let registered = match bytes_of(&current, &reg, "a view definition")? {
-                Some(json) => View::from_json(&view.name, json)?,
+                Some(json) => View::from_json(&view.name, json, &limits)?,
                 None => {
                     return Err(Error::unexpected(
                         "the view vanished from the registry while registering it",
@@ -1054,6 +1094,7 @@ impl FeatureStore {
     /// Plan of [`load_views`](Self::load_views).
     pub fn plan_load_views(&self) -> Result<Step<'static, Vec<View>>> {
         let reg = self.registry_key();
+        let limits = self.limits;
         let mut c = redis::cmd("HGETALL");
         c.arg(&reg);
         let views = Arc::clone(&self.views);
@@ -1076,7 +1117,7 @@ impl FeatureStore {
                 let name = bytes_of(k, &reg, "a view name")?.unwrap_or_default();
                 let name = String::from_utf8_lossy(name).into_owned();
                 let json = bytes_of(v, &reg, "a view definition")?.unwrap_or_default();
-                out.push(View::from_json(&name, json)?);
+                out.push(View::from_json(&name, json, &limits)?);
             }
             let mut map = views.write().unwrap_or_else(|e| e.into_inner());
             map.clear();
@@ -1220,6 +1261,17 @@ impl FeatureStore {
     }
 
     fn read_step(&self, ids: &[String], views: Vec<View>) -> Result<Step<'static, Vec<RawRows>>> {
+        // The rows are allocated for every id, present or not: bound them first.
+        for v in &views {
+            let vlen = v.checked_vector_len(&self.limits)?;
+            let total = vlen.checked_mul(ids.len());
+            if total.is_none_or(|t| (t as u64) > self.limits.max_value_len) {
+                return Err(Error::TooLarge {
+                    declared: total.map_or(u64::MAX, |t| t as u64),
+                    cap: self.limits.max_value_len,
+                });
+            }
+        }
         if ids.is_empty() || views.is_empty() {
             let out = views
                 .iter()
