@@ -309,8 +309,46 @@ fn read_up_to(format: &'static str, r: &mut dyn Read, buf: &mut [u8]) -> Result<
 /// fails at once; output beyond what the header declares is `Corrupt`, so a bomb costs at
 /// most its declared size (bounded by `limits.max_value_len`), never its expanded size.
 fn read_npy_bounded(format: &'static str, r: &mut dyn Read, limits: &Limits) -> Result<Vec<u8>> {
+    read_npy_layers(format, r, limits, 0)
+}
+
+fn read_npy_layers(
+    format: &'static str,
+    r: &mut dyn Read,
+    limits: &Limits,
+    depth: usize,
+) -> Result<Vec<u8>> {
     let mut head = [0u8; 12];
     let got = read_up_to(format, r, &mut head[..10])?;
+    let inner = Format::sniff(&head[..got]);
+    if matches!(inner, Format::Lz4Frame | Format::Zlib | Format::Zstd) {
+        if depth >= 3 {
+            return Err(Error::corrupt(
+                "array",
+                "too many nested compression layers",
+            ));
+        }
+        let mut rest = std::io::Read::chain(&head[..got], r);
+        return match inner {
+            Format::Lz4Frame => {
+                let mut dec = lz4_flex::frame::FrameDecoder::new(&mut rest);
+                read_npy_layers("lz4", &mut dec, limits, depth + 1)
+            }
+            Format::Zlib => {
+                let mut dec = flate2::read::ZlibDecoder::new(&mut rest);
+                read_npy_layers("zlib", &mut dec, limits, depth + 1)
+            }
+            #[cfg(feature = "zstd")]
+            _ => {
+                let mut dec = zstd::stream::read::Decoder::new(&mut rest)
+                    .map_err(|e| Error::corrupt("zstd", e.to_string()))?
+                    .single_frame();
+                read_npy_layers("zstd", &mut dec, limits, depth + 1)
+            }
+            #[cfg(not(feature = "zstd"))]
+            _ => Err(Error::FeatureDisabled("zstd")),
+        };
+    }
     if got < NPY_MAGIC.len() || !head.starts_with(NPY_MAGIC) {
         return Err(Error::UnknownFormat(format!(
             "the {format} layer does not hold a .npy value (first bytes {:02x?})",
