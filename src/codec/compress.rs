@@ -4,7 +4,9 @@
 
 use std::io::{Read, Write};
 
-use crate::codec::sniff::Format;
+use crate::codec::Limits;
+use crate::codec::npy;
+use crate::codec::sniff::{Format, NPY_MAGIC};
 use crate::error::{Error, Result};
 
 /// A compression layer.
@@ -277,6 +279,192 @@ pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
                 initial_capacity(declared, input.len(), cap),
                 cap,
             )
+        }
+        #[cfg(not(feature = "zstd"))]
+        Format::Zstd => Err(Error::FeatureDisabled("zstd")),
+        other => Err(Error::UnknownFormat(format!(
+            "{} is not a compression format",
+            other.name()
+        ))),
+    }
+}
+
+/// Read into `buf` until it is full or the stream ends; returns the bytes read.
+fn read_up_to(format: &'static str, r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::corrupt(format, e.to_string())),
+        }
+    }
+    Ok(got)
+}
+
+/// Decompress a stream that must hold exactly one `.npy` value: the first bytes are
+/// decompressed and checked (magic, header, declared size against `limits`), then the rest
+/// goes straight into one buffer of the declared final size. Output that is not a `.npy`
+/// fails at once; output beyond what the header declares is `Corrupt`, so a bomb costs at
+/// most its declared size (bounded by `limits.max_value_len`), never its expanded size.
+fn read_npy_bounded(format: &'static str, r: &mut dyn Read, limits: &Limits) -> Result<Vec<u8>> {
+    read_npy_layers(format, r, limits, 0)
+}
+
+fn read_npy_layers(
+    format: &'static str,
+    r: &mut dyn Read,
+    limits: &Limits,
+    depth: usize,
+) -> Result<Vec<u8>> {
+    let mut head = [0u8; 12];
+    let got = read_up_to(format, r, &mut head[..10])?;
+    let inner = Format::sniff(&head[..got]);
+    if matches!(inner, Format::Lz4Frame | Format::Zlib | Format::Zstd) {
+        if depth >= 3 {
+            return Err(Error::corrupt(
+                "array",
+                "too many nested compression layers",
+            ));
+        }
+        let mut rest = std::io::Read::chain(&head[..got], r);
+        return match inner {
+            Format::Lz4Frame => {
+                let mut dec = lz4_flex::frame::FrameDecoder::new(&mut rest);
+                read_npy_layers("lz4", &mut dec, limits, depth + 1)
+            }
+            Format::Zlib => {
+                let mut dec = flate2::read::ZlibDecoder::new(&mut rest);
+                read_npy_layers("zlib", &mut dec, limits, depth + 1)
+            }
+            #[cfg(feature = "zstd")]
+            _ => {
+                let mut dec = zstd::stream::read::Decoder::new(&mut rest)
+                    .map_err(|e| Error::corrupt("zstd", e.to_string()))?
+                    .single_frame();
+                read_npy_layers("zstd", &mut dec, limits, depth + 1)
+            }
+            #[cfg(not(feature = "zstd"))]
+            _ => Err(Error::FeatureDisabled("zstd")),
+        };
+    }
+    if got < NPY_MAGIC.len() || !head.starts_with(NPY_MAGIC) {
+        return Err(Error::UnknownFormat(format!(
+            "the {format} layer does not hold a .npy value (first bytes {:02x?})",
+            &head[..got.min(8)]
+        )));
+    }
+    if got < 10 {
+        return Err(Error::corrupt(
+            format,
+            "the .npy value ends inside its header",
+        ));
+    }
+    let (prefix, hlen) = match head[6] {
+        1 => (10, u16::from_le_bytes([head[8], head[9]]) as usize),
+        2 | 3 => {
+            if read_up_to(format, r, &mut head[10..12])? < 2 {
+                return Err(Error::corrupt(
+                    format,
+                    "the .npy value ends inside its header",
+                ));
+            }
+            let n = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+            (12, usize::try_from(n).unwrap_or(usize::MAX))
+        }
+        v => {
+            return Err(Error::corrupt(
+                "npy",
+                format!("unsupported format version {v}.{}", head[7]),
+            ));
+        }
+    };
+    if hlen > limits.max_header_len {
+        return Err(Error::TooLarge {
+            declared: hlen as u64,
+            cap: limits.max_header_len as u64,
+        });
+    }
+    let header_len = prefix + hlen;
+    let mut out = vec![0u8; header_len];
+    out[..prefix].copy_from_slice(&head[..prefix]);
+    if read_up_to(format, r, &mut out[prefix..])? < hlen {
+        return Err(Error::corrupt(
+            format,
+            "the .npy value ends inside its header",
+        ));
+    }
+    // Checks the dict and that the declared data size fits `limits.max_value_len`.
+    let header = npy::parse_header(&out, limits)?;
+    let data_len = header.data_len()?;
+    let total = header_len
+        .checked_add(data_len)
+        .ok_or_else(|| Error::corrupt("npy", "declared size overflows"))?;
+    out.try_reserve_exact(data_len)
+        .map_err(|_| Error::TooLarge {
+            declared: total as u64,
+            cap: limits.max_value_len,
+        })?;
+    (&mut *r)
+        .take(data_len as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::corrupt(format, e.to_string()))?;
+    if out.len() < total {
+        return Err(Error::Truncated {
+            format: "npy",
+            expected: data_len as u64,
+            actual: (out.len() - header_len) as u64,
+        });
+    }
+    let mut probe = [0u8; 1];
+    if read_up_to(format, r, &mut probe)? != 0 {
+        return Err(Error::corrupt(
+            format,
+            format!("decompresses to more than the {total} bytes its .npy header declares"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Decompress one layer of `format` (`Lz4Frame`, `Zlib` or `Zstd`) that must hold exactly
+/// one `.npy` value (what redstash's compressed array codecs write). Memory and work are
+/// bounded by the size the `.npy` header declares (itself bounded by `limits`), whatever the
+/// compressed bytes expand to; see [`decompress`] for layers that hold anything else.
+pub fn decompress_npy(format: Format, input: &[u8], limits: &Limits) -> Result<Vec<u8>> {
+    match format {
+        Format::Lz4Frame => {
+            if !lz4_frame_is_terminated(input) {
+                return Err(Error::corrupt("lz4", "frame ends before its end mark"));
+            }
+            let mut dec = lz4_flex::frame::FrameDecoder::new(input);
+            let out = read_npy_bounded("lz4", &mut dec, limits)?;
+            if let Some(d) = lz4_declared_size(input).filter(|&d| d != out.len() as u64) {
+                return Err(Error::corrupt(
+                    "lz4",
+                    format!("frame declares {d} bytes but holds {}", out.len()),
+                ));
+            }
+            Ok(out)
+        }
+        Format::Zlib => {
+            let mut dec = flate2::bufread::ZlibDecoder::new(input);
+            let out = read_npy_bounded("zlib", &mut dec, limits)?;
+            let rest = dec.get_ref().len();
+            if rest != 0 {
+                return Err(Error::corrupt(
+                    "zlib",
+                    format!("{rest} bytes after the end of the stream"),
+                ));
+            }
+            Ok(out)
+        }
+        #[cfg(feature = "zstd")]
+        Format::Zstd => {
+            let mut dec = zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|e| Error::corrupt("zstd", e.to_string()))?
+                .single_frame();
+            read_npy_bounded("zstd", &mut dec, limits)
         }
         #[cfg(not(feature = "zstd"))]
         Format::Zstd => Err(Error::FeatureDisabled("zstd")),

@@ -268,40 +268,32 @@ pub fn codec_for(compression: Compression) -> Compressed<Npy> {
     Compressed::new(Npy, compression)
 }
 
-/// How many compression layers [`decode_array`] peels before giving up.
+/// How many compression layers [`inspect`] peels before giving up.
 const MAX_LAYERS: usize = 4;
 
-/// Decode any redstash array value: `.npy`, or `.npy` inside lz4/zlib/zstd layers.
+/// Decode any redstash array value: `.npy`, or `.npy` inside one lz4/zlib/zstd layer.
+/// A compressed value is decompressed only as far as the `.npy` header it holds declares
+/// (see [`compress::decompress_npy`]): a compression bomb fails after a few KiB.
 pub fn decode_array(value: Bytes, limits: &Limits) -> Result<RawArray> {
-    let mut value = value;
-    for _ in 0..=MAX_LAYERS {
-        match Format::sniff(&value) {
-            Format::Npy => return npy::decode(value, limits),
-            f @ (Format::Lz4Frame | Format::Zlib | Format::Zstd) => {
-                value = Bytes::from(compress::decompress(f, &value, limits.max_value_len)?);
-            }
-            Format::ChunkManifest => {
-                return Err(Error::UnknownFormat(
-                    "a chunked-array manifest: read it through ArrayStore".into(),
-                ));
-            }
-            Format::ArrowIpc => {
-                return Err(Error::UnknownFormat(
-                    "an Arrow IPC value, not an array".into(),
-                ));
-            }
-            Format::Unknown => {
-                let head: Vec<u8> = value.iter().take(8).copied().collect();
-                return Err(Error::UnknownFormat(format!(
-                    "no known magic (first bytes {head:02x?})"
-                )));
-            }
+    match Format::sniff(&value) {
+        Format::Npy => npy::decode(value, limits),
+        f @ (Format::Lz4Frame | Format::Zlib | Format::Zstd) => {
+            let npy_value = compress::decompress_npy(f, &value, limits)?;
+            npy::decode(Bytes::from(npy_value), limits)
+        }
+        Format::ChunkManifest => Err(Error::UnknownFormat(
+            "a chunked-array manifest: read it through ArrayStore".into(),
+        )),
+        Format::ArrowIpc => Err(Error::UnknownFormat(
+            "an Arrow IPC value, not an array".into(),
+        )),
+        Format::Unknown => {
+            let head: Vec<u8> = value.iter().take(8).copied().collect();
+            Err(Error::UnknownFormat(format!(
+                "no known magic (first bytes {head:02x?})"
+            )))
         }
     }
-    Err(Error::corrupt(
-        "array",
-        "too many nested compression layers",
-    ))
 }
 
 /// What [`inspect`] finds in a value.
@@ -345,7 +337,7 @@ pub fn inspect(value: &[u8], limits: &Limits) -> Result<ValueInfo> {
                 });
             }
             Format::Lz4Frame | Format::Zlib | Format::Zstd => {
-                owned = compress::decompress(f, cur, limits.max_value_len)?;
+                owned = compress::decompress_npy(f, cur, limits)?;
                 cur = &owned;
             }
             other => {
