@@ -68,9 +68,11 @@ pub fn chunk_manifest(bytes: &[u8]) -> Result<Option<Vec<u8>>> {
 /// as a registry entry. Checked against [`limits`], as the store does.
 #[cfg(feature = "ndarray")]
 pub fn view_entry(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-    Ok(crate::store::feature::View::from_json(name, bytes, &limits())?
-        .to_json()?
-        .into_bytes())
+    Ok(
+        crate::store::feature::View::from_json(name, bytes, &limits())?
+            .to_json()?
+            .into_bytes(),
+    )
 }
 
 /// Parse a table manifest stored at `key`; `Ok` is the parsed manifest encoded again.
