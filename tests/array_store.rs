@@ -519,3 +519,61 @@ fn planted_chunk_manifests_fail_fast_on_every_operation() {
         }
     });
 }
+
+/// A chunked array whose every element is `seed`: a reader can tell a whole value from
+/// one mixed out of two writes.
+fn self_checking(seed: u32) -> ndarray::Array1<u32> {
+    ndarray::Array1::from_elem(64 << 10, seed)
+}
+
+#[test]
+fn readers_racing_writers_of_a_chunked_array_get_whole_values() {
+    let srv = RedisServer::start().unwrap();
+    // 256 KiB values in 16 KiB chunks: every write replaces 16 chunk keys.
+    let store = ArrayStore::new("race").chunk_size(16 << 10);
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    store.put(&mut con, "a", &self_checking(0)).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for w in 0..4u32 {
+            let (srv, store, stop) = (&srv, &store, &stop);
+            s.spawn(move || {
+                let mut con = srv.client().unwrap().get_connection().unwrap();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    store
+                        .put(&mut con, "a", &self_checking(w * 1_000_000 + i))
+                        .unwrap();
+                }
+            });
+        }
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (srv, store, reads) = (&srv, &store, &reads);
+                s.spawn(move || -> Result<(), String> {
+                    let mut con = srv.client().unwrap().get_connection().unwrap();
+                    for _ in 0..150 {
+                        let v: ndarray::Array1<u32> = store
+                            .get_as(&mut con, "a")
+                            .map_err(|e| format!("a read failed: {e}"))?
+                            .ok_or("the array vanished")?;
+                        let first = v[0];
+                        if !v.iter().all(|&x| x == first) {
+                            return Err("a mixed value".into());
+                        }
+                        reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for o in outcomes {
+            o.expect("reader panicked").unwrap();
+        }
+    });
+    assert_eq!(reads.into_inner(), 600);
+}

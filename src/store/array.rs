@@ -233,7 +233,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
             Request::single(get, Some(&key)),
             move |mut r| match reply_bytes(r.pop().unwrap_or(Value::Nil), &key)? {
                 None => Ok(Step::Done(None)),
-                Some(v) => decode_or_follow(key, v, limits, true),
+                Some(v) => decode_or_follow(key, v, limits, REPLACED_CHUNKS_RETRIES),
             },
         ))
     }
@@ -432,13 +432,18 @@ fn decode_value(key: &str, bytes: Bytes, limits: &Limits) -> Result<RawArray> {
     })
 }
 
-/// Decode a value, or follow its manifest to its chunks (once more if the manifest
-/// changed under us while reading).
+/// How many times `get` follows a newer manifest when the chunks of the one it read were
+/// replaced by a concurrent write before it fetched them.
+const REPLACED_CHUNKS_RETRIES: u32 = 16;
+
+/// Decode a value, or follow its manifest to its chunks (again, up to `retries` times, if
+/// the manifest changed under us while reading: a writer replaced the array, so its old
+/// chunks are gone and the new value is read instead).
 fn decode_or_follow(
     key: String,
     value: Bytes,
     limits: Limits,
-    may_retry: bool,
+    retries: u32,
 ) -> Result<Step<'static, Option<RawArray>>> {
     let Some(m) = Manifest::parse(&value)? else {
         return Ok(Step::Done(Some(decode_value(&key, value, &limits)?)));
@@ -454,11 +459,13 @@ fn decode_or_follow(
         let chunks = r.pop().unwrap_or(Value::Nil);
         match assemble(&key, &m, chunks) {
             Ok(bytes) => Ok(Step::Done(Some(decode_value(&key, bytes, &limits)?))),
-            Err(e @ Error::MissingChunks { .. }) if may_retry => {
+            Err(e @ Error::MissingChunks { .. }) if retries > 0 => {
                 // A writer replaced the array between our reads: read the new one.
                 match reply_bytes(current, &key)? {
                     None => Ok(Step::Done(None)),
-                    Some(v) if v[..] != m.to_bytes()[..] => decode_or_follow(key, v, limits, false),
+                    Some(v) if v[..] != m.to_bytes()[..] => {
+                        decode_or_follow(key, v, limits, retries - 1)
+                    }
                     Some(_) => Err(e),
                 }
             }
