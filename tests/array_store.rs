@@ -577,3 +577,31 @@ fn readers_racing_writers_of_a_chunked_array_get_whole_values() {
     });
     assert_eq!(reads.into_inner(), 600);
 }
+
+#[test]
+fn put_and_delete_by_a_user_without_getrange_report_it() {
+    let srv = RedisServer::builder()
+        .acl_user("nogr", "pw", "~* +@all -getrange")
+        .start()
+        .unwrap();
+    let store = ArrayStore::new("acl").chunk_size(16 << 10);
+    let mut admin = srv.client().unwrap().get_connection().unwrap();
+    let mut user = redis::Client::open(srv.url_for("nogr", "pw"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // A chunked value whose chunks a write over it must find and delete.
+    store.put(&mut admin, "a", &self_checking(1)).unwrap();
+    for result in [
+        store.put(&mut user, "a", &self_checking(2)),
+        store.delete(&mut user, "a").map(|_| ()),
+    ] {
+        match result {
+            Err(Error::Redis {
+                kind: RedisErrorKind::Auth,
+                ..
+            }) => {}
+            other => panic!("a write without GETRANGE gave {other:?}"),
+        }
+    }
+}

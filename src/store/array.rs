@@ -8,7 +8,7 @@ use redis::{Cmd, Value};
 
 use crate::array::{AsArray, RawArray};
 use crate::codec::{ArrayCodec, Limits, Npy, encode_pieces};
-use crate::error::{Error, Result};
+use crate::error::{Error, RedisErrorKind, Result};
 use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
 use crate::store::chunked::{MANIFEST_LEN, Manifest};
 use crate::store::{join_key, sync_and_async, ttl_millis};
@@ -68,22 +68,33 @@ impl ArrayStore<Npy> {
 /// Whether an old value's prefix (from `GETRANGE`) is a manifest whose chunks must go.
 /// A manifest beyond `limits` was not written by redstash (it could not have been): its
 /// declared chunks are not listed, so a planted one cannot make a write iterate them.
+/// A `GETRANGE` refused for another reason than `WRONGTYPE` (e.g. `NOPERM` for an ACL user
+/// without it) is an error: the old value's chunks, if any, could not be found and would
+/// be left behind silently.
 fn stale_chunks(
     key: &str,
     old_prefix: Value,
     keep_generation: Option<u64>,
     limits: &Limits,
-) -> Vec<String> {
-    // A WRONGTYPE error means the old value was not ours: nothing to clean.
-    let Value::BulkString(b) = old_prefix else {
-        return Vec::new();
+) -> Result<Vec<String>> {
+    let b = match old_prefix {
+        Value::BulkString(b) => b,
+        Value::ServerError(e) => {
+            let e = Error::redis(e.into(), Some(key));
+            // WRONGTYPE: the old value was not ours, nothing to clean.
+            return match e.redis_kind() {
+                Some(RedisErrorKind::WrongType) => Ok(Vec::new()),
+                _ => Err(e),
+            };
+        }
+        _ => return Ok(Vec::new()),
     };
-    match Manifest::parse(&b) {
+    Ok(match Manifest::parse(&b) {
         Ok(Some(m)) if Some(m.generation) != keep_generation && m.check(key, limits).is_ok() => {
             m.chunk_keys(key)
         }
         _ => Vec::new(),
-    }
+    })
 }
 
 fn del_cmd(keys: &[String]) -> Cmd {
@@ -179,7 +190,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
         Ok(Step::send(req, move |mut r| {
             reply_ok(r.pop().unwrap_or(Value::Nil), &key)?;
             let old = r.pop().unwrap_or(Value::Nil);
-            Ok(cleanup_step(&key, stale_chunks(&key, old, None, &limits)).narrow())
+            Ok(cleanup_step(&key, stale_chunks(&key, old, None, &limits)?).narrow())
         }))
     }
 
@@ -329,7 +340,11 @@ impl<C: ArrayCodec> ArrayStore<C> {
                 for key in &keys {
                     let old = it.next().unwrap_or(Value::Nil);
                     match reply_ok(it.next().unwrap_or(Value::Nil), key) {
-                        Ok(_) => stale.extend(stale_chunks(key, old, None, &limits)),
+                        Ok(_) => match stale_chunks(key, old, None, &limits) {
+                            Ok(keys) => stale.extend(keys),
+                            Err(e) if first_err.is_none() => first_err = Some(e),
+                            Err(_) => {}
+                        },
                         Err(e) if first_err.is_none() => first_err = Some(e),
                         Err(_) => {}
                     }
@@ -359,7 +374,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
         Ok(Step::send(req, move |mut r| {
             let existed = reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0;
             let old = r.pop().unwrap_or(Value::Nil);
-            Ok(cleanup_step(&key, stale_chunks(&key, old, None, &limits)).map(move |()| existed))
+            Ok(cleanup_step(&key, stale_chunks(&key, old, None, &limits)?).map(move |()| existed))
         }))
     }
 
@@ -560,7 +575,7 @@ fn write_chunks(
             let old = r.pop().unwrap_or(Value::Nil);
             Ok(cleanup_step(
                 &key,
-                stale_chunks(&key, old, Some(generation), &limits),
+                stale_chunks(&key, old, Some(generation), &limits)?,
             ))
         }),
     }
