@@ -435,7 +435,7 @@ fn main() -> Res<()> {
             "hash per entity, vector + `_ts:view` fields, HSET + PEXPIRE",
             2,
         ),
-        ("seed 003 recipe hash (redstash Layout::Recipe)", 3),
+        ("Python recipe hash (redstash Layout::Recipe)", 3),
     ];
     for (label, l) in layouts {
         flush(&mut con)?;

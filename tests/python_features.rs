@@ -1,4 +1,4 @@
-//! FeatureStore / BatchStore interop with Python (numpy + redis-py, seed 003's recipe),
+//! FeatureStore / BatchStore interop with Python (numpy + redis-py, the common Python recipe),
 //! both ways, through a real redis-server. Needs the venv that `scripts/setup` creates
 //! (`REDSTASH_PYTHON`, or `.venv/bin/python`).
 #![cfg(all(feature = "testkit", feature = "sync", feature = "ndarray"))]

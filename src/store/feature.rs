@@ -27,7 +27,7 @@
 //! | string per (view, entity): ts + vector, `SET .. PX` (chosen) | 757 B | 190k/s | 2.8 ms |
 //! | hash per entity, one field per view (ts + vector), `HSET` + `PEXPIRE` | 893 B | 145k/s | 3.1 ms |
 //! | hash per entity, vector and `_ts:view` fields (Feast-like), `HSET` + `PEXPIRE` | 956 B | 134k/s | 4.1 ms |
-//! | seed 003's recipe hash (`data`, `dtype`, `shape`, `updated_at`) | 1,077 B | 105k/s | 6.4 ms |
+//! | the common Python recipe's hash (`data`, `dtype`, `shape`, `updated_at`) | 1,077 B | 105k/s | 6.4 ms |
 //!
 //! The string layout is the only one under the 800 B/entity target (jemalloc rounds the
 //! 520-byte value up to its 640-byte class; a hash adds its own dict and field
@@ -38,7 +38,7 @@
 //!
 //! ## Compatibility layout
 //!
-//! A view registered with [`Layout::Recipe`] reads and writes seed 003's hash layout
+//! A view registered with [`Layout::Recipe`] reads and writes the hash layout of the common Python recipe
 //! instead: `{prefix}:{view}:{entity_id}` (with prefix `""`: `{view}:{entity_id}`, the
 //! recipe's `{name}:{entity_id}`) is a hash with fields `data` (raw vector bytes),
 //! `dtype` (`"float32"`), `shape` (JSON, `[128]`) and `updated_at` (`str(time.time())`),
@@ -90,7 +90,7 @@ pub enum Layout {
     /// (see the [module docs](self)).
     #[default]
     Native,
-    /// Seed 003's recipe: one hash per entity with `data`, `dtype`, `shape`,
+    /// The common Python recipe (`tobytes()` into a hash): one hash per entity with `data`, `dtype`, `shape`,
     /// `updated_at` fields, for sharing data with Python services that use it.
     Recipe,
 }
