@@ -94,7 +94,7 @@ fn packed_commands<T>(mut step: Step<'_, T>) -> Res<Vec<u8>> {
                     }
                     replies.push(vec![Value::Okay; req.len()]);
                 }
-                step = k(replies)?;
+                step = k(Ok(replies))?;
             }
         }
     }

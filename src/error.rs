@@ -149,15 +149,28 @@ pub enum Error {
         /// The definition that was asked for.
         requested: String,
     },
-    /// A bulk write stopped part-way: which items (indices into the input) were
-    /// written and which were not, and the first error.
-    #[error("partial write: {} items written, {} not written: {source}", written.len(), not_written.len())]
+    /// A bulk write did not store every item. Says exactly what became of each item
+    /// (indices into the input, sorted), so the caller can write again only what needs
+    /// it: `written` items are stored, `refused` and `not_sent` ones are not, `unknown`
+    /// ones may or may not be. A bulk write that fails before sending anything returns
+    /// its error itself (nothing was stored), not this.
+    #[error(
+        "partial write: {} written, {} refused, {} unknown (sent, no reply), {} not sent: {source}",
+        written.len(), refused.len(), unknown.len(), not_sent.len()
+    )]
     PartialWrite {
-        /// Indices of the items the server acknowledged.
+        /// Items the server acknowledged: stored (durably, with `appendfsync always`).
         written: Vec<usize>,
-        /// Indices of the items that were refused or not sent.
-        not_written: Vec<usize>,
-        /// The first error.
+        /// Items the server refused with an error reply (`WRONGTYPE`, `OOM`, ...): not
+        /// stored.
+        refused: Vec<usize>,
+        /// Items sent whose reply never came (the connection failed or timed out while
+        /// they were in flight): they may or may not be stored. Writing them again is
+        /// safe (every redstash bulk write stores whole values).
+        unknown: Vec<usize>,
+        /// Items never sent (after the failure): not stored.
+        not_sent: Vec<usize>,
+        /// What cut the write short (a connection failure), else the first refusal.
         #[source]
         source: Box<Error>,
     },

@@ -532,7 +532,9 @@ fn a_failed_chunk_reports_written_and_unwritten_entities() {
             }
             let Error::PartialWrite {
                 written,
-                not_written,
+                refused,
+                unknown,
+                not_sent,
                 source,
             } = e
             else {
@@ -542,7 +544,8 @@ fn a_failed_chunk_reports_written_and_unwritten_entities() {
             let mut want_written: Vec<usize> = (0..30).collect();
             want_written.retain(|&i| i != 15);
             assert_eq!(written, want_written, "{backend:?} atomic {atomic}");
-            assert_eq!(not_written, vec![15], "{backend:?} atomic {atomic}");
+            assert_eq!(refused, vec![15], "{backend:?} atomic {atomic}");
+            assert!(unknown.is_empty() && not_sent.is_empty(), "{backend:?}");
             assert_eq!(
                 source.redis_kind(),
                 Some(RedisErrorKind::WrongType),
@@ -576,7 +579,9 @@ fn out_of_memory_mid_write_is_reported_exactly() {
             let e = call!(con, store.write_many / write_many_async("v", &ids(n), &x)).unwrap_err();
             let Error::PartialWrite {
                 written,
-                not_written,
+                refused: not_written,
+                unknown,
+                not_sent,
                 source,
             } = e
             else {
@@ -588,6 +593,7 @@ fn out_of_memory_mid_write_is_reported_exactly() {
                 "{source}"
             );
             assert!(!written.is_empty() && !not_written.is_empty());
+            assert!(unknown.is_empty() && not_sent.is_empty(), "{backend:?}");
             assert_eq!(written.len() + not_written.len(), n);
             let w: Vec<String> = written.iter().map(|&i| format!("e{i}")).collect();
             let nw: Vec<String> = not_written.iter().map(|&i| format!("e{i}")).collect();
@@ -610,7 +616,7 @@ fn out_of_memory_mid_write_is_reported_exactly() {
 #[test]
 fn send_all_streams_requests_with_a_transaction_among_them() {
     use redis::Value;
-    use redstash::exec::{Request, Requests, Step};
+    use redstash::exec::{Interrupted, Request, Requests, Step};
     each_backend(|backend, mut con| async move {
         let cmd = |args: &[&str]| {
             let mut c = redis::cmd(args[0]);
@@ -635,7 +641,10 @@ fn send_all_streams_requests_with_a_transaction_among_them() {
             },
             Request::new(None).atomic(),
         ];
-        let step = Step::SendAll(Requests::from(reqs), Box::new(|r| Ok(Step::Done(r))));
+        let step = Step::SendAll(
+            Requests::from(reqs),
+            Box::new(|r| Ok(Step::Done(r.map_err(Interrupted::into_error)?))),
+        );
         let replies = con.run(step).await.unwrap();
         assert_eq!(replies.len(), 4, "{backend:?}");
         assert!(replies[3].is_empty(), "{backend:?}");
@@ -657,13 +666,15 @@ fn send_all_streams_requests_with_a_transaction_among_them() {
     });
 }
 
-/// A direct connection left with unread replies (a request that could not be encoded
-/// after others were sent, a cancelled call) refuses further calls instead of reading
-/// a stream out of sync.
+/// A request that cannot be encoded after others were sent stops the sending: the
+/// replies of those sent are still read (the connection stays in sync and usable), and
+/// the plan gets what became of each request. A direct connection left with unread
+/// replies (a cancelled call) refuses further calls instead of reading a stream out of
+/// sync.
 #[test]
 fn direct_connections_with_replies_owed_are_broken() {
     use redstash::direct::{DirectAsyncConnection, DirectConnection};
-    use redstash::exec::{Request, Requests, Step, run, run_async};
+    use redstash::exec::{Delivery, Interrupted, Request, Requests, Step, run, run_async};
     let srv = server();
     let mut scan = redis::cmd("SCAN");
     scan.cursor_arg(0);
@@ -672,19 +683,31 @@ fn direct_connections_with_replies_owed_are_broken() {
             Request::single(redis::cmd("PING"), None),
             Request::single(scan.clone(), None),
         ];
-        Step::SendAll(Requests::from(reqs), Box::new(|r| Ok(Step::Done(r))))
+        Step::SendAll(
+            Requests::from(reqs),
+            Box::new(|r| match r {
+                Ok(_) => Err(redstash::Error::InvalidArgument("no error".into())),
+                Err(Interrupted { requests, failure }) => {
+                    assert!(
+                        matches!(&requests[..], [Delivery::Answered(p), Delivery::NotSent] if p == &vec![redis::Value::SimpleString("PONG".into())]),
+                        "{requests:?}"
+                    );
+                    Err(failure.expect("the encoding error"))
+                }
+            }),
+        )
     };
     let mut con = DirectConnection::open(srv.url().as_str()).unwrap();
     assert!(run(&mut con, plan()).is_err());
-    assert!(!con.is_open());
-    assert!(con.exec(&[redis::cmd("PING")], false).is_err());
+    assert!(con.is_open());
+    assert!(con.exec(&[redis::cmd("PING")], false).is_ok());
 
     rt().block_on(async {
         let mut con = DirectAsyncConnection::open(srv.url().as_str())
             .await
             .unwrap();
         assert!(run_async(&mut con, plan()).await.is_err());
-        assert!(!con.is_open());
+        assert!(con.is_open());
         // Cancelled while waiting for a reply.
         let mut con = DirectAsyncConnection::open(srv.url().as_str())
             .await
@@ -693,7 +716,7 @@ fn direct_connections_with_replies_owed_are_broken() {
         blpop.arg("nothing").arg(2);
         let step: Step<'_, Vec<Vec<redis::Value>>> = Step::SendAll(
             Requests::from(vec![Request::single(blpop, None)]),
-            Box::new(|r| Ok(Step::Done(r))),
+            Box::new(|r| Ok(Step::Done(r.map_err(Interrupted::into_error)?))),
         );
         let call = run_async(&mut con, step);
         assert!(

@@ -55,7 +55,7 @@ pub use self::tokio::ClusterAsyncConnection;
 use self::topology::Topology;
 use crate::direct::{Frame, Framer};
 use crate::error::{Error, Result};
-use crate::exec::{Command, Request};
+use crate::exec::{Command, Delivered, Delivery, Interrupted, Request};
 
 /// Default number of redirection rounds before a call fails.
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
@@ -329,6 +329,59 @@ fn absorb(
         plan.deliver(sink, replies, out)?;
     }
     Ok(())
+}
+
+/// What became of the windows of requests a cluster connection runs one after the
+/// other (see `run_requests`): answered, in flight when a window failed, or not sent.
+struct Windows {
+    answered: Vec<Vec<Value>>,
+}
+
+impl Windows {
+    fn new(n: usize) -> Self {
+        Windows {
+            answered: Vec::with_capacity(n),
+        }
+    }
+
+    /// Record a window's result; `Err((error, sent))` stops the run: the window's
+    /// requests are in flight (`sent`) or not sent, and the `remaining` after it are not
+    /// sent.
+    fn window(
+        &mut self,
+        window: &[Request<'_>],
+        result: std::result::Result<Vec<Vec<Value>>, (Error, bool)>,
+        remaining: usize,
+    ) -> std::result::Result<(), Interrupted> {
+        match result {
+            Ok(replies) => {
+                self.answered.extend(replies);
+                Ok(())
+            }
+            Err((error, sent)) => {
+                let mut requests: Vec<Delivery> = std::mem::take(&mut self.answered)
+                    .into_iter()
+                    .map(Delivery::Answered)
+                    .collect();
+                requests.extend(window.iter().map(|r| {
+                    if sent {
+                        Delivery::InFlight(vec![None; r.len()])
+                    } else {
+                        Delivery::NotSent
+                    }
+                }));
+                requests.extend((0..remaining).map(|_| Delivery::NotSent));
+                Err(Interrupted {
+                    requests,
+                    failure: Some(error),
+                })
+            }
+        }
+    }
+
+    fn finish(self) -> Delivered {
+        Ok(self.answered)
+    }
 }
 
 /// The replies of one round, taken node by node.

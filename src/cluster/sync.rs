@@ -6,10 +6,10 @@ use std::time::Duration;
 use redis::{IntoConnectionInfo, Value};
 
 use super::route::Plan;
-use super::{Outcome, Round, Router, WINDOW_COMMANDS, asking_cmd, batches, slots_cmd};
+use super::{Outcome, Round, Router, WINDOW_COMMANDS, Windows, asking_cmd, batches, slots_cmd};
 use crate::direct::DirectConnection;
 use crate::error::{Error, Result};
-use crate::exec::{Request, Requests, SyncConnection};
+use crate::exec::{Delivered, Request, Requests, SyncConnection};
 
 /// A connection to a Redis Cluster that runs any redstash plan (see the
 /// [module docs](super) for how commands are routed).
@@ -113,10 +113,20 @@ impl ClusterConnection {
 
     /// Run requests (their replies, per request).
     fn execute(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
+        let plan = self.plan(reqs)?;
+        self.drive(plan, reqs)
+    }
+
+    /// Route requests (reading the slot map first if it is stale); nothing is sent.
+    fn plan(&mut self, reqs: &[Request<'_>]) -> Result<Plan> {
         if self.router.stale {
             self.refresh()?;
         }
-        let mut plan = Plan::new(reqs, &self.router.topology)?;
+        Plan::new(reqs, &self.router.topology)
+    }
+
+    /// Send routed requests, following redirections, and return their replies.
+    fn drive(&mut self, mut plan: Plan, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
         let mut out = plan.empty_replies();
         let mut pending: Vec<usize> = (0..plan.units.len()).collect();
         let mut rounds = 0;
@@ -184,23 +194,40 @@ impl SyncConnection for ClusterConnection {
     }
 
     /// Routes and pipelines the requests together, a window of them at a time (about
-    /// 20,000 commands), so memory stays bounded.
-    fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
-        let mut out = Vec::with_capacity(reqs.len());
+    /// 20,000 commands), so memory stays bounded. When a window fails, its requests
+    /// count as in flight (a node's replies are not told apart from another's yet), the
+    /// windows before it as answered and those after it as not sent.
+    fn run_requests(&mut self, reqs: Requests<'_>) -> Delivered {
+        let total = reqs.len();
+        let mut out = Windows::new(total);
         let mut window: Vec<Request<'_>> = Vec::new();
         let mut commands = 0;
-        for r in reqs {
-            commands += r.len();
-            window.push(r);
-            if commands >= WINDOW_COMMANDS {
-                out.extend(self.execute(&window)?);
+        let mut reqs = reqs;
+        loop {
+            let next = reqs.next();
+            let full = match &next {
+                Some(r) => {
+                    commands += r.len();
+                    false
+                }
+                None => true,
+            };
+            if let Some(r) = next {
+                window.push(r);
+            }
+            if (full || commands >= WINDOW_COMMANDS) && !window.is_empty() {
+                let result = match self.plan(&window) {
+                    Ok(plan) => self.drive(plan, &window).map_err(|e| (e, true)),
+                    Err(e) => Err((e, false)),
+                };
+                out.window(&window, result, reqs.len())?;
                 window.clear();
                 commands = 0;
             }
+            if full {
+                break;
+            }
         }
-        if !window.is_empty() {
-            out.extend(self.execute(&window)?);
-        }
-        Ok(out)
+        out.finish()
     }
 }

@@ -730,6 +730,21 @@ impl Owed {
         self.check()
     }
 
+    /// Whether the stream is out of sync (an error, or a write cut short).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Before reading `n` replies after a write was cut short: the replies of the
+    /// batches written in full before it still come first, in order, and may be read.
+    pub(crate) fn salvaging(&mut self, n: usize) -> RedisResult<()> {
+        if n > self.replies {
+            self.broken = true;
+            return Err(broken_error());
+        }
+        Ok(())
+    }
+
     /// A read failed: the stream is out of sync.
     pub(crate) fn fail(&mut self) {
         self.broken = true;

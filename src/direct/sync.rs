@@ -198,6 +198,31 @@ impl DirectConnection {
         Ok(n)
     }
 
+    /// After a failed [`send`](Self::send): whether any byte of it was written (if
+    /// not, the stream is as it was and nothing of that batch reached the server).
+    pub(crate) fn write_started(&self) -> bool {
+        self.owed.is_broken()
+    }
+
+    /// Reads the next `n` replies of batches written in full by [`send`](Self::send)
+    /// into `out`, also after a later batch's write was cut short (their replies come
+    /// first). On failure, `out` holds the replies read before it.
+    pub(crate) fn recv_into(&mut self, n: usize, out: &mut Vec<Value>) -> RedisResult<()> {
+        self.owed.salvaging(n)?;
+        for _ in 0..n {
+            match self.read_reply() {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    self.owed.fail();
+                    self.owed.read(out.len());
+                    return Err(e);
+                }
+            }
+        }
+        self.owed.read(n);
+        Ok(())
+    }
+
     /// Reads the next `n` replies of batches written by [`send`](Self::send).
     pub(crate) fn recv(&mut self, n: usize) -> RedisResult<Vec<Value>> {
         self.owed.reading(n)?;

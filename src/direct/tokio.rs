@@ -195,6 +195,30 @@ impl DirectAsyncConnection {
         Ok(n)
     }
 
+    /// After a failed [`send`](Self::send): whether any byte of it was written.
+    pub(crate) fn write_started(&self) -> bool {
+        self.owed.is_broken()
+    }
+
+    /// Reads the next `n` replies of batches written in full into `out`, also after a
+    /// later batch's write was cut short; see
+    /// [`DirectConnection`](super::DirectConnection)'s `recv_into`.
+    pub(crate) async fn recv_into(&mut self, n: usize, out: &mut Vec<Value>) -> RedisResult<()> {
+        self.owed.salvaging(n)?;
+        for _ in 0..n {
+            match self.read_reply().await {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    self.owed.fail();
+                    self.owed.read(out.len());
+                    return Err(e);
+                }
+            }
+        }
+        self.owed.read(n);
+        Ok(())
+    }
+
     /// Reads the next `n` replies of batches written by [`send`](Self::send). A
     /// dropped future leaves replies owed, so the connection counts as broken.
     pub(crate) async fn recv(&mut self, n: usize) -> RedisResult<Vec<Value>> {

@@ -6,8 +6,7 @@ use std::task::Poll;
 
 use redis::Value;
 
-use super::{ReplyCheck, Request, Requests, Step};
-use crate::error::Error;
+use super::{Delivered, Interrupted, Pipelined, ReplyCheck, Request, Requests, Sequential, Step};
 use crate::error::Result;
 
 /// An asynchronous connection redstash can run requests on: every
@@ -19,34 +18,47 @@ pub trait AsyncConnection: Send {
     fn run_request(&mut self, req: Request<'_>) -> impl Future<Output = Result<Vec<Value>>> + Send;
 
     /// Send independent requests and return the replies of each (pipelined when the
-    /// connection can), building each request just before sending it.
-    fn run_requests(
-        &mut self,
-        reqs: Requests<'_>,
-    ) -> impl Future<Output = Result<Vec<Vec<Value>>>> + Send;
+    /// connection can), building each request just before sending it; or what became
+    /// of each when they did not all complete ([`Interrupted`]).
+    fn run_requests(&mut self, reqs: Requests<'_>) -> impl Future<Output = Delivered> + Send;
 }
 
 impl AsyncConnection for crate::direct::DirectAsyncConnection {
     /// Writes each request as soon as it is built (building the next one overlaps with
-    /// the server's work on those already written), then reads all replies.
-    async fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
-        self.begin().map_err(Error::from)?;
-        let mut sent = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            let raw = self
-                .send(r.commands(), r.is_atomic())
-                .await
-                .map_err(|e| r.error(e))?;
-            sent.push((r.shell(), raw));
+    /// the server's work on those already written), then reads all replies. After a
+    /// failed write, the replies of the requests written before it are still read.
+    async fn run_requests(&mut self, mut reqs: Requests<'_>) -> Delivered {
+        if let Err(e) = self.begin() {
+            return Err(Interrupted::none_sent(reqs.len(), e.into()));
         }
-        let mut raw_replies = Vec::with_capacity(sent.len());
-        for (check, n) in &sent {
-            raw_replies.push(self.recv(*n).await.map_err(|e| check.error(e))?);
+        let mut p = Pipelined::with_capacity(reqs.len());
+        while let Some(r) = reqs.next() {
+            match self.send(r.commands(), r.is_atomic()).await {
+                Ok(raw) => p.sent.push((r.shell(), raw)),
+                Err(e) => {
+                    if self.write_started() {
+                        p.cut = Some((r.len(), r.error(e)));
+                    } else {
+                        p.not_sent = 1;
+                        p.stopped = Some(r.error(e));
+                    }
+                    p.not_sent += reqs.len();
+                    break;
+                }
+            }
         }
-        sent.iter()
-            .zip(raw_replies)
-            .map(|((check, _), raw)| check.finish_raw(raw))
-            .collect()
+        let mut raw_replies = Vec::with_capacity(p.sent.len());
+        let mut read_failure = None;
+        for (check, n) in &p.sent {
+            let mut raw = Vec::with_capacity(*n);
+            let result = self.recv_into(*n, &mut raw).await;
+            raw_replies.push(raw);
+            if let Err(e) = result {
+                read_failure = Some(check.error(e));
+                break;
+            }
+        }
+        p.finish(raw_replies, read_failure)
     }
 
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
@@ -64,9 +76,15 @@ impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
     /// server waits between calls, so the work between them is kept minimal: each
     /// request is turned into a pipeline, and the previous pipeline freed, while the one
     /// before it is under way.
-    async fn run_requests(&mut self, mut reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
-        let mut out = Vec::with_capacity(reqs.len());
-        let mut next = reqs.next().map(Prepared::new).transpose()?;
+    async fn run_requests(&mut self, mut reqs: Requests<'_>) -> Delivered {
+        let mut out = Sequential::with_capacity(reqs.len());
+        let mut next = match reqs.next().map(Prepared::new).transpose() {
+            Ok(n) => n,
+            Err(e) => {
+                out.stop(e, 1 + reqs.len())?;
+                None
+            }
+        };
         let mut sent: Option<Prepared> = None;
         while let Some(p) = next.take() {
             let (offset, count) = p.window;
@@ -76,11 +94,22 @@ impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
                 reqs.next().map(Prepared::new).transpose()
             })
             .await;
-            out.push(p.shell.finish(replies.map_err(|e| p.shell.error(e))?)?);
-            next = following?;
+            let outcome = replies
+                .map_err(|e| p.shell.error(e))
+                .and_then(|r| p.shell.finish(r));
+            // Built but not sent: `following` (if any) counts among the remaining.
+            let remaining = reqs.len() + usize::from(matches!(following, Ok(Some(_)) | Err(_)));
+            out.push(outcome, p.shell.len, remaining)?;
+            next = match following {
+                Ok(n) => n,
+                Err(e) => {
+                    out.stop(e, 1 + reqs.len())?;
+                    None
+                }
+            };
             sent = Some(p);
         }
-        Ok(out)
+        out.finish()
     }
 
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
@@ -140,7 +169,7 @@ pub async fn run_async<T>(
                 step = next(replies)?;
             }
             Step::SendAll(reqs, next) => {
-                let replies = con.run_requests(reqs).await?;
+                let replies = con.run_requests(reqs).await;
                 step = next(replies)?;
             }
         }

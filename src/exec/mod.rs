@@ -17,8 +17,11 @@ use crate::error::{Error, Result};
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
+mod delivery;
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncConnection, run_async};
+pub use delivery::{Delivered, Delivery, Interrupted};
+pub(crate) use delivery::{Pipelined, Sequential};
 
 /// One command of a [`Request`]: a redis-rs [`Cmd`], arguments given as byte pieces
 /// that may borrow the caller's memory (an array's data), so that a connection that
@@ -508,6 +511,7 @@ impl<'a> Request<'a> {
 
 /// The shape of a request (count, transaction, key), kept to check its replies after
 /// the request itself was handed to a connection.
+#[derive(Debug)]
 pub(crate) struct ReplyCheck {
     len: usize,
     atomic: bool,
@@ -625,8 +629,7 @@ impl std::fmt::Debug for Requests<'_> {
 pub type Continuation<'a, T> = Box<dyn FnOnce(Vec<Value>) -> Result<Step<'a, T>> + Send + 'a>;
 
 /// What a continuation of several independent requests returns.
-pub type ContinuationAll<'a, T> =
-    Box<dyn FnOnce(Vec<Vec<Value>>) -> Result<Step<'a, T>> + Send + 'a>;
+pub type ContinuationAll<'a, T> = Box<dyn FnOnce(Delivered) -> Result<Step<'a, T>> + Send + 'a>;
 
 /// One step of an operation: done, or a request to send and what to do with its replies.
 /// `'a` is the lifetime of memory the requests borrow (e.g. the array being written).
@@ -638,7 +641,10 @@ pub enum Step<'a, T> {
     /// Send these requests, which do not depend on each other's replies, then feed the
     /// replies of each to the continuation. Connections may send them all before reading
     /// any reply (pipelining across requests, so the server never waits for the client),
-    /// each as soon as it is built.
+    /// each as soon as it is built. When a request is refused as a whole or the
+    /// connection fails part-way, the continuation gets an [`Interrupted`] that says
+    /// what became of each request (answered, in flight, never sent), so that a bulk
+    /// write can report exactly what was stored.
     SendAll(Requests<'a>, ContinuationAll<'a, T>),
 }
 
@@ -729,15 +735,17 @@ pub trait SyncConnection {
     /// `Value::ServerError` elements).
     fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>>;
 
-    /// Send independent requests and return the replies of each. The default sends
-    /// them one round trip at a time, building each request just before sending it;
-    /// connections override it to pipeline them.
-    fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
-        let mut out = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            out.push(self.run_request(&r)?);
+    /// Send independent requests and return the replies of each, or what became of
+    /// each when they did not all complete ([`Interrupted`]). The default sends them
+    /// one round trip at a time, building each request just before sending it, and
+    /// stops at a connection failure; connections override it to pipeline them.
+    fn run_requests(&mut self, mut reqs: Requests<'_>) -> Delivered {
+        let mut out = Sequential::with_capacity(reqs.len());
+        while let Some(r) = reqs.next() {
+            let outcome = self.run_request(&r);
+            out.push(outcome, r.len(), reqs.len())?;
         }
-        Ok(out)
+        out.finish()
     }
 }
 
@@ -749,22 +757,43 @@ impl SyncConnection for crate::direct::DirectConnection {
     }
 
     /// Writes each request as soon as it is built (building the next one overlaps with
-    /// the server's work on those already written), then reads all replies.
-    fn run_requests(&mut self, reqs: Requests<'_>) -> Result<Vec<Vec<Value>>> {
-        self.begin().map_err(Error::from)?;
-        let mut sent = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            let raw = self.send(&r.cmds, r.atomic).map_err(|e| r.error(e))?;
-            sent.push((r.shell(), raw));
+    /// the server's work on those already written), then reads all replies. After a
+    /// failed write, the replies of the requests written before it are still read (each
+    /// is an acknowledgement).
+    fn run_requests(&mut self, mut reqs: Requests<'_>) -> Delivered {
+        if let Err(e) = self.begin() {
+            return Err(Interrupted::none_sent(reqs.len(), e.into()));
         }
-        let mut raw_replies = Vec::with_capacity(sent.len());
-        for (check, n) in &sent {
-            raw_replies.push(self.recv(*n).map_err(|e| check.error(e))?);
+        let mut p = Pipelined::with_capacity(reqs.len());
+        while let Some(r) = reqs.next() {
+            match self.send(&r.cmds, r.atomic) {
+                Ok(raw) => p.sent.push((r.shell(), raw)),
+                Err(e) => {
+                    if self.write_started() {
+                        p.cut = Some((r.len(), r.error(e)));
+                    } else {
+                        // Refused before any byte was written (e.g. an argument that
+                        // cannot be encoded): not sent, nor is anything after it.
+                        p.not_sent = 1;
+                        p.stopped = Some(r.error(e));
+                    }
+                    p.not_sent += reqs.len();
+                    break;
+                }
+            }
         }
-        sent.iter()
-            .zip(raw_replies)
-            .map(|((check, _), raw)| check.finish_raw(raw))
-            .collect()
+        let mut raw_replies = Vec::with_capacity(p.sent.len());
+        let mut read_failure = None;
+        for (check, n) in &p.sent {
+            let mut raw = Vec::with_capacity(*n);
+            if let Err(e) = self.recv_into(*n, &mut raw) {
+                raw_replies.push(raw);
+                read_failure = Some(check.error(e));
+                break;
+            }
+            raw_replies.push(raw);
+        }
+        p.finish(raw_replies, read_failure)
     }
 }
 
@@ -789,7 +818,7 @@ pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<'_, T>) -
                 step = next(replies)?;
             }
             Step::SendAll(reqs, next) => {
-                let replies = con.run_requests(reqs)?;
+                let replies = con.run_requests(reqs);
                 step = next(replies)?;
             }
         }
@@ -945,12 +974,15 @@ mod tests {
         );
         assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(reqs.len(), 2);
-        let step: Step<'static, usize> = Step::SendAll(reqs, Box::new(|r| Ok(Step::Done(r.len()))));
+        let step: Step<'static, usize> = Step::SendAll(
+            reqs,
+            Box::new(|r| Ok(Step::Done(r.map_err(Interrupted::into_error)?.len()))),
+        );
         let step = step.map(|n| n + 1).narrow();
         let Step::SendAll(reqs, k) = step else {
             panic!("not a SendAll")
         };
         let replies: Vec<Vec<Value>> = reqs.map(|r| vec![Value::Okay; r.len()]).collect();
-        assert!(matches!(k(replies).unwrap(), Step::Done(3)));
+        assert!(matches!(k(Ok(replies)).unwrap(), Step::Done(3)));
     }
 }

@@ -59,7 +59,10 @@ use crate::array::{AsArray, Order, RawArray, c_order_bytes};
 use crate::codec::Limits;
 use crate::dtype::{ByteOrder, DType, Element, swap_bytes_in_place};
 use crate::error::{Error, Result};
-use crate::exec::{Packed, Request, Requests, Step, push_header, reply_ok};
+use crate::exec::{
+    Delivered, Delivery, Interrupted, Packed, Request, Requests, Step, push_header, reply_ok,
+};
+use crate::store::tally::Tally;
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
 /// Default number of entities per request (chunk) of [`FeatureStore::write_many`].
@@ -545,46 +548,102 @@ impl Write<'_> {
         req
     }
 
-    /// The result of the write from the replies of every chunk: the number written,
-    /// or exactly which entities were written and which were not.
-    fn outcome(&self, all_replies: Vec<Vec<Value>>) -> Result<usize> {
+    /// The result of the write from what became of every chunk: the number written,
+    /// or exactly which entities were written, refused, in flight (unknown) or never
+    /// sent.
+    fn outcome(&self, delivered: Delivered) -> Result<usize> {
         let per_item = cmds_per_entity(&self.view);
-        // Fast path: every chunk fully written (no per-entity bookkeeping).
-        if all_replies.len() == self.chunks()
-            && all_replies.iter().enumerate().all(|(c, replies)| {
-                chunk_all_ok(replies, self.chunk_items(c).len() * per_item, self.atomic)
-            })
-        {
-            return Ok(self.ids.len());
-        }
-        let mut written = Vec::new();
-        let mut not_written = Vec::new();
-        let mut first = None;
-        for (chunk, replies) in all_replies.into_iter().enumerate() {
+        let (deliveries, failure) = match delivered {
+            // Fast path: every chunk fully written (no per-entity bookkeeping).
+            Ok(all) => {
+                if all.len() == self.chunks()
+                    && all.iter().enumerate().all(|(c, replies)| {
+                        chunk_all_ok(replies, self.chunk_items(c).len() * per_item, self.atomic)
+                    })
+                {
+                    return Ok(self.ids.len());
+                }
+                (all.into_iter().map(Delivery::Answered).collect(), None)
+            }
+            Err(Interrupted { requests, failure }) => (requests, failure),
+        };
+        let mut tally = Tally::default();
+        let mut deliveries = deliveries.into_iter();
+        for chunk in 0..self.chunks() {
             let items = self.chunk_items(chunk);
             let start = items.start;
+            let answered = match deliveries.next().unwrap_or(Delivery::NotSent) {
+                Delivery::Answered(replies) => Some(replies),
+                Delivery::Refused(e) => {
+                    let msg = e.to_string();
+                    tally.refused(start, e);
+                    for i in items.skip(1) {
+                        tally.refused(i, Error::unexpected(msg.clone(), None));
+                    }
+                    continue;
+                }
+                Delivery::NotSent => {
+                    items.for_each(|i| tally.not_sent(i));
+                    continue;
+                }
+                Delivery::InFlight(partial) => {
+                    if self.atomic {
+                        // Only EXEC's reply says anything; without it all is unknown.
+                        if partial.last().is_some_and(Option::is_some) {
+                            Some(
+                                partial
+                                    .into_iter()
+                                    .map(|v| v.unwrap_or(Value::Nil))
+                                    .collect(),
+                            )
+                        } else {
+                            items.for_each(|i| tally.unknown(i));
+                            continue;
+                        }
+                    } else {
+                        self.tally_in_flight(&mut tally, items, partial, per_item);
+                        continue;
+                    }
+                }
+            };
+            let Some(replies) = answered else { continue };
             let outcome = chunk_outcome(replies, items.len(), per_item, self.atomic, &|i| {
                 self.key(start + i)
             });
             for (i, r) in outcome.into_iter().enumerate() {
                 match r {
-                    Ok(()) => written.push(start + i),
-                    Err(e) => {
-                        not_written.push(start + i);
-                        if first.is_none() {
-                            first = Some(e);
-                        }
-                    }
+                    Ok(()) => tally.written(start + i),
+                    Err(e) => tally.refused(start + i, e),
                 }
             }
         }
-        match first {
-            None => Ok(self.ids.len()),
-            Some(e) => Err(Error::PartialWrite {
-                written,
-                not_written,
-                source: Box::new(e),
-            }),
+        tally.finish(failure).map(|_| self.ids.len())
+    }
+
+    /// The entities of a chunk (not a transaction) cut short: an entity is written or
+    /// refused when all its replies were read, else unknown.
+    fn tally_in_flight(
+        &self,
+        tally: &mut Tally,
+        items: Range<usize>,
+        partial: Vec<Option<Value>>,
+        per_item: usize,
+    ) {
+        let mut it = partial.into_iter();
+        for i in items {
+            let replies: Vec<Option<Value>> = it.by_ref().take(per_item).collect();
+            if replies.len() < per_item || replies.iter().any(Option::is_none) {
+                tally.unknown(i);
+                continue;
+            }
+            let err = replies.into_iter().flatten().find_map(|v| match v {
+                Value::ServerError(e) => Some(Error::redis(e.into(), Some(&self.key(i)))),
+                _ => None,
+            });
+            match err {
+                Some(e) => tally.refused(i, e),
+                None => tally.written(i),
+            }
         }
     }
 }
@@ -1186,7 +1245,7 @@ impl FeatureStore {
         let chunks = (0..write.chunks()).map(move |c| builder.chunk(c));
         Ok(Step::SendAll(
             Requests::new(chunks),
-            Box::new(move |replies| Ok(Step::Done(write.outcome(replies)?))),
+            Box::new(move |delivered| Ok(Step::Done(write.outcome(delivered)?))),
         ))
     }
 

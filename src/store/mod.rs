@@ -12,6 +12,7 @@ pub mod feature;
 pub mod recipe;
 #[cfg(feature = "arrow")]
 pub mod table;
+pub(crate) mod tally;
 
 /// Join a store prefix and a name into a key: `prefix:name`, or `name` without prefix.
 pub(crate) fn join_key(prefix: &str, name: &str) -> String {

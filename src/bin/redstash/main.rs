@@ -162,7 +162,7 @@ impl SyncConnection for BulkConnection {
         }
     }
 
-    fn run_requests(&mut self, reqs: Requests<'_>) -> redstash::Result<Vec<Vec<Value>>> {
+    fn run_requests(&mut self, reqs: Requests<'_>) -> redstash::exec::Delivered {
         match self {
             BulkConnection::Direct(c) => c.run_requests(reqs),
             BulkConnection::Redis(c) => c.run_requests(reqs),
