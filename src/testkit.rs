@@ -171,6 +171,8 @@ pub struct RedisServerBuilder {
     args: Vec<String>,
     /// Cluster node: the cluster bus port (`port + 10000`) must be free too.
     cluster: bool,
+    /// Append-only file with `appendfsync always`.
+    durable: bool,
 }
 
 impl RedisServerBuilder {
@@ -213,6 +215,17 @@ impl RedisServerBuilder {
     #[must_use]
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
+        self
+    }
+
+    /// Persists every write before it is acknowledged: append-only file with
+    /// `appendfsync always` in the server's directory, so that after
+    /// [`RedisServer::kill`] and [`RedisServer::restart`] the server holds exactly
+    /// what it acknowledged (and possibly writes in flight at the kill). For tests of
+    /// crash consistency.
+    #[must_use]
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
         self
     }
 
@@ -317,7 +330,12 @@ impl RedisServerBuilder {
         push("--port", &port.to_string());
         push("--bind", "127.0.0.1");
         push("--save", "");
-        push("--appendonly", "no");
+        if self.durable {
+            push("--appendonly", "yes");
+            push("--appendfsync", "always");
+        } else {
+            push("--appendonly", "no");
+        }
         push("--daemonize", "no");
         if let Some(bytes) = self.maxmemory {
             push("--maxmemory", &bytes.to_string());
@@ -574,10 +592,18 @@ impl RedisServer {
         self.process.stop(self.port);
     }
 
+    /// Kills the server with `SIGKILL` (no shutdown, no final save), as a crash or an
+    /// OOM killer would, and waits until its port is closed. The same as
+    /// [`stop`](Self::stop); named for tests of crash consistency, which then
+    /// [`restart`](Self::restart) a [`durable`](RedisServerBuilder::durable) server.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
     /// Kills the server (if running) and starts it again on the same port, with the same
     /// directory and settings, waiting until it answers `PING`: a server restart, for
     /// tests of reconnection. Data is not persisted (the server runs without
-    /// persistence); a Redis Cluster node keeps its identity and slots (its
+    /// persistence) unless it is [`durable`](RedisServerBuilder::durable); a Redis Cluster node keeps its identity and slots (its
     /// `nodes.conf` is in the directory).
     ///
     /// # Errors
@@ -591,6 +617,14 @@ impl RedisServer {
             return Err(e);
         }
         self.process = process;
+        // A durable server answers `-LOADING` while it replays its append-only file.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pong(self.port) {
+            if Instant::now() >= deadline {
+                return Err(io::Error::other("the restarted server is still loading"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Ok(())
     }
 }
@@ -603,6 +637,18 @@ impl Drop for RedisServer {
 
 fn connect(port: u16, timeout: Duration) -> io::Result<TcpStream> {
     TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), timeout)
+}
+
+/// Whether the server answers `PING` with `+PONG` (not an error such as `-LOADING`).
+fn pong(port: u16) -> bool {
+    let Ok(mut s) = connect(port, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 64];
+    s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
 /// Sends a raw RESP `PING`; Ok if the reply starts like a RESP status or error.

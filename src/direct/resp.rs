@@ -162,7 +162,6 @@ impl Encoded<'_> {
     }
 
     /// Total number of bytes to send.
-    #[cfg(test)]
     pub(crate) fn total_len(&self) -> usize {
         self.scratch.len() + self.marks.iter().map(|m| m.1.len()).sum::<usize>()
     }

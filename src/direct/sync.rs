@@ -102,6 +102,8 @@ pub struct DirectConnection {
     rbuf: ReadBuffer,
     /// Errors and replies owed between calls.
     owed: Owed,
+    /// Bytes of requests written (or being written) so far.
+    bytes_sent: u64,
 }
 
 impl DirectConnection {
@@ -130,6 +132,7 @@ impl DirectConnection {
             parser: Parser::new(),
             rbuf: ReadBuffer::default(),
             owed: Owed::default(),
+            bytes_sent: 0,
         };
         if !setup.handshake.is_empty() {
             let replies = conn.exec(&setup.handshake, false)?;
@@ -186,6 +189,7 @@ impl DirectConnection {
         // Encoding errors (e.g. cursor arguments) happen before any I/O: they leave
         // the stream as it was (replies of earlier batches are still owed).
         let encoded = self.encoder.encode(cmds, atomic)?;
+        self.bytes_sent += encoded.total_len() as u64;
         // Set before any I/O and cleared once the whole batch is written.
         self.owed.start_write();
         if encoded.is_contiguous() {
@@ -196,6 +200,12 @@ impl DirectConnection {
         }
         self.owed.written(n);
         Ok(n)
+    }
+
+    /// Bytes of requests handed to [`send`](Self::send) so far (a request's bytes
+    /// count once its write starts).
+    pub(crate) fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
     }
 
     /// After a failed [`send`](Self::send): whether any byte of it was written (if

@@ -97,6 +97,8 @@ pub struct DirectAsyncConnection {
     rbuf: ReadBuffer,
     /// Errors and replies owed between calls.
     owed: Owed,
+    /// Bytes of requests written (or being written) so far.
+    bytes_sent: u64,
 }
 
 impl DirectAsyncConnection {
@@ -120,6 +122,7 @@ impl DirectAsyncConnection {
             parser: Parser::new(),
             rbuf: ReadBuffer::default(),
             owed: Owed::default(),
+            bytes_sent: 0,
         };
         if !setup.handshake.is_empty() {
             let replies = conn.exec(&setup.handshake, false).await?;
@@ -170,6 +173,7 @@ impl DirectAsyncConnection {
             return Ok(0);
         };
         let encoded = self.encoder.encode(cmds, atomic)?;
+        self.bytes_sent += encoded.total_len() as u64;
         // Set before any I/O and cleared once the whole batch is written: an error or
         // a dropped future leaves the connection marked broken.
         self.owed.start_write();
@@ -193,6 +197,11 @@ impl DirectAsyncConnection {
         self.stream.flush().await?;
         self.owed.written(n);
         Ok(n)
+    }
+
+    /// Bytes of requests handed to [`send`](Self::send) so far.
+    pub(crate) fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
     }
 
     /// After a failed [`send`](Self::send): whether any byte of it was written.

@@ -24,17 +24,18 @@ pub trait AsyncConnection: Send {
 }
 
 impl AsyncConnection for crate::direct::DirectAsyncConnection {
-    /// Writes each request as soon as it is built (building the next one overlaps with
-    /// the server's work on those already written), then reads all replies. After a
-    /// failed write, the replies of the requests written before it are still read.
+    /// Writes each request as soon as it is built and reads the replies in order, the
+    /// oldest ones while newer ones are written once a window of requests is in flight;
+    /// see [`DirectConnection`](crate::direct::DirectConnection)'s `run_requests`.
     async fn run_requests(&mut self, mut reqs: Requests<'_>) -> Delivered {
         if let Err(e) = self.begin() {
             return Err(Interrupted::none_sent(reqs.len(), e.into()));
         }
         let mut p = Pipelined::with_capacity(reqs.len());
-        while let Some(r) = reqs.next() {
+        'send: while let Some(r) = reqs.next() {
+            let before = self.bytes_sent();
             match self.send(r.commands(), r.is_atomic()).await {
-                Ok(raw) => p.sent.push((r.shell(), raw)),
+                Ok(raw) => p.sent(r.shell(), raw, self.bytes_sent() - before),
                 Err(e) => {
                     if self.write_started() {
                         p.cut = Some((r.len(), r.error(e)));
@@ -46,19 +47,15 @@ impl AsyncConnection for crate::direct::DirectAsyncConnection {
                     break;
                 }
             }
-        }
-        let mut raw_replies = Vec::with_capacity(p.sent.len());
-        let mut read_failure = None;
-        for (check, n) in &p.sent {
-            let mut raw = Vec::with_capacity(*n);
-            let result = self.recv_into(*n, &mut raw).await;
-            raw_replies.push(raw);
-            if let Err(e) = result {
-                read_failure = Some(check.error(e));
-                break;
+            while p.over_window() {
+                if !read_oldest(self, &mut p).await {
+                    p.not_sent += reqs.len();
+                    break 'send;
+                }
             }
         }
-        p.finish(raw_replies, read_failure)
+        while read_oldest(self, &mut p).await {}
+        p.finish()
     }
 
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
@@ -121,6 +118,17 @@ impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
             .map_err(|e| p.shell.error(e))?;
         p.shell.finish(replies)
     }
+}
+
+/// Read the replies of the oldest request of `p` not read yet; whether reading may go
+/// on (there was one, and no read failed).
+async fn read_oldest(con: &mut crate::direct::DirectAsyncConnection, p: &mut Pipelined) -> bool {
+    let Some(n) = p.next_unread() else {
+        return false;
+    };
+    let mut raw = Vec::with_capacity(n);
+    let result = con.recv_into(n, &mut raw).await;
+    p.read(raw, result)
 }
 
 /// A request as a redis-rs pipeline, with what checking its replies needs.

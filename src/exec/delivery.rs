@@ -163,12 +163,27 @@ impl Sequential {
     }
 }
 
-/// Collects the deliveries of requests pipelined on a direct connection: all written,
-/// then all replies read, in order.
+/// Requests a direct connection writes before it reads the replies of the oldest one:
+/// enough that the server never waits for the client, few enough that the server's
+/// reply buffer and the requests whose outcome is unknown after a failure stay bounded.
+pub(crate) const WINDOW_REQUESTS: usize = 256;
+
+/// Bytes of requests in flight past which a direct connection reads the replies of the
+/// oldest one before writing more (at least two requests stay in flight).
+pub(crate) const WINDOW_BYTES: u64 = 32 << 20;
+
+/// Collects the deliveries of requests pipelined on a direct connection: written in
+/// order, their replies read in order, the oldest ones read while newer ones are
+/// written once [`WINDOW_REQUESTS`] or [`WINDOW_BYTES`] are in flight.
 #[derive(Debug)]
 pub(crate) struct Pipelined {
-    /// Each request written in full: its reply check and raw reply count.
-    pub(crate) sent: Vec<(ReplyCheck, usize)>,
+    /// Each request written in full: its reply check, raw reply count and bytes.
+    sent: Vec<(ReplyCheck, usize, u64)>,
+    /// Raw replies of the first requests of `sent` (the last one partial when
+    /// `read_failure` stopped the reading there).
+    raw: Vec<Vec<Value>>,
+    read_failure: Option<Error>,
+    bytes_in_flight: u64,
     /// The request whose write failed part-way (its command count), with the error.
     pub(crate) cut: Option<(usize, Error)>,
     /// Requests never written (after a failed write, or when nothing could be sent).
@@ -182,22 +197,59 @@ impl Pipelined {
     pub(crate) fn with_capacity(n: usize) -> Self {
         Pipelined {
             sent: Vec::with_capacity(n),
+            raw: Vec::with_capacity(n),
+            read_failure: None,
+            bytes_in_flight: 0,
             cut: None,
             not_sent: 0,
             stopped: None,
         }
     }
 
-    /// Turn the raw replies read into deliveries. `raw[i]` holds the raw replies read
-    /// for request `i` of `sent` (all of them, or fewer when `read_failure` stopped the
-    /// reading there; requests after it have none).
-    pub(crate) fn finish(self, raw: Vec<Vec<Value>>, read_failure: Option<Error>) -> Delivered {
-        let complete = self.cut.is_none() && read_failure.is_none() && self.not_sent == 0;
-        let mut failure = read_failure.or(self.stopped);
+    /// A request was written in full: `replies` raw replies owed, `bytes` written.
+    pub(crate) fn sent(&mut self, check: ReplyCheck, replies: usize, bytes: u64) {
+        self.sent.push((check, replies, bytes));
+        self.bytes_in_flight += bytes;
+    }
+
+    /// The raw reply count of the oldest request whose replies are still to be read,
+    /// if any (and if no read failed).
+    pub(crate) fn next_unread(&self) -> Option<usize> {
+        if self.read_failure.is_some() {
+            return None;
+        }
+        self.sent.get(self.raw.len()).map(|(_, n, _)| *n)
+    }
+
+    /// Whether the oldest request's replies should be read before writing more.
+    pub(crate) fn over_window(&self) -> bool {
+        let unread = self.sent.len() - self.raw.len();
+        self.read_failure.is_none()
+            && (unread > WINDOW_REQUESTS || (unread >= 2 && self.bytes_in_flight > WINDOW_BYTES))
+    }
+
+    /// The raw replies read for the oldest unread request (all of them, or those read
+    /// before `result` failed). Returns whether reading may go on.
+    pub(crate) fn read(&mut self, raw: Vec<Value>, result: redis::RedisResult<()>) -> bool {
+        let Some((check, _, bytes)) = self.sent.get(self.raw.len()) else {
+            return false;
+        };
+        self.bytes_in_flight -= bytes;
+        if let Err(e) = result {
+            self.read_failure = Some(check.error(e));
+        }
+        self.raw.push(raw);
+        self.read_failure.is_none()
+    }
+
+    /// What became of every request.
+    pub(crate) fn finish(self) -> Delivered {
+        let complete = self.cut.is_none() && self.read_failure.is_none() && self.not_sent == 0;
+        let mut failure = self.read_failure.or(self.stopped);
         let mut deliveries = Vec::with_capacity(self.sent.len() + 1 + self.not_sent);
-        let mut raw = raw.into_iter();
+        let mut raw = self.raw.into_iter();
         let mut any_refused = false;
-        for (check, n) in &self.sent {
+        for (check, n, _) in &self.sent {
             let got = raw.next().unwrap_or_default();
             if got.len() == *n {
                 match check.finish_raw(got) {

@@ -757,17 +757,19 @@ impl SyncConnection for crate::direct::DirectConnection {
     }
 
     /// Writes each request as soon as it is built (building the next one overlaps with
-    /// the server's work on those already written), then reads all replies. After a
-    /// failed write, the replies of the requests written before it are still read (each
-    /// is an acknowledgement).
+    /// the server's work on those already written) and reads the replies in order, the
+    /// oldest ones while newer ones are written once a window of requests is in flight.
+    /// After a failed write, the replies of the requests written before it are still
+    /// read (each is an acknowledgement).
     fn run_requests(&mut self, mut reqs: Requests<'_>) -> Delivered {
         if let Err(e) = self.begin() {
             return Err(Interrupted::none_sent(reqs.len(), e.into()));
         }
         let mut p = Pipelined::with_capacity(reqs.len());
-        while let Some(r) = reqs.next() {
+        'send: while let Some(r) = reqs.next() {
+            let before = self.bytes_sent();
             match self.send(&r.cmds, r.atomic) {
-                Ok(raw) => p.sent.push((r.shell(), raw)),
+                Ok(raw) => p.sent(r.shell(), raw, self.bytes_sent() - before),
                 Err(e) => {
                     if self.write_started() {
                         p.cut = Some((r.len(), r.error(e)));
@@ -781,19 +783,28 @@ impl SyncConnection for crate::direct::DirectConnection {
                     break;
                 }
             }
-        }
-        let mut raw_replies = Vec::with_capacity(p.sent.len());
-        let mut read_failure = None;
-        for (check, n) in &p.sent {
-            let mut raw = Vec::with_capacity(*n);
-            if let Err(e) = self.recv_into(*n, &mut raw) {
-                raw_replies.push(raw);
-                read_failure = Some(check.error(e));
-                break;
+            while p.over_window() {
+                if !self.read_oldest(&mut p) {
+                    p.not_sent += reqs.len();
+                    break 'send;
+                }
             }
-            raw_replies.push(raw);
         }
-        p.finish(raw_replies, read_failure)
+        while self.read_oldest(&mut p) {}
+        p.finish()
+    }
+}
+
+impl crate::direct::DirectConnection {
+    /// Read the replies of the oldest request of `p` not read yet; whether reading may
+    /// go on (there was one, and no read failed).
+    fn read_oldest(&mut self, p: &mut Pipelined) -> bool {
+        let Some(n) = p.next_unread() else {
+            return false;
+        };
+        let mut raw = Vec::with_capacity(n);
+        let result = self.recv_into(n, &mut raw);
+        p.read(raw, result)
     }
 }
 

@@ -1,0 +1,158 @@
+//! Crash consistency of bulk writes: redis-server is killed (SIGKILL, append-only file
+//! with `appendfsync always`) in the middle of a bulk write, restarted, and what the
+//! write reported is checked against what the server holds: every item reported
+//! written is there, no item reported refused or not sent is, and every item is in
+//! exactly one of the four sets. Run on every single-server connection kind.
+#![cfg(all(feature = "testkit", feature = "tokio", feature = "ndarray"))]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ndarray::Array2;
+use redstash::testkit::RedisServer;
+use redstash::{Error, FeatureStore, RedisErrorKind, View};
+
+/// What a bulk write reported, item by item.
+#[derive(Debug)]
+struct Report {
+    written: Vec<usize>,
+    refused: Vec<usize>,
+    unknown: Vec<usize>,
+    not_sent: Vec<usize>,
+}
+
+/// The accounting of a bulk write cut short by a kill (a plain connection error means
+/// nothing was sent: every item not sent).
+fn report(result: redstash::Result<usize>, n: usize) -> Report {
+    match result {
+        Ok(_) => panic!("the write finished before the kill: make it longer"),
+        Err(Error::PartialWrite {
+            written,
+            refused,
+            unknown,
+            not_sent,
+            source,
+        }) => {
+            assert_eq!(
+                source.redis_kind(),
+                Some(RedisErrorKind::Connection),
+                "{source}"
+            );
+            let r = Report {
+                written,
+                refused,
+                unknown,
+                not_sent,
+            };
+            let mut all: Vec<usize> = [&r.written, &r.refused, &r.unknown, &r.not_sent]
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..n).collect::<Vec<_>>(), "every item exactly once");
+            r
+        }
+        Err(e) => {
+            assert_eq!(e.redis_kind(), Some(RedisErrorKind::Connection), "{e}");
+            Report {
+                written: Vec::new(),
+                refused: Vec::new(),
+                unknown: Vec::new(),
+                not_sent: (0..n).collect(),
+            }
+        }
+    }
+}
+
+/// Kill `srv` once it holds at least `keys` keys (polled through its own connection).
+fn kill_after(srv: &mut RedisServer, keys: i64) {
+    let mut c = srv.client().unwrap().get_connection().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap_or(0);
+        if n >= keys {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the write did not progress");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    srv.kill();
+}
+
+/// Which of `ids` exist after the restart.
+fn existing(srv: &RedisServer, keys: impl Iterator<Item = String>) -> Vec<bool> {
+    let mut c = srv.client().unwrap().get_connection().unwrap();
+    let keys: Vec<String> = keys.collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(10_000) {
+        let mut p = redis::pipe();
+        for k in chunk {
+            p.exists(k);
+        }
+        let e: Vec<bool> = p.query(&mut c).unwrap();
+        out.extend(e);
+    }
+    out
+}
+
+/// Check a report against the restarted server: `key(i)` is item `i`'s key.
+fn check(srv: &RedisServer, r: &Report, key: impl Fn(usize) -> String, what: &str) {
+    let present = existing(srv, r.written.iter().map(|&i| key(i)));
+    let missing = present.iter().filter(|p| !**p).count();
+    assert_eq!(
+        missing, 0,
+        "{what}: {missing} items reported written are not stored"
+    );
+    for (set, name) in [(&r.refused, "refused"), (&r.not_sent, "not sent")] {
+        let present = existing(srv, set.iter().map(|&i| key(i)));
+        let stored = present.iter().filter(|p| **p).count();
+        assert_eq!(
+            stored, 0,
+            "{what}: {stored} items reported {name} are stored"
+        );
+    }
+    assert!(r.refused.is_empty(), "{what}: nothing was refused");
+}
+
+#[test]
+fn feature_write_many_killed_mid_way_reports_exactly_what_is_stored() {
+    let n = 300_000;
+    let dim = 16;
+    for backend in ALL_BACKENDS {
+        let mut srv = RedisServer::builder().durable().start().expect("server");
+        let url = srv.url();
+        let writer = std::thread::spawn(move || {
+            rt().block_on(async {
+                let mut con = Conn::open(backend, &url).await.expect("connect");
+                let store = FeatureStore::new("crash");
+                let view = View::of::<f32>("v", dim);
+                call!(con, store.register_view / register_view_async(&view)).unwrap();
+                let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+                let x = Array2::<f32>::from_elem((n, dim), 1.5);
+                call!(con, store.write_many / write_many_async("v", &ids, &x))
+            })
+        });
+        kill_after(&mut srv, (n / 10) as i64);
+        let r = report(writer.join().unwrap(), n);
+        srv.restart().expect("restart");
+        check(
+            &srv,
+            &r,
+            |i| format!("crash:v:e{i}"),
+            &format!("{backend:?}"),
+        );
+        eprintln!(
+            "{backend:?}: {} written, {} unknown, {} not sent",
+            r.written.len(),
+            r.unknown.len(),
+            r.not_sent.len()
+        );
+        assert!(
+            !r.written.is_empty(),
+            "{backend:?}: items acknowledged before the kill are reported written"
+        );
+    }
+}
