@@ -156,3 +156,34 @@ fn feature_write_many_killed_mid_way_reports_exactly_what_is_stored() {
         );
     }
 }
+
+#[test]
+fn array_put_many_killed_mid_way_reports_exactly_what_is_stored() {
+    use redstash::ArrayStore;
+    let n = 200_000;
+    for backend in ALL_BACKENDS {
+        let mut srv = RedisServer::builder().durable().start().expect("server");
+        let url = srv.url();
+        let writer = std::thread::spawn(move || {
+            rt().block_on(async {
+                let mut con = Conn::open(backend, &url).await.expect("connect");
+                let store = ArrayStore::new("crash");
+                let items: Vec<(String, ndarray::Array1<f32>)> = (0..n)
+                    .map(|i| (format!("a{i}"), ndarray::Array1::from_elem(8, i as f32)))
+                    .collect();
+                call!(con, store.put_many / put_many_async(&items)).map(|()| n)
+            })
+        });
+        kill_after(&mut srv, (n / 10) as i64);
+        let r = report(writer.join().unwrap(), n);
+        srv.restart().expect("restart");
+        check(&srv, &r, |i| format!("crash:a{i}"), &format!("{backend:?}"));
+        eprintln!(
+            "put_many {backend:?}: {} written, {} unknown, {} not sent",
+            r.written.len(),
+            r.unknown.len(),
+            r.not_sent.len()
+        );
+        assert!(!r.written.is_empty(), "{backend:?}");
+    }
+}

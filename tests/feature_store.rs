@@ -687,7 +687,8 @@ fn direct_connections_with_replies_owed_are_broken() {
             Requests::from(reqs),
             Box::new(|r| match r {
                 Ok(_) => Err(redstash::Error::InvalidArgument("no error".into())),
-                Err(Interrupted { requests, failure }) => {
+                Err(i) => {
+                    let Interrupted { requests, failure } = *i;
                     assert!(
                         matches!(&requests[..], [Delivery::Answered(p), Delivery::NotSent] if p == &vec![redis::Value::SimpleString("PONG".into())]),
                         "{requests:?}"

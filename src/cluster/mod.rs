@@ -352,7 +352,7 @@ impl Windows {
         window: &[Request<'_>],
         result: std::result::Result<Vec<Vec<Value>>, (Error, bool)>,
         remaining: usize,
-    ) -> std::result::Result<(), Interrupted> {
+    ) -> std::result::Result<(), Box<Interrupted>> {
         match result {
             Ok(replies) => {
                 self.answered.extend(replies);
@@ -371,10 +371,10 @@ impl Windows {
                     }
                 }));
                 requests.extend((0..remaining).map(|_| Delivery::NotSent));
-                Err(Interrupted {
+                Err(Box::new(Interrupted {
                     requests,
                     failure: Some(error),
-                })
+                }))
             }
         }
     }

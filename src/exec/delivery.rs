@@ -11,7 +11,7 @@ use crate::error::{Error, RedisErrorKind, Result};
 /// The replies of the requests of a [`Step::SendAll`](super::Step::SendAll): one
 /// `Vec<Value>` per request (one reply per command) when every request was answered,
 /// else what became of each.
-pub type Delivered = std::result::Result<Vec<Vec<Value>>, Interrupted>;
+pub type Delivered = std::result::Result<Vec<Vec<Value>>, Box<Interrupted>>;
 
 /// What became of one request of a [`Step::SendAll`](super::Step::SendAll) that did not
 /// complete.
@@ -44,16 +44,18 @@ pub struct Interrupted {
 
 impl Interrupted {
     /// Every one of `n` requests was not sent, because of `failure`.
-    pub fn none_sent(n: usize, failure: Error) -> Self {
-        Interrupted {
+    pub fn none_sent(n: usize, failure: Error) -> Box<Self> {
+        Box::new(Interrupted {
             requests: (0..n).map(|_| Delivery::NotSent).collect(),
             failure: Some(failure),
-        }
+        })
     }
 
     /// The error to report when the caller needs only one: the connection failure,
     /// else the first refusal.
-    pub fn into_error(self) -> Error {
+    // Boxed: what a `Delivered` holds, so that `map_err(Interrupted::into_error)` works.
+    #[allow(clippy::boxed_local)]
+    pub fn into_error(self: Box<Self>) -> Error {
         if let Some(e) = self.failure {
             return e;
         }
@@ -103,7 +105,7 @@ impl Sequential {
         outcome: Result<Vec<Value>>,
         commands: usize,
         remaining: usize,
-    ) -> std::result::Result<(), Interrupted> {
+    ) -> std::result::Result<(), Box<Interrupted>> {
         match outcome {
             Ok(replies) => match &mut self.interrupted {
                 Some(d) => d.push(Delivery::Answered(replies)),
@@ -113,10 +115,10 @@ impl Sequential {
                 let mut requests = self.take_deliveries();
                 requests.push(Delivery::InFlight(vec![None; commands]));
                 requests.extend((0..remaining).map(|_| Delivery::NotSent));
-                return Err(Interrupted {
+                return Err(Box::new(Interrupted {
                     requests,
                     failure: Some(e),
-                });
+                }));
             }
             Err(e) => {
                 let mut d = self.take_deliveries();
@@ -133,13 +135,13 @@ impl Sequential {
         &mut self,
         error: Error,
         remaining: usize,
-    ) -> std::result::Result<(), Interrupted> {
+    ) -> std::result::Result<(), Box<Interrupted>> {
         let mut requests = self.take_deliveries();
         requests.extend((0..remaining).map(|_| Delivery::NotSent));
-        Err(Interrupted {
+        Err(Box::new(Interrupted {
             requests,
             failure: Some(error),
-        })
+        }))
     }
 
     fn take_deliveries(&mut self) -> Vec<Delivery> {
@@ -155,10 +157,10 @@ impl Sequential {
     pub(crate) fn finish(self) -> Delivered {
         match self.interrupted {
             None => Ok(self.answered),
-            Some(requests) => Err(Interrupted {
+            Some(requests) => Err(Box::new(Interrupted {
                 requests,
                 failure: None,
-            }),
+            })),
         }
     }
 }
@@ -282,10 +284,10 @@ impl Pipelined {
                 })
                 .collect());
         }
-        Err(Interrupted {
+        Err(Box::new(Interrupted {
             requests: deliveries,
             failure,
-        })
+        }))
     }
 }
 

@@ -13,6 +13,8 @@ use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
 use crate::store::chunked::{MANIFEST_LEN, Manifest};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
+mod put_many;
+
 /// Default chunk limit: values above it are split (Redis refuses bulk strings over
 /// `proto-max-bulk-len`, 512 MB by default).
 pub const DEFAULT_CHUNK_SIZE: usize = 256 << 20;
@@ -310,58 +312,6 @@ impl<C: ArrayCodec> ArrayStore<C> {
         }))
     }
 
-    /// Plan of [`put_many`](Self::put_many).
-    pub fn plan_put_many<'a, N: AsRef<str>, A: AsArray>(
-        &self,
-        items: &'a [(N, A)],
-    ) -> Result<Step<'a, ()>> {
-        let mut req = Request::new(None);
-        let mut keys = Vec::with_capacity(items.len());
-        let mut big: Vec<Step<'a, ()>> = Vec::new();
-        for (name, array) in items {
-            let key = self.key(name.as_ref());
-            let cmd = self.set_for(&key, array)?;
-            if cmd.arg_len(2) > self.chunk_size {
-                big.push(self.plan_put_chunked(key, cmd)?);
-                continue;
-            }
-            req.push(getrange_cmd(&key));
-            req.push(cmd);
-            keys.push(key);
-        }
-        let small = if req.is_empty() {
-            Step::Done(())
-        } else {
-            let limits = self.limits;
-            Step::send(req, move |replies| {
-                let mut stale = Vec::new();
-                let mut first_err = None;
-                let mut it = replies.into_iter();
-                for key in &keys {
-                    let old = it.next().unwrap_or(Value::Nil);
-                    match reply_ok(it.next().unwrap_or(Value::Nil), key) {
-                        Ok(_) => match stale_chunks(key, old, None, &limits) {
-                            Ok(keys) => stale.extend(keys),
-                            Err(e) if first_err.is_none() => first_err = Some(e),
-                            Err(_) => {}
-                        },
-                        Err(e) if first_err.is_none() => first_err = Some(e),
-                        Err(_) => {}
-                    }
-                }
-                match first_err {
-                    Some(e) => Err(e),
-                    None => Ok(cleanup_step("", stale).narrow()),
-                }
-            })
-        };
-        let mut step = small;
-        for b in big {
-            step = step.and_then(move |()| Ok(b))?;
-        }
-        Ok(step)
-    }
-
     /// Plan of [`delete`](Self::delete).
     pub fn plan_delete(&self, name: &str) -> Result<Step<'static, bool>> {
         let key = self.key(name);
@@ -407,8 +357,12 @@ impl<C: ArrayCodec> ArrayStore<C> {
         fn get / get_async(name: &str) -> Option<RawArray> = plan_get;
         /// Read many arrays in one round trip (MGET), in the order of `names`.
         fn get_many / get_many_async<N: AsRef<str>>(names: &[N]) -> Vec<Option<RawArray>> = plan_get_many;
-        /// Store many arrays in one round trip (a pipeline of `SET`s with the TTL).
-        fn put_many / put_many_async<N: AsRef<str>, A: AsArray>(items: &[(N, A)]) -> () = plan_put_many;
+        /// Store many arrays: `SET`s with the TTL in requests of at most 1,000 items or
+        /// 16 MiB, pipelined, each encoded just before it is sent (memory stays
+        /// bounded); arrays over the chunk size afterwards, one at a time. If not every
+        /// item is stored, [`Error::PartialWrite`] says exactly which items were
+        /// written, refused, in flight (unknown) or never sent.
+        fn put_many / put_many_async<N: AsRef<str> | Sync, A: AsArray | Sync>(items: &[(N, A)]) -> () = plan_put_many;
         /// Delete the array under `name` (and its chunks); `true` if it existed.
         fn delete / delete_async(name: &str) -> bool = plan_delete;
         /// Whether `name` exists.

@@ -59,9 +59,7 @@ use crate::array::{AsArray, Order, RawArray, c_order_bytes};
 use crate::codec::Limits;
 use crate::dtype::{ByteOrder, DType, Element, swap_bytes_in_place};
 use crate::error::{Error, Result};
-use crate::exec::{
-    Delivered, Delivery, Interrupted, Packed, Request, Requests, Step, push_header, reply_ok,
-};
+use crate::exec::{Delivered, Delivery, Packed, Request, Requests, Step, push_header, reply_ok};
 use crate::store::tally::Tally;
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
@@ -565,7 +563,7 @@ impl Write<'_> {
                 }
                 (all.into_iter().map(Delivery::Answered).collect(), None)
             }
-            Err(Interrupted { requests, failure }) => (requests, failure),
+            Err(i) => (i.requests, i.failure),
         };
         let mut tally = Tally::default();
         let mut deliveries = deliveries.into_iter();

@@ -45,12 +45,12 @@ macro_rules! sync_and_async {
     ($(
         $(#[$doc:meta])*
         fn $name:ident / $name_async:ident
-            $(<$($g:ident : $bound:path),*>)?
+            $(<$($g:ident : $bound:path $(| $more:path)*),*>)?
             ($($arg:ident : $ty:ty),*) -> $ret:ty = $plan:ident;
     )*) => {$(
         $(#[$doc])*
         #[cfg(feature = "sync")]
-        pub fn $name<$($($g: $bound,)*)? Con: $crate::exec::SyncConnection + ?Sized>(
+        pub fn $name<$($($g: $bound $(+ $more)*,)*)? Con: $crate::exec::SyncConnection + ?Sized>(
             &self,
             con: &mut Con,
             $($arg: $ty),*
@@ -62,7 +62,7 @@ macro_rules! sync_and_async {
         ///
         /// Async version (feature `tokio`).
         #[cfg(feature = "tokio")]
-        pub async fn $name_async<$($($g: $bound,)*)? Con: $crate::exec::AsyncConnection + ?Sized>(
+        pub async fn $name_async<$($($g: $bound $(+ $more)*,)*)? Con: $crate::exec::AsyncConnection + ?Sized>(
             &self,
             con: &mut Con,
             $($arg: $ty),*

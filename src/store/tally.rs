@@ -13,6 +13,9 @@ pub(crate) struct Tally {
     not_sent: Vec<usize>,
     /// The first item's refusal.
     refusal: Option<Error>,
+    /// An error that concerns no item's storage (e.g. the chunks of a replaced array
+    /// could not be listed or deleted): the write is reported as failed with it.
+    other: Option<Error>,
 }
 
 impl Tally {
@@ -23,6 +26,11 @@ impl Tally {
     pub(crate) fn refused(&mut self, item: usize, e: Error) {
         self.refused.push(item);
         self.refusal.get_or_insert(e);
+    }
+
+    /// An error beside the items' outcomes (see `other`).
+    pub(crate) fn also_failed(&mut self, e: Error) {
+        self.other.get_or_insert(e);
     }
 
     pub(crate) fn unknown(&mut self, item: usize) {
@@ -42,14 +50,16 @@ impl Tally {
     /// was sent (nothing was stored); else the [`Error::PartialWrite`], whose `source` is
     /// `failure` (what cut the write short) or the first refusal.
     pub(crate) fn finish(self, failure: Option<Error>) -> Result<usize> {
-        if self.all_written() && failure.is_none() {
+        if self.all_written() && failure.is_none() && self.other.is_none() {
             return Ok(self.written.len());
         }
         let mut t = self;
-        if t.written.is_empty() && t.refused.is_empty() && t.unknown.is_empty() {
-            if let Some(e) = failure {
-                return Err(e);
-            }
+        if t.written.is_empty()
+            && t.refused.is_empty()
+            && t.unknown.is_empty()
+            && let Some(e) = failure
+        {
+            return Err(e);
         }
         for v in [
             &mut t.written,
@@ -61,6 +71,7 @@ impl Tally {
         }
         let source = failure
             .or(t.refusal)
+            .or(t.other)
             .unwrap_or_else(|| Error::unexpected("bulk write incomplete without an error", None));
         Err(Error::PartialWrite {
             written: t.written,
