@@ -752,19 +752,30 @@ impl TableStore {
         req.push(splitter.marker());
         let (part, cmd, n) = a.into_set()?;
         req.push(cmd);
-        let key = mkey.clone();
-        crate::exec::run(
-            first,
-            Step::then(req, move |replies| replies_ok(replies, &key)),
-        )?;
+        let input = part.input;
         splitter.add_bytes(part, n);
         splitter.marked = true;
+        let delivered = crate::exec::run(first, tracked(req))?;
+        if let Some(e) = splitter.tally_request(delivered, true, &[input]) {
+            return Err(splitter.partial(e));
+        }
         let budget = self.pipeline_bytes;
         let max_batches = self.pipeline_batches;
         let shared = Mutex::new(splitter);
         let failed = AtomicBool::new(false);
         let poisoned = || Error::InvalidArgument("a split thread panicked".into());
-        let work = |con: &mut Con| -> Result<()> {
+        // Why a thread stopped: Redis refused or lost a request (reported item by item),
+        // or anything else (bad input, returned as it is).
+        enum Stop {
+            Redis(Error),
+            Other(Error),
+        }
+        impl From<Error> for Stop {
+            fn from(e: Error) -> Self {
+                Stop::Other(e)
+            }
+        }
+        let work = |con: &mut Con| -> std::result::Result<(), Stop> {
             while !failed.load(Ordering::Relaxed) {
                 let mut chunk = Vec::new();
                 {
@@ -785,24 +796,25 @@ impl TableStore {
                 }
                 let mut req = Request::new(Some(&mkey));
                 let mut sizes = Vec::with_capacity(chunk.len());
+                let mut inputs = Vec::with_capacity(chunk.len());
                 for a in chunk {
                     let (part, cmd, n) = a.into_set()?;
+                    inputs.push(part.input);
                     sizes.push((part, n));
                     req.push(cmd);
                 }
-                let key = mkey.clone();
-                crate::exec::run(
-                    con,
-                    Step::then(req, move |replies| replies_ok(replies, &key)),
-                )?;
+                let delivered = crate::exec::run(con, tracked(req))?;
                 let mut s = shared.lock().map_err(|_| poisoned())?;
                 for (part, n) in sizes {
                     s.add_bytes(part, n);
                 }
+                if let Some(e) = s.tally_request(delivered, false, &inputs) {
+                    return Err(Stop::Redis(e));
+                }
             }
             Ok(())
         };
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let results: Vec<std::result::Result<(), Stop>> = std::thread::scope(|scope| {
             let handles: Vec<_> = cons
                 .iter_mut()
                 .map(|con| {
@@ -819,13 +831,15 @@ impl TableStore {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(poisoned())))
+                .map(|h| h.join().unwrap_or_else(|_| Err(Stop::Other(poisoned()))))
                 .collect()
         });
-        for r in results {
-            r?;
-        }
         let splitter = shared.into_inner().map_err(|_| poisoned())?;
+        match results.into_iter().find_map(std::result::Result::err) {
+            Some(Stop::Redis(e)) => return Err(splitter.partial(e)),
+            Some(Stop::Other(e)) => return Err(e),
+            None => {}
+        }
         let first = cons.first_mut().ok_or_else(poisoned)?;
         crate::exec::run(first, splitter.finish()?)
     }
@@ -937,6 +951,16 @@ fn scan_keys(pattern: String, cursor: u64, mut found: Vec<String>) -> Step<'stat
             Ok(scan_keys(pattern, next, found))
         }
     })
+}
+
+/// A plan that sends `req` and returns what became of it (so that a connection failure
+/// is accounted for, not just returned).
+#[cfg(feature = "sync")]
+fn tracked(req: Request<'static>) -> Step<'static, crate::exec::Delivered> {
+    Step::SendAll(
+        crate::exec::Requests::from(vec![req]),
+        Box::new(|d| Ok(Step::Done(d))),
+    )
 }
 
 #[cfg(test)]

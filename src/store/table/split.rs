@@ -18,7 +18,8 @@ use crate::codec::Limits;
 use crate::codec::arrow::{IpcCompression, encode_schema, encode_stream};
 use crate::codec::arrow_file::{EncodedBatch, IpcInput, dictionary_ids};
 use crate::error::{Error, Result};
-use crate::exec::{Command, Request, Step, replies_ok};
+use crate::exec::{Command, Delivered, Delivery, Request, Requests, Step, replies_ok};
+use crate::store::tally::Tally;
 
 /// The runs of equal values of a batch's partition column (integer, non-negative, no
 /// nulls): `(partition, start, len)`, in row order. Compared as stored; only the first
@@ -126,7 +127,10 @@ pub(super) struct Splitter<S> {
     framing: Option<Arc<Vec<u8>>>,
     pub(super) parts: BTreeMap<u32, PartitionInfo>,
     pub(super) seen: u64,
-    pending: VecDeque<(u32, Piece)>,
+    /// Pieces to write: partition, piece, index of the input batch it comes from.
+    pending: VecDeque<(u32, Piece, usize)>,
+    /// What became of the pieces of each input batch read so far.
+    inputs: Vec<InputState>,
     pub(super) old: Option<TableInfo>,
     /// Whether the split-in-progress marker was sent (before the first batch).
     pub(super) marked: bool,
@@ -161,6 +165,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             parts: BTreeMap::new(),
             seen: 0,
             pending: VecDeque::new(),
+            inputs: Vec::new(),
             old: None,
             marked: false,
         }
@@ -204,8 +209,8 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         }
     }
 
-    /// The next (partition, piece) to write.
-    fn next_piece(&mut self) -> Result<Option<(u32, Piece)>> {
+    /// The next (partition, piece, input batch) to write.
+    fn next_piece(&mut self) -> Result<Option<(u32, Piece, usize)>> {
         loop {
             if let Some(p) = self.pending.pop_front() {
                 return Ok(Some(p));
@@ -216,20 +221,22 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             self.check_schema(&piece)?;
             let index = self.seen;
             self.seen += 1;
+            let input = self.inputs.len();
+            self.inputs.push(InputState::default());
             match &self.partitioning {
                 Partitioning::RoundRobin(n) => {
                     let part = (index % (*n).max(1) as u64) as u32;
-                    self.pending.push_back((part, piece));
+                    self.pending.push_back((part, piece, input));
                 }
                 Partitioning::Blocks(n) => {
                     let part = u32::try_from(index / (*n).max(1) as u64).map_err(|_| {
                         Error::InvalidArgument(format!("more than 2^32 partitions of {n}"))
                     })?;
-                    self.pending.push_back((part, piece));
+                    self.pending.push_back((part, piece, input));
                 }
                 Partitioning::Column(name) => {
                     let name = name.clone();
-                    self.by_column(&name, piece)?;
+                    self.by_column(&name, piece, input)?;
                 }
             }
         }
@@ -237,7 +244,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
 
     /// Queue the runs of equal `name` values of a piece. A batch read encoded whose
     /// column holds one value is kept encoded (only that column is decoded to check).
-    fn by_column(&mut self, name: &str, piece: Piece) -> Result<()> {
+    fn by_column(&mut self, name: &str, piece: Piece, input: usize) -> Result<()> {
         let batch = match piece {
             Piece::Decoded(b) => b,
             Piece::Encoded(e) => {
@@ -246,7 +253,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
                 match partition_runs(col.column(0).as_ref(), name)?[..] {
                     [] => return Ok(()),
                     [(part, _, _)] => {
-                        self.pending.push_back((part, Piece::Encoded(e)));
+                        self.pending.push_back((part, Piece::Encoded(e), input));
                         return Ok(());
                     }
                     _ => e.decode(None, &self.limits)?,
@@ -258,7 +265,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             .ok_or_else(|| Error::InvalidArgument(format!("no partition column {name:?}")))?;
         for (part, start, len) in partition_runs(col.as_ref(), name)? {
             self.pending
-                .push_back((part, Piece::Decoded(batch.slice(start, len))));
+                .push_back((part, Piece::Decoded(batch.slice(start, len)), input));
         }
         Ok(())
     }
@@ -266,9 +273,12 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
     /// The next batch to write, under its key; counted in its partition (but for its
     /// bytes, see [`add_bytes`](Self::add_bytes)).
     pub(super) fn assign(&mut self) -> Result<Option<Assigned>> {
-        let Some((part, piece)) = self.next_piece()? else {
+        let Some((part, piece, input)) = self.next_piece()? else {
             return Ok(None);
         };
+        if let Some(st) = self.inputs.get_mut(input) {
+            st.pieces += 1;
+        }
         let schema = self
             .tagged
             .clone()
@@ -290,6 +300,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             key,
             part,
             batch,
+            input,
             piece,
             schema,
             framing: self.framing.clone(),
@@ -322,6 +333,8 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
     pub(super) fn step(mut self) -> Result<Step<'a, TableInfo>> {
         let mut req = Request::new(Some(&self.prefix));
         let mut bytes = 0usize;
+        let mut inputs = Vec::new();
+        let mut marker = false;
         while bytes < self.budget && req.len() < self.max_batches {
             let Some(a) = self.assign()? else {
                 break;
@@ -329,8 +342,10 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             if !self.marked {
                 req.push(self.marker());
                 self.marked = true;
+                marker = true;
             }
             let (part, cmd, n) = a.into_set()?;
+            inputs.push(part.input);
             self.add_bytes(part, n);
             bytes += n;
             req.push(cmd);
@@ -338,14 +353,112 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         if req.is_empty() {
             return self.finish();
         }
-        Ok(Step::send(req, move |replies| {
-            replies_ok(replies, &self.prefix)?;
-            self.step()
-        }))
+        Ok(Step::SendAll(
+            Requests::from(vec![req]),
+            Box::new(move |d| match self.tally_request(d, marker, &inputs) {
+                None => self.step(),
+                Some(e) => Err(self.partial(e)),
+            }),
+        ))
+    }
+
+    /// Record what became of a request of batches (`inputs`: the input batch of each
+    /// `SET`, after the marker's `SET` when `marker`); the error that stops the split,
+    /// if any.
+    pub(super) fn tally_request(
+        &mut self,
+        d: Delivered,
+        marker: bool,
+        inputs: &[usize],
+    ) -> Option<Error> {
+        let (replies, failure): (Vec<Option<Value>>, Option<Error>) =
+            match d {
+                Ok(mut all) => (
+                    all.pop()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                    None,
+                ),
+                Err(i) => {
+                    let crate::exec::Interrupted {
+                        mut requests,
+                        failure,
+                    } = *i;
+                    match requests.pop() {
+                        Some(Delivery::Answered(r)) => (r.into_iter().map(Some).collect(), failure),
+                        Some(Delivery::InFlight(r)) => (r, failure),
+                        Some(Delivery::Refused(e)) => {
+                            inputs
+                                .iter()
+                                .for_each(|&i| self.piece(i, PieceState::Refused));
+                            return Some(failure.unwrap_or(e));
+                        }
+                        Some(Delivery::NotSent) | None => {
+                            return Some(failure.unwrap_or_else(|| {
+                                Error::unexpected("split request not sent", None)
+                            }));
+                        }
+                    }
+                }
+            };
+        let mut it = replies.into_iter();
+        let mut stop = failure;
+        if marker && let Some(Some(Value::ServerError(e))) = it.next() {
+            stop.get_or_insert(Error::redis(e.into(), Some(&self.prefix)));
+        }
+        for &input in inputs {
+            match it.next().flatten() {
+                None => self.piece(input, PieceState::Unknown),
+                Some(Value::ServerError(e)) => {
+                    let e = Error::redis(e.into(), Some(&self.prefix));
+                    self.piece(input, PieceState::Refused);
+                    stop.get_or_insert(e);
+                }
+                Some(_) => self.piece(input, PieceState::Written),
+            }
+        }
+        stop
+    }
+
+    fn piece(&mut self, input: usize, state: PieceState) {
+        if let Some(st) = self.inputs.get_mut(input) {
+            match state {
+                PieceState::Written => st.written += 1,
+                PieceState::Refused => st.refused = true,
+                PieceState::Unknown => st.unknown = true,
+            }
+        }
+    }
+
+    /// The split stopped on `failure`: what became of each input batch read so far
+    /// ([`Error::PartialWrite`]; the error itself when nothing was sent). The table
+    /// reads as incomplete until it is split again.
+    pub(super) fn partial(&self, failure: Error) -> Error {
+        let mut tally = Tally::default();
+        for (i, st) in self.inputs.iter().enumerate() {
+            if st.refused {
+                tally.refused(
+                    i,
+                    Error::unexpected("batch refused", Some(self.prefix.clone())),
+                );
+            } else if st.unknown || (st.written > 0 && st.written < st.pieces) {
+                tally.unknown(i);
+            } else if st.written == st.pieces {
+                tally.written(i);
+            } else {
+                tally.not_sent(i);
+            }
+        }
+        match tally.finish(Some(failure)) {
+            Err(e) => e,
+            Ok(_) => Error::unexpected("split failed", Some(self.prefix.clone())),
+        }
     }
 
     /// Write the manifest, then delete what the previous generation had beyond the new.
-    pub(super) fn finish(self) -> Result<Step<'a, TableInfo>> {
+    pub(super) fn finish(mut self) -> Result<Step<'a, TableInfo>> {
         let marker_key = self.marker_key();
         let Some(schema) = self.schema else {
             return Err(Error::InvalidArgument(format!(
@@ -369,6 +482,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             created_at_ms,
             format_version: MANIFEST_VERSION,
         };
+        let key = self.manifest_key.clone();
         let mut req = Request::new(Some(&self.manifest_key));
         let mut c = redis::cmd("SET");
         c.arg(&self.manifest_key).arg(encode_manifest(&info)?);
@@ -391,11 +505,31 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
                 }
             }
         }
-        let key = self.manifest_key;
-        Ok(Step::then(req, move |replies| {
-            replies_ok(replies, &key)?;
-            Ok(info)
-        }))
+        let inputs = std::mem::take(&mut self.inputs);
+        let prefix = self.prefix;
+        Ok(Step::SendAll(
+            Requests::from(vec![req]),
+            Box::new(move |d| {
+                let failure = match d {
+                    Ok(mut all) => replies_ok(all.pop().unwrap_or_default(), &key).err(),
+                    Err(i) => Some(i.into_error()),
+                };
+                match failure {
+                    None => Ok(Step::Done(info)),
+                    // Every batch is stored; the manifest may not be: the table reads
+                    // as incomplete (or its old generation) until it is split again.
+                    Some(e) => {
+                        let mut tally = Tally::default();
+                        (0..inputs.len()).for_each(|i| tally.written(i));
+                        tally.also_failed(e);
+                        Err(tally
+                            .finish(None)
+                            .err()
+                            .unwrap_or_else(|| Error::unexpected("split failed", Some(prefix))))
+                    }
+                }
+            }),
+        ))
     }
 }
 
@@ -411,12 +545,35 @@ fn framing(tagged: &SchemaRef, input_message: &[u8]) -> Result<Option<Arc<Vec<u8
     Ok(same_ids.then(|| Arc::new(message)))
 }
 
+/// What became of the pieces (stored batches) of one input batch.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct InputState {
+    /// Pieces assigned to keys.
+    pieces: u32,
+    /// Pieces acknowledged.
+    written: u32,
+    /// A piece was refused.
+    refused: bool,
+    /// A piece was in flight when the connection failed.
+    unknown: bool,
+}
+
+/// What became of one piece.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PieceState {
+    Written,
+    Refused,
+    Unknown,
+}
+
 /// A batch as written: partition, index in it, checksum of its value.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct WrittenBatch {
     part: u32,
     batch: u32,
     checksum: u64,
+    /// The input batch it comes from.
+    pub(super) input: usize,
 }
 
 /// A batch with its key, ready to encode.
@@ -424,6 +581,8 @@ pub(super) struct Assigned {
     pub(super) key: String,
     pub(super) part: u32,
     batch: u32,
+    /// The input batch it comes from.
+    input: usize,
     piece: Piece,
     schema: SchemaRef,
     framing: Option<Arc<Vec<u8>>>,
@@ -467,7 +626,7 @@ impl Assigned {
 
     /// `SET key value` for this batch: (the batch, command, value bytes).
     pub(super) fn into_set(mut self) -> Result<(WrittenBatch, Command<'static>, usize)> {
-        let (part, batch) = (self.part, self.batch);
+        let (part, batch, input) = (self.part, self.batch, self.input);
         let key = std::mem::take(&mut self.key).into_bytes();
         let value = self.value()?;
         let n = value.iter().map(|p| p.len()).sum();
@@ -477,6 +636,7 @@ impl Assigned {
                 part,
                 batch,
                 checksum,
+                input,
             },
             Command::Pieces(vec![
                 vec![Cow::Borrowed(&b"SET"[..])],
