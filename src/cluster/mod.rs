@@ -47,7 +47,7 @@ mod topology;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
 
-use self::route::{Part, Plan, Sink, Target};
+use self::route::{Part, Plan, Sink, Target, UnitState};
 pub use self::slot::{SLOTS, key_slot};
 pub use self::sync::ClusterConnection;
 #[cfg(feature = "tokio")]
@@ -318,6 +318,8 @@ fn absorb(
                     outcome.last = Some(e);
                 }
             }
+            // Redirected: not executed; sent again in a later round.
+            plan.states[u] = UnitState::NotSent;
             outcome.retry.push(u);
             continue;
         }
@@ -327,12 +329,21 @@ fn absorb(
             _ => replies,
         };
         plan.deliver(sink, replies, out)?;
+        plan.states[u] = UnitState::Answered;
     }
     Ok(())
 }
 
+/// A window of requests that failed: the error, and what became of each request
+/// (`None`: nothing was sent).
+struct Cut {
+    error: Error,
+    deliveries: Option<Vec<Delivery>>,
+}
+
 /// What became of the windows of requests a cluster connection runs one after the
-/// other (see `run_requests`): answered, in flight when a window failed, or not sent.
+/// other (see `run_requests`): answered, cut short (each request by what became of the
+/// units it was split into), or not sent.
 struct Windows {
     answered: Vec<Vec<Value>>,
 }
@@ -350,7 +361,7 @@ impl Windows {
     fn window(
         &mut self,
         window: &[Request<'_>],
-        result: std::result::Result<Vec<Vec<Value>>, (Error, bool)>,
+        result: std::result::Result<Vec<Vec<Value>>, Box<Cut>>,
         remaining: usize,
     ) -> std::result::Result<(), Box<Interrupted>> {
         match result {
@@ -358,18 +369,21 @@ impl Windows {
                 self.answered.extend(replies);
                 Ok(())
             }
-            Err((error, sent)) => {
+            Err(cut) => {
+                let Cut { error, deliveries } = *cut;
                 let mut requests: Vec<Delivery> = std::mem::take(&mut self.answered)
                     .into_iter()
                     .map(Delivery::Answered)
                     .collect();
-                requests.extend(window.iter().map(|r| {
-                    if sent {
-                        Delivery::InFlight(vec![None; r.len()])
-                    } else {
-                        Delivery::NotSent
-                    }
-                }));
+                match deliveries {
+                    Some(d) if d.len() == window.len() => requests.extend(d),
+                    Some(_) => requests.extend(
+                        window
+                            .iter()
+                            .map(|r| Delivery::InFlight(vec![None; r.len()])),
+                    ),
+                    None => requests.extend(window.iter().map(|_| Delivery::NotSent)),
+                }
                 requests.extend((0..remaining).map(|_| Delivery::NotSent));
                 Err(Box::new(Interrupted {
                     requests,

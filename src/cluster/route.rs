@@ -11,7 +11,7 @@ use redis::{Cmd, Value};
 use super::slot::key_slot;
 use super::topology::Topology;
 use crate::error::{Error, Result};
-use crate::exec::{Command, Request, walk_packed};
+use crate::exec::{Command, Delivery, Request, walk_packed};
 
 /// Bits of a composite SCAN cursor that hold the node's own cursor; the bits above
 /// hold the index of the primary being scanned.
@@ -279,6 +279,18 @@ pub(crate) struct Plan {
     lens: Vec<usize>,
     /// Primaries when the plan was made (SCAN cursors).
     primaries: usize,
+    /// What became of each unit so far.
+    pub(crate) states: Vec<UnitState>,
+}
+
+/// What became of a unit: never written (or redirected, so not executed), written
+/// (it may have run), or answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum UnitState {
+    #[default]
+    NotSent,
+    Sent,
+    Answered,
 }
 
 /// An open `MULTI` block of a non-atomic request.
@@ -313,7 +325,67 @@ impl Plan {
                 plan.add_request(r, req)?;
             }
         }
+        plan.states = vec![UnitState::NotSent; plan.units.len()];
         Ok(plan)
+    }
+
+    /// What became of each request when the plan was cut short, from the replies
+    /// delivered so far: a command is answered when every unit it was split into was.
+    pub(crate) fn deliveries(mut self, mut out: Vec<Vec<Value>>) -> Vec<Delivery> {
+        let mut known: Vec<Vec<bool>> = self.lens.iter().map(|&n| vec![true; n]).collect();
+        let mut touched = vec![false; self.lens.len()];
+        for (unit, state) in self.units.iter().zip(&self.states) {
+            let (req, range) = match unit.sink {
+                Sink::Replies { req, at } => (req, at..at + unit.parts.len()),
+                Sink::Scan { req, at, .. } => (req, at..at + 1),
+                Sink::Transaction { req } => (req, 0..self.lens.get(req).copied().unwrap_or(0)),
+                Sink::Merge { merge, .. } => match self.merges.get(merge) {
+                    Some(m) => (m.req, m.at..m.at + 1),
+                    None => continue,
+                },
+            };
+            if *state != UnitState::Answered
+                && let Some(k) = known.get_mut(req)
+            {
+                for i in range {
+                    if let Some(b) = k.get_mut(i) {
+                        *b = false;
+                    }
+                }
+            }
+            if *state != UnitState::NotSent
+                && let Some(t) = touched.get_mut(req)
+            {
+                *t = true;
+            }
+        }
+        for m in std::mem::take(&mut self.merges) {
+            if known.get(m.req).and_then(|k| k.get(m.at)).copied() == Some(true)
+                && let Ok(v) = fold(m.fold, m.parts, &m.positions)
+                && let Some(slot) = out.get_mut(m.req).and_then(|o| o.get_mut(m.at))
+            {
+                *slot = v;
+            }
+        }
+        out.into_iter()
+            .zip(known)
+            .zip(touched)
+            .map(|((replies, known), touched)| {
+                if known.iter().all(|&k| k) {
+                    Delivery::Answered(replies)
+                } else if !touched {
+                    Delivery::NotSent
+                } else {
+                    Delivery::InFlight(
+                        replies
+                            .into_iter()
+                            .zip(known)
+                            .map(|(v, k)| k.then_some(v))
+                            .collect(),
+                    )
+                }
+            })
+            .collect()
     }
 
     /// A `MULTI`/`EXEC` request: sent whole to the node of its one slot.

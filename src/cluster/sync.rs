@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use redis::{IntoConnectionInfo, Value};
 
-use super::route::Plan;
-use super::{Outcome, Round, Router, WINDOW_COMMANDS, Windows, asking_cmd, batches, slots_cmd};
+use super::route::{Plan, UnitState};
+use super::{
+    Cut, Outcome, Round, Router, WINDOW_COMMANDS, Windows, asking_cmd, batches, slots_cmd,
+};
 use crate::direct::DirectConnection;
 use crate::error::{Error, Result};
 use crate::exec::{Delivered, Request, Requests, SyncConnection};
@@ -114,7 +116,7 @@ impl ClusterConnection {
     /// Run requests (their replies, per request).
     fn execute(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
         let plan = self.plan(reqs)?;
-        self.drive(plan, reqs)
+        self.drive(plan, reqs).map_err(|cut| cut.error)
     }
 
     /// Route requests (reading the slot map first if it is stale); nothing is sent.
@@ -125,13 +127,40 @@ impl ClusterConnection {
         Plan::new(reqs, &self.router.topology)
     }
 
-    /// Send routed requests, following redirections, and return their replies.
-    fn drive(&mut self, mut plan: Plan, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
+    /// Send routed requests, following redirections, and return their replies; on a
+    /// failure, the error and what became of each request.
+    fn drive(
+        &mut self,
+        mut plan: Plan,
+        reqs: &[Request<'_>],
+    ) -> std::result::Result<Vec<Vec<Value>>, Box<Cut>> {
         let mut out = plan.empty_replies();
+        match self.rounds(&mut plan, reqs, &mut out) {
+            Ok(()) => match plan.finish(&mut out) {
+                Ok(()) => Ok(out),
+                Err(error) => Err(Box::new(Cut {
+                    error,
+                    deliveries: None,
+                })),
+            },
+            Err(error) => Err(Box::new(Cut {
+                error,
+                deliveries: Some(plan.deliveries(out)),
+            })),
+        }
+    }
+
+    /// The rounds of a plan: until every unit is answered (or a failure).
+    fn rounds(
+        &mut self,
+        plan: &mut Plan,
+        reqs: &[Request<'_>],
+        out: &mut [Vec<Value>],
+    ) -> Result<()> {
         let mut pending: Vec<usize> = (0..plan.units.len()).collect();
         let mut rounds = 0;
         loop {
-            let mut outcome = self.round(&mut plan, reqs, &pending, &mut out)?;
+            let mut outcome = self.round(plan, reqs, &pending, out)?;
             if !self.router.next_round(&mut outcome, &mut rounds)? {
                 break;
             }
@@ -143,8 +172,7 @@ impl ClusterConnection {
             }
             pending = outcome.retry;
         }
-        plan.finish(&mut out)?;
-        Ok(out)
+        Ok(())
     }
 
     /// Send the `pending` units (each node's share as one pipeline, written to every
@@ -160,15 +188,21 @@ impl ClusterConnection {
         let asking = asking_cmd();
         let mut sent: Vec<Result<usize>> = Vec::with_capacity(by_node.len());
         for (addr, units) in &by_node {
+            let mut writing = false;
             let result = batches(plan, reqs, units, &asking).and_then(|batches| {
                 let con = self.connection(addr)?;
                 con.begin()?;
+                writing = true;
                 let mut owed = 0;
                 for (frames, atomic) in &batches {
                     owed += con.send(frames, *atomic)?;
                 }
                 Ok(owed)
             });
+            if writing {
+                // Written (or being written): the units may run from now on.
+                units.iter().for_each(|&u| plan.states[u] = UnitState::Sent);
+            }
             sent.push(result);
         }
         let mut round = Round::default();
@@ -217,8 +251,11 @@ impl SyncConnection for ClusterConnection {
             }
             if (full || commands >= WINDOW_COMMANDS) && !window.is_empty() {
                 let result = match self.plan(&window) {
-                    Ok(plan) => self.drive(plan, &window).map_err(|e| (e, true)),
-                    Err(e) => Err((e, false)),
+                    Ok(plan) => self.drive(plan, &window),
+                    Err(error) => Err(Box::new(Cut {
+                        error,
+                        deliveries: None,
+                    })),
                 };
                 out.window(&window, result, reqs.len())?;
                 window.clear();

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use redis::{IntoConnectionInfo, Value};
 
-use super::route::Plan;
+use super::route::{Plan, UnitState};
 use super::{
-    Outcome, Outgoing, Round, Router, WINDOW_COMMANDS, Windows, asking_cmd, batches, slots_cmd,
+    Cut, Outcome, Outgoing, Round, Router, WINDOW_COMMANDS, Windows, asking_cmd, batches, slots_cmd,
 };
 use crate::direct::DirectAsyncConnection;
 use crate::error::{Error, Result};
@@ -106,7 +106,7 @@ impl ClusterAsyncConnection {
     /// Run requests (their replies, per request).
     async fn execute(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
         let plan = self.plan(reqs).await?;
-        self.drive(plan, reqs).await
+        self.drive(plan, reqs).await.map_err(|cut| cut.error)
     }
 
     /// Route requests (reading the slot map first if it is stale); nothing is sent.
@@ -117,13 +117,40 @@ impl ClusterAsyncConnection {
         Plan::new(reqs, &self.router.topology)
     }
 
-    /// Send routed requests, following redirections, and return their replies.
-    async fn drive(&mut self, mut plan: Plan, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
+    /// Send routed requests, following redirections, and return their replies; on a
+    /// failure, the error and what became of each request.
+    async fn drive(
+        &mut self,
+        mut plan: Plan,
+        reqs: &[Request<'_>],
+    ) -> std::result::Result<Vec<Vec<Value>>, Box<Cut>> {
         let mut out = plan.empty_replies();
+        match self.rounds(&mut plan, reqs, &mut out).await {
+            Ok(()) => match plan.finish(&mut out) {
+                Ok(()) => Ok(out),
+                Err(error) => Err(Box::new(Cut {
+                    error,
+                    deliveries: None,
+                })),
+            },
+            Err(error) => Err(Box::new(Cut {
+                error,
+                deliveries: Some(plan.deliveries(out)),
+            })),
+        }
+    }
+
+    /// The rounds of a plan: until every unit is answered (or a failure).
+    async fn rounds(
+        &mut self,
+        plan: &mut Plan,
+        reqs: &[Request<'_>],
+        out: &mut [Vec<Value>],
+    ) -> Result<()> {
         let mut pending: Vec<usize> = (0..plan.units.len()).collect();
         let mut rounds = 0;
         loop {
-            let mut outcome = self.round(&mut plan, reqs, &pending, &mut out).await?;
+            let mut outcome = self.round(plan, reqs, &pending, out).await?;
             if !self.router.next_round(&mut outcome, &mut rounds)? {
                 break;
             }
@@ -135,8 +162,7 @@ impl ClusterAsyncConnection {
             }
             pending = outcome.retry;
         }
-        plan.finish(&mut out)?;
-        Ok(out)
+        Ok(())
     }
 
     /// Send the `pending` units (each node's share as one pipeline, written to every
@@ -152,10 +178,15 @@ impl ClusterAsyncConnection {
         let asking = asking_cmd();
         let mut sent: Vec<Result<usize>> = Vec::with_capacity(by_node.len());
         for (addr, units) in &by_node {
+            let mut writing = false;
             let result = match batches(plan, reqs, units, &asking) {
-                Ok(batches) => self.send(addr, &batches).await,
+                Ok(batches) => self.send(addr, &batches, &mut writing).await,
                 Err(e) => Err(e),
             };
+            if writing {
+                // Written (or being written): the units may run from now on.
+                units.iter().for_each(|&u| plan.states[u] = UnitState::Sent);
+            }
             sent.push(result);
         }
         let mut round = Round::default();
@@ -172,10 +203,17 @@ impl ClusterAsyncConnection {
         round.end()
     }
 
-    /// Write `batches` to the node at `addr`; the raw replies owed.
-    async fn send(&mut self, addr: &str, batches: &[(Vec<Outgoing<'_>>, bool)]) -> Result<usize> {
+    /// Write `batches` to the node at `addr`; the raw replies owed. `writing` is set
+    /// once the first byte may have been written.
+    async fn send(
+        &mut self,
+        addr: &str,
+        batches: &[(Vec<Outgoing<'_>>, bool)],
+        writing: &mut bool,
+    ) -> Result<usize> {
         let con = self.connection(addr).await?;
         con.begin()?;
+        *writing = true;
         let mut owed = 0;
         for (frames, atomic) in batches {
             owed += con.send(frames, *atomic).await?;
@@ -216,8 +254,11 @@ impl AsyncConnection for ClusterAsyncConnection {
             }
             if (full || commands >= WINDOW_COMMANDS) && !window.is_empty() {
                 let result = match self.plan(&window).await {
-                    Ok(plan) => self.drive(plan, &window).await.map_err(|e| (e, true)),
-                    Err(e) => Err((e, false)),
+                    Ok(plan) => self.drive(plan, &window).await,
+                    Err(error) => Err(Box::new(Cut {
+                        error,
+                        deliveries: None,
+                    })),
                 };
                 out.window(&window, result, reqs.len())?;
                 window.clear();
