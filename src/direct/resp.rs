@@ -446,12 +446,12 @@ fn find_crlf(data: &[u8]) -> Option<usize> {
 fn grow_bulk(data: &mut Vec<u8>, len: usize) {
     let cap = data.capacity().max(1);
     let target = if len - cap <= cap { len } else { cap * 2 };
-    if target == len {
-        if let Some(mut pooled) = crate::buffers::take_idle(len) {
-            pooled.extend_from_slice(data);
-            crate::buffers::give(std::mem::replace(data, pooled));
-            return;
-        }
+    if target == len
+        && let Some(mut pooled) = crate::buffers::take_idle(len)
+    {
+        pooled.extend_from_slice(data);
+        crate::buffers::give(std::mem::replace(data, pooled));
+        return;
     }
     data.reserve_exact(target - data.len());
 }
