@@ -76,6 +76,14 @@ pub fn take(len: usize) -> Vec<u8> {
     }
 }
 
+/// An idle pooled buffer with capacity for `len` bytes (not more than twice as large),
+/// emptied, or `None` (nothing is allocated).
+pub(crate) fn take_idle(len: usize) -> Option<Vec<u8>> {
+    let mut b = pooled(len)?;
+    b.clear();
+    Some(b)
+}
+
 /// A buffer of exactly `len` initialized bytes, for the caller to overwrite: a pooled
 /// one when one fits (its stale contents kept where they cover `len`, the rest zeroed),
 /// else a new zeroed one.

@@ -697,8 +697,29 @@ impl RedisCluster {
     /// cluster command fails, or the cluster is not ok in time (the message
     /// then includes each node's `CLUSTER INFO`).
     pub fn start() -> io::Result<Self> {
+        Self::start_with(RedisServer::builder())
+    }
+
+    /// [`start`](Self::start) with every node configured by `node`: its
+    /// [`maxmemory`](RedisServerBuilder::maxmemory), [ACL users](RedisServerBuilder::acl_user)
+    /// (connect as one with [`nodes_for`](Self::nodes_for)),
+    /// [password](RedisServerBuilder::password) and [arguments](RedisServerBuilder::arg).
+    ///
+    /// ```no_run
+    /// # use redstash::testkit::{RedisCluster, RedisServer};
+    /// let cluster = RedisCluster::start_with(
+    ///     RedisServer::builder().maxmemory(4 << 20).acl_user("app", "pw", "~* +@all -flushall"),
+    /// )?;
+    /// let urls = cluster.nodes_for("app", "pw");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(node: RedisServerBuilder) -> io::Result<Self> {
         let servers = (0..Self::PRIMARIES)
-            .map(|_| RedisServer::builder().cluster_node().start())
+            .map(|_| node.clone().cluster_node().start())
             .collect::<io::Result<Vec<_>>>()?;
         let cluster = RedisCluster { servers };
         cluster
@@ -769,6 +790,12 @@ impl RedisCluster {
     /// The nodes' URLs, `redis://127.0.0.1:PORT/`, one per primary.
     pub fn nodes(&self) -> Vec<String> {
         self.servers.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes' URLs for an [ACL user](RedisServerBuilder::acl_user) of
+    /// [`start_with`](Self::start_with): `redis://USER:PW@127.0.0.1:PORT/`.
+    pub fn nodes_for(&self, user: &str, pw: &str) -> Vec<String> {
+        self.servers.iter().map(|s| s.url_for(user, pw)).collect()
     }
 
     /// The nodes themselves, e.g. to [`stop`](RedisServer::stop) one of them.
@@ -1002,6 +1029,35 @@ mod tests {
         cluster.stop();
         cluster.stop();
         assert!(nodes.iter().all(|u| con(u).is_err()));
+        Ok(())
+    }
+
+    #[test]
+    fn cluster_nodes_take_the_builder_settings() -> TestResult {
+        let cluster = RedisCluster::start_with(RedisServer::builder().maxmemory(1).acl_user(
+            "u",
+            "pw",
+            "~* +@all -hset",
+        ))?;
+        let admin = cluster.nodes();
+        for (i, url) in cluster.nodes_for("u", "pw").iter().enumerate() {
+            let mut c = con(&admin[i])?;
+            let mm: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory")
+                .query(&mut c)?;
+            assert_eq!(mm, ["maxmemory", "1"]);
+            let mut u = con(url)?;
+            let who: String = redis::cmd("ACL").arg("WHOAMI").query(&mut u)?;
+            assert_eq!(who, "u");
+            let err = redis::cmd("HSET")
+                .arg("{x}")
+                .arg("f")
+                .arg("v")
+                .query::<()>(&mut u)
+                .unwrap_err();
+            assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
+        }
         Ok(())
     }
 }

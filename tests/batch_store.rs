@@ -268,3 +268,81 @@ fn a_put_refused_inside_multi_by_oom_reports_out_of_memory() {
         );
     });
 }
+
+/// The same inside MULTI on every backend, a Redis Cluster included: each server (each
+/// cluster node) is started at a 1-byte `maxmemory` with `noeviction`, so the queued
+/// HSET is refused with OOM and EXEC with EXECABORT; the put reports the OOM.
+#[test]
+fn a_put_refused_inside_multi_by_oom_reports_out_of_memory_on_every_backend() {
+    use redstash::testkit::RedisServer;
+    each_backend_on(
+        RedisServer::builder().maxmemory(1),
+        None,
+        |backend, mut con, _| async move {
+            let store = BatchStore::new("oom");
+            let a = sample(DType::F32, &[64, 8], Order::C);
+            let e = call!(con, store.put / put_async("x", &[("a", &a)])).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::Redis {
+                        kind: RedisErrorKind::OutOfMemory,
+                        ..
+                    }
+                ),
+                "{backend:?}: {e:?}"
+            );
+            assert!(e.to_string().contains("OOM"), "{backend:?}: {e}");
+            // Nothing of the transaction ran (its DEL either).
+            assert!(!call!(con, store.exists / exists_async("x")).unwrap());
+        },
+    );
+}
+
+/// A real ACL user that may not run one of the commands of put's transaction (HSET in
+/// the middle, PEXPIRE at the end of a put with a TTL): every backend reports the
+/// NOPERM as an `Auth` error naming it, and the batch stored before is left whole (the
+/// transaction's DEL did not run either).
+#[test]
+fn a_put_by_an_acl_user_lacking_a_command_of_the_transaction_reports_noperm() {
+    use redstash::testkit::RedisServer;
+    for (denied, ttl) in [("hset", None), ("pexpire", Some(Duration::from_secs(60)))] {
+        let node = RedisServer::builder().acl_user("app", "pw", &format!("~* +@all -{denied}"));
+        each_backend_on(
+            node,
+            Some(("app", "pw")),
+            |backend, mut con, mut admin| async move {
+                let mut store = BatchStore::new("acl");
+                if let Some(ttl) = ttl {
+                    store = store.ttl(ttl);
+                }
+                let old = sample(DType::I32, &[3, 4], Order::C);
+                let new = sample(DType::F64, &[5], Order::C);
+                let plain = BatchStore::new("acl");
+                call!(admin, plain.put / put_async("b", &[("old", &old)])).unwrap();
+                let e = call!(con, store.put / put_async("b", &[("new", &new)])).unwrap_err();
+                assert!(
+                    matches!(
+                        e,
+                        Error::Redis {
+                            kind: RedisErrorKind::Auth,
+                            ..
+                        }
+                    ),
+                    "{backend:?} -{denied}: {e:?}"
+                );
+                let text = e.to_string().to_lowercase();
+                assert!(
+                    text.contains("noperm") && text.contains(denied),
+                    "{backend:?} -{denied}: {e}"
+                );
+                let kept = call!(admin, plain.get / get_async("b")).unwrap().unwrap();
+                assert_eq!(
+                    kept.names().collect::<Vec<_>>(),
+                    ["old"],
+                    "{backend:?} -{denied}"
+                );
+            },
+        );
+    }
+}

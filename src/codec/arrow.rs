@@ -403,6 +403,25 @@ fn read_i64(b: &[u8], at: usize) -> Option<i64> {
     Some(i64::from_le_bytes(a))
 }
 
+/// The row counts a record batch (or dictionary batch) header declares must be
+/// non-negative: `arrow-ipc` casts them to `usize`, so `-1` rows of a null column would
+/// decode as a batch of `usize::MAX` rows.
+fn check_lengths(rb: &arrow_ipc::RecordBatch<'_>) -> Result<()> {
+    if rb.length() < 0 {
+        return Err(corrupt(format!("negative row count {}", rb.length())));
+    }
+    for n in rb.nodes().iter().flat_map(|v| v.iter()) {
+        if n.length() < 0 || n.null_count() < 0 || n.null_count() > n.length() {
+            return Err(corrupt(format!(
+                "a field node of {} values and {} nulls",
+                n.length(),
+                n.null_count()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Walk the stream's messages: every metadata and body length must fit in the value,
 /// every message must be a valid flatbuffer, and the declared decompressed sizes of
 /// compressed buffers must stay under the cap (checked before anything is allocated).
@@ -465,6 +484,7 @@ pub(crate) fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
             .header_as_record_batch()
             .or_else(|| msg.header_as_dictionary_batch().and_then(|d| d.data()));
         if let Some(rb) = batch {
+            check_lengths(&rb)?;
             decoded = decoded.saturating_add(body_len as u64);
             if let (Some(_), Some(buffers)) = (rb.compression(), rb.buffers()) {
                 for b in buffers.iter() {

@@ -271,7 +271,10 @@ impl<W: Write> IpcConcat<W> {
                 let block = self.write_message(m.meta, m.body)?;
                 self.batch_blocks.push(block);
                 batches += 1;
-                rows += u64::try_from(rb.length()).map_err(|_| corrupt("negative length"))?;
+                rows = u64::try_from(rb.length())
+                    .ok()
+                    .and_then(|n| rows.checked_add(n))
+                    .ok_or_else(|| corrupt(format!("row count {} of a batch", rb.length())))?;
             } else {
                 return Err(corrupt(format!(
                     "unexpected message type {:?}",

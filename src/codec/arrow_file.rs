@@ -205,6 +205,9 @@ pub struct IpcInput {
     schema_message: Arc<Vec<u8>>,
     /// Dictionary messages by id: the base, then its deltas.
     dictionaries: BTreeMap<i64, Vec<Arc<Vec<u8>>>>,
+    /// Bytes of the messages in `dictionaries` (at most `limits.max_value_len`: every
+    /// batch's value carries them all).
+    dictionary_bytes: u64,
     batches: Option<usize>,
     limits: Limits,
     done: bool,
@@ -283,6 +286,7 @@ impl IpcInput {
             schema,
             schema_message: Arc::new(first.bytes),
             dictionaries: BTreeMap::new(),
+            dictionary_bytes: 0,
             batches: None,
             limits,
             done: false,
@@ -343,6 +347,20 @@ impl IpcInput {
             .map(|v| v.iter().map(block).collect::<Result<Vec<_>>>())
             .transpose()?
             .unwrap_or_default();
+        // Blocks are distinct messages: a footer listing one block many times (or blocks
+        // inside each other) would make a small file read as a huge one.
+        let mut spans: Vec<(u64, u64)> = batch_blocks
+            .iter()
+            .chain(&dict_blocks)
+            .map(|&(off, meta, body)| (off, off + meta as u64 + body as u64))
+            .collect();
+        spans.sort_unstable();
+        if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
+            return Err(corrupt(format!(
+                "the IPC file footer lists overlapping blocks at {} and {}",
+                w[0].0, w[1].0
+            )));
+        }
         // The schema message follows the magic, padded (arrow-rs aligns it to 64 bytes).
         input.seek(SeekFrom::Start(8))?;
         let mut pos = 8u64;
@@ -366,6 +384,7 @@ impl IpcInput {
             return Err(corrupt("the IPC file does not start with a schema message"));
         };
         let mut dictionaries: BTreeMap<i64, Vec<Arc<Vec<u8>>>> = BTreeMap::new();
+        let mut dictionary_bytes = 0u64;
         for (off, meta, body) in dict_blocks {
             let m = read_block(&mut input, off, meta, body, &limits)?;
             let Kind::Dictionary { id, delta } = m.kind else {
@@ -377,6 +396,7 @@ impl IpcInput {
                     "the IPC file replaces dictionary {id}, which the file format does not allow"
                 )));
             }
+            dictionary_bytes = hold_dictionary(dictionary_bytes, m.bytes.len(), &limits)?;
             entry.push(Arc::new(m.bytes));
         }
         Ok(IpcInput {
@@ -389,6 +409,7 @@ impl IpcInput {
             schema,
             schema_message: Arc::new(first.bytes),
             dictionaries,
+            dictionary_bytes,
             limits,
             done: false,
             read: (0, 0),
@@ -463,8 +484,13 @@ impl IpcInput {
                 Kind::Dictionary { id, delta } => {
                     let entry = self.dictionaries.entry(id).or_default();
                     if !delta {
+                        let dropped: usize = entry.iter().map(|d| d.len()).sum();
+                        self.dictionary_bytes =
+                            self.dictionary_bytes.saturating_sub(dropped as u64);
                         entry.clear();
                     }
+                    self.dictionary_bytes =
+                        hold_dictionary(self.dictionary_bytes, m.bytes.len(), &self.limits)?;
                     entry.push(Arc::new(m.bytes));
                 }
                 Kind::Schema(_) => {
@@ -561,6 +587,20 @@ pub fn write_ipc<W: Write>(
         IpcFormat::File => write_all!(FileWriter::try_new_with_options(out, schema, options)),
         IpcFormat::Stream => write_all!(StreamWriter::try_new_with_options(out, schema, options)),
     }
+}
+
+/// The dictionary bytes held once a dictionary message of `len` bytes is added to
+/// `held`: every batch's value carries all of them, so more than `max_value_len` is
+/// [`Error::TooLarge`] (deltas without end, or a footer listing one delta many times).
+fn hold_dictionary(held: u64, len: usize, limits: &Limits) -> Result<u64> {
+    let total = held.saturating_add(len as u64);
+    if total > limits.max_value_len {
+        return Err(Error::TooLarge {
+            declared: total,
+            cap: limits.max_value_len,
+        });
+    }
+    Ok(total)
 }
 
 /// Read as many bytes as there are, up to `buf.len()`.

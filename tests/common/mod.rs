@@ -280,6 +280,51 @@ where
     }
 }
 
+/// [`each_backend`] on servers (and cluster nodes) configured by `node` (e.g. with
+/// `maxmemory` or ACL users): `case` gets a connection as `user` (user name and
+/// password; `None`: the default user) and one as the default user, for setting up and
+/// checking.
+pub fn each_backend_on<F, Fut>(
+    node: redstash::testkit::RedisServerBuilder,
+    user: Option<(&str, &str)>,
+    case: F,
+) where
+    F: Fn(Backend, Conn, Conn) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in backends() {
+        #[cfg(feature = "cluster")]
+        if is_cluster(backend) {
+            let c = redstash::testkit::RedisCluster::start_with(node.clone())
+                .expect("start a Redis Cluster (run scripts/setup)");
+            let admin = c.nodes()[0].clone();
+            let url = match user {
+                Some((u, pw)) => c.nodes_for(u, pw)[0].clone(),
+                None => admin.clone(),
+            };
+            rt().block_on(async {
+                let con = Conn::open(backend, &url).await.expect("connect");
+                let adm = Conn::open(backend, &admin).await.expect("connect");
+                case(backend, con, adm).await;
+            });
+            continue;
+        }
+        let srv = node
+            .clone()
+            .start()
+            .expect("start redis-server (run scripts/setup)");
+        let url = match user {
+            Some((u, pw)) => srv.url_for(u, pw),
+            None => srv.url(),
+        };
+        rt().block_on(async {
+            let con = Conn::open(backend, &url).await.expect("connect");
+            let adm = Conn::open(backend, &srv.url()).await.expect("connect");
+            case(backend, con, adm).await;
+        });
+    }
+}
+
 /// Every array codec (zstd with the feature).
 pub fn codecs() -> Vec<Box<dyn redstash::ArrayCodec>> {
     use redstash::{Compressed, Npy};
