@@ -295,7 +295,10 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         info.batches += 1;
         // Set once the batch is written (`add_bytes`).
         info.checksums.push(0);
-        info.rows += piece.num_rows() as u64;
+        info.rows = info
+            .rows
+            .checked_add(piece.num_rows() as u64)
+            .ok_or_else(|| Error::InvalidArgument("the table's row count overflows u64".into()))?;
         Ok(Some(Assigned {
             key,
             part,

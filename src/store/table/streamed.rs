@@ -205,7 +205,9 @@ impl TableStore {
                 check_fields(key, &expected, &schema)?;
                 let n = batches.len();
                 for b in batches {
-                    rows += b.num_rows() as u64;
+                    rows = rows.checked_add(b.num_rows() as u64).ok_or_else(|| {
+                        Error::corrupt("arrow", format!("{key:?}: row count overflows"))
+                    })?;
                     f(part, with_schema(key, &expected, b)?)?;
                 }
                 Ok(n)
@@ -326,7 +328,9 @@ impl TableStore {
                 let a = concat.append(&bytes, &self.limits).map_err(bad)?;
                 check_generation(prefix, key, &a.schema, info.generation)?;
                 check_fields(key, &info.schema, &a.schema)?;
-                rows += a.rows;
+                rows = rows.checked_add(a.rows).ok_or_else(|| {
+                    Error::corrupt("arrow", format!("{key:?}: row count overflows"))
+                })?;
                 fetched += bytes.len() as u64;
                 Ok(a.batches as usize)
             },
