@@ -254,3 +254,74 @@ fn table_split_killed_mid_way_reports_exactly_what_is_stored() {
         assert!(!r.written.is_empty(), "{backend:?}");
     }
 }
+
+/// A cluster node killed during `write_many` (the other nodes keep working): every
+/// entity reported written is stored once the node is back, no entity reported refused
+/// or not sent is.
+#[cfg(feature = "cluster")]
+#[test]
+fn feature_write_many_on_a_cluster_with_a_node_killed_reports_exactly_what_is_stored() {
+    use redstash::testkit::RedisCluster;
+    let n = 150_000;
+    let dim = 8;
+    let backends = [
+        Backend::Cluster,
+        #[cfg(feature = "tokio")]
+        Backend::ClusterAsync,
+    ];
+    for backend in backends {
+        let mut cluster =
+            RedisCluster::start_with(RedisServer::builder().durable()).expect("cluster");
+        let url = cluster.nodes()[0].clone();
+        let writer = std::thread::spawn(move || {
+            rt().block_on(async {
+                let mut con = Conn::open(backend, &url).await.expect("connect");
+                let store = FeatureStore::new("crash");
+                let view = View::of::<f32>("v", dim);
+                call!(con, store.register_view / register_view_async(&view)).unwrap();
+                let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+                let x = Array2::<f32>::from_elem((n, dim), 0.5);
+                call!(con, store.write_many / write_many_async("v", &ids, &x))
+            })
+        });
+        kill_after(&mut cluster.servers_mut()[1], (n / 30) as i64);
+        let r = report(writer.join().unwrap(), n);
+        cluster.servers_mut()[1].restart().expect("restart");
+        // Read back through the cluster once it is whole again.
+        let store = FeatureStore::new("crash");
+        let mut con = redstash::cluster::ClusterConnection::open(cluster.nodes()).unwrap();
+        let present = |items: &[usize], con: &mut redstash::cluster::ClusterConnection| {
+            let ids: Vec<String> = items.iter().map(|i| format!("e{i}")).collect();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match store.read_many::<f32, _, _>(con, "v", &ids) {
+                    Ok(rows) => return rows.present,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(200));
+                        let _ = con.refresh();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        };
+        let written = present(&r.written, &mut con);
+        assert!(
+            written.iter().all(|&p| p),
+            "{backend:?}: a written entity is missing"
+        );
+        let not_sent = present(&r.not_sent, &mut con);
+        assert!(
+            not_sent.iter().all(|&p| !p),
+            "{backend:?}: a not-sent entity is stored"
+        );
+        assert!(r.refused.is_empty(), "{backend:?}");
+        eprintln!(
+            "cluster {backend:?}: {} written, {} unknown, {} not sent",
+            r.written.len(),
+            r.unknown.len(),
+            r.not_sent.len()
+        );
+        assert!(!r.written.is_empty(), "{backend:?}");
+    }
+}
