@@ -58,7 +58,7 @@ pub fn chunk_manifest(bytes: &[u8]) -> Result<Option<Vec<u8>>> {
     match crate::store::chunked::Manifest::parse(bytes)? {
         Some(m) => {
             m.check("fuzz", &limits())?;
-            Ok(Some(m.to_bytes().to_vec()))
+            Ok(Some(m.to_bytes()))
         }
         None => Ok(None),
     }
