@@ -81,7 +81,9 @@ pub struct Limits {
     /// `ArrayStore::get_many` (a chunked array counts its declared total, checked before
     /// its chunks are fetched), the fields of a `BatchStore` batch, the rows of a
     /// `FeatureStore::read_many` / `read_views` (ids × vector bytes, per view, checked
-    /// before anything is sent), the batches of a `TableStore` read. A call stops with
+    /// before anything is sent), the batches of a `TableStore` read into memory (their
+    /// stored bytes, counted as they are fetched; `read_each` and `read_ipc`, which hold
+    /// a few batches at a time, are not bounded by it). A call stops with
     /// [`Error::TooLarge`] at the first value that would go over, before decoding it.
     ///
     /// Default 4 GiB, the default [`max_value_len`](Self::max_value_len): whatever one
