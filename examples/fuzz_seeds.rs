@@ -79,7 +79,8 @@ fn main() -> redstash::Result<()> {
             );
         }
     }
-    // Chunk manifests: a valid one, and the one of an empty value.
+    // Chunk manifests: a valid one, and the one of an empty value, in the first form (no
+    // checksum) and in the current one (the xxh3-64 of the value appended).
     for (name, chunks, total, chunk_len) in [("three", 3u32, 2500u64, 1000u64), ("empty", 0, 0, 1)]
     {
         let mut m = MANIFEST_MAGIC.to_vec();
@@ -88,6 +89,9 @@ fn main() -> redstash::Result<()> {
         m.extend(total.to_le_bytes());
         m.extend(chunk_len.to_le_bytes());
         put(&dir, "chunk_manifest", name, &m);
+        let value = vec![0x5au8; total as usize];
+        m.extend(xxhash_rust::xxh3::xxh3_64(&value).to_le_bytes());
+        put(&dir, "chunk_manifest", &format!("{name}-checksum"), &m);
     }
     // View registry entries.
     put(

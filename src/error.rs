@@ -197,14 +197,16 @@ pub enum Error {
         /// The generation of the manifest still in place.
         generation: u64,
     },
-    /// A stored table batch is not what was written: its xxh3-64 checksum differs from
-    /// the one its table's manifest recorded (the value was corrupted or overwritten
-    /// by something else than redstash).
+    /// A stored value is not what was written: its xxh3-64 checksum differs from the
+    /// one its manifest recorded (the value was corrupted or overwritten by something
+    /// else than redstash). Either a table batch, checked against its table's manifest
+    /// (`TableStore`, feature `arrow`), or a chunked array, whose chunks assembled are
+    /// checked against the checksum of its chunk manifest ([`crate::ArrayStore`]).
     #[error(
-        "key {key:?}: checksum {found:#018x} is not the manifest's {expected:#018x}: the stored batch is corrupt"
+        "key {key:?}: checksum {found:#018x} is not the manifest's {expected:#018x}: the stored value is corrupt"
     )]
     ChecksumMismatch {
-        /// The batch key.
+        /// The batch key, or the key of a chunked array (of its manifest).
         key: String,
         /// The checksum the manifest records.
         expected: u64,

@@ -51,14 +51,15 @@ pub fn encode_array(array: &RawArray, compression: Compression) -> Result<Vec<u8
     codec::codec_for(compression).encode(&array.as_array_ref())
 }
 
-/// Parse a chunked-array manifest; `Ok(Some(bytes))` is the parsed manifest written back,
+/// Parse a chunked-array manifest (either form: 44 bytes with the value's checksum, or 36
+/// without); `Ok(Some(bytes))` is the parsed manifest written back (in the same form),
 /// `Ok(None)` bytes that are not a manifest. A manifest beyond [`limits`] is an error, as
 /// for the stores, which check it before following it.
 pub fn chunk_manifest(bytes: &[u8]) -> Result<Option<Vec<u8>>> {
     match crate::store::chunked::Manifest::parse(bytes)? {
         Some(m) => {
             m.check("fuzz", &limits())?;
-            Ok(Some(m.to_bytes().to_vec()))
+            Ok(Some(m.to_bytes()))
         }
         None => Ok(None),
     }

@@ -605,3 +605,237 @@ fn put_and_delete_by_a_user_without_getrange_report_it() {
         }
     }
 }
+
+/// The key of chunk `i` of the chunked array at `key` (no hash tag) whose manifest is
+/// `manifest`.
+fn chunk_key_of(key: &str, manifest: &[u8], i: u32) -> String {
+    let generation = u64::from_le_bytes(manifest[8..16].try_into().unwrap());
+    format!("{{{key}}}:chunk:{generation:016x}:{i}")
+}
+
+#[test]
+fn a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("sum").chunk_size(1000);
+        let a = sample(redstash::DType::F64, &[40, 30], Order::C); // 10 chunks
+        let small = sample(redstash::DType::I8, &[3], Order::C);
+        call!(con, store.put / put_async("a", &a)).unwrap();
+        call!(con, store.put / put_async("s", &small)).unwrap();
+        let manifest: Vec<u8> = con.raw(redis::cmd("GET").arg("sum:a")).await.unwrap();
+        // The current form: 36 bytes of sizes, then the value's xxh3-64.
+        assert_eq!(manifest.len(), 44, "{backend:?}");
+        let recorded = u64::from_le_bytes(manifest[36..44].try_into().unwrap());
+        // put_many records the same checksum for the same value.
+        call!(con, store.put_many / put_many_async(&[("b", a.clone())])).unwrap();
+        let other: Vec<u8> = con.raw(redis::cmd("GET").arg("sum:b")).await.unwrap();
+        assert_eq!(other.len(), 44, "{backend:?}");
+        assert_eq!(other[36..], manifest[36..], "{backend:?}");
+        // Flip one bit of one data byte of chunk 2: without a checksum this decodes to
+        // another array.
+        let ck = chunk_key_of("sum:a", &manifest, 2);
+        let byte: Vec<u8> = con
+            .raw(redis::cmd("GETRANGE").arg(&ck).arg(17).arg(17))
+            .await
+            .unwrap();
+        let set = |b: u8| {
+            let mut c = redis::cmd("SETRANGE");
+            c.arg(&ck).arg(17).arg(&[b][..]);
+            c
+        };
+        let _: i64 = con.raw(&set(byte[0] ^ 0x01)).await.unwrap();
+        let check = |r: redstash::Result<_>, op: &str| match r {
+            Err(Error::ChecksumMismatch {
+                key,
+                expected,
+                found,
+            }) => {
+                assert_eq!(key, "sum:a", "{backend:?} {op}");
+                assert_eq!(expected, recorded, "{backend:?} {op}");
+                assert_ne!(found, recorded, "{backend:?} {op}");
+            }
+            other => panic!("{backend:?} {op}: expected ChecksumMismatch, got {other:?}"),
+        };
+        check(call!(con, store.get / get_async("a")).map(|_| ()), "get");
+        check(
+            call!(con, store.get_many / get_many_async(&["s", "a"])).map(|_| ()),
+            "get_many",
+        );
+        // Restored, the chunk reads again.
+        let _: i64 = con.raw(&set(byte[0])).await.unwrap();
+        assert_eq!(
+            call!(con, store.get / get_async("a")).unwrap().as_ref(),
+            Some(&a)
+        );
+        assert_eq!(
+            call!(con, store.get_many / get_many_async(&["s", "a"])).unwrap(),
+            vec![Some(small), Some(a)]
+        );
+    });
+}
+
+#[test]
+fn chunked_arrays_with_a_manifest_without_checksum_still_read_and_clean_up() {
+    each_backend(|backend, mut con| async move {
+        let store = ArrayStore::new("old").chunk_size(1000);
+        let a = sample(redstash::DType::I32, &[1000], Order::C);
+        // The first form of the manifest (36 bytes, no checksum) and its chunks, as an
+        // earlier version wrote them.
+        let value = redstash::Npy.encode(&a.as_array_ref()).unwrap();
+        let manifest =
+            planted_manifest(value.len().div_ceil(1000) as u32, value.len() as u64, 1000);
+        assert_eq!(manifest.len(), 36);
+        let chunk_keys: Vec<String> = (0..value.len().div_ceil(1000) as u32)
+            .map(|i| chunk_key_of("old:a", &manifest, i))
+            .collect();
+        for (k, c) in chunk_keys.iter().zip(value.chunks(1000)) {
+            let _: () = con.raw(redis::cmd("SET").arg(k).arg(c)).await.unwrap();
+        }
+        let _: () = con
+            .raw(redis::cmd("SET").arg("old:a").arg(&manifest[..]))
+            .await
+            .unwrap();
+        assert_eq!(
+            call!(con, store.get / get_async("a")).unwrap().as_ref(),
+            Some(&a),
+            "{backend:?}"
+        );
+        assert_eq!(
+            call!(con, store.get_many / get_many_async(&["a", "zz", "a"])).unwrap(),
+            vec![Some(a.clone()), None, Some(a.clone())]
+        );
+        // A write over it finds its chunks and deletes them.
+        let small = sample(redstash::DType::I8, &[3], Order::C);
+        call!(con, store.put / put_async("a", &small)).unwrap();
+        for k in &chunk_keys {
+            let n: i64 = con.raw(redis::cmd("EXISTS").arg(k)).await.unwrap();
+            assert_eq!(n, 0, "{backend:?}: {k} left behind");
+        }
+    });
+}
+
+#[test]
+fn readers_racing_writers_of_chunked_arrays_get_many_whole_values() {
+    let srv = RedisServer::start().unwrap();
+    // 256 KiB values in 16 KiB chunks: every write replaces 16 chunk keys.
+    let store = ArrayStore::new("race").chunk_size(16 << 10);
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    for name in ["a", "b"] {
+        store.put(&mut con, name, &self_checking(0)).unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for w in 0..4u32 {
+            let (srv, store, stop) = (&srv, &store, &stop);
+            s.spawn(move || {
+                let mut con = srv.client().unwrap().get_connection().unwrap();
+                let name = if w % 2 == 0 { "a" } else { "b" };
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    store
+                        .put(&mut con, name, &self_checking(w * 1_000_000 + i))
+                        .unwrap();
+                }
+            });
+        }
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (srv, store, reads) = (&srv, &store, &reads);
+                s.spawn(move || -> Result<(), String> {
+                    let mut con = srv.client().unwrap().get_connection().unwrap();
+                    for _ in 0..100 {
+                        let got = store
+                            .get_many(&mut con, &["a", "b", "a"])
+                            .map_err(|e| format!("a read failed: {e}"))?;
+                        for v in got {
+                            let v = v
+                                .ok_or("an array vanished")?
+                                .into_ndarray::<u32, ndarray::Ix1>()
+                                .map_err(|e| e.to_string())?;
+                            let first = v[0];
+                            if !v.iter().all(|&x| x == first) {
+                                return Err("a mixed value".into());
+                            }
+                        }
+                        reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for o in outcomes {
+            o.expect("reader panicked").unwrap();
+        }
+    });
+    assert_eq!(reads.into_inner(), 400);
+}
+
+#[test]
+fn get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded() {
+    each_backend(|backend, mut con| async move {
+        let limits = redstash::codec::Limits {
+            max_value_len: 1 << 20,
+            max_call_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let store = ArrayStore::new("budget")
+            .chunk_size(256 << 10)
+            .with_limits(limits);
+        // Arrays of 200,000 bytes (under the 1 MiB value limit, not chunked): five fit
+        // the 1 MiB budget of a call, six do not.
+        let a = ndarray::Array1::<f64>::from_elem(25_000, 1.5);
+        let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        for n in &names {
+            call!(con, store.put / put_async(n, &a)).unwrap();
+        }
+        let five = call!(con, store.get_many / get_many_async(&names[..5])).unwrap();
+        assert_eq!(five.len(), 5, "{backend:?}");
+        // The seventh is not an array: decoded, it would be NotAnArray.
+        let _: () = con
+            .raw(redis::cmd("SET").arg("budget:p6").arg("not an array"))
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        match call!(con, store.get_many / get_many_async(&names)) {
+            Err(Error::TooLarge { declared, cap }) => {
+                assert_eq!((declared, cap), (1_200_000, 1 << 20), "{backend:?}");
+            }
+            other => panic!("{backend:?}: get_many gave {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // Chunked arrays count their declared size before their chunks are fetched: the
+        // chunks of the second are gone, fetching them would be MissingChunks.
+        let big = ndarray::Array1::<f64>::from_elem(75_000, 2.5); // 600,000 bytes
+        for n in ["c0", "c1"] {
+            call!(con, store.put / put_async(n, &big)).unwrap();
+        }
+        let manifest: Vec<u8> = con.raw(redis::cmd("GET").arg("budget:c1")).await.unwrap();
+        let chunks = u32::from_le_bytes(manifest[16..20].try_into().unwrap());
+        assert!(chunks > 1);
+        for i in 0..chunks {
+            let k = chunk_key_of("budget:c1", &manifest, i);
+            let _: i64 = con.raw(redis::cmd("DEL").arg(&k)).await.unwrap();
+        }
+        match call!(con, store.get_many / get_many_async(&["c0", "c1"])) {
+            Err(Error::TooLarge { cap, .. }) => assert_eq!(cap, 1 << 20, "{backend:?}"),
+            other => panic!("{backend:?}: get_many of chunked arrays gave {other:?}"),
+        }
+        // One get of a chunked array over the call budget (under the value limit).
+        let tight = ArrayStore::new("budget").with_limits(redstash::codec::Limits {
+            max_call_bytes: 512 << 10,
+            ..limits
+        });
+        match call!(con, tight.get / get_async("c0")) {
+            Err(Error::TooLarge { cap, .. }) => assert_eq!(cap, 512 << 10, "{backend:?}"),
+            other => panic!("{backend:?}: get gave {other:?}"),
+        }
+        // And one of a plain value over it.
+        match call!(con, tight.get / get_async("p0")) {
+            Ok(Some(_)) => {}
+            other => panic!("{backend:?}: get of a value under the budget gave {other:?}"),
+        }
+    });
+}

@@ -346,3 +346,36 @@ fn a_put_by_an_acl_user_lacking_a_command_of_the_transaction_reports_noperm() {
         );
     }
 }
+
+#[test]
+fn a_batch_over_the_call_budget_is_too_large() {
+    each_backend(|backend, mut con| async move {
+        // Three arrays of 200,000 bytes; a budget of 500,000 bytes a call.
+        let store = BatchStore::new("budget").with_limits(redstash::codec::Limits {
+            max_call_bytes: 500_000,
+            ..Default::default()
+        });
+        let a = sample(DType::F64, &[25_000], Order::C);
+        let items = vec![
+            ("x".to_owned(), a.clone()),
+            ("y".to_owned(), a.clone()),
+            ("z".to_owned(), a.clone()),
+        ];
+        call!(con, store.put / put_async("b", &items)).unwrap();
+        match call!(con, store.get / get_async("b")) {
+            Err(Error::TooLarge { declared, cap }) => {
+                assert_eq!((declared, cap), (600_000, 500_000), "{backend:?}")
+            }
+            other => panic!("{backend:?}: get gave {other:?}"),
+        }
+        match call!(con, store.get_some / get_some_async("b", &["x", "y", "z"])) {
+            Err(Error::TooLarge { cap, .. }) => assert_eq!(cap, 500_000, "{backend:?}"),
+            other => panic!("{backend:?}: get_some gave {other:?}"),
+        }
+        // Two of them fit.
+        let two = call!(con, store.get_some / get_some_async("b", &["x", "z"]))
+            .unwrap()
+            .expect("batch");
+        assert_eq!(two.get("z"), Some(&a), "{backend:?}");
+    });
+}

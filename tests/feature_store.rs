@@ -729,3 +729,40 @@ fn direct_connections_with_replies_owed_are_broken() {
         assert!(con.exec(&[redis::cmd("PING")], false).await.is_err());
     });
 }
+
+#[test]
+fn reads_over_the_call_budget_are_too_large_before_anything_is_sent() {
+    each_backend(|backend, mut con| async move {
+        // Vectors of 4 KiB, a 64 MiB budget per call (the value limit stays larger).
+        let store = FeatureStore::new("budget").with_limits(redstash::codec::Limits {
+            max_call_bytes: 64 << 20,
+            ..Default::default()
+        });
+        for name in ["v1", "v2"] {
+            let view = View::of::<f32>(name, 1024);
+            call!(con, store.register_view / register_view_async(&view)).unwrap();
+        }
+        // 20,000 ids × 4 KiB: 80 MiB of rows for one view, over the budget.
+        let many = ids(20_000);
+        let t = std::time::Instant::now();
+        let e = read_many!(con, store, f32, "v1", &many).unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge { declared, cap } if declared == 20_000 * 4096 && cap == 64 << 20),
+            "{backend:?}: {e}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // 10,000 ids: 40 MiB for one view fits, two views (80 MiB) do not.
+        let half = ids(10_000);
+        let rows = read_many!(con, store, f32, "v1", &half).unwrap();
+        assert_eq!(rows.present.len(), 10_000, "{backend:?}");
+        let e = call!(
+            con,
+            store.read_views / read_views_async(&half, &["v1", "v2"])
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge { declared, cap } if declared == 80_000 * 1024 && cap == 64 << 20),
+            "{backend:?}: {e}"
+        );
+    });
+}

@@ -330,3 +330,48 @@ fn split_ipc_of_a_corrupt_file_is_an_error() {
         Err(Error::IncompleteTable { .. }) | Ok(None)
     ));
 }
+
+#[test]
+fn table_reads_over_the_call_budget_are_too_large() {
+    let srv = RedisServer::start().unwrap();
+    let client = srv.client().unwrap();
+    let mut con = client.get_connection().unwrap();
+    let store = TableStore::new("budget");
+    small_table(&store, &mut con, "t");
+    let stored = store.info(&mut con, "t").unwrap().unwrap().bytes;
+    let opts = ReadOptions::all();
+    assert_eq!(
+        store
+            .read(&mut con, "t", &opts)
+            .unwrap()
+            .unwrap()
+            .batches
+            .len(),
+        4
+    );
+    // A budget of half the table's stored bytes: the in-memory reads stop.
+    let tight = TableStore::new("budget").with_limits(redstash::Limits {
+        max_call_bytes: stored / 2,
+        ..Default::default()
+    });
+    let mut cons: Vec<redis::Connection> =
+        (0..2).map(|_| client.get_connection().unwrap()).collect();
+    for e in [
+        tight.read(&mut con, "t", &opts).unwrap_err(),
+        tight.read_parallel(&mut cons, "t", &opts).unwrap_err(),
+    ] {
+        assert!(
+            matches!(e, Error::TooLarge { cap, .. } if cap == stored / 2),
+            "{e}"
+        );
+    }
+    // A streamed read holds one batch at a time: not bounded by the call budget.
+    let mut rows = 0;
+    tight
+        .read_each(&mut cons, "t", &opts, |_, b| {
+            rows += b.num_rows();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(rows, 80);
+}

@@ -1,4 +1,5 @@
-//! Chunked-array manifest: no panic; a parsed manifest writes back to the same bytes.
+//! Chunked-array manifest (with or without checksum): no panic; a parsed manifest writes
+//! back to the same bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use redstash::fuzzing;

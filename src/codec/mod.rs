@@ -45,9 +45,26 @@ pub use sniff::Format;
 
 /// Safety limits applied when decoding values (which may come from anyone who can write
 /// to Redis).
+///
+/// Two kinds of bound: per value ([`max_value_len`](Self::max_value_len), the header,
+/// chunk and batch counts) and per call ([`max_call_bytes`](Self::max_call_bytes), what
+/// one read may produce over all its values). Both are checked against the sizes values
+/// declare, with checked arithmetic, before anything is allocated for them, and exceeding
+/// either is [`Error::TooLarge`].
+///
+/// The defaults read everything redstash writes with its defaults: a chunked array may be
+/// far larger than Redis's 512 MiB bulk strings, and a store refuses to write what its
+/// own limits would refuse to read, so lowering a default would make values written
+/// earlier unreadable. A service that reads values written by others and serves many
+/// calls at once will want lower bounds, e.g. `max_value_len` and `max_call_bytes` of
+/// 256 MiB: each call then holds at most that (plus the replies of the plain values it
+/// asked for, which arrive before they can be counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest decoded value, in bytes (array data, or a decompressed layer). Default 4 GiB.
+    /// Largest decoded value, in bytes (array data, a decompressed layer, a chunked
+    /// array's total, a table batch). Default 4 GiB: eight times Redis's largest bulk
+    /// string, so chunked arrays of several GiB (the reason chunking exists) read with
+    /// the defaults; memory is bounded per call by [`max_call_bytes`](Self::max_call_bytes).
     pub max_value_len: u64,
     /// Largest `.npy` header, in bytes. Default 64 KiB.
     pub max_header_len: usize,
@@ -60,6 +77,24 @@ pub struct Limits {
     /// or as the batch keys found without a manifest number them. Checked before any key
     /// list is built. Default 1,048,576 (2^20).
     pub max_table_batches: u64,
+    /// Most bytes one call may decode over all its values: the arrays of an
+    /// `ArrayStore::get_many` (a chunked array counts its declared total, checked before
+    /// its chunks are fetched), the fields of a `BatchStore` batch, the rows of a
+    /// `FeatureStore::read_many` / `read_views` (ids × vector bytes, per view, checked
+    /// before anything is sent), the batches of a `TableStore` read into memory (their
+    /// stored bytes, counted as they are fetched; `read_each` and `read_ipc`, which hold
+    /// a few batches at a time, are not bounded by it). A call stops with
+    /// [`Error::TooLarge`] at the first value that would go over, before decoding it.
+    ///
+    /// Default 4 GiB, the default [`max_value_len`](Self::max_value_len): whatever one
+    /// value may be, one call may read, and a call of many values is bounded like one
+    /// large value instead of by their count. Keep it at least `max_value_len`, or a
+    /// single value that passes its own limit is refused by the call reading it.
+    ///
+    /// Not counted, because they arrive before they can be: the replies of values that
+    /// are not chunked (a `get_many` of many large plain values receives them all, then
+    /// stops decoding at the budget). Bound the key lists of untrusted callers.
+    pub max_call_bytes: u64,
 }
 
 impl Default for Limits {
@@ -69,6 +104,80 @@ impl Default for Limits {
             max_header_len: 64 << 10,
             max_chunks: 1 << 16,
             max_table_batches: 1 << 20,
+            max_call_bytes: 4 << 30,
+        }
+    }
+}
+
+/// What one call has decoded so far, against [`Limits::max_call_bytes`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallBudget {
+    used: u64,
+    limits: Limits,
+}
+
+impl CallBudget {
+    /// A budget of `limits.max_call_bytes`, nothing used.
+    pub(crate) fn new(limits: &Limits) -> Self {
+        CallBudget {
+            used: 0,
+            limits: *limits,
+        }
+    }
+
+    /// Bytes still allowed.
+    fn left(&self) -> u64 {
+        self.limits.max_call_bytes.saturating_sub(self.used)
+    }
+
+    /// The error of going `n` bytes over what is used so far.
+    fn over(&self, n: u64) -> Error {
+        Error::TooLarge {
+            declared: self.used.saturating_add(n),
+            cap: self.limits.max_call_bytes,
+        }
+    }
+
+    /// Count `n` more bytes; [`Error::TooLarge`] (nothing counted) if that goes over.
+    pub(crate) fn charge(&mut self, n: u64) -> Result<()> {
+        match self.used.checked_add(n) {
+            Some(t) if t <= self.limits.max_call_bytes => {
+                self.used = t;
+                Ok(())
+            }
+            _ => Err(self.over(n)),
+        }
+    }
+
+    /// Give back `n` bytes counted before (a value that was not read after all).
+    pub(crate) fn refund(&mut self, n: u64) {
+        self.used = self.used.saturating_sub(n);
+    }
+
+    /// Run `decode` with limits whose `max_value_len` is at most what is left, so the
+    /// decoder refuses a value over the budget from its declared size, before
+    /// allocating; a refusal for the budget is reported against `max_call_bytes`.
+    pub(crate) fn decode<T>(
+        &mut self,
+        decode: impl FnOnce(&Limits) -> Result<T>,
+        len: impl FnOnce(&T) -> usize,
+    ) -> Result<T> {
+        let left = self.left();
+        let narrowed = Limits {
+            max_value_len: self.limits.max_value_len.min(left),
+            ..self.limits
+        };
+        match decode(&narrowed) {
+            Ok(v) => {
+                self.charge(len(&v) as u64)?;
+                Ok(v)
+            }
+            Err(Error::TooLarge { declared, cap })
+                if cap == left && left < self.limits.max_value_len =>
+            {
+                Err(self.over(declared))
+            }
+            Err(e) => Err(e),
         }
     }
 }

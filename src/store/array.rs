@@ -7,7 +7,7 @@ use bytes::Bytes;
 use redis::{Cmd, Value};
 
 use crate::array::{AsArray, RawArray};
-use crate::codec::{ArrayCodec, Limits, Npy, encode_pieces};
+use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
 use crate::error::{Error, RedisErrorKind, Result};
 use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
 use crate::store::chunked::{MANIFEST_LEN, Manifest};
@@ -137,10 +137,17 @@ impl<C: ArrayCodec> ArrayStore<C> {
         self
     }
 
-    /// Decoding limits (size caps against hostile values).
-    pub fn limits(mut self, limits: Limits) -> Self {
+    /// Decoding limits (size caps against hostile values; a `get_many` decodes at most
+    /// [`Limits::max_call_bytes`] in all, a chunked array counting its declared size
+    /// before its chunks are fetched).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The same as [`with_limits`](Self::with_limits) (the name of earlier versions).
+    pub fn limits(self, limits: Limits) -> Self {
+        self.with_limits(limits)
     }
 
     /// The codec.
@@ -201,7 +208,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let value = set
             .arg(2)
             .ok_or_else(|| Error::InvalidArgument("no value to chunk".into()))?;
-        let manifest = Manifest::new(value.len(), self.chunk_size)?;
+        let manifest = Manifest::for_value(&value, self.chunk_size)?;
         // What a reader would refuse is refused here already.
         manifest.check(&key, &self.limits)?;
         let keys = manifest.chunk_keys(&key);
@@ -246,7 +253,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
             Request::single(get, Some(&key)),
             move |mut r| match reply_bytes(r.pop().unwrap_or(Value::Nil), &key)? {
                 None => Ok(Step::Done(None)),
-                Some(v) => decode_or_follow(key, v, limits, REPLACED_CHUNKS_RETRIES),
+                Some(v) => decode_or_follow(key, v, limits),
             },
         ))
     }
@@ -279,36 +286,33 @@ impl<C: ArrayCodec> ArrayStore<C> {
                     ));
                 }
             };
+            let mut budget = CallBudget::new(&limits);
             let mut out: Vec<Option<RawArray>> = Vec::with_capacity(keys.len());
-            let mut chunked: Vec<(usize, String, Manifest)> = Vec::new();
-            for (i, (v, key)) in values.into_iter().zip(keys).enumerate() {
+            let mut chunked: Vec<Pending> = Vec::new();
+            for (index, (v, key)) in values.into_iter().zip(keys).enumerate() {
+                out.push(None);
                 let Some(bytes) = reply_bytes(v, &key)? else {
-                    out.push(None);
                     continue;
                 };
-                if let Some(m) = Manifest::parse(&bytes)? {
-                    m.check(&key, &limits)?;
-                    chunked.push((i, key, m));
-                    out.push(None);
-                } else {
-                    out.push(Some(decode_value(&key, bytes, &limits)?));
+                match classify(&key, bytes, &limits, &mut budget)? {
+                    Item::Value(a) => out[index] = Some(a),
+                    Item::Chunked(manifest) => chunked.push(Pending {
+                        index,
+                        key,
+                        manifest,
+                    }),
                 }
             }
-            if chunked.is_empty() {
-                return Ok(Step::Done(out));
-            }
-            // One more round trip fetches the chunks of every chunked array.
-            let mut req = Request::new(None);
-            for (_, key, m) in &chunked {
-                req.push(mget_cmd(&m.chunk_keys(key)));
-            }
-            Ok(Step::then(req, move |replies| {
-                for ((i, key, m), reply) in chunked.into_iter().zip(replies) {
-                    let bytes = assemble(&key, &m, reply)?;
-                    out[i] = Some(decode_value(&key, bytes, &limits)?);
-                }
-                Ok(out)
-            }))
+            // One more round trip fetches the chunks of every chunked array (and more
+            // only if some were replaced meanwhile).
+            Ok(fetch_chunks(
+                out,
+                chunked,
+                budget,
+                limits,
+                REPLACED_CHUNKS_RETRIES,
+                None,
+            ))
         }))
     }
 
@@ -401,49 +405,134 @@ fn decode_value(key: &str, bytes: Bytes, limits: &Limits) -> Result<RawArray> {
     })
 }
 
-/// How many times `get` follows a newer manifest when the chunks of the one it read were
-/// replaced by a concurrent write before it fetched them.
+/// How many times `get` and `get_many` follow a newer manifest when the chunks of the one
+/// they read were replaced by a concurrent write before they fetched them.
 const REPLACED_CHUNKS_RETRIES: u32 = 16;
 
-/// Decode a value, or follow its manifest to its chunks (again, up to `retries` times, if
-/// the manifest changed under us while reading: a writer replaced the array, so its old
-/// chunks are gone and the new value is read instead).
+/// A value read: decoded, or a chunked array whose chunks are still to be fetched.
+enum Item {
+    Value(RawArray),
+    Chunked(Manifest),
+}
+
+/// A chunked array of a read, whose chunks are still to be fetched.
+struct Pending {
+    /// Its position in the result.
+    index: usize,
+    key: String,
+    manifest: Manifest,
+}
+
+/// Decode a value against the call's budget, or check its manifest and count its
+/// declared total (before any chunk is fetched).
+fn classify(key: &str, value: Bytes, limits: &Limits, budget: &mut CallBudget) -> Result<Item> {
+    match Manifest::parse(&value)? {
+        Some(m) => {
+            m.check(key, limits)?;
+            budget.charge(m.total_len)?;
+            Ok(Item::Chunked(m))
+        }
+        None => Ok(Item::Value(
+            budget.decode(|l| decode_value(key, value, l), RawArray::nbytes)?,
+        )),
+    }
+}
+
+/// Decode the value of `get`, or follow its manifest to its chunks.
 fn decode_or_follow(
     key: String,
     value: Bytes,
     limits: Limits,
-    retries: u32,
 ) -> Result<Step<'static, Option<RawArray>>> {
-    let Some(m) = Manifest::parse(&value)? else {
-        return Ok(Step::Done(Some(decode_value(&key, value, &limits)?)));
+    let mut budget = CallBudget::new(&limits);
+    let manifest = match classify(&key, value, &limits, &mut budget)? {
+        Item::Value(a) => return Ok(Step::Done(Some(a))),
+        Item::Chunked(m) => m,
     };
-    m.check(&key, &limits)?;
-    let mut req = Request::new(Some(&key));
-    req.push(mget_cmd(&m.chunk_keys(&key)));
-    let mut get = redis::cmd("GET");
-    get.arg(&key);
-    req.push(get);
-    Ok(Step::send(req, move |mut r| {
-        let current = r.pop().unwrap_or(Value::Nil);
-        let chunks = r.pop().unwrap_or(Value::Nil);
-        match assemble(&key, &m, chunks) {
-            Ok(bytes) => Ok(Step::Done(Some(decode_value(&key, bytes, &limits)?))),
-            Err(e @ Error::MissingChunks { .. }) if retries > 0 => {
-                // A writer replaced the array between our reads: read the new one.
-                match reply_bytes(current, &key)? {
-                    None => Ok(Step::Done(None)),
-                    Some(v) if v[..] != m.to_bytes()[..] => {
-                        decode_or_follow(key, v, limits, retries - 1)
-                    }
-                    Some(_) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
-    }))
+    let pending = vec![Pending {
+        index: 0,
+        key: key.clone(),
+        manifest,
+    }];
+    Ok(fetch_chunks(
+        vec![None],
+        pending,
+        budget,
+        limits,
+        REPLACED_CHUNKS_RETRIES,
+        Some(key),
+    )
+    .map(|mut out| out.pop().flatten()))
 }
 
-/// Concatenate the chunks of an MGET reply, checking each is present and sized right.
+/// Fetch the chunks of the `pending` arrays (one request: an MGET of each array's chunks,
+/// then a GET of its key), assemble, verify and decode them into `out`. When an array's
+/// chunks are missing and its key now holds another value, a writer replaced it between
+/// the reads: the new value is read instead (its chunks in another round trip, up to
+/// `retries` times). Chunks missing under an unchanged manifest are
+/// [`Error::MissingChunks`].
+fn fetch_chunks(
+    mut out: Vec<Option<RawArray>>,
+    pending: Vec<Pending>,
+    mut budget: CallBudget,
+    limits: Limits,
+    retries: u32,
+    req_key: Option<String>,
+) -> Step<'static, Vec<Option<RawArray>>> {
+    if pending.is_empty() {
+        return Step::Done(out);
+    }
+    let mut req = Request::new(req_key.as_deref());
+    for p in &pending {
+        req.push(mget_cmd(&p.manifest.chunk_keys(&p.key)));
+        let mut get = redis::cmd("GET");
+        get.arg(&p.key);
+        req.push(get);
+    }
+    Step::send(req, move |replies| {
+        let mut it = replies.into_iter();
+        let mut again: Vec<Pending> = Vec::new();
+        for p in pending {
+            let chunks = it.next().unwrap_or(Value::Nil);
+            let current = it.next().unwrap_or(Value::Nil);
+            // The declared total was counted before the fetch; the decoded value
+            // counts instead.
+            budget.refund(p.manifest.total_len);
+            match assemble(&p.key, &p.manifest, chunks) {
+                Ok(bytes) => {
+                    out[p.index] =
+                        Some(budget.decode(|l| decode_value(&p.key, bytes, l), RawArray::nbytes)?);
+                }
+                Err(e @ Error::MissingChunks { .. }) if retries > 0 => {
+                    // A writer replaced (or deleted) the array between our reads: read
+                    // what is there now.
+                    match reply_bytes(current, &p.key)? {
+                        None => {}
+                        Some(v) if v[..] != p.manifest.to_bytes()[..] => {
+                            match classify(&p.key, v, &limits, &mut budget)? {
+                                Item::Value(a) => out[p.index] = Some(a),
+                                Item::Chunked(manifest) => again.push(Pending { manifest, ..p }),
+                            }
+                        }
+                        Some(_) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(fetch_chunks(
+            out,
+            again,
+            budget,
+            limits,
+            retries.saturating_sub(1),
+            req_key,
+        ))
+    })
+}
+
+/// Concatenate the chunks of an MGET reply, checking each is present and sized right,
+/// and the whole against the manifest's checksum (when it has one).
 fn assemble(key: &str, m: &Manifest, reply: Value) -> Result<Bytes> {
     let parts = match reply_ok(reply, key)? {
         Value::Array(v) => v,
@@ -453,9 +542,23 @@ fn assemble(key: &str, m: &Manifest, reply: Value) -> Result<Bytes> {
     let total = usize::try_from(m.total_len)
         .map_err(|_| Error::corrupt("chunk manifest", "total length overflows usize"))?;
     let mut out = crate::buffers::take(total.min(parts.len().saturating_mul(m.chunk_len as usize)));
+    let mut hasher = m.checksum.map(|_| xxhash_rust::xxh3::Xxh3::new());
     for i in 0..m.chunks as usize {
         match parts.get(i) {
-            Some(Value::BulkString(b)) => out.extend_from_slice(b),
+            Some(Value::BulkString(b)) if missing.is_empty() => {
+                // Chunks larger than the manifest declares fail before they are copied.
+                if b.len() > total - out.len() {
+                    return Err(Error::corrupt(
+                        "chunked array",
+                        format!("chunks hold more than the {total} bytes the manifest says"),
+                    ));
+                }
+                out.extend_from_slice(b);
+                if let Some(h) = hasher.as_mut() {
+                    h.update(b);
+                }
+            }
+            Some(Value::BulkString(_)) => {}
             _ => missing.push(i),
         }
     }
@@ -470,6 +573,16 @@ fn assemble(key: &str, m: &Manifest, reply: Value) -> Result<Bytes> {
             "chunked array",
             format!("chunks hold {} bytes, manifest says {total}", out.len()),
         ));
+    }
+    if let (Some(expected), Some(h)) = (m.checksum, hasher) {
+        let found = h.digest();
+        if found != expected {
+            return Err(Error::ChecksumMismatch {
+                key: key.to_owned(),
+                expected,
+                found,
+            });
+        }
     }
     Ok(crate::buffers::into_bytes(out))
 }

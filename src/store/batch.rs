@@ -10,7 +10,7 @@ use redis::Value;
 
 pub use crate::array::DynArray;
 use crate::array::{AsArray, RawArray};
-use crate::codec::{ArrayCodec, Limits, Npy, encode_pieces};
+use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
 use crate::error::{Error, Result};
 use crate::exec::{Command, Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
 use crate::store::{join_key, sync_and_async, ttl_millis};
@@ -248,11 +248,22 @@ fn field_name(v: Value, key: &str) -> Result<String> {
     }
 }
 
-fn decode_field(key: &str, field: &str, v: Value, limits: &Limits) -> Result<Option<RawArray>> {
+/// Decode one field of a batch against the call's budget (the fields of one batch
+/// together are at most [`Limits::max_call_bytes`]).
+fn decode_field(
+    key: &str,
+    field: &str,
+    v: Value,
+    budget: &mut CallBudget,
+) -> Result<Option<RawArray>> {
     let Some(bytes) = reply_bytes(v, key)? else {
         return Ok(None);
     };
-    crate::codec::decode_array(bytes, limits)
+    budget
+        .decode(
+            |limits| crate::codec::decode_array(bytes, limits),
+            RawArray::nbytes,
+        )
         .map(Some)
         .map_err(|e| match e {
             Error::UnknownFormat(reason) => Error::NotAnArray {
@@ -292,10 +303,16 @@ impl<C: ArrayCodec> BatchStore<C> {
         self
     }
 
-    /// Decoding limits (size caps against hostile values).
-    pub fn limits(mut self, limits: Limits) -> Self {
+    /// Decoding limits (size caps against hostile values; the fields of one batch
+    /// read together are at most [`Limits::max_call_bytes`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The same as [`with_limits`](Self::with_limits) (the name of earlier versions).
+    pub fn limits(self, limits: Limits) -> Self {
+        self.with_limits(limits)
     }
 
     /// The codec.
@@ -372,9 +389,10 @@ impl<C: ArrayCodec> BatchStore<C> {
                 return Ok(None);
             }
             let mut arrays = BTreeMap::new();
+            let mut budget = CallBudget::new(&limits);
             for (f, v) in pairs {
                 let name = field_name(f, &key)?;
-                match decode_field(&key, &name, v, &limits)? {
+                match decode_field(&key, &name, v, &mut budget)? {
                     Some(a) => {
                         arrays.insert(name, a);
                     }
@@ -421,8 +439,9 @@ impl<C: ArrayCodec> BatchStore<C> {
             };
             let mut arrays = BTreeMap::new();
             let mut missing = None;
+            let mut budget = CallBudget::new(&limits);
             for (name, v) in names.into_iter().zip(values) {
-                match decode_field(&key, &name, v, &limits)? {
+                match decode_field(&key, &name, v, &mut budget)? {
                     Some(a) => {
                         arrays.insert(name, a);
                     }

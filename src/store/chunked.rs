@@ -2,8 +2,13 @@
 //! keys that share the main key's hash slot, then a small manifest is written at the main
 //! key, last. Readers either see the old value or the whole new one.
 //!
-//! Manifest (36 bytes, little-endian): magic `\x93RSTASH\x01`, generation `u64`, chunk
-//! count `u32`, total length `u64`, chunk length `u64`. Chunk `i` of generation `g` of
+//! Manifest (little-endian): magic `\x93RSTASH\x01`, generation `u64`, chunk count `u32`,
+//! total length `u64`, chunk length `u64` (36 bytes: the first form, without checksum),
+//! then, in the current form (44 bytes, what redstash writes), the xxh3-64 checksum `u64`
+//! of the whole value (the chunks concatenated), which readers verify after assembling
+//! it. The two forms differ only by their length: the checksum is appended, so a reader
+//! that reads the first 36 bytes (an older writer looking for the chunks of the value it
+//! replaces) still finds the chunks of a 44-byte manifest. Chunk `i` of generation `g` of
 //! key `k` lives at `{k}:chunk:<g hex>:<i>` (or `k:chunk:..` when `k` already has a hash
 //! tag, which the chunk keys then share).
 
@@ -15,8 +20,13 @@ use crate::codec::sniff::MANIFEST_MAGIC;
 use crate::error::{Error, Result};
 use crate::store::hash_tag;
 
-/// Bytes of a manifest; `GETRANGE key 0 MANIFEST_LEN-1` reads all of it.
-pub(crate) const MANIFEST_LEN: usize = 36;
+/// Bytes of the longest manifest (with checksum); `GETRANGE key 0 MANIFEST_LEN-1` reads
+/// all of a manifest of either form.
+pub(crate) const MANIFEST_LEN: usize = 44;
+
+/// Bytes of a manifest of the first form, without checksum (written by earlier
+/// versions; still read).
+pub(crate) const MANIFEST_V1_LEN: usize = 36;
 
 /// Largest chunk a manifest may declare: Redis's largest bulk string (its default
 /// `proto-max-bulk-len`, 512 MiB). No chunk redstash writes is larger.
@@ -29,9 +39,19 @@ pub(crate) struct Manifest {
     pub chunks: u32,
     pub total_len: u64,
     pub chunk_len: u64,
+    /// xxh3-64 of the whole value; `None` in a manifest of the first form.
+    pub checksum: Option<u64>,
 }
 
 impl Manifest {
+    /// The manifest of `value` cut in chunks of `chunk_len` bytes, with its checksum.
+    pub fn for_value(value: &[u8], chunk_len: usize) -> Result<Self> {
+        let mut m = Self::new(value.len(), chunk_len)?;
+        m.checksum = Some(xxhash_rust::xxh3::xxh3_64(value));
+        Ok(m)
+    }
+
+    /// A manifest of `total_len` bytes in chunks of `chunk_len`, without checksum.
     pub fn new(total_len: usize, chunk_len: usize) -> Result<Self> {
         if chunk_len == 0 {
             return Err(Error::InvalidArgument("chunk size must be positive".into()));
@@ -43,16 +63,21 @@ impl Manifest {
                 .map_err(|_| Error::InvalidArgument("too many chunks".into()))?,
             total_len: total_len as u64,
             chunk_len: chunk_len as u64,
+            checksum: None,
         })
     }
 
-    pub fn to_bytes(self) -> [u8; MANIFEST_LEN] {
-        let mut out = [0u8; MANIFEST_LEN];
-        out[..8].copy_from_slice(MANIFEST_MAGIC);
-        out[8..16].copy_from_slice(&self.generation.to_le_bytes());
-        out[16..20].copy_from_slice(&self.chunks.to_le_bytes());
-        out[20..28].copy_from_slice(&self.total_len.to_le_bytes());
-        out[28..36].copy_from_slice(&self.chunk_len.to_le_bytes());
+    /// The manifest as stored: 44 bytes with a checksum, 36 without.
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(MANIFEST_LEN);
+        out.extend_from_slice(MANIFEST_MAGIC);
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.chunks.to_le_bytes());
+        out.extend_from_slice(&self.total_len.to_le_bytes());
+        out.extend_from_slice(&self.chunk_len.to_le_bytes());
+        if let Some(sum) = self.checksum {
+            out.extend_from_slice(&sum.to_le_bytes());
+        }
         out
     }
 
@@ -61,10 +86,13 @@ impl Manifest {
         if !b.starts_with(MANIFEST_MAGIC) {
             return Ok(None);
         }
-        if b.len() != MANIFEST_LEN {
+        if b.len() != MANIFEST_LEN && b.len() != MANIFEST_V1_LEN {
             return Err(Error::corrupt(
                 "chunk manifest",
-                format!("{} bytes, expected {MANIFEST_LEN}", b.len()),
+                format!(
+                    "{} bytes, expected {MANIFEST_LEN} (or {MANIFEST_V1_LEN} without checksum)",
+                    b.len()
+                ),
             ));
         }
         let u64_at = |i: usize| {
@@ -77,6 +105,7 @@ impl Manifest {
             chunks: u32::from_le_bytes([b[16], b[17], b[18], b[19]]),
             total_len: u64_at(20),
             chunk_len: u64_at(28),
+            checksum: (b.len() == MANIFEST_LEN).then(|| u64_at(36)),
         };
         let expect = m.total_len.div_ceil(m.chunk_len.max(1));
         if m.chunk_len == 0 || u64::from(m.chunks) != expect {
@@ -147,12 +176,33 @@ mod tests {
 
     #[test]
     fn manifest_round_trip_and_validation() {
-        let m = Manifest::new(1001, 100).unwrap();
+        let value = vec![7u8; 1001];
+        let m = Manifest::for_value(&value, 100).unwrap();
         assert_eq!(m.chunks, 11);
+        assert_eq!(m.checksum, Some(xxhash_rust::xxh3::xxh3_64(&value)));
         let b = m.to_bytes();
+        assert_eq!(b.len(), MANIFEST_LEN);
         assert_eq!(Manifest::parse(&b).unwrap(), Some(m));
+        assert_eq!(
+            crate::codec::Format::sniff(&b),
+            crate::codec::Format::ChunkManifest
+        );
+        // The first form: the same fields, no checksum.
+        let v1 = Manifest::parse(&b[..MANIFEST_V1_LEN]).unwrap().unwrap();
+        assert_eq!(
+            v1,
+            Manifest {
+                checksum: None,
+                ..m
+            }
+        );
+        assert_eq!(v1.to_bytes(), &b[..MANIFEST_V1_LEN]);
+        assert!(Manifest::parse(&b[..40]).is_err());
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(Manifest::parse(&longer).is_err());
         assert_eq!(Manifest::parse(b"\x93NUMPY").unwrap(), None);
-        let mut bad = b;
+        let mut bad = b.clone();
         bad[16] = 3;
         assert!(Manifest::parse(&bad).is_err());
         assert!(Manifest::parse(&b[..20]).is_err());

@@ -979,8 +979,10 @@ impl FeatureStore {
     /// Bounds on what a read trusts: one view's vector (`dim` times the dtype's size,
     /// whether registered or read from the registry) and the rows one
     /// [`read_many`](Self::read_many) returns for a view (ids times vector bytes, present
-    /// or not) are at most `limits.max_value_len` bytes, else [`Error::TooLarge`]
-    /// before anything is allocated. Default [`Limits::default`].
+    /// or not) are at most `limits.max_value_len` bytes, and the rows of all the views
+    /// of one read ([`read_views`](Self::read_views)) at most `limits.max_call_bytes`,
+    /// else [`Error::TooLarge`] before anything is sent or allocated. Default
+    /// [`Limits::default`].
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -1318,7 +1320,9 @@ impl FeatureStore {
     }
 
     fn read_step(&self, ids: &[String], views: Vec<View>) -> Result<Step<'static, Vec<RawRows>>> {
-        // The rows are allocated for every id, present or not: bound them first.
+        // The rows are allocated for every id, present or not: bound them first, each
+        // view's against the value limit, all views' together against the call's.
+        let mut budget = crate::codec::CallBudget::new(&self.limits);
         for v in &views {
             let vlen = v.checked_vector_len(&self.limits)?;
             let total = vlen.checked_mul(ids.len());
@@ -1328,6 +1332,7 @@ impl FeatureStore {
                     cap: self.limits.max_value_len,
                 });
             }
+            budget.charge(total.map_or(u64::MAX, |t| t as u64))?;
         }
         if ids.is_empty() || views.is_empty() {
             let out = views

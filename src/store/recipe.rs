@@ -75,10 +75,15 @@ impl RecipeStore {
         self
     }
 
-    /// Decoding limits.
-    pub fn limits(mut self, limits: Limits) -> Self {
+    /// Decoding limits (size caps against hostile values).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The same as [`with_limits`](Self::with_limits) (the name of earlier versions).
+    pub fn limits(self, limits: Limits) -> Self {
+        self.with_limits(limits)
     }
 
     fn keys(&self, name: &str) -> (String, String) {

@@ -148,7 +148,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
             tally.refused(item, Error::InvalidArgument("no value to chunk".into()));
             return self.put_big(items, big, pos + 1, tally, stale);
         };
-        let manifest = match Manifest::new(value.len(), self.chunk_size)
+        let manifest = match Manifest::for_value(&value, self.chunk_size)
             .and_then(|m| m.check(&key, &self.limits).map(|()| m))
         {
             Ok(m) => m,

@@ -369,9 +369,14 @@ impl TableStore {
     }
 
     /// Decoding limits (size caps against hostile values).
-    pub fn limits(mut self, limits: Limits) -> Self {
+    pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The same as [`with_limits`](Self::with_limits) (the name of earlier versions).
+    pub fn limits(self, limits: Limits) -> Self {
+        self.with_limits(limits)
     }
 
     /// The key prefix of a table (`namespace:table`).

@@ -9,8 +9,8 @@ use arrow_schema::{Schema, SchemaRef};
 use redis::Value;
 
 use super::*;
-use crate::codec::Limits;
 use crate::codec::arrow::decode_stream_bytes;
+use crate::codec::{CallBudget, Limits};
 use crate::error::{Error, Result};
 use crate::exec::{Request, Step, reply_ok};
 
@@ -102,6 +102,7 @@ impl Reader {
         let per_request = (self.budget / avg).max(1);
         let generation = info.generation;
         let verify = Verify::new(&info, self.limits);
+        let limits = self.limits;
         Ok(Fetch {
             reader: self,
             keys: parts
@@ -116,6 +117,7 @@ impl Reader {
             partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
             generation: Some(generation),
             verify: Some(verify),
+            fetched: CallBudget::new(&limits),
         })
     }
 
@@ -191,6 +193,7 @@ impl Reader {
     /// once the values' size is known.
     pub(super) fn fetch_discovered(self, available: &BTreeMap<u32, u32>) -> Result<Fetch> {
         let parts = self.select(available)?;
+        let fetched = CallBudget::new(&self.limits);
         Ok(Fetch {
             keys: parts
                 .iter()
@@ -205,6 +208,7 @@ impl Reader {
             partitions: parts.iter().map(|&(p, _)| (p, 0)).collect(),
             generation: None,
             verify: None,
+            fetched,
         })
     }
 }
@@ -223,6 +227,9 @@ pub(super) struct Fetch {
     missing: Vec<String>,
     partitions: Vec<(u32, usize)>,
     generation: Option<u64>,
+    /// The stored bytes of the batch values fetched so far, against
+    /// [`Limits::max_call_bytes`] (checked before the values of a request are decoded).
+    fetched: CallBudget,
 }
 
 /// The `(partition, batch)` pairs of each `MGET` of a request.
@@ -454,7 +461,10 @@ impl Fetch {
         for (part, key, v) in mget_values(&self.reader.prefix, groups, replies, verify)? {
             match v {
                 None => self.missing.push(key),
-                Some(bytes) => out.push(Fetched { part, key, bytes }),
+                Some(bytes) => {
+                    self.fetched.charge(bytes.len() as u64)?;
+                    out.push(Fetched { part, key, bytes });
+                }
             }
         }
         if let Some((n, bytes)) = &mut self.adaptive {
