@@ -839,3 +839,38 @@ fn get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded() {
         }
     });
 }
+
+/// `put_many` of many small arrays keeps client memory bounded: requests of at most
+/// 1,000 items are encoded as they are sent (one pipeline of every item took about
+/// 1.2 KB per item: 360 MB here). Each test runs in its own process under nextest, so
+/// the peak RSS is this test's.
+#[test]
+fn put_many_of_many_small_arrays_keeps_client_memory_bounded() {
+    fn rss_kib(field: &str) -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+    let srv = RedisServer::start().unwrap();
+    let mut con = redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap();
+    let n = 300_000;
+    let items: Vec<(String, ndarray::Array1<f32>)> = (0..n)
+        .map(|i| (format!("m{i}"), ndarray::Array1::from_elem(16, i as f32)))
+        .collect();
+    let before = rss_kib("VmRSS:");
+    let store = ArrayStore::new("mem");
+    store.put_many(&mut con, &items).unwrap();
+    let peak = rss_kib("VmHWM:");
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("put_many of {n} arrays: peak RSS {grown_mib} MiB over the input");
+    assert!(grown_mib < 150, "peak RSS grew by {grown_mib} MiB");
+    let last = store.get(&mut con, &format!("m{}", n - 1)).unwrap().unwrap();
+    assert_eq!(last.shape(), &[16]);
+    let dbsize: i64 = redis::cmd("DBSIZE")
+        .query(&mut srv.client().unwrap().get_connection().unwrap())
+        .unwrap();
+    assert_eq!(dbsize, n as i64);
+}
