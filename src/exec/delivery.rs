@@ -129,6 +129,7 @@ impl Sequential {
         Ok(())
     }
 
+    #[cfg(feature = "tokio")]
     /// The next request could not be prepared (`error`, before anything of it was
     /// sent): it and the `remaining - 1` after it are not sent.
     pub(crate) fn stop(
