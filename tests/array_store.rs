@@ -216,6 +216,22 @@ fn large_arrays_are_chunked_with_manifest_last_and_cleaned_up() {
         call!(con, store.put_many / put_many_async(&items)).unwrap();
         let got = call!(con, store.get_many / get_many_async(&["m1", "m2"])).unwrap();
         assert_eq!(got, vec![Some(a.clone()), Some(small.clone())]);
+        // put_many of chunked items only; then small values over them remove their chunks.
+        let only_big = vec![("m3", a.clone()), ("m4", a.clone())];
+        call!(con, store.put_many / put_many_async(&only_big)).unwrap();
+        let got = call!(con, store.get_many / get_many_async(&["m3", "m4"])).unwrap();
+        assert_eq!(got, vec![Some(a.clone()), Some(a.clone())]);
+        let over = vec![
+            ("m1", small.clone()),
+            ("m3", small.clone()),
+            ("m4", small.clone()),
+        ];
+        call!(con, store.put_many / put_many_async(&over)).unwrap();
+        for k in ["{big:m1}:chunk:*", "{big:m3}:chunk:*", "{big:m4}:chunk:*"] {
+            assert_eq!(count_keys(&mut con, k).await, 0, "{backend:?} {k}");
+        }
+        let got = call!(con, store.get_many / get_many_async(&["m1", "m3", "m4"])).unwrap();
+        assert_eq!(got, vec![Some(small.clone()); 3]);
         // A missing chunk is reported, with which one.
         call!(con, store.put / put_async("c", &a)).unwrap();
         let keys: Vec<String> = con
@@ -867,10 +883,63 @@ fn put_many_of_many_small_arrays_keeps_client_memory_bounded() {
     let grown_mib = peak.saturating_sub(before) / 1024;
     eprintln!("put_many of {n} arrays: peak RSS {grown_mib} MiB over the input");
     assert!(grown_mib < 150, "peak RSS grew by {grown_mib} MiB");
-    let last = store.get(&mut con, &format!("m{}", n - 1)).unwrap().unwrap();
+    let last = store
+        .get(&mut con, &format!("m{}", n - 1))
+        .unwrap()
+        .unwrap();
     assert_eq!(last.shape(), &[16]);
     let dbsize: i64 = redis::cmd("DBSIZE")
         .query(&mut srv.client().unwrap().get_connection().unwrap())
         .unwrap();
     assert_eq!(dbsize, n as i64);
+}
+
+/// `put_many` past `maxmemory`: the arrays the server refused with OOM are reported
+/// refused and are not stored; those reported written are.
+#[test]
+fn out_of_memory_mid_put_many_is_reported_exactly() {
+    for backend in ALL_BACKENDS {
+        let srv = RedisServer::builder()
+            .maxmemory(3 << 20)
+            .start()
+            .expect("server");
+        rt().block_on(async {
+            let mut con = Conn::open(backend, &srv.url()).await.expect("connect");
+            let store = ArrayStore::new("oom");
+            let n = 10_000;
+            let items: Vec<(String, ndarray::Array1<f32>)> = (0..n)
+                .map(|i| (format!("a{i}"), ndarray::Array1::from_elem(128, 1.0)))
+                .collect();
+            let e = call!(con, store.put_many / put_many_async(&items)).unwrap_err();
+            let Error::PartialWrite {
+                written,
+                refused,
+                unknown,
+                not_sent,
+                source,
+            } = e
+            else {
+                panic!("{backend:?}: expected a partial write, got {e}");
+            };
+            assert_eq!(
+                source.redis_kind(),
+                Some(RedisErrorKind::OutOfMemory),
+                "{source}"
+            );
+            assert!(!written.is_empty() && !refused.is_empty(), "{backend:?}");
+            assert!(unknown.is_empty() && not_sent.is_empty(), "{backend:?}");
+            assert_eq!(written.len() + refused.len(), n);
+            let names = |set: &[usize]| set.iter().map(|i| format!("a{i}")).collect::<Vec<_>>();
+            let got = call!(con, store.get_many / get_many_async(&names(&written))).unwrap();
+            assert!(
+                got.iter().all(Option::is_some),
+                "{backend:?}: a written array is missing"
+            );
+            let got = call!(con, store.get_many / get_many_async(&names(&refused))).unwrap();
+            assert!(
+                got.iter().all(Option::is_none),
+                "{backend:?}: a refused array is stored"
+            );
+        });
+    }
 }
