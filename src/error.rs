@@ -273,7 +273,9 @@ pub enum RedisErrorKind {
 }
 
 impl RedisErrorKind {
-    /// Classify a redis-rs error.
+    /// Classify a redis-rs error: by redis-rs's own kind first (so that the same failure
+    /// gets the same kind whichever connection reported it), then by the server's error
+    /// code, then by the message.
     pub fn classify(err: &redis::RedisError) -> Self {
         if err.is_io_error()
             || err.is_connection_dropped()
@@ -281,6 +283,9 @@ impl RedisErrorKind {
             || err.is_timeout()
         {
             return Self::Connection;
+        }
+        if let Some(kind) = Self::from_redis_kind(err.kind()) {
+            return kind;
         }
         // A transaction refused at EXEC (or a failed pipeline) carries the queued
         // commands' own errors: classify by the first one that says more than EXECABORT.
@@ -293,6 +298,24 @@ impl RedisErrorKind {
             return kind;
         }
         Self::classify_code(err.code().unwrap_or(""), &err.to_string())
+    }
+
+    /// The kind redis-rs's own classification implies, when it implies one.
+    fn from_redis_kind(kind: redis::ErrorKind) -> Option<Self> {
+        use redis::{ErrorKind as K, ServerErrorKind as S};
+        Some(match kind {
+            K::AuthenticationFailed => Self::Auth,
+            K::Io => Self::Connection,
+            K::Server(S::NoPerm) => Self::Auth,
+            K::Server(S::Moved | S::Ask) => Self::Redirect,
+            K::Server(S::TryAgain | S::BusyLoading | S::ClusterDown | S::MasterDown) => {
+                Self::Transient
+            }
+            K::Server(S::ReadOnly) => Self::ReadOnly,
+            // EXECABORT carries the queued commands' errors; other kinds say nothing
+            // more than their code: classified below.
+            _ => return None,
+        })
     }
 
     /// Classify by a server error code, else by the message (any spelling of the code,

@@ -377,6 +377,15 @@ fn server_errors_oom_auth_and_down() {
                 Some(RedisErrorKind::Auth),
                 "{backend:?}"
             );
+            // A wrong password is Auth too, on every connection kind (redis-rs reports it
+            // as its own AuthenticationFailed kind, the direct connections as WRONGPASS).
+            let wrong = format!("redis://:nope@127.0.0.1:{}/", srv.port());
+            let res = Conn::open(backend, &wrong).await.map(|_| ());
+            assert_eq!(
+                res.unwrap_err().redis_kind(),
+                Some(RedisErrorKind::Auth),
+                "{backend:?}: wrong password"
+            );
             let mut con = Conn::open(backend, &srv.url()).await.unwrap();
             assert_eq!(call!(con, store.get / get_async("a")).unwrap(), None);
 
