@@ -242,6 +242,14 @@ pub enum Error {
         /// The key the command was about, when there was a single one.
         key: Option<String>,
     },
+    /// A worker of a parallel operation panicked (a bug in redstash or in a callback it
+    /// ran): the operation did not finish. What was written before is as the operation's
+    /// docs say for an interrupted run (e.g. an interrupted split).
+    #[error("{task} panicked; the operation did not finish")]
+    Panicked {
+        /// What the worker was doing.
+        task: String,
+    },
     /// A local I/O error (files, sockets of the testkit).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -373,6 +381,17 @@ impl Error {
             reason: reason.into(),
             key,
         }
+    }
+
+    /// A connection that is gone (a node connection dropped between calls): a Redis
+    /// error of kind [`RedisErrorKind::Connection`].
+    pub(crate) fn connection_lost(what: impl Into<String>) -> Self {
+        let io = std::io::Error::new(std::io::ErrorKind::NotConnected, what.into());
+        Error::redis(redis::RedisError::from(io), None)
+    }
+
+    pub(crate) fn panicked(task: impl Into<String>) -> Self {
+        Error::Panicked { task: task.into() }
     }
 
     pub(crate) fn corrupt(format: &'static str, reason: impl Into<String>) -> Self {

@@ -110,7 +110,7 @@ impl ClusterConnection {
         }
         self.cons
             .get_mut(addr)
-            .ok_or_else(|| Error::InvalidArgument(format!("no connection to {addr}")))
+            .ok_or_else(|| Error::connection_lost(format!("no connection to {addr}")))
     }
 
     /// Run requests (their replies, per request).
@@ -209,7 +209,7 @@ impl ClusterConnection {
         for ((addr, units), n) in by_node.iter().zip(sent) {
             let raw = n.and_then(|n| match self.cons.get_mut(addr.as_str()) {
                 Some(con) => con.recv(n).map_err(Error::from),
-                None => Err(Error::unexpected("node connection lost", None)),
+                None => Err(Error::connection_lost("node connection lost")),
             });
             if !round.node(&mut self.router, plan, reqs, units, raw, out)? {
                 self.cons.remove(addr.as_str());

@@ -100,7 +100,7 @@ impl ClusterAsyncConnection {
         }
         self.cons
             .get_mut(addr)
-            .ok_or_else(|| Error::InvalidArgument(format!("no connection to {addr}")))
+            .ok_or_else(|| Error::connection_lost(format!("no connection to {addr}")))
     }
 
     /// Run requests (their replies, per request).
@@ -193,7 +193,7 @@ impl ClusterAsyncConnection {
         for ((addr, units), n) in by_node.iter().zip(sent) {
             let raw = match (n, self.cons.get_mut(addr.as_str())) {
                 (Ok(n), Some(con)) => con.recv(n).await.map_err(Error::from),
-                (Ok(_), None) => Err(Error::unexpected("node connection lost", None)),
+                (Ok(_), None) => Err(Error::connection_lost("node connection lost")),
                 (Err(e), _) => Err(e),
             };
             if !round.node(&mut self.router, plan, reqs, units, raw, out)? {

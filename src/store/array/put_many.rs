@@ -497,5 +497,5 @@ fn done<'a>(mut tally: Tally, failure: Option<Error>, stale: Vec<String>) -> Res
 }
 
 fn poisoned() -> Error {
-    Error::unexpected("put_many: a request builder panicked", None)
+    Error::panicked("a put_many request builder")
 }

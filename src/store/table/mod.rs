@@ -632,9 +632,8 @@ impl TableStore {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::InvalidArgument("a read thread panicked".into()))
-                    })
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::panicked("a table read thread")))
                 })
                 .collect()
         });
@@ -768,7 +767,7 @@ impl TableStore {
         let max_batches = self.pipeline_batches;
         let shared = Mutex::new(splitter);
         let failed = AtomicBool::new(false);
-        let poisoned = || Error::InvalidArgument("a split thread panicked".into());
+        let poisoned = || Error::panicked("a split thread");
         // Why a thread stopped: Redis refused or lost a request (reported item by item),
         // or anything else (bad input, returned as it is).
         enum Stop {

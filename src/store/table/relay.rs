@@ -78,11 +78,7 @@ where
                         let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             produce(con, i)
                         }))
-                        .unwrap_or_else(|_| {
-                            Err(Error::InvalidArgument(format!(
-                                "reading chunk {i} panicked"
-                            )))
-                        });
+                        .unwrap_or_else(|_| Err(Error::panicked(format!("reading chunk {i}"))));
                         lock(relay).ready.insert(i, got);
                         moved.notify_all();
                     }
