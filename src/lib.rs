@@ -39,7 +39,7 @@
 //! | `ndarray` (default) | conversions to and from `ndarray` arrays |
 //! | `tokio` | `*_async` operations on `redis::aio::ConnectionLike`, [`direct::DirectAsyncConnection`] |
 //! | `zstd` | zstd compression |
-//! | `arrow` | `TableStore`: partitioned Arrow tables (ArrowRedis layout); `arrowgen`: its benchmark dataset |
+//! | `arrow` | `TableStore`: partitioned Arrow tables (ArrowRedis layout); `arrowgen`: its benchmark dataset; includes `zstd` |
 //! | `testkit` | [`testkit`]: start real `redis-server`s for tests |
 //! | `cli` | the `redstash` command-line tool |
 //! | `fuzzing` | entry points for the fuzz targets in `fuzz/`; not a stable API |
