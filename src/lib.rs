@@ -45,6 +45,7 @@
 //! | `fuzzing` | entry points for the fuzz targets in `fuzz/`; not a stable API |
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 
 pub mod array;
