@@ -66,6 +66,14 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+/// The `ndarray` crate redstash is built with (0.17): use it (`redstash::ndarray::Array2`)
+/// so that your arrays are the ones [`AsArray`] is implemented for.
+#[cfg(feature = "ndarray")]
+pub use ndarray;
+/// The `redis` crate redstash is built with (1.8): its connections are what the stores
+/// take.
+pub use redis;
+
 pub use array::{ArrayRef, AsArray, Order, RawArray};
 pub use codec::{ArrayCodec, Compressed, Compression, Limits, Npy};
 pub use dtype::{ByteOrder, DType, Element};
