@@ -20,7 +20,8 @@ use redstash::exec::{Request, Requests, SyncConnection};
 #[derive(Parser, Debug)]
 #[command(name = "redstash", version, about)]
 pub struct Cli {
-    /// Redis URL (redis://[user:pass@]host:port/db, rediss:// for TLS, redis+unix:///path;
+    /// Redis URL (redis://[user:pass@]host:port/db, redis+unix:///path; rediss:// (TLS)
+    /// is not supported by this build yet;
     /// `--redis-url` as in ArrowRedis works too). With `--cluster on`: one or more
     /// comma-separated seed nodes of a Redis Cluster.
     #[arg(
