@@ -388,10 +388,9 @@ fn single_outcome(d: Delivered) -> Outcome {
                 Some(Delivery::InFlight(r)) => {
                     let mut r = r.into_iter();
                     match (r.next().flatten(), r.next().flatten()) {
-                        (_, Some(Value::ServerError(se))) => {
-                            let _ = refused(&se);
-                            Outcome::Stop(Error::redis(se.into(), None), false)
-                        }
+                        // Both replies read before the failure: the outcome is known (the
+                        // next request finds the connection broken).
+                        (_, Some(Value::ServerError(se))) => refused(&se),
                         (Some(old), Some(_)) => Outcome::Written(old),
                         _ => Outcome::Stop(e, true),
                     }
