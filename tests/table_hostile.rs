@@ -329,6 +329,17 @@ fn split_ipc_of_a_corrupt_file_is_an_error() {
         store.info(&mut con, "f"),
         Err(Error::IncompleteTable { .. }) | Ok(None)
     ));
+    // Without the verification (trusted inputs), the corrupt batch is stored, and reading
+    // it fails: it is never returned as other data.
+    let trusting = TableStore::new("hostile").verify_input(false);
+    let input = IpcInput::open(&path, redstash::Limits::default()).unwrap();
+    trusting.split_ipc(&mut con, "g", input).unwrap();
+    let r = trusting.read(&mut con, "g", &ReadOptions::all());
+    assert!(
+        r.is_err(),
+        "a corrupt stored batch read as {:?}",
+        r.map(|t| t.is_some())
+    );
 }
 
 #[test]

@@ -107,6 +107,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
                 compression: a.compression,
                 max_inflight: 256,
                 connections: a.connections,
+                trust_input: false,
                 pipeline_mb: 16,
                 cluster: "off".into(),
             },

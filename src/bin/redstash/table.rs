@@ -79,6 +79,11 @@ pub struct SplitArgs {
     /// Connections writing concurrently.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+    /// Store batches the input holds in the wanted compression without decoding them
+    /// first (faster; a corrupt input batch is then stored and fails when read, instead
+    /// of failing the split). For inputs you trust.
+    #[arg(long)]
+    pub trust_input: bool,
     /// Most megabytes of values per request and connection.
     #[arg(long, default_value_t = 16)]
     pub pipeline_mb: usize,
@@ -285,7 +290,8 @@ pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
         .compression(a.compression)
         .partitioning(partitioning)
         .pipeline_bytes(a.pipeline_mb.max(1) << 20)
-        .pipeline_batches(a.max_inflight.div_ceil(connections).max(1));
+        .pipeline_batches(a.max_inflight.div_ceil(connections).max(1))
+        .verify_input(!a.trust_input);
     let mut cons = BulkConnection::open_many(&cli.url, connections, cluster_on(&a.cluster))?;
     let bar = progress(cli, input.num_batches().map(|n| n as u64), "split");
     let b2 = bar.clone();

@@ -306,6 +306,7 @@ pub struct TableStore {
     pipeline_batches: usize,
     mget_keys: usize,
     limits: Limits,
+    verify_input: bool,
 }
 
 impl TableStore {
@@ -319,6 +320,7 @@ impl TableStore {
             pipeline_bytes: 16 << 20,
             pipeline_batches: 4096,
             mget_keys: 64,
+            verify_input: true,
             limits: Limits::default(),
         }
     }
@@ -351,6 +353,17 @@ impl TableStore {
     /// 16 MiB; at least one batch per request).
     pub fn pipeline_bytes(mut self, n: usize) -> Self {
         self.pipeline_bytes = n.max(1);
+        self
+    }
+
+    /// Whether [`split_ipc`](Self::split_ipc) decodes the batches it stores as the file
+    /// holds them (same body compression), so that a corrupt input file is an error at
+    /// split time (default `true`). That decode costs a decompression of every batch:
+    /// with it, splitting the 250 MB benchmark table took 0.66 s instead of 0.34 s on a
+    /// shared 2-core machine. Turn it off for inputs you trust: a corrupt batch is then
+    /// stored, and reads of it fail (it is never returned as other data).
+    pub fn verify_input(mut self, verify: bool) -> Self {
+        self.verify_input = verify;
         self
     }
 
@@ -501,7 +514,8 @@ impl TableStore {
                 self.pipeline_bytes,
                 self.pipeline_batches,
                 self.limits,
-            )),
+            )
+            .verifying(self.verify_input)),
         }
     }
 

@@ -134,6 +134,8 @@ pub(super) struct Splitter<S> {
     pub(super) old: Option<TableInfo>,
     /// Whether the split-in-progress marker was sent (before the first batch).
     pub(super) marked: bool,
+    /// Decode re-framed batches before storing them (see `TableStore::verify_input`).
+    verify: bool,
 }
 
 impl<'a, S: Pieces + 'a> Splitter<S> {
@@ -168,7 +170,14 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             inputs: Vec::new(),
             old: None,
             marked: false,
+            verify: true,
         }
+    }
+
+    /// Whether to decode re-framed batches before storing them.
+    pub(super) fn verifying(mut self, verify: bool) -> Self {
+        self.verify = verify;
+        self
     }
 
     fn marker_key(&self) -> String {
@@ -307,6 +316,7 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
             piece,
             schema,
             framing: self.framing.clone(),
+            verify: self.verify,
             compression: self.compression,
             limits: self.limits,
         }))
@@ -591,6 +601,7 @@ pub(super) struct Assigned {
     framing: Option<Arc<Vec<u8>>>,
     compression: IpcCompression,
     limits: Limits,
+    verify: bool,
 }
 
 impl Assigned {
@@ -611,7 +622,9 @@ impl Assigned {
                 Some(msg) if e.compression() == Some(self.compression) => {
                     // Stored as the file holds it: decoded once (and dropped) so that a
                     // corrupt input batch is an error now, not a stored value.
-                    e.decode(None, &self.limits)?;
+                    if self.verify {
+                        e.decode(None, &self.limits)?;
+                    }
                     return Ok(e.into_stream_pieces(msg));
                 }
                 _ => e.decode(None, &self.limits)?,
