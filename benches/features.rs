@@ -1,5 +1,5 @@
-//! Live benchmark of `FeatureStore` and `BatchStore` against the baselines of issue #4,
-//! measured side by side in one run against local `redis-server`s (started by
+//! Live benchmark of `FeatureStore` and `BatchStore` against their baselines
+//! (`redis-cli --pipe`, raw commands), measured side by side in one run against local `redis-server`s (started by
 //! `redstash::testkit`), printed as markdown tables with ratios.
 //!
 //! * `write_many` of 100,000 entities of 128 `f32` with a TTL (sync and async) against

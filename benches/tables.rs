@@ -1,4 +1,4 @@
-//! Live benchmark of `TableStore` against the physical limit of issue #5, measured side
+//! Live benchmark of `TableStore` against the physical limit (a plain-socket client), measured side
 //! by side in one run against a local `redis-server` (started by `redstash::testkit`),
 //! printed as a markdown table with ratios:
 //!
