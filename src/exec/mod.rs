@@ -667,6 +667,16 @@ impl<'a, T: Send + 'a> Step<'a, T> {
         Step::Send(req, Box::new(parse))
     }
 
+    /// A step that sends `req` alone and gives `parse` what became of it ([`Delivered`]):
+    /// its replies, or, when the connection failed or the request was refused as a whole,
+    /// whether it was in flight or not sent. For writes that account for every item.
+    pub fn send_tracked(
+        req: Request<'a>,
+        parse: impl FnOnce(Delivered) -> Result<Step<'a, T>> + Send + 'a,
+    ) -> Self {
+        Step::SendAll(Requests::from(vec![req]), Box::new(parse))
+    }
+
     /// Continue with `f` once this step has its result.
     pub fn and_then<U: Send + 'a>(
         self,

@@ -107,6 +107,17 @@ fn del_cmd(keys: &[String]) -> Cmd {
     c
 }
 
+/// The commands of a chunked write ([`ArrayStore::chunked_write`]).
+struct ChunkedWrite {
+    /// The chunk keys.
+    keys: Vec<String>,
+    /// One `SET` per chunk.
+    chunks: Vec<Cmd>,
+    /// `GETRANGE` of the old value, then the manifest's `SET`.
+    fin: Request<'static>,
+    generation: u64,
+}
+
 fn getrange_cmd(key: &str) -> Cmd {
     let mut c = redis::cmd("GETRANGE");
     c.arg(key).arg(0).arg(MANIFEST_LEN - 1);
@@ -205,13 +216,29 @@ impl<C: ArrayCodec> ArrayStore<C> {
 
     /// Write the value of `set` (an encoded `SET`) as chunks, then the manifest.
     fn plan_put_chunked<'a>(&self, key: String, set: Command<'_>) -> Result<Step<'a, ()>> {
+        let w = self.chunked_write(&key, set)?;
+        Ok(write_chunks(
+            key,
+            w.keys,
+            w.chunks.into_iter(),
+            0,
+            w.fin,
+            w.generation,
+            self.limits,
+        )
+        .narrow())
+    }
+
+    /// The commands writing the value of `set` (an encoded `SET`) as chunks: one `SET`
+    /// per chunk, then the request of `GETRANGE` (the old value) + the manifest's `SET`.
+    /// What a reader would refuse (too many or too big chunks) is refused here already.
+    fn chunked_write(&self, key: &str, set: Command<'_>) -> Result<ChunkedWrite> {
         let value = set
             .arg(2)
             .ok_or_else(|| Error::InvalidArgument("no value to chunk".into()))?;
         let manifest = Manifest::for_value(&value, self.chunk_size)?;
-        // What a reader would refuse is refused here already.
-        manifest.check(&key, &self.limits)?;
-        let keys = manifest.chunk_keys(&key);
+        manifest.check(key, &self.limits)?;
+        let keys = manifest.chunk_keys(key);
         // One request per chunk bounds the memory to one extra chunk.
         let chunks: Vec<Cmd> = value
             .chunks(self.chunk_size)
@@ -223,24 +250,18 @@ impl<C: ArrayCodec> ArrayStore<C> {
                 cmd
             })
             .collect();
-        drop(value);
-        drop(set);
-        let mut fin = Request::new(Some(&key));
-        fin.push(getrange_cmd(&key));
+        let mut fin = Request::new(Some(key));
+        fin.push(getrange_cmd(key));
         let mut mset = redis::cmd("SET");
-        mset.arg(&key).arg(&manifest.to_bytes()[..]);
+        mset.arg(key).arg(&manifest.to_bytes()[..]);
         self.push_ttl(&mut mset);
         fin.push(mset);
-        Ok(write_chunks(
-            key,
+        Ok(ChunkedWrite {
             keys,
-            chunks.into_iter(),
-            0,
+            chunks,
             fin,
-            manifest.generation,
-            self.limits,
-        )
-        .narrow())
+            generation: manifest.generation,
+        })
     }
 
     /// Plan of [`get`](Self::get).

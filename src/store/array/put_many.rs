@@ -18,7 +18,6 @@ use crate::array::AsArray;
 use crate::codec::{ArrayCodec, Limits};
 use crate::error::{Error, Result};
 use crate::exec::{Delivered, Delivery, Interrupted, Request, Requests, Step};
-use crate::store::chunked::Manifest;
 use crate::store::tally::Tally;
 
 /// Most items per request of small items.
@@ -125,7 +124,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
             let mut req = Request::new(Some(&key));
             req.push(getrange_cmd(&key));
             req.push(set);
-            return Ok(one(req, move |d| {
+            return Ok(Step::send_tracked(req, move |d| {
                 let mut stale = stale;
                 match single_outcome(d) {
                     Outcome::Written(old) => {
@@ -144,39 +143,19 @@ impl<C: ArrayCodec> ArrayStore<C> {
                 self.put_big(items, big, pos + 1, tally, stale)
             }));
         }
-        let Some(value) = set.arg(2) else {
-            tally.refused(item, Error::InvalidArgument("no value to chunk".into()));
-            return self.put_big(items, big, pos + 1, tally, stale);
-        };
-        let manifest = match Manifest::for_value(&value, self.chunk_size)
-            .and_then(|m| m.check(&key, &self.limits).map(|()| m))
-        {
-            Ok(m) => m,
+        let w = match self.chunked_write(&key, set) {
+            Ok(w) => w,
             Err(e) => {
                 tally.refused(item, e);
                 return self.put_big(items, big, pos + 1, tally, stale);
             }
         };
-        let chunk_keys = manifest.chunk_keys(&key);
-        let chunks: Vec<Request<'static>> = value
-            .chunks(self.chunk_size)
-            .zip(&chunk_keys)
-            .map(|(c, k)| {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(k).arg(c);
-                self.push_ttl(&mut cmd);
-                Request::single(cmd, Some(&key))
-            })
+        let (chunk_keys, fin, generation) = (w.keys, w.fin, w.generation);
+        let chunks: Vec<Request<'static>> = w
+            .chunks
+            .into_iter()
+            .map(|cmd| Request::single(cmd, Some(&key)))
             .collect();
-        drop(value);
-        drop(set);
-        let mut fin = Request::new(Some(&key));
-        fin.push(getrange_cmd(&key));
-        let mut mset = redis::cmd("SET");
-        mset.arg(&key).arg(&manifest.to_bytes()[..]);
-        self.push_ttl(&mut mset);
-        fin.push(mset);
-        let generation = manifest.generation;
         Ok(Step::SendAll(
             Requests::from(chunks),
             Box::new(move |d| {
@@ -197,7 +176,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
                         return finish_big(tally, &big[pos + 1..], i.into_error(), stale);
                     }
                 }
-                Ok(one(fin, move |d| {
+                Ok(Step::send_tracked(fin, move |d| {
                     let mut stale = stale;
                     match single_outcome(d) {
                         Outcome::Written(old) => {
@@ -423,15 +402,6 @@ fn first_server_error(replies: &[Vec<Value>], key: &str) -> Error {
         .unwrap_or_else(|| Error::unexpected("chunk refused", Some(key.to_owned())))
 }
 
-/// A request sent as a one-request [`Step::SendAll`], so that a connection failure
-/// reaches the continuation.
-fn one<'a, T: Send + 'a>(
-    req: Request<'a>,
-    k: impl FnOnce(Delivered) -> Result<Step<'a, T>> + Send + 'a,
-) -> Step<'a, T> {
-    Step::SendAll(Requests::from(vec![req]), Box::new(k))
-}
-
 /// Delete the chunks of a big item that was not stored, then go on with `next`.
 fn with_cleanup<'a>(
     chunk_keys: Vec<String>,
@@ -443,7 +413,7 @@ fn with_cleanup<'a>(
         req.push(del_cmd(part));
     }
     // Best effort: the chunks are garbage either way (no manifest names them).
-    one(req, move |_| next())
+    Step::send_tracked(req, move |_| next())
 }
 
 /// The connection failed before the big items `rest` were sent.
@@ -487,7 +457,7 @@ fn done<'a>(mut tally: Tally, failure: Option<Error>, stale: Vec<String>) -> Res
     for part in stale.chunks(512) {
         req.push(del_cmd(part));
     }
-    Ok(one(req, move |d| {
+    Ok(Step::send_tracked(req, move |d| {
         if let Err(i) = d {
             tally.also_failed(i.into_error());
         }

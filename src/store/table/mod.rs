@@ -975,10 +975,7 @@ fn scan_keys(pattern: String, cursor: u64, mut found: Vec<String>) -> Step<'stat
 /// is accounted for, not just returned).
 #[cfg(feature = "sync")]
 fn tracked(req: Request<'static>) -> Step<'static, crate::exec::Delivered> {
-    Step::SendAll(
-        crate::exec::Requests::from(vec![req]),
-        Box::new(|d| Ok(Step::Done(d))),
-    )
+    Step::send_tracked(req, |d| Ok(Step::Done(d)))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::codec::Limits;
 use crate::codec::arrow::{IpcCompression, encode_schema, encode_stream};
 use crate::codec::arrow_file::{EncodedBatch, IpcInput, dictionary_ids};
 use crate::error::{Error, Result};
-use crate::exec::{Command, Delivered, Delivery, Request, Requests, Step, replies_ok};
+use crate::exec::{Command, Delivered, Delivery, Request, Step, replies_ok};
 use crate::store::tally::Tally;
 
 /// The runs of equal values of a batch's partition column (integer, non-negative, no
@@ -366,13 +366,12 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         if req.is_empty() {
             return self.finish();
         }
-        Ok(Step::SendAll(
-            Requests::from(vec![req]),
-            Box::new(move |d| match self.tally_request(d, marker, &inputs) {
+        Ok(Step::send_tracked(req, move |d| {
+            match self.tally_request(d, marker, &inputs) {
                 None => self.step(),
                 Some(e) => Err(self.partial(e)),
-            }),
-        ))
+            }
+        }))
     }
 
     /// Record what became of a request of batches (`inputs`: the input batch of each
@@ -520,29 +519,26 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         }
         let inputs = std::mem::take(&mut self.inputs);
         let prefix = self.prefix;
-        Ok(Step::SendAll(
-            Requests::from(vec![req]),
-            Box::new(move |d| {
-                let failure = match d {
-                    Ok(mut all) => replies_ok(all.pop().unwrap_or_default(), &key).err(),
-                    Err(i) => Some(i.into_error()),
-                };
-                match failure {
-                    None => Ok(Step::Done(info)),
-                    // Every batch is stored; the manifest may not be: the table reads
-                    // as incomplete (or its old generation) until it is split again.
-                    Some(e) => {
-                        let mut tally = Tally::default();
-                        (0..inputs.len()).for_each(|i| tally.written(i));
-                        tally.also_failed(e);
-                        Err(tally
-                            .finish(None)
-                            .err()
-                            .unwrap_or_else(|| Error::unexpected("split failed", Some(prefix))))
-                    }
+        Ok(Step::send_tracked(req, move |d| {
+            let failure = match d {
+                Ok(mut all) => replies_ok(all.pop().unwrap_or_default(), &key).err(),
+                Err(i) => Some(i.into_error()),
+            };
+            match failure {
+                None => Ok(Step::Done(info)),
+                // Every batch is stored; the manifest may not be: the table reads
+                // as incomplete (or its old generation) until it is split again.
+                Some(e) => {
+                    let mut tally = Tally::default();
+                    (0..inputs.len()).for_each(|i| tally.written(i));
+                    tally.also_failed(e);
+                    Err(tally
+                        .finish(None)
+                        .err()
+                        .unwrap_or_else(|| Error::unexpected("split failed", Some(prefix))))
                 }
-            }),
-        ))
+            }
+        }))
     }
 }
 
