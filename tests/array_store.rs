@@ -12,9 +12,9 @@ use redstash::dtype::ALL_DTYPES;
 use redstash::testkit::RedisServer;
 use redstash::{ArrayStore, Compression, Error, Order, RawArray, RecipeStore, RedisErrorKind};
 
-#[test]
-fn every_dtype_shape_order_and_codec_round_trips() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(every_dtype_shape_order_and_codec_round_trips);
+fn every_dtype_shape_order_and_codec_round_trips(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         for codec in codecs() {
             let name = codec.name();
             let store = ArrayStore::new("rt").with_codec(codec);
@@ -33,9 +33,9 @@ fn every_dtype_shape_order_and_codec_round_trips() {
     });
 }
 
-#[test]
-fn typed_get_checks_dtype_and_ndim() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(typed_get_checks_dtype_and_ndim);
+fn typed_get_checks_dtype_and_ndim(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("typed");
         let a = ndarray::Array2::<f32>::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f32);
         call!(con, store.put / put_async("a", &a)).unwrap();
@@ -74,9 +74,9 @@ fn typed_get_checks_dtype_and_ndim() {
     });
 }
 
-#[test]
-fn missing_delete_exists_and_prefix() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(missing_delete_exists_and_prefix);
+fn missing_delete_exists_and_prefix(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("p");
         assert_eq!(
             call!(con, store.get / get_async("x")).unwrap(),
@@ -106,9 +106,9 @@ fn missing_delete_exists_and_prefix() {
     });
 }
 
-#[test]
-fn ttl_is_set_with_the_value() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(ttl_is_set_with_the_value);
+fn ttl_is_set_with_the_value(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("ttl").ttl(Duration::from_millis(300));
         let a = sample(redstash::DType::F32, &[10], Order::C);
         call!(con, store.put / put_async("a", &a)).unwrap();
@@ -123,9 +123,9 @@ fn ttl_is_set_with_the_value() {
     });
 }
 
-#[test]
-fn put_many_and_get_many_in_order_with_missing() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(put_many_and_get_many_in_order_with_missing);
+fn put_many_and_get_many_in_order_with_missing(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("many")
             .with_codec(Compressed::lz4())
             .ttl(Duration::from_secs(60));
@@ -175,9 +175,9 @@ async fn count_keys(con: &mut Conn, pattern: &str) -> usize {
     keys.len()
 }
 
-#[test]
-fn large_arrays_are_chunked_with_manifest_last_and_cleaned_up() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(large_arrays_are_chunked_with_manifest_last_and_cleaned_up);
+fn large_arrays_are_chunked_with_manifest_last_and_cleaned_up(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("big")
             .chunk_size(1000)
             .ttl(Duration::from_secs(100));
@@ -249,9 +249,9 @@ fn large_arrays_are_chunked_with_manifest_last_and_cleaned_up() {
     });
 }
 
-#[test]
-fn any_store_reads_any_codec() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(any_store_reads_any_codec);
+fn any_store_reads_any_codec(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let a = sample(redstash::DType::U16, &[5, 5], Order::F);
         for codec in codecs() {
             let w = ArrayStore::new("x").with_codec(codec);
@@ -266,9 +266,9 @@ fn any_store_reads_any_codec() {
     });
 }
 
-#[test]
-fn bad_values_are_typed_errors() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(bad_values_are_typed_errors);
+fn bad_values_are_typed_errors(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("");
         let a = sample(redstash::DType::F64, &[8], Order::C);
         call!(con, store.put / put_async("good", &a)).unwrap();
@@ -332,80 +332,78 @@ fn bad_values_are_typed_errors() {
     });
 }
 
-#[test]
-fn server_errors_oom_auth_and_down() {
-    for backend in ALL_BACKENDS {
-        rt().block_on(async {
-            // OOM: the old value stays, chunks of a failed chunked write are removed.
-            let srv = RedisServer::builder().maxmemory(3 << 20).start().unwrap();
-            let mut con = Conn::open(backend, &srv.url()).await.unwrap();
-            let store = ArrayStore::new("oom");
-            let small = sample(redstash::DType::U8, &[16], Order::C);
-            call!(con, store.put / put_async("a", &small)).unwrap();
-            let big = RawArray::from_vec(vec![8 << 20], vec![7u8; 8 << 20]).unwrap();
-            match call!(con, store.put / put_async("a", &big)) {
-                Err(e) => assert_eq!(
-                    e.redis_kind(),
-                    Some(RedisErrorKind::OutOfMemory),
-                    "{backend:?} {e}"
-                ),
-                Ok(()) => panic!("{backend:?}: 8 MB write under a 3 MB maxmemory succeeded"),
-            }
-            assert_eq!(
-                call!(con, store.get / get_async("a")).unwrap(),
-                Some(small.clone())
-            );
-            let chunked = ArrayStore::new("oom").chunk_size(512 << 10);
-            assert!(call!(con, chunked.put / put_async("a", &big)).is_err());
-            assert_eq!(
-                count_keys(&mut con, "*chunk*").await,
-                0,
-                "{backend:?}: chunks left behind"
-            );
-            assert_eq!(call!(con, store.get / get_async("a")).unwrap(), Some(small));
+backend_tests!(server_errors_oom_auth_and_down, single_server);
+fn server_errors_oom_auth_and_down(backend: Backend) {
+    rt().block_on(async {
+        // OOM: the old value stays, chunks of a failed chunked write are removed.
+        let srv = RedisServer::builder().maxmemory(3 << 20).start().unwrap();
+        let mut con = Conn::open(backend, &srv.url()).await.unwrap();
+        let store = ArrayStore::new("oom");
+        let small = sample(redstash::DType::U8, &[16], Order::C);
+        call!(con, store.put / put_async("a", &small)).unwrap();
+        let big = RawArray::from_vec(vec![8 << 20], vec![7u8; 8 << 20]).unwrap();
+        match call!(con, store.put / put_async("a", &big)) {
+            Err(e) => assert_eq!(
+                e.redis_kind(),
+                Some(RedisErrorKind::OutOfMemory),
+                "{backend:?} {e}"
+            ),
+            Ok(()) => panic!("{backend:?}: 8 MB write under a 3 MB maxmemory succeeded"),
+        }
+        assert_eq!(
+            call!(con, store.get / get_async("a")).unwrap(),
+            Some(small.clone())
+        );
+        let chunked = ArrayStore::new("oom").chunk_size(512 << 10);
+        assert!(call!(con, chunked.put / put_async("a", &big)).is_err());
+        assert_eq!(
+            count_keys(&mut con, "*chunk*").await,
+            0,
+            "{backend:?}: chunks left behind"
+        );
+        assert_eq!(call!(con, store.get / get_async("a")).unwrap(), Some(small));
 
-            // Auth: a connection without the password gets an Auth error.
-            let srv = RedisServer::builder().password("s3cret").start().unwrap();
-            let url = format!("redis://127.0.0.1:{}/", srv.port());
-            let res = async {
-                let mut con = Conn::open(backend, &url).await?;
-                call!(con, store.get / get_async("a"))
-            }
-            .await;
-            assert_eq!(
-                res.unwrap_err().redis_kind(),
-                Some(RedisErrorKind::Auth),
-                "{backend:?}"
-            );
-            // A wrong password is Auth too, on every connection kind (redis-rs reports it
-            // as its own AuthenticationFailed kind, the direct connections as WRONGPASS).
-            let wrong = format!("redis://:nope@127.0.0.1:{}/", srv.port());
-            let res = Conn::open(backend, &wrong).await.map(|_| ());
-            assert_eq!(
-                res.unwrap_err().redis_kind(),
-                Some(RedisErrorKind::Auth),
-                "{backend:?}: wrong password"
-            );
-            let mut con = Conn::open(backend, &srv.url()).await.unwrap();
-            assert_eq!(call!(con, store.get / get_async("a")).unwrap(), None);
+        // Auth: a connection without the password gets an Auth error.
+        let srv = RedisServer::builder().password("s3cret").start().unwrap();
+        let url = format!("redis://127.0.0.1:{}/", srv.port());
+        let res = async {
+            let mut con = Conn::open(backend, &url).await?;
+            call!(con, store.get / get_async("a"))
+        }
+        .await;
+        assert_eq!(
+            res.unwrap_err().redis_kind(),
+            Some(RedisErrorKind::Auth),
+            "{backend:?}"
+        );
+        // A wrong password is Auth too, on every connection kind (redis-rs reports it
+        // as its own AuthenticationFailed kind, the direct connections as WRONGPASS).
+        let wrong = format!("redis://:nope@127.0.0.1:{}/", srv.port());
+        let res = Conn::open(backend, &wrong).await.map(|_| ());
+        assert_eq!(
+            res.unwrap_err().redis_kind(),
+            Some(RedisErrorKind::Auth),
+            "{backend:?}: wrong password"
+        );
+        let mut con = Conn::open(backend, &srv.url()).await.unwrap();
+        assert_eq!(call!(con, store.get / get_async("a")).unwrap(), None);
 
-            // Server down: a connection error, no panic.
-            let mut srv = server();
-            let mut con = Conn::open(backend, &srv.url()).await.unwrap();
-            srv.stop();
-            let err = call!(con, store.get / get_async("a")).unwrap_err();
-            assert_eq!(
-                err.redis_kind(),
-                Some(RedisErrorKind::Connection),
-                "{backend:?}: {err:?}"
-            );
-        });
-    }
+        // Server down: a connection error, no panic.
+        let mut srv = server();
+        let mut con = Conn::open(backend, &srv.url()).await.unwrap();
+        srv.stop();
+        let err = call!(con, store.get / get_async("a")).unwrap_err();
+        assert_eq!(
+            err.redis_kind(),
+            Some(RedisErrorKind::Connection),
+            "{backend:?}: {err:?}"
+        );
+    });
 }
 
-#[test]
-fn recipe_layout_round_trips_and_reports_half_written_values() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(recipe_layout_round_trips_and_reports_half_written_values);
+fn recipe_layout_round_trips_and_reports_half_written_values(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         // The two keys of an array are written in one transaction: on a Redis Cluster
         // they need a common hash tag (here the prefix's), else it is a typed error.
         let p = if common::is_cluster(backend) {
@@ -491,9 +489,9 @@ fn planted_manifest(chunks: u32, total_len: u64, chunk_len: u64) -> Vec<u8> {
     m
 }
 
-#[test]
-fn planted_chunk_manifests_fail_fast_on_every_operation() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(planted_chunk_manifests_fail_fast_on_every_operation);
+fn planted_chunk_manifests_fail_fast_on_every_operation(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("");
         let a = sample(redstash::DType::F32, &[4], Order::C);
         // A 2^62-byte chunk, a 2^63-byte chunk, 4 billion chunks, 20 million 1-byte chunks.
@@ -638,9 +636,9 @@ fn chunk_key_of(key: &str, manifest: &[u8], i: u32) -> String {
     format!("{{{key}}}:chunk:{generation:016x}:{i}")
 }
 
-#[test]
-fn a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many);
+fn a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("sum").chunk_size(1000);
         let a = sample(redstash::DType::F64, &[40, 30], Order::C); // 10 chunks
         let small = sample(redstash::DType::I8, &[3], Order::C);
@@ -698,9 +696,9 @@ fn a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many() {
     });
 }
 
-#[test]
-fn chunked_arrays_with_a_manifest_without_checksum_still_read_and_clean_up() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(chunked_arrays_with_a_manifest_without_checksum_still_read_and_clean_up);
+fn chunked_arrays_with_a_manifest_without_checksum_still_read_and_clean_up(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("old").chunk_size(1000);
         let a = sample(redstash::DType::I32, &[1000], Order::C);
         // The first form of the manifest (36 bytes, no checksum) and its chunks, as an
@@ -798,9 +796,9 @@ fn readers_racing_writers_of_chunked_arrays_get_many_whole_values() {
     assert_eq!(reads.into_inner(), 400);
 }
 
-#[test]
-fn get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded);
+fn get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let limits = redstash::codec::Limits {
             max_value_len: 1 << 20,
             max_call_bytes: 1 << 20,
@@ -903,52 +901,53 @@ fn put_many_of_many_small_arrays_keeps_client_memory_bounded() {
     assert_eq!(dbsize, n as i64);
 }
 
+backend_tests!(
+    out_of_memory_mid_put_many_is_reported_exactly,
+    single_server
+);
 /// `put_many` past `maxmemory`: the arrays the server refused with OOM are reported
 /// refused and are not stored; those reported written are.
-#[test]
-fn out_of_memory_mid_put_many_is_reported_exactly() {
-    for backend in ALL_BACKENDS {
-        let srv = RedisServer::builder()
-            .maxmemory(3 << 20)
-            .start()
-            .expect("server");
-        rt().block_on(async {
-            let mut con = Conn::open(backend, &srv.url()).await.expect("connect");
-            let store = ArrayStore::new("oom");
-            let n = 10_000;
-            let items: Vec<(String, ndarray::Array1<f32>)> = (0..n)
-                .map(|i| (format!("a{i}"), ndarray::Array1::from_elem(128, 1.0)))
-                .collect();
-            let e = call!(con, store.put_many / put_many_async(&items)).unwrap_err();
-            let Error::PartialWrite {
-                written,
-                refused,
-                unknown,
-                not_sent,
-                source,
-            } = e
-            else {
-                panic!("{backend:?}: expected a partial write, got {e}");
-            };
-            assert_eq!(
-                source.redis_kind(),
-                Some(RedisErrorKind::OutOfMemory),
-                "{source}"
-            );
-            assert!(!written.is_empty() && !refused.is_empty(), "{backend:?}");
-            assert!(unknown.is_empty() && not_sent.is_empty(), "{backend:?}");
-            assert_eq!(written.len() + refused.len(), n);
-            let names = |set: &[usize]| set.iter().map(|i| format!("a{i}")).collect::<Vec<_>>();
-            let got = call!(con, store.get_many / get_many_async(&names(&written))).unwrap();
-            assert!(
-                got.iter().all(Option::is_some),
-                "{backend:?}: a written array is missing"
-            );
-            let got = call!(con, store.get_many / get_many_async(&names(&refused))).unwrap();
-            assert!(
-                got.iter().all(Option::is_none),
-                "{backend:?}: a refused array is stored"
-            );
-        });
-    }
+fn out_of_memory_mid_put_many_is_reported_exactly(backend: Backend) {
+    let srv = RedisServer::builder()
+        .maxmemory(3 << 20)
+        .start()
+        .expect("server");
+    rt().block_on(async {
+        let mut con = Conn::open(backend, &srv.url()).await.expect("connect");
+        let store = ArrayStore::new("oom");
+        let n = 10_000;
+        let items: Vec<(String, ndarray::Array1<f32>)> = (0..n)
+            .map(|i| (format!("a{i}"), ndarray::Array1::from_elem(128, 1.0)))
+            .collect();
+        let e = call!(con, store.put_many / put_many_async(&items)).unwrap_err();
+        let Error::PartialWrite {
+            written,
+            refused,
+            unknown,
+            not_sent,
+            source,
+        } = e
+        else {
+            panic!("{backend:?}: expected a partial write, got {e}");
+        };
+        assert_eq!(
+            source.redis_kind(),
+            Some(RedisErrorKind::OutOfMemory),
+            "{source}"
+        );
+        assert!(!written.is_empty() && !refused.is_empty(), "{backend:?}");
+        assert!(unknown.is_empty() && not_sent.is_empty(), "{backend:?}");
+        assert_eq!(written.len() + refused.len(), n);
+        let names = |set: &[usize]| set.iter().map(|i| format!("a{i}")).collect::<Vec<_>>();
+        let got = call!(con, store.get_many / get_many_async(&names(&written))).unwrap();
+        assert!(
+            got.iter().all(Option::is_some),
+            "{backend:?}: a written array is missing"
+        );
+        let got = call!(con, store.get_many / get_many_async(&names(&refused))).unwrap();
+        assert!(
+            got.iter().all(Option::is_none),
+            "{backend:?}: a refused array is stored"
+        );
+    });
 }

@@ -28,9 +28,9 @@ fn every_dtype() -> Vec<(String, RawArray)> {
         .collect()
 }
 
-#[test]
-fn every_dtype_and_codec_round_trips_in_one_batch() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(every_dtype_and_codec_round_trips_in_one_batch);
+fn every_dtype_and_codec_round_trips_in_one_batch(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let items = every_dtype();
         for codec in codecs() {
             let cname = codec.name();
@@ -62,9 +62,9 @@ fn every_dtype_and_codec_round_trips_in_one_batch() {
     });
 }
 
-#[test]
-fn features_and_labels_keep_their_dtype_and_shape() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(features_and_labels_keep_their_dtype_and_shape);
+fn features_and_labels_keep_their_dtype_and_shape(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = BatchStore::new("train");
         let x = Array2::<f64>::from_shape_fn((1000, 784), |(i, j)| (i * 784 + j) as f64 * 0.5);
         let y = Array1::<i64>::from_shape_fn(1000, |i| (i % 10) as i64);
@@ -107,9 +107,9 @@ fn features_and_labels_keep_their_dtype_and_shape() {
     });
 }
 
-#[test]
-fn missing_batch_missing_name_and_bad_fields_are_distinct() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(missing_batch_missing_name_and_bad_fields_are_distinct);
+fn missing_batch_missing_name_and_bad_fields_are_distinct(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = BatchStore::new("m");
         assert_eq!(call!(con, store.get / get_async("none")).unwrap(), None);
         assert_eq!(
@@ -172,9 +172,9 @@ fn missing_batch_missing_name_and_bad_fields_are_distinct() {
     });
 }
 
-#[test]
-fn put_replaces_atomically_and_delete_exists_list_ttl() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(put_replaces_atomically_and_delete_exists_list_ttl);
+fn put_replaces_atomically_and_delete_exists_list_ttl(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = BatchStore::new("l");
         let a = sample(DType::F32, &[3, 2], Order::C);
         let b = sample(DType::U8, &[5], Order::C);
@@ -238,9 +238,9 @@ fn put_replaces_atomically_and_delete_exists_list_ttl() {
     });
 }
 
-#[test]
-fn a_put_refused_inside_multi_by_oom_reports_out_of_memory() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(a_put_refused_inside_multi_by_oom_reports_out_of_memory);
+fn a_put_refused_inside_multi_by_oom_reports_out_of_memory(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         if is_cluster(backend) {
             return; // CONFIG SET reaches one node only
         }
@@ -269,13 +269,14 @@ fn a_put_refused_inside_multi_by_oom_reports_out_of_memory() {
     });
 }
 
+backend_tests!(a_put_refused_inside_multi_by_oom_reports_out_of_memory_on_every_backend);
 /// The same inside MULTI on every backend, a Redis Cluster included: each server (each
 /// cluster node) is started at a 1-byte `maxmemory` with `noeviction`, so the queued
 /// HSET is refused with OOM and EXEC with EXECABORT; the put reports the OOM.
-#[test]
-fn a_put_refused_inside_multi_by_oom_reports_out_of_memory_on_every_backend() {
+fn a_put_refused_inside_multi_by_oom_reports_out_of_memory_on_every_backend(backend: Backend) {
     use redstash::testkit::RedisServer;
-    each_backend_on(
+    on_backend_with(
+        backend,
         RedisServer::builder().maxmemory(1),
         None,
         |backend, mut con, _| async move {
@@ -299,16 +300,17 @@ fn a_put_refused_inside_multi_by_oom_reports_out_of_memory_on_every_backend() {
     );
 }
 
+backend_tests!(a_put_by_an_acl_user_lacking_a_command_of_the_transaction_reports_noperm);
 /// A real ACL user that may not run one of the commands of put's transaction (HSET in
 /// the middle, PEXPIRE at the end of a put with a TTL): every backend reports the
 /// NOPERM as an `Auth` error naming it, and the batch stored before is left whole (the
 /// transaction's DEL did not run either).
-#[test]
-fn a_put_by_an_acl_user_lacking_a_command_of_the_transaction_reports_noperm() {
+fn a_put_by_an_acl_user_lacking_a_command_of_the_transaction_reports_noperm(backend: Backend) {
     use redstash::testkit::RedisServer;
     for (denied, ttl) in [("hset", None), ("pexpire", Some(Duration::from_secs(60)))] {
         let node = RedisServer::builder().acl_user("app", "pw", &format!("~* +@all -{denied}"));
-        each_backend_on(
+        on_backend_with(
+            backend,
             node,
             Some(("app", "pw")),
             |backend, mut con, mut admin| async move {
@@ -347,9 +349,9 @@ fn a_put_by_an_acl_user_lacking_a_command_of_the_transaction_reports_noperm() {
     }
 }
 
-#[test]
-fn a_batch_over_the_call_budget_is_too_large() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(a_batch_over_the_call_budget_is_too_large);
+fn a_batch_over_the_call_budget_is_too_large(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         // Three arrays of 200,000 bytes; a budget of 500,000 bytes a call.
         let store = BatchStore::new("budget").with_limits(redstash::codec::Limits {
             max_call_bytes: 500_000,

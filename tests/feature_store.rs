@@ -42,9 +42,9 @@ fn row(a: &RawArray, i: usize) -> RawArray {
     RawArray::new(a.dtype(), vec![dim], Order::C, bytes).unwrap()
 }
 
-#[test]
-fn every_dtype_round_trips_in_both_layouts() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(every_dtype_round_trips_in_both_layouts);
+fn every_dtype_round_trips_in_both_layouts(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         for layout in [Layout::Native, Layout::Recipe] {
             let store = FeatureStore::new(format!("{layout:?}")).chunk_size(4);
             for dtype in ALL_DTYPES {
@@ -146,9 +146,9 @@ fn every_dtype_round_trips_in_both_layouts() {
     });
 }
 
-#[test]
-fn ttl_expiry_and_max_age_mark_rows_missing() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(ttl_expiry_and_max_age_mark_rows_missing);
+fn ttl_expiry_and_max_age_mark_rows_missing(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         for layout in [Layout::Native, Layout::Recipe] {
             let prefix = format!("ttl{layout:?}");
             let store = FeatureStore::new(&prefix);
@@ -212,9 +212,9 @@ fn ttl_expiry_and_max_age_mark_rows_missing() {
     });
 }
 
-#[test]
-fn registry_is_shared_and_checked() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(registry_is_shared_and_checked);
+fn registry_is_shared_and_checked(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = FeatureStore::new("reg");
         let v = View::of::<f32>("emb", 8).with_ttl(Duration::from_secs(60));
         call!(con, store.register_view / register_view_async(&v)).unwrap();
@@ -282,9 +282,9 @@ fn registry_is_shared_and_checked() {
     });
 }
 
-#[test]
-fn planted_registry_entries_with_huge_dims_are_typed_errors() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(planted_registry_entries_with_huge_dims_are_typed_errors);
+fn planted_registry_entries_with_huge_dims_are_typed_errors(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let reg = FeatureStore::new("hugedim").registry_key();
         // 2^32 f32 elements (16 GiB a vector), u64::MAX (the byte count overflows), zero.
         for (name, dim) in [
@@ -360,9 +360,9 @@ fn planted_registry_entries_with_huge_dims_are_typed_errors() {
     });
 }
 
-#[test]
-fn bad_input_and_bad_values_are_typed_errors() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(bad_input_and_bad_values_are_typed_errors);
+fn bad_input_and_bad_values_are_typed_errors(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = FeatureStore::new("bad");
         let native = View::of::<f32>("n", 4);
         let recipe = View::of::<f32>("r", 4).with_layout(Layout::Recipe);
@@ -497,9 +497,9 @@ fn bad_input_and_bad_values_are_typed_errors() {
     });
 }
 
-#[test]
-fn a_failed_chunk_reports_written_and_unwritten_entities() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(a_failed_chunk_reports_written_and_unwritten_entities);
+fn a_failed_chunk_reports_written_and_unwritten_entities(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         for atomic in [false, true] {
             let prefix = format!("pw{atomic}");
             let store = FeatureStore::new(&prefix)
@@ -559,65 +559,63 @@ fn a_failed_chunk_reports_written_and_unwritten_entities() {
     });
 }
 
-#[test]
-fn out_of_memory_mid_write_is_reported_exactly() {
-    for backend in ALL_BACKENDS {
-        let srv = RedisServer::builder()
-            .maxmemory(3 << 20)
-            .start()
-            .expect("server");
-        rt().block_on(async {
-            let mut con = Conn::open(backend, &srv.url()).await.expect("connect");
-            let store = FeatureStore::new("oom").chunk_size(500);
-            call!(
-                con,
-                store.register_view / register_view_async(&View::of::<f32>("v", 128))
-            )
-            .unwrap();
-            let n = 20_000;
-            let x = Array2::<f32>::ones((n, 128));
-            let e = call!(con, store.write_many / write_many_async("v", &ids(n), &x)).unwrap_err();
-            let Error::PartialWrite {
-                written,
-                refused: not_written,
-                unknown,
-                not_sent,
-                source,
-            } = e
-            else {
-                panic!("{backend:?}: expected a partial write, got {e}");
-            };
-            assert_eq!(
-                source.redis_kind(),
-                Some(RedisErrorKind::OutOfMemory),
-                "{source}"
-            );
-            assert!(!written.is_empty() && !not_written.is_empty());
-            assert!(unknown.is_empty() && not_sent.is_empty(), "{backend:?}");
-            assert_eq!(written.len() + not_written.len(), n);
-            let w: Vec<String> = written.iter().map(|&i| format!("e{i}")).collect();
-            let nw: Vec<String> = not_written.iter().map(|&i| format!("e{i}")).collect();
-            let rows = read_many!(con, store, f32, "v", &w).unwrap();
-            assert!(
-                rows.present.iter().all(|&p| p),
-                "{backend:?}: every written entity is there"
-            );
-            let rows = read_many!(con, store, f32, "v", &nw).unwrap();
-            assert!(
-                rows.present.iter().all(|&p| !p),
-                "{backend:?}: no unwritten entity is there"
-            );
-        });
-    }
+backend_tests!(out_of_memory_mid_write_is_reported_exactly, single_server);
+fn out_of_memory_mid_write_is_reported_exactly(backend: Backend) {
+    let srv = RedisServer::builder()
+        .maxmemory(3 << 20)
+        .start()
+        .expect("server");
+    rt().block_on(async {
+        let mut con = Conn::open(backend, &srv.url()).await.expect("connect");
+        let store = FeatureStore::new("oom").chunk_size(500);
+        call!(
+            con,
+            store.register_view / register_view_async(&View::of::<f32>("v", 128))
+        )
+        .unwrap();
+        let n = 20_000;
+        let x = Array2::<f32>::ones((n, 128));
+        let e = call!(con, store.write_many / write_many_async("v", &ids(n), &x)).unwrap_err();
+        let Error::PartialWrite {
+            written,
+            refused: not_written,
+            unknown,
+            not_sent,
+            source,
+        } = e
+        else {
+            panic!("{backend:?}: expected a partial write, got {e}");
+        };
+        assert_eq!(
+            source.redis_kind(),
+            Some(RedisErrorKind::OutOfMemory),
+            "{source}"
+        );
+        assert!(!written.is_empty() && !not_written.is_empty());
+        assert!(unknown.is_empty() && not_sent.is_empty(), "{backend:?}");
+        assert_eq!(written.len() + not_written.len(), n);
+        let w: Vec<String> = written.iter().map(|&i| format!("e{i}")).collect();
+        let nw: Vec<String> = not_written.iter().map(|&i| format!("e{i}")).collect();
+        let rows = read_many!(con, store, f32, "v", &w).unwrap();
+        assert!(
+            rows.present.iter().all(|&p| p),
+            "{backend:?}: every written entity is there"
+        );
+        let rows = read_many!(con, store, f32, "v", &nw).unwrap();
+        assert!(
+            rows.present.iter().all(|&p| !p),
+            "{backend:?}: no unwritten entity is there"
+        );
+    });
 }
 
+backend_tests!(send_all_streams_requests_with_a_transaction_among_them);
 /// `Step::SendAll` (what `write_many` sends) on every backend: requests built one at a
 /// time, a transaction and a server error among them; each request gets its own replies.
-#[test]
-fn send_all_streams_requests_with_a_transaction_among_them() {
+fn send_all_streams_requests_with_a_transaction_among_them(backend: Backend) {
     use redis::Value;
     use redstash::exec::{Interrupted, Request, Requests, Step};
-    each_backend(|backend, mut con| async move {
+    on_backend(backend, |backend, mut con| async move {
         let cmd = |args: &[&str]| {
             let mut c = redis::cmd(args[0]);
             for a in &args[1..] {
@@ -730,9 +728,9 @@ fn direct_connections_with_replies_owed_are_broken() {
     });
 }
 
-#[test]
-fn reads_over_the_call_budget_are_too_large_before_anything_is_sent() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(reads_over_the_call_budget_are_too_large_before_anything_is_sent);
+fn reads_over_the_call_budget_are_too_large_before_anything_is_sent(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         // Vectors of 4 KiB, a 64 MiB budget per call (the value limit stays larger).
         let store = FeatureStore::new("budget").with_limits(redstash::codec::Limits {
             max_call_bytes: 64 << 20,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{DataType, Field, Schema};
-use common::{each_backend, server};
+use common::{Backend, on_backend, server};
 use redstash::arrowgen::GenSpec;
 use redstash::codec::arrow::IpcCompression;
 use redstash::codec::arrow_file::{END_OF_STREAM, IpcFormat, IpcInput};
@@ -45,9 +45,9 @@ fn open(path: &Path) -> IpcInput {
     IpcInput::open(path, Limits::default()).unwrap()
 }
 
-#[test]
-fn file_batches_are_reframed_not_recompressed() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(file_batches_are_reframed_not_recompressed);
+fn file_batches_are_reframed_not_recompressed(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.arrow");
         let spec = spec();
@@ -81,9 +81,9 @@ fn file_batches_are_reframed_not_recompressed() {
     });
 }
 
-#[test]
-fn streams_of_another_compression_are_reencoded_and_partitioned_by_column() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(streams_of_another_compression_are_reencoded_and_partitioned_by_column);
+fn streams_of_another_compression_are_reencoded_and_partitioned_by_column(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.arrows");
         let spec = spec();

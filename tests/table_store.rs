@@ -13,26 +13,11 @@ mod common;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
-use common::{Backend, Conn, each_backend, rt, server};
+use common::{Backend, Conn, on_backend, rt, server};
 use redstash::arrowgen::GenSpec;
 use redstash::codec::arrow::{IpcCompression, decode_stream, encode_stream};
 use redstash::store::table::{GENERATION_METADATA, ReadOptions};
 use redstash::{Error, Limits, TableStore};
-
-/// Run `case` on one sync and one async backend.
-fn some_backends<F, Fut>(case: F)
-where
-    F: Fn(Backend, Conn) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for backend in [Backend::Sync, Backend::Async] {
-        let srv = server();
-        rt().block_on(async {
-            let con = Conn::open(backend, &srv.url()).await.expect("connect");
-            case(backend, con).await;
-        });
-    }
-}
 
 fn dataset(partitions: u32, batches: u32, rows: usize) -> Vec<RecordBatch> {
     GenSpec {
@@ -70,9 +55,9 @@ fn arrowredis_value(b: &RecordBatch, c: IpcCompression) -> Vec<u8> {
     encode_stream(&b.schema(), std::slice::from_ref(b), c).unwrap()
 }
 
-#[test]
-fn full_schema_round_trips_with_every_compression() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(full_schema_round_trips_with_every_compression);
+fn full_schema_round_trips_with_every_compression(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let input = dataset(3, 2, 300);
         for c in COMPRESSIONS {
             let store = TableStore::new("ns")
@@ -134,9 +119,9 @@ fn full_schema_round_trips_with_every_compression() {
     });
 }
 
-#[test]
-fn projection_and_partition_subsets() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(projection_and_partition_subsets);
+fn projection_and_partition_subsets(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let input = dataset(3, 2, 100);
         let store = TableStore::new("").partition_by("partition");
         call!(
@@ -173,9 +158,9 @@ fn projection_and_partition_subsets() {
     });
 }
 
-#[test]
-fn round_robin_and_column_runs() {
-    some_backends(|backend, mut con| async move {
+backend_tests!(round_robin_and_column_runs, sync_and_async);
+fn round_robin_and_column_runs(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let input = dataset(1, 5, 10);
         let store = TableStore::new("rr").round_robin(2);
         let info = call!(
@@ -251,9 +236,12 @@ fn round_robin_and_column_runs() {
     });
 }
 
-#[test]
-fn resplit_swaps_generations_and_removes_stale_batches() {
-    some_backends(|backend, mut con| async move {
+backend_tests!(
+    resplit_swaps_generations_and_removes_stale_batches,
+    sync_and_async
+);
+fn resplit_swaps_generations_and_removes_stale_batches(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let store = TableStore::new("g").partition_by("partition");
         let big = dataset(3, 3, 20);
         call!(con, store.split / split_async("t", big.into_iter())).unwrap();
@@ -299,9 +287,12 @@ fn resplit_swaps_generations_and_removes_stale_batches() {
     });
 }
 
-#[test]
-fn reads_tables_written_in_the_arrowredis_layout() {
-    some_backends(|backend, mut con| async move {
+backend_tests!(
+    reads_tables_written_in_the_arrowredis_layout,
+    sync_and_async
+);
+fn reads_tables_written_in_the_arrowredis_layout(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let input = dataset(2, 3, 40);
         // As ArrowRedis's split writes them: no manifest, one stream per key.
         for (i, b) in input.iter().enumerate() {
@@ -386,9 +377,9 @@ fn reads_tables_written_in_the_arrowredis_layout() {
     });
 }
 
-#[test]
-fn bad_values_are_typed_errors() {
-    each_backend(|backend, mut con| async move {
+backend_tests!(bad_values_are_typed_errors);
+fn bad_values_are_typed_errors(backend: Backend) {
+    on_backend(backend, |backend, mut con| async move {
         let input = dataset(2, 2, 30);
         let store = TableStore::new("bad").partition_by("partition");
         call!(

@@ -37,7 +37,7 @@ pub const ALL_BACKENDS: [Backend; 5] = [
     Backend::DirectAsync,
 ];
 
-/// The backends [`each_backend`] runs a case on: every single-server one, then a
+/// The backends [`backend_tests!`] runs a case on: every single-server one, then a
 /// Redis Cluster (feature `cluster`).
 pub fn backends() -> Vec<Backend> {
     let mut v = ALL_BACKENDS.to_vec();
@@ -255,74 +255,116 @@ pub fn cluster() -> redstash::testkit::RedisCluster {
     redstash::testkit::RedisCluster::start().expect("start a Redis Cluster (run scripts/setup)")
 }
 
-/// Run `case` on every backend ([`backends`]), each against its own fresh server (or
-/// cluster).
-pub fn each_backend<F, Fut>(case: F)
+/// Run `case` on `backend` against its own fresh server (or cluster).
+pub fn on_backend<F, Fut>(backend: Backend, case: F)
 where
-    F: Fn(Backend, Conn) -> Fut,
+    F: FnOnce(Backend, Conn) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    for backend in backends() {
-        #[cfg(feature = "cluster")]
-        if is_cluster(backend) {
-            let c = cluster();
-            rt().block_on(async {
-                let con = Conn::open(backend, &c.nodes()[0]).await.expect("connect");
-                case(backend, con).await;
-            });
-            continue;
-        }
-        let srv = server();
+    #[cfg(feature = "cluster")]
+    if is_cluster(backend) {
+        let c = cluster();
         rt().block_on(async {
-            let con = Conn::open(backend, &srv.url()).await.expect("connect");
+            let con = Conn::open(backend, &c.nodes()[0]).await.expect("connect");
             case(backend, con).await;
         });
+        return;
     }
+    let srv = server();
+    rt().block_on(async {
+        let con = Conn::open(backend, &srv.url()).await.expect("connect");
+        case(backend, con).await;
+    });
 }
 
-/// [`each_backend`] on servers (and cluster nodes) configured by `node` (e.g. with
+/// [`on_backend`] on a server (or cluster nodes) configured by `node` (e.g. with
 /// `maxmemory` or ACL users): `case` gets a connection as `user` (user name and
 /// password; `None`: the default user) and one as the default user, for setting up and
 /// checking.
-pub fn each_backend_on<F, Fut>(
+pub fn on_backend_with<F, Fut>(
+    backend: Backend,
     node: redstash::testkit::RedisServerBuilder,
     user: Option<(&str, &str)>,
     case: F,
 ) where
-    F: Fn(Backend, Conn, Conn) -> Fut,
+    F: FnOnce(Backend, Conn, Conn) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    for backend in backends() {
-        #[cfg(feature = "cluster")]
-        if is_cluster(backend) {
-            let c = redstash::testkit::RedisCluster::start_with(node.clone())
-                .expect("start a Redis Cluster (run scripts/setup)");
-            let admin = c.nodes()[0].clone();
-            let url = match user {
-                Some((u, pw)) => c.nodes_for(u, pw)[0].clone(),
-                None => admin.clone(),
-            };
-            rt().block_on(async {
-                let con = Conn::open(backend, &url).await.expect("connect");
-                let adm = Conn::open(backend, &admin).await.expect("connect");
-                case(backend, con, adm).await;
-            });
-            continue;
-        }
-        let srv = node
-            .clone()
-            .start()
-            .expect("start redis-server (run scripts/setup)");
+    #[cfg(feature = "cluster")]
+    if is_cluster(backend) {
+        let c = redstash::testkit::RedisCluster::start_with(node)
+            .expect("start a Redis Cluster (run scripts/setup)");
+        let admin = c.nodes()[0].clone();
         let url = match user {
-            Some((u, pw)) => srv.url_for(u, pw),
-            None => srv.url(),
+            Some((u, pw)) => c.nodes_for(u, pw)[0].clone(),
+            None => admin.clone(),
         };
         rt().block_on(async {
             let con = Conn::open(backend, &url).await.expect("connect");
-            let adm = Conn::open(backend, &srv.url()).await.expect("connect");
+            let adm = Conn::open(backend, &admin).await.expect("connect");
             case(backend, con, adm).await;
         });
+        return;
     }
+    let srv = node
+        .start()
+        .expect("start redis-server (run scripts/setup)");
+    let url = match user {
+        Some((u, pw)) => srv.url_for(u, pw),
+        None => srv.url(),
+    };
+    rt().block_on(async {
+        let con = Conn::open(backend, &url).await.expect("connect");
+        let adm = Conn::open(backend, &srv.url()).await.expect("connect");
+        case(backend, con, adm).await;
+    });
+}
+
+/// One named test per backend for a case `fn case(backend: Backend)`: a module `case`
+/// with the tests `redis_sync`, `direct_sync`, `redis_async`, `redis_manager`,
+/// `direct_async` and (feature `cluster`) `cluster`, `cluster_async`, so a failing
+/// backend does not hide the others and one backend can be run alone
+/// (`cargo nextest run -E 'test(/::direct_async$/)'`).
+///
+/// * `backend_tests!(case)`: every backend ([`backends`]).
+/// * `backend_tests!(case, single_server)`: the single-server ones ([`ALL_BACKENDS`]).
+/// * `backend_tests!(case, sync_and_async)`: `redis_sync` and `redis_async`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($case:ident) => {
+        $crate::backend_tests!(@module $case;
+            redis_sync => Sync, direct_sync => DirectSync, redis_async => Async,
+            redis_manager => AsyncManager, direct_async => DirectAsync;
+            #[cfg(feature = "cluster")] cluster => Cluster,
+            #[cfg(all(feature = "cluster", feature = "tokio"))] cluster_async => ClusterAsync);
+    };
+    ($case:ident, single_server) => {
+        $crate::backend_tests!(@module $case;
+            redis_sync => Sync, direct_sync => DirectSync, redis_async => Async,
+            redis_manager => AsyncManager, direct_async => DirectAsync;);
+    };
+    ($case:ident, sync_and_async) => {
+        $crate::backend_tests!(@module $case; redis_sync => Sync, redis_async => Async;);
+    };
+    (@module $case:ident;
+        $($test:ident => $backend:ident),*;
+        $(#[$cfg:meta] $ctest:ident => $cbackend:ident),*) => {
+        mod $case {
+            $(
+                #[test]
+                fn $test() {
+                    super::$case($crate::common::Backend::$backend)
+                }
+            )*
+            $(
+                #[$cfg]
+                #[test]
+                fn $ctest() {
+                    super::$case($crate::common::Backend::$cbackend)
+                }
+            )*
+        }
+    };
 }
 
 /// Every array codec (zstd with the feature).
