@@ -8,10 +8,11 @@ use common::{sample, server};
 use redstash::codec::{ArrayCodec, Npy};
 use redstash::{DType, Order};
 
+/// Run the binary with `args`, connecting to `url` (through `REDIS_URL`: `--url` is an
+/// option of the subcommands that connect).
 fn redstash(url: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_redstash"))
-        .arg("--url")
-        .arg(url)
+        .env("REDIS_URL", url)
         .args(args)
         .output()
         .expect("run redstash");
@@ -446,4 +447,330 @@ fn tables_on_a_redis_cluster() {
     // Without --cluster on, a node answers MOVED for the keys it does not serve.
     let (code, _, _) = redstash(&nodes[0], &["table", "info", "demo:v1"]);
     assert!(code == 1 || code == 3, "{code}");
+}
+
+/// Only the subcommands that connect take `--url`; the global options' help is on the
+/// top-level page only (subcommand pages point there).
+#[test]
+fn connection_options_only_where_they_connect_and_global_help_once() {
+    let unused = "redis://127.0.0.1:1/";
+    let (code, gen_help, _) = redstash(unused, &["gen", "--help"]);
+    assert_eq!(code, 0);
+    assert!(!gen_help.contains("--url"), "{gen_help}");
+    assert!(!gen_help.contains("REDIS_URL"), "{gen_help}");
+    let (code, _, err) = redstash(unused, &["gen", "--out", "x.arrow", "--url", unused]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--url"), "{err}");
+    let top = redstash(unused, &["--help"]).1;
+    assert!(
+        top.contains("--json") && top.contains("machine-readable"),
+        "{top}"
+    );
+    for page in [
+        &["inspect", "--help"][..],
+        &["array", "put", "--help"],
+        &["array", "get", "--help"],
+        &["split", "--help"],
+        &["read", "--help"],
+        &["table", "info", "--help"],
+        &["table", "list", "--help"],
+        &["table", "delete", "--help"],
+        &["bench", "--help"],
+    ] {
+        let (code, help, _) = redstash(unused, page);
+        assert_eq!(code, 0, "{page:?}");
+        assert!(help.contains("--url"), "{page:?}: {help}");
+        assert!(help.contains("REDIS_URL"), "{page:?}: {help}");
+        // The global options are named, their help is not repeated.
+        assert!(!help.contains("machine-readable"), "{page:?}: {help}");
+        assert!(help.contains("redstash --help"), "{page:?}: {help}");
+    }
+    // `--url` after the subcommand, and the global options on either side.
+    let srv = server();
+    let (code, out, err) = redstash(unused, &["table", "list", "--url", &srv.url(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["tables"], serde_json::json!([]));
+}
+
+/// A command line clap rejects is, under `--json`, a JSON error on standard output like
+/// every other error (same exit code, 2); without `--json`, text on standard error.
+#[test]
+fn usage_errors_under_json_are_json() {
+    let unused = "redis://127.0.0.1:1/";
+    for args in [
+        &["--json", "frobnicate"][..],
+        &["frobnicate", "--json"],
+        &["--json", "inspect"],
+        &["--json", "read", "--prefix", "t", "--partitions", "x"],
+        &["--json", "gen", "--out", "x.arrow", "--url", unused],
+        &["--json"],
+    ] {
+        let (code, out, err) = redstash(unused, args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        let v = json(&out);
+        assert_eq!(v["kind"], "usage", "{args:?}: {v}");
+        assert_eq!(v["exit_code"], 2, "{args:?}: {v}");
+        assert!(!v["error"].as_str().unwrap().is_empty(), "{args:?}: {v}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    let (_, out, _) = redstash(unused, &["--json", "frobnicate"]);
+    assert!(json(&out)["error"].as_str().unwrap().contains("frobnicate"));
+    let (_, out, _) = redstash(unused, &["--json", "inspect"]);
+    assert!(
+        json(&out)["error"].as_str().unwrap().contains("<KEY>"),
+        "{out}"
+    );
+    // Other errors carry the same fields.
+    let (code, out, _) = redstash(unused, &["--json", "inspect", "k"]);
+    assert_eq!(code, 1);
+    assert_eq!(json(&out)["kind"], "failed");
+    // Without --json: text on standard error, nothing on standard output.
+    let (code, out, err) = redstash(unused, &["frobnicate"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty() && err.contains("frobnicate"), "{out}{err}");
+    // --help is help, not an error, with --json too.
+    let (code, out, _) = redstash(unused, &["--json", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Usage"), "{out}");
+}
+
+/// Errors about a file name the file.
+#[test]
+fn file_errors_name_the_file() {
+    let srv = server();
+    let url = srv.url();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.npy");
+    let m = missing.to_str().unwrap();
+    let (code, _, err) = redstash(&url, &["array", "put", "k", m]);
+    assert_eq!(code, 1);
+    assert!(err.contains(m), "{err}");
+    let (code, out, _) = redstash(&url, &["--json", "array", "put", "k", m]);
+    assert_eq!(code, 1);
+    assert!(json(&out)["error"].as_str().unwrap().contains(m), "{out}");
+    // A file that is not .npy: the file and the reason.
+    let bad = dir.path().join("bad.npy");
+    std::fs::write(&bad, b"not an npy file").unwrap();
+    let (code, _, err) = redstash(&url, &["array", "put", "k", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(bad.to_str().unwrap()) && err.contains("unknown format"),
+        "{err}"
+    );
+    // An output file that cannot be written.
+    let a = sample(DType::U8, &[3], Order::C);
+    let good = dir.path().join("good.npy");
+    std::fs::write(&good, Npy.encode(&a.as_array_ref()).unwrap()).unwrap();
+    let (code, _, err) = redstash(&url, &["array", "put", "k", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let nowhere = dir.path().join("no/such/dir/out.npy");
+    let (code, _, err) = redstash(
+        &url,
+        &["array", "get", "k", "-o", nowhere.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains(nowhere.to_str().unwrap()), "{err}");
+    // `split --inp` of a file that does not exist.
+    let (code, _, err) = redstash(&url, &["split", "--inp", m, "--prefix", "t"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(m), "{err}");
+}
+
+/// `split --inp` of a file that is not Arrow IPC says so, naming the file (it does not
+/// read the first bytes as a message length).
+#[test]
+fn split_of_a_file_that_is_not_arrow_says_so() {
+    let srv = server();
+    let url = srv.url();
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("notarrow.npy");
+    let a = sample(DType::F64, &[4, 4], Order::C);
+    std::fs::write(&npy, Npy.encode(&a.as_array_ref()).unwrap()).unwrap();
+    let text = dir.path().join("notarrow.txt");
+    std::fs::write(&text, b"not an arrow file, just text\n").unwrap();
+    for f in [&npy, &text] {
+        let path = f.to_str().unwrap();
+        let (code, _, err) = redstash(&url, &["split", "--inp", path, "--prefix", "t"]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!("not an Arrow IPC file or stream: {path}")),
+            "{err}"
+        );
+        assert!(!err.contains("too large"), "{err}");
+    }
+    let mut c = srv.client().unwrap().get_connection().unwrap();
+    let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 0, "nothing written");
+}
+
+/// `inspect` recognises every redstash value: arrays, chunked arrays (with their real
+/// stored size), batches, feature vectors of both layouts and the view registry, table
+/// batches and manifests, and the recipe layout's two keys.
+#[test]
+fn inspect_recognises_every_redstash_value() {
+    use redstash::{ArrayStore, BatchStore, FeatureStore, Layout, RecipeStore, View};
+    let srv = server();
+    let url = srv.url();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let inspect = |key: &str| {
+        let (code, out, err) = redstash(&url, &["--json", "inspect", key]);
+        assert_eq!(code, 0, "{key}: {out}{err}");
+        let (code, text, err) = redstash(&url, &["inspect", key]);
+        assert_eq!(code, 0, "{key}: {err}");
+        (json(&out), text)
+    };
+
+    // A chunked array: the stored size is the manifest's and the chunks'.
+    let big = sample(DType::F64, &[100, 50], Order::C);
+    ArrayStore::new("")
+        .chunk_size(10_000)
+        .put(&mut con, "big", &big)
+        .unwrap();
+    let (v, text) = inspect("big");
+    assert_eq!(v["kind"], "chunked array", "{v}");
+    assert_eq!(v["dtype"], "float64");
+    assert_eq!(v["shape"], serde_json::json!([100, 50]));
+    assert_eq!(v["chunks"], 5, "{v}");
+    let raw = v["raw_bytes"].as_u64().unwrap();
+    let stored = v["stored_bytes"].as_u64().unwrap();
+    assert_eq!(raw, 128 + 100 * 50 * 8, "{v}");
+    assert_eq!(stored, raw + 44, "{v}");
+    assert!(
+        text.contains("ratio 1.00") || text.contains("ratio 0.99"),
+        "{text}"
+    );
+
+    // A batch: a hash of arrays.
+    let x = sample(DType::F32, &[4, 3], Order::C);
+    let y = sample(DType::I64, &[4], Order::C);
+    BatchStore::new("train")
+        .put(&mut con, "b1", &(("features", &x), ("labels", &y)))
+        .unwrap();
+    let (v, text) = inspect("train:b1");
+    assert_eq!(v["kind"], "batch", "{v}");
+    let arrays = v["arrays"].as_array().unwrap();
+    assert_eq!(arrays.len(), 2);
+    assert_eq!(arrays[0]["name"], "features");
+    assert_eq!(arrays[0]["dtype"], "float32");
+    assert_eq!(arrays[0]["shape"], serde_json::json!([4, 3]));
+    assert_eq!(arrays[1]["name"], "labels");
+    assert_eq!(arrays[1]["dtype"], "int64");
+    assert!(
+        text.contains("features") && text.contains("labels"),
+        "{text}"
+    );
+
+    // Feature vectors, both layouts, and the registry.
+    let fs = FeatureStore::new("fs");
+    fs.register_view(&mut con, &View::of::<f32>("user:emb", 8))
+        .unwrap();
+    fs.register_view(
+        &mut con,
+        &View::of::<f64>("item", 3).with_layout(Layout::Recipe),
+    )
+    .unwrap();
+    fs.write(
+        &mut con,
+        "user:emb",
+        "u:42",
+        &ndarray::Array1::from_elem(8, 1.5f32),
+    )
+    .unwrap();
+    fs.write(
+        &mut con,
+        "item",
+        "i7",
+        &ndarray::Array1::from_elem(3, 2.0f64),
+    )
+    .unwrap();
+    let (v, _) = inspect(&fs.key("user:emb", "u:42"));
+    assert_eq!(v["kind"], "feature vector", "{v}");
+    assert_eq!(v["view"], "user:emb", "{v}");
+    assert_eq!(v["entity"], "u:42", "{v}");
+    assert_eq!(v["dtype"], "float32");
+    assert_eq!(v["shape"], serde_json::json!([8]));
+    assert_eq!(v["stored_bytes"], 8 + 8 * 4);
+    assert!(
+        v["written_at_ms"].as_u64().unwrap() > 1_600_000_000_000,
+        "{v}"
+    );
+    let (v, _) = inspect(&fs.key("item", "i7"));
+    assert_eq!(v["kind"], "feature vector", "{v}");
+    assert_eq!(v["format"], "recipe", "{v}");
+    assert_eq!(v["dtype"], "float64");
+    assert_eq!(v["shape"], serde_json::json!([3]));
+    let (v, _) = inspect(&fs.registry_key());
+    assert_eq!(v["kind"], "feature view registry", "{v}");
+    assert_eq!(v["views"].as_array().unwrap().len(), 2, "{v}");
+
+    // The recipe layout's two keys.
+    let r = sample(DType::I16, &[2, 5], Order::C);
+    RecipeStore::new("").put(&mut con, "rec", &r).unwrap();
+    for key in ["rec:data", "rec:meta"] {
+        let (v, _) = inspect(key);
+        assert_eq!(v["kind"], "recipe array", "{key}: {v}");
+        assert_eq!(v["dtype"], "int16");
+        assert_eq!(v["shape"], serde_json::json!([2, 5]));
+    }
+
+    // A table: its batches and its manifest.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.arrow");
+    let f = file.to_str().unwrap();
+    let (code, _, err) = redstash(
+        &url,
+        &[
+            "gen",
+            "--out",
+            f,
+            "--partitions",
+            "2",
+            "--batches",
+            "2",
+            "--rows",
+            "100",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = redstash(&url, &["split", "--inp", f, "--prefix", "t:v1"]);
+    assert_eq!(code, 0, "{err}");
+    let (v, text) = inspect("t:v1:{part=00001}:batch=00000");
+    assert_eq!(v["kind"], "table batch", "{v}");
+    assert_eq!(v["table"], "t:v1");
+    assert_eq!(v["partition"], 1);
+    assert_eq!(v["batch"], 0);
+    assert_eq!(v["rows"], 100);
+    assert_eq!(v["compression"], "zstd");
+    assert_eq!(v["generation"], "1");
+    assert!(text.contains("table batch"), "{text}");
+    let (v, _) = inspect("t:v1:__manifest__");
+    assert_eq!(v["kind"], "table manifest", "{v}");
+    assert_eq!(v["rows"], 400);
+    assert_eq!(v["batches"], 4);
+    assert_eq!(v["table"], "t:v1");
+
+    // A plain array still says what it is.
+    ArrayStore::new("").put(&mut con, "small", &x).unwrap();
+    let (v, _) = inspect("small");
+    assert_eq!(v["kind"], "array");
+    assert_eq!(v["format"], "npy");
+
+    // What is not a redstash value is an error naming the Redis type or the bytes.
+    let _: () = redis::cmd("SET")
+        .arg("junk")
+        .arg("hello")
+        .query(&mut con)
+        .unwrap();
+    let (code, _, err) = redstash(&url, &["inspect", "junk"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a redstash value"), "{err}");
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
+    let (code, _, err) = redstash(&url, &["inspect", "h"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("hash"), "{err}");
 }

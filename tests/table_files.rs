@@ -213,7 +213,15 @@ fn bad_files_are_typed_errors_and_write_no_manifest() {
     // Not Arrow at all.
     let junk = dir.path().join("junk");
     std::fs::write(&junk, b"definitely not arrow, just some text\n").unwrap();
-    assert!(IpcInput::open(&junk, Limits::default()).is_err());
+    let e = IpcInput::open(&junk, Limits::default()).unwrap_err();
+    assert!(matches!(e, Error::UnknownFormat(_)), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "not an Arrow IPC file or stream: {}",
+            junk.display()
+        )),
+        "{e}"
+    );
     // A body length beyond the cap is refused before it is read.
     let tiny = Limits {
         max_value_len: 1000,

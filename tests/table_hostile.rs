@@ -264,9 +264,9 @@ fn cli_copy_of_a_corrupted_table_fails_and_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.arrow");
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_redstash"))
-        .arg("--url")
+        .args(["read", "--url"])
         .arg(srv.url())
-        .args(["read", "--prefix", "cli:t", "--out"])
+        .args(["--prefix", "cli:t", "--out"])
         .arg(&out)
         .output()
         .unwrap();

@@ -52,6 +52,8 @@ use crate::error::{Error, Result};
 /// The 8 bytes that end an IPC stream.
 pub const END_OF_STREAM: [u8; 8] = [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0];
 const FILE_MAGIC: &[u8; 6] = b"ARROW1";
+/// The continuation marker an IPC stream's first message starts with.
+const CONTINUATION: [u8; 4] = [0xFF; 4];
 /// Largest flatbuffer metadata of one message accepted from a file.
 const MAX_METADATA: usize = 64 << 20;
 
@@ -246,7 +248,9 @@ enum Kind {
 }
 
 impl IpcInput {
-    /// Open an IPC file or stream (told apart by the `ARROW1` magic). Values larger than
+    /// Open an IPC file or stream (told apart by the `ARROW1` magic; a stream starts
+    /// with the continuation marker `FF FF FF FF`). Anything else is
+    /// [`Error::UnknownFormat`] naming the file. Values larger than
     /// `limits.max_value_len` are refused.
     pub fn open(path: impl AsRef<Path>, limits: Limits) -> Result<Self> {
         let path = path.as_ref();
@@ -261,8 +265,13 @@ impl IpcInput {
         file.seek(SeekFrom::Start(0))?;
         if n == 6 && &magic == FILE_MAGIC {
             Self::file(file, limits)
-        } else {
+        } else if n >= 4 && magic[..4] == CONTINUATION {
             Self::stream(Box::new(BufReader::with_capacity(1 << 20, file)), limits)
+        } else {
+            Err(Error::UnknownFormat(format!(
+                "not an Arrow IPC file or stream: {}",
+                path.display()
+            )))
         }
     }
 

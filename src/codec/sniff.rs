@@ -70,6 +70,59 @@ impl Format {
     }
 }
 
+/// What a redstash chunk manifest ([`Format::ChunkManifest`], the value at the key of an
+/// array stored in chunks) declares: how many chunks hold how many bytes.
+///
+/// Layout (little-endian): [`MANIFEST_MAGIC`], generation `u64`, chunk count `u32`,
+/// total length `u64`, chunk length `u64`, then (in the 44-byte form redstash writes)
+/// the xxh3-64 checksum `u64` of the whole value; 36 bytes without it. What it declares is
+/// read, not trusted: the stores check it before reading chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChunkedValue {
+    /// Number of chunks.
+    pub chunks: u32,
+    /// Bytes of the whole value (the chunks concatenated).
+    pub total_len: u64,
+    /// Bytes of every chunk but the last.
+    pub chunk_len: u64,
+    /// Whether the manifest records a checksum of the whole value.
+    pub checksummed: bool,
+}
+
+impl ChunkedValue {
+    /// Read a chunk manifest; `None` when `bytes` is not one (no magic, or not 36 or 44
+    /// bytes long).
+    ///
+    /// ```
+    /// use redstash::codec::sniff::{ChunkedValue, MANIFEST_MAGIC};
+    /// let mut m = MANIFEST_MAGIC.to_vec();
+    /// m.extend_from_slice(&7u64.to_le_bytes()); // generation
+    /// m.extend_from_slice(&3u32.to_le_bytes()); // chunks
+    /// m.extend_from_slice(&250u64.to_le_bytes()); // total length
+    /// m.extend_from_slice(&100u64.to_le_bytes()); // chunk length
+    /// let v = ChunkedValue::read(&m).unwrap();
+    /// assert_eq!((v.chunks, v.total_len, v.checksummed), (3, 250, false));
+    /// assert_eq!(ChunkedValue::read(b"\x93NUMPY"), None);
+    /// ```
+    pub fn read(bytes: &[u8]) -> Option<Self> {
+        if !bytes.starts_with(MANIFEST_MAGIC) || !matches!(bytes.len(), 36 | 44) {
+            return None;
+        }
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&bytes[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        Some(ChunkedValue {
+            chunks: u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]),
+            total_len: u64_at(20),
+            chunk_len: u64_at(28),
+            checksummed: bytes.len() == 44,
+        })
+    }
+}
+
 fn is_zlib_header(b: &[u8]) -> bool {
     if b.len() < 2 {
         return false;

@@ -1,14 +1,14 @@
-//! `redstash array put|get` and `redstash inspect`: arrays as `.npy` files.
+//! `redstash array put|get`: arrays as `.npy` files.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use redstash::codec::{self, ArrayCodec, Format, Limits, Npy};
+use redstash::codec::{self, ArrayCodec, Limits, Npy};
 use redstash::{ArrayStore, Compression};
 
-use crate::{Cli, Fail, connect, report};
+use crate::{Cli, Connection, Fail, connect, report};
 
 #[derive(Subcommand, Debug)]
 pub enum ArrayCmd {
@@ -20,6 +20,8 @@ pub enum ArrayCmd {
         file: PathBuf,
         #[command(flatten)]
         opts: PutOpts,
+        #[command(flatten)]
+        connection: Connection,
     },
     /// Write the array at KEY to a .npy file (always plain, uncompressed .npy).
     Get {
@@ -28,6 +30,8 @@ pub enum ArrayCmd {
         /// Output file (`-` for standard output).
         #[arg(short, long)]
         output: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
     },
 }
 
@@ -47,9 +51,16 @@ pub struct PutOpts {
 /// Run an `array` subcommand.
 pub fn run(cli: &Cli, cmd: &ArrayCmd) -> Result<(), Fail> {
     match cmd {
-        ArrayCmd::Put { key, file, opts } => {
-            let bytes = std::fs::read(file)?;
-            let array = codec::decode_array(bytes.into(), &Limits::default())?;
+        ArrayCmd::Put {
+            key,
+            file,
+            opts,
+            connection,
+        } => {
+            let in_file = |e: &dyn std::fmt::Display| Fail(1, format!("{}: {e}", file.display()));
+            let bytes = std::fs::read(file).map_err(|e| in_file(&e))?;
+            let array =
+                codec::decode_array(bytes.into(), &Limits::default()).map_err(|e| in_file(&e))?;
             let compression = Compression::parse(&opts.codec)?;
             let mut store = ArrayStore::new("").with_codec(codec::codec_for(compression));
             if let Some(t) = opts.ttl {
@@ -61,7 +72,7 @@ pub fn run(cli: &Cli, cmd: &ArrayCmd) -> Result<(), Fail> {
             if let Some(c) = opts.chunk_size {
                 store = store.chunk_size(c);
             }
-            let mut con = connect(&cli.url)?;
+            let mut con = connect(&connection.url)?;
             store.put(&mut con, key, &array)?;
             report(
                 cli,
@@ -77,8 +88,12 @@ pub fn run(cli: &Cli, cmd: &ArrayCmd) -> Result<(), Fail> {
                 ),
             );
         }
-        ArrayCmd::Get { key, output } => {
-            let mut con = connect(&cli.url)?;
+        ArrayCmd::Get {
+            key,
+            output,
+            connection,
+        } => {
+            let mut con = connect(&connection.url)?;
             let array = ArrayStore::new("")
                 .get(&mut con, key)?
                 .ok_or_else(|| Fail(3, format!("key {key:?} not found")))?;
@@ -86,7 +101,8 @@ pub fn run(cli: &Cli, cmd: &ArrayCmd) -> Result<(), Fail> {
             if output.as_os_str() == "-" {
                 std::io::stdout().write_all(&npy)?;
             } else {
-                std::fs::write(output, &npy)?;
+                std::fs::write(output, &npy)
+                    .map_err(|e| Fail(1, format!("{}: {e}", output.display())))?;
                 report(
                     cli,
                     serde_json::json!({
@@ -103,64 +119,5 @@ pub fn run(cli: &Cli, cmd: &ArrayCmd) -> Result<(), Fail> {
             }
         }
     }
-    Ok(())
-}
-
-/// `redstash inspect KEY`.
-pub fn inspect(cli: &Cli, key: &str) -> Result<(), Fail> {
-    let mut con = connect(&cli.url)?;
-    let kind: String = redis::cmd("TYPE").arg(key).query(&mut con)?;
-    match kind.as_str() {
-        "none" => return Err(Fail(3, format!("key {key:?} not found"))),
-        "string" => {}
-        other => {
-            return Err(Fail(
-                1,
-                format!("key {key:?} holds a Redis {other}, not a value"),
-            ));
-        }
-    }
-    let raw: Vec<u8> = redis::cmd("GET").arg(key).query(&mut con)?;
-    let pttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con)?;
-    let ttl = (pttl >= 0).then_some(pttl as f64 / 1000.0);
-    let (layers, info) = match Format::sniff(&raw) {
-        Format::ChunkManifest => {
-            let a = ArrayStore::new("")
-                .get(&mut con, key)?
-                .ok_or_else(|| Fail(3, format!("key {key:?} vanished")))?;
-            let header = codec::npy::header_len(&a.as_array_ref());
-            (
-                "chunked".to_owned(),
-                (
-                    a.dtype(),
-                    a.shape().to_vec(),
-                    a.order(),
-                    header + a.nbytes(),
-                ),
-            )
-        }
-        _ => {
-            let i = codec::inspect(&raw, &Limits::default())?;
-            let names: Vec<&str> = i.layers.iter().map(|f| f.name()).collect();
-            (names.join("+"), (i.dtype, i.shape, i.order, i.raw_len))
-        }
-    };
-    let (dtype, shape, order, raw_len) = info;
-    report(
-        cli,
-        serde_json::json!({
-            "key": key, "format": layers, "dtype": dtype.name(), "descr": dtype.descr(),
-            "shape": shape, "order": format!("{order:?}"), "stored_bytes": raw.len(),
-            "raw_bytes": raw_len, "ttl_seconds": ttl,
-        }),
-        format!(
-            "key:      {key}\nformat:   {layers}\ndtype:    {dtype} ({})\nshape:    {shape:?}\norder:    {order:?}\nstored:   {} bytes\nraw npy:  {raw_len} bytes (ratio {:.2})\nttl:      {}",
-            dtype.descr(),
-            raw.len(),
-            raw_len as f64 / raw.len().max(1) as f64,
-            ttl.map(|t| format!("{t:.3} s"))
-                .unwrap_or_else(|| "none".into())
-        ),
-    );
     Ok(())
 }

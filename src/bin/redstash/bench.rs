@@ -7,7 +7,7 @@ use redstash::codec::arrow::IpcCompression;
 use serde_json::json;
 
 use crate::table::{GenArgs, ReadArgs, SplitArgs, gen_cmd, read_cmd, split_cmd};
-use crate::{Cli, Command, Fail, mb};
+use crate::{Cli, Command, Connection, Fail, mb};
 
 /// `redstash bench`.
 #[derive(Args, Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct BenchArgs {
     /// Key prefix of the benchmark tables (the size is appended).
     #[arg(long, default_value = "redstash:bench")]
     pub prefix: String,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 fn config(size: &str) -> (u32, u32, usize) {
@@ -52,7 +54,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
     let tmp;
     let dir = match &a.dir {
         Some(d) => {
-            std::fs::create_dir_all(d)?;
+            std::fs::create_dir_all(d).map_err(|e| Fail(1, format!("{}: {e}", d.display())))?;
             d.clone()
         }
         None => {
@@ -62,14 +64,10 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
     };
     // The phases report nothing themselves; the summary is printed at the end.
     let inner = Cli {
-        url: cli.url.clone(),
         json: cli.json,
         quiet: cli.quiet,
         silent: true,
-        command: Command::Table(crate::table::TableCmd::List {
-            namespace: String::new(),
-            cluster: "off".into(),
-        }),
+        command: Command::Bench(a.clone()),
     };
     let mut rows = Vec::new();
     for size in &sizes {
@@ -110,6 +108,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
                 trust_input: false,
                 pipeline_mb: 16,
                 cluster: "off".into(),
+                connection: a.connection.clone(),
             },
         )?;
         let r = read_cmd(
@@ -124,6 +123,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
                 out: None,
                 out_compression: IpcCompression::Zstd,
                 cluster: "off".into(),
+                connection: a.connection.clone(),
             },
         )?;
         let read_rows = r.rows;
@@ -134,7 +134,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
             ));
         }
         if !a.keep {
-            let mut con = crate::connect(&cli.url)?;
+            let mut con = crate::connect(&a.connection.url)?;
             redstash::TableStore::new("").delete(&mut con, &prefix)?;
             std::fs::remove_file(&file)?;
         }

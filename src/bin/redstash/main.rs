@@ -5,11 +5,12 @@
 
 mod array;
 mod bench;
+mod inspect;
 mod table;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use redis::Value;
 use redstash::Error;
 use redstash::cluster::ClusterConnection;
@@ -18,25 +19,13 @@ use redstash::exec::{Request, Requests, SyncConnection};
 
 /// Keep NumPy arrays and Arrow tables in Redis.
 #[derive(Parser, Debug)]
-#[command(name = "redstash", version, about)]
+#[command(name = "redstash", version, about, after_help = GLOBAL_OPTIONS)]
 pub struct Cli {
-    /// Redis URL (redis://[user:pass@]host:port/db, redis+unix:///path; rediss:// (TLS)
-    /// is not supported by this build yet;
-    /// `--redis-url` as in ArrowRedis works too). With `--cluster on`: one or more
-    /// comma-separated seed nodes of a Redis Cluster.
-    #[arg(
-        long,
-        alias = "redis-url",
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/",
-        global = true
-    )]
-    url: String,
-    /// Print machine-readable JSON instead of text (and no progress bars).
-    #[arg(long, global = true)]
+    /// Print machine-readable JSON (see the global options below).
+    #[arg(long, global = true, hide = true)]
     json: bool,
-    /// No progress bars.
-    #[arg(long, global = true)]
+    /// No progress bars (see the global options below).
+    #[arg(long, global = true, hide = true)]
     quiet: bool,
     /// Print nothing (set by `bench` for its phases).
     #[arg(skip)]
@@ -45,16 +34,45 @@ pub struct Cli {
     command: Command,
 }
 
+/// The global options' help, shown once on the top-level page (each subcommand takes
+/// them, before or after its name, but does not repeat their help).
+const GLOBAL_OPTIONS: &str = "\
+Global options (before or after the subcommand):
+      --json   Print machine-readable JSON instead of text, errors included (usage
+               errors too), and no progress bars
+      --quiet  No progress bars";
+
+/// What every subcommand's page says of the global options.
+const SUBCOMMAND_NOTE: &str =
+    "Global options: --json, --quiet (before or after the subcommand; see `redstash --help`).";
+
+/// How to reach Redis: the options of the subcommands that connect.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Connection")]
+pub struct Connection {
+    /// Redis URL: redis://[user:pass@]host:port/db or redis+unix:///path.
+    ///
+    /// rediss:// (TLS) is not supported by this build yet. `--redis-url`, as in
+    /// ArrowRedis, works too. With `--cluster on` (split, read, table): one or more
+    /// comma-separated seed nodes of a Redis Cluster.
+    #[arg(
+        long,
+        alias = "redis-url",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub url: String,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Store and fetch arrays (.npy files).
     #[command(subcommand)]
     Array(array::ArrayCmd),
-    /// Describe the value at KEY: format, dtype, shape, compression, sizes.
-    Inspect {
-        /// The Redis key.
-        key: String,
-    },
+    /// Describe the value at KEY: what redstash value it is (array, chunked array,
+    /// batch, feature vector, table batch or manifest, ...) and its dtype, shape,
+    /// compression and sizes.
+    Inspect(inspect::InspectArgs),
     /// Generate the ArrowRedis benchmark dataset as an Arrow IPC file.
     Gen(table::GenArgs),
     /// Write an Arrow IPC file or stream to Redis as a partitioned table.
@@ -90,10 +108,13 @@ impl From<std::io::Error> for Fail {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let r = match &cli.command {
         Command::Array(cmd) => array::run(&cli, cmd),
-        Command::Inspect { key } => array::inspect(&cli, key),
+        Command::Inspect(args) => inspect::inspect(&cli, args),
         Command::Gen(args) => table::gen_cmd(&cli, args).map(|_| ()),
         Command::Split(args) => table::split_cmd(&cli, args).map(|_| ()),
         Command::Read(args) => table::read_cmd(&cli, args).map(|_| ()),
@@ -104,13 +125,71 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(code, msg)) => {
             if cli.json {
-                println!("{}", serde_json::json!({ "error": msg, "exit_code": code }));
+                println!("{}", error_json(code, &msg));
             } else {
                 eprintln!("redstash: {msg}");
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// The JSON of a failure: `{"error": message, "kind": ..., "exit_code": code}`.
+fn error_json(code: u8, msg: &str) -> serde_json::Value {
+    let kind = match code {
+        2 => "usage",
+        3 => "not_found",
+        _ => "failed",
+    };
+    serde_json::json!({ "error": msg, "kind": kind, "exit_code": code })
+}
+
+/// The command line, parsed. The global options' help is on the top-level page only;
+/// every subcommand's page points there.
+fn parse_args() -> Result<Cli, clap::Error> {
+    let matches = with_note(Cli::command(), false).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
+fn with_note(cmd: clap::Command, is_subcommand: bool) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let mut cmd = if is_subcommand {
+        cmd.after_help(SUBCOMMAND_NOTE)
+    } else {
+        cmd
+    };
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |s| with_note(s, true));
+    }
+    cmd
+}
+
+/// Report a command line clap could not parse (or `--help`/`--version`): as JSON under
+/// `--json`, like every other error, with the same exit code (2).
+fn usage_error(e: clap::Error) -> ExitCode {
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if !json || !e.use_stderr() {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    // The first paragraph (the usage line and tips follow).
+    let message = rendered
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    println!("{}", error_json(code, &message));
+    ExitCode::from(code)
 }
 
 /// A redis-rs connection (every URL redis-rs takes).

@@ -12,7 +12,7 @@ use redstash::codec::arrow_file::{IpcFormat, IpcInput};
 use redstash::store::table::{Partitioning, ReadOptions, TableInfo};
 use serde_json::json;
 
-use crate::{BulkConnection, Cli, Fail, cluster_on, mb, progress, report};
+use crate::{BulkConnection, Cli, Connection, Fail, cluster_on, mb, progress, report};
 
 /// `redstash gen`: ArrowRedis's `gen` flags.
 #[derive(Args, Debug, Clone)]
@@ -89,8 +89,10 @@ pub struct SplitArgs {
     pub pipeline_mb: usize,
     /// `on` for a Redis Cluster (`--url` is then one or more comma-separated seed
     /// nodes), `off` for one server.
-    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    #[arg(long, default_value = "off", value_parser = ["on", "off"], help_heading = "Connection")]
     pub cluster: String,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 /// `redstash read`: ArrowRedis's `read` flags, plus columns and an output file.
@@ -125,8 +127,10 @@ pub struct ReadArgs {
     pub out_compression: IpcCompression,
     /// `on` for a Redis Cluster (`--url` is then one or more comma-separated seed
     /// nodes), `off` for one server.
-    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    #[arg(long, default_value = "off", value_parser = ["on", "off"], help_heading = "Connection")]
     pub cluster: String,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 /// `redstash table ...`.
@@ -137,8 +141,10 @@ pub enum TableCmd {
         /// Key prefix of the table.
         prefix: String,
         /// `on` for a Redis Cluster, `off` for one server.
-        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        #[arg(long, default_value = "off", value_parser = ["on", "off"], help_heading = "Connection")]
         cluster: String,
+        #[command(flatten)]
+        connection: Connection,
     },
     /// List the tables (with a manifest) under an optional namespace.
     List {
@@ -146,16 +152,20 @@ pub enum TableCmd {
         #[arg(long, default_value = "")]
         namespace: String,
         /// `on` for a Redis Cluster (`SCAN` on every primary), `off` for one server.
-        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        #[arg(long, default_value = "off", value_parser = ["on", "off"], help_heading = "Connection")]
         cluster: String,
+        #[command(flatten)]
+        connection: Connection,
     },
     /// Delete a table: manifest and batches.
     Delete {
         /// Key prefix of the table.
         prefix: String,
         /// `on` for a Redis Cluster (`SCAN` on every primary), `off` for one server.
-        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        #[arg(long, default_value = "off", value_parser = ["on", "off"], help_heading = "Connection")]
         cluster: String,
+        #[command(flatten)]
+        connection: Connection,
     },
 }
 
@@ -292,7 +302,8 @@ pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
         .pipeline_bytes(a.pipeline_mb.max(1) << 20)
         .pipeline_batches(a.max_inflight.div_ceil(connections).max(1))
         .verify_input(!a.trust_input);
-    let mut cons = BulkConnection::open_many(&cli.url, connections, cluster_on(&a.cluster))?;
+    let mut cons =
+        BulkConnection::open_many(&a.connection.url, connections, cluster_on(&a.cluster))?;
     let bar = progress(cli, input.num_batches().map(|n| n as u64), "split");
     let b2 = bar.clone();
     let input = input.on_progress(move |n, b| {
@@ -365,8 +376,11 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
     let mut options = ReadOptions::all();
     options.partitions = a.partitions.clone().and_then(|p| p.0);
     options.columns = a.columns.clone();
-    let mut cons =
-        BulkConnection::open_many(&cli.url, a.concurrency.max(1), cluster_on(&a.cluster))?;
+    let mut cons = BulkConnection::open_many(
+        &a.connection.url,
+        a.concurrency.max(1),
+        cluster_on(&a.cluster),
+    )?;
     if let Some(out) = &a.out {
         return read_to_file(cli, a, &store, &mut cons, &options, out);
     }
@@ -503,10 +517,22 @@ fn read_to_file(
 
 /// `redstash table ...`.
 pub fn table_cmd(cli: &Cli, cmd: &TableCmd) -> Result<(), Fail> {
-    let (TableCmd::Info { cluster, .. }
-    | TableCmd::List { cluster, .. }
-    | TableCmd::Delete { cluster, .. }) = cmd;
-    let mut con = BulkConnection::open(&cli.url, cluster_on(cluster))?;
+    let (TableCmd::Info {
+        cluster,
+        connection,
+        ..
+    }
+    | TableCmd::List {
+        cluster,
+        connection,
+        ..
+    }
+    | TableCmd::Delete {
+        cluster,
+        connection,
+        ..
+    }) = cmd;
+    let mut con = BulkConnection::open(&connection.url, cluster_on(cluster))?;
     match cmd {
         TableCmd::Info { prefix, .. } => {
             let info = TableStore::new("")
