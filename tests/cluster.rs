@@ -52,13 +52,30 @@ fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("k:{i}")).collect()
 }
 
-#[test]
-fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
+/// A 3-primary cluster and a connection to it.
+fn connected() -> (RedisCluster, ClusterConnection) {
     let c = cluster();
-    let mut con = ClusterConnection::open(c.nodes()).unwrap();
+    let con = ClusterConnection::open(c.nodes()).unwrap();
     assert_eq!(con.primaries().len(), 3);
+    (c, con)
+}
 
-    // key_slot agrees with the server.
+/// `SET k:i vi` for the first `n` keys of [`keys`], in one request.
+fn write_keys(con: &mut ClusterConnection, n: usize) -> Vec<String> {
+    let ks = keys(n);
+    let mut req = Request::new(None);
+    for (i, k) in ks.iter().enumerate() {
+        req.push(cmd(&["SET", k, &format!("v{i}")]));
+    }
+    let replies = con.run_request(&req).unwrap();
+    assert!(replies.iter().all(|v| *v == Value::Okay), "{replies:?}");
+    ks
+}
+
+/// `key_slot` agrees with the server's `CLUSTER KEYSLOT`.
+#[test]
+fn cluster_key_slot_agrees_with_the_server() {
+    let (c, _con) = connected();
     let mut raw = nodes(&c);
     for k in [
         "foo",
@@ -76,9 +93,13 @@ fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
             .unwrap();
         assert_eq!(key_slot(k.as_bytes()), slot, "{k}");
     }
+}
 
-    // One request of SETs and GETs over every node (Cmd, Pieces and Packed commands):
-    // replies in the order of the commands.
+/// One request of SETs and GETs over every node (Cmd, Pieces and Packed commands):
+/// replies in the order of the commands.
+#[test]
+fn cluster_request_over_every_node_replies_in_command_order() {
+    let (_c, mut con) = connected();
     let ks = keys(200);
     let owners: BTreeSet<&str> = ks
         .iter()
@@ -121,7 +142,15 @@ fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
             "STRLEN k:{i}"
         );
     }
+}
 
+/// MGET, EXISTS, DEL, MSET and DBSIZE across slots: split per node, merged in the
+/// order of the keys (counts added).
+#[test]
+fn cluster_multi_key_commands_split_and_merge() {
+    let (c, mut con) = connected();
+    let ks = write_keys(&mut con, 200);
+    let mut raw = nodes(&c);
     // MGET across slots: values in the order of the keys, missing keys nil.
     let mut mget = redis::cmd("MGET");
     mget.arg("missing:1");
@@ -166,8 +195,13 @@ fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
         one(&mut con, mget),
         Value::Array(vec![bulk("3"), bulk("1"), bulk("2")])
     );
+}
 
-    // A MULTI block of one slot inside a request over several nodes.
+/// A MULTI block of one slot inside a request over several nodes.
+#[test]
+fn cluster_multi_block_of_one_slot_inside_a_request_over_several_nodes() {
+    let (_c, mut con) = connected();
+    write_keys(&mut con, 4);
     let mut req = Request::new(None);
     req.push(cmd(&["MULTI"]));
     req.push(cmd(&["SET", "{t}:1", "a"]));
@@ -178,8 +212,13 @@ fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
     assert_eq!(r[0], Value::Okay);
     assert_eq!(r[3], Value::Array(vec![Value::Okay, Value::Int(1)]));
     assert_eq!(r[4], bulk("v3"));
+}
 
-    // SCAN over every primary: every key exactly once, the loop ends at cursor 0.
+/// SCAN over every primary: every key exactly once, the loop ends at cursor 0.
+#[test]
+fn cluster_scan_walks_every_primary_once() {
+    let (_c, mut con) = connected();
+    let ks = write_keys(&mut con, 150);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut cursor = 0u64;
     let mut pages = 0;
@@ -213,9 +252,13 @@ fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
     let want: BTreeMap<String, usize> = ks[..150].iter().map(|k| (k.clone(), 1)).collect();
     assert_eq!(seen, want);
     assert!(pages >= 3, "one SCAN loop per primary at least");
+}
 
-    // Transactions: one slot runs there; keys of several slots are a typed error and
-    // nothing is sent.
+/// Transactions: one slot runs there; keys of several slots are a typed error and
+/// nothing is sent.
+#[test]
+fn cluster_transactions_of_one_slot_run_and_cross_slot_ones_are_refused() {
+    let (_c, mut con) = connected();
     let mut tx = Request::new(Some("{u}"));
     tx.push(cmd(&["SET", "{u}:a", "1"]));
     tx.push(cmd(&["INCR", "{u}:b"]));
@@ -240,8 +283,13 @@ fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
         con.run_request(&block),
         Err(Error::CrossSlot { .. })
     ));
+}
 
-    // Several requests at once (SendAll) keep their own replies.
+/// Several requests at once (SendAll) keep their own replies.
+#[test]
+fn cluster_several_requests_at_once_keep_their_own_replies() {
+    let (_c, mut con) = connected();
+    write_keys(&mut con, 200);
     let reqs: Vec<Request<'static>> = (0..5)
         .map(|i| {
             let mut r = Request::new(None);
@@ -257,8 +305,13 @@ fn cluster_routing_reply_order_multi_key_scan_and_transactions() {
             &vec![bulk(&format!("v{i}")), bulk(&format!("v{}", i + 100))]
         );
     }
+}
 
-    // Server errors stay per-command replies.
+/// Server errors stay per-command replies.
+#[test]
+fn cluster_server_errors_stay_per_command_replies() {
+    let (_c, mut con) = connected();
+    write_keys(&mut con, 3);
     let mut req = Request::new(None);
     req.push(cmd(&["INCR", "k:1"]));
     req.push(cmd(&["GET", "k:2"]));
