@@ -1,4 +1,4 @@
-//! Golden files written by numpy, lz4, zlib and pyarrow (tests/fixtures/, made by
+//! Golden files written by numpy, lz4, zlib, zstandard and pyarrow (tests/fixtures/, made by
 //! tests/python/make_fixtures.py), decoded without Python: the interop decoding is
 //! tested where the venv is absent. Each file's name says what it holds (see the
 //! script); the expected arrays are [`common::sample`]'s, the values numpy wrote.
@@ -42,7 +42,8 @@ fn parse_shape(s: &str) -> Vec<usize> {
 }
 
 /// Every `.npy` numpy wrote (each dtype, both byte orders, C and Fortran order, 0-d and
-/// empty, header versions 1 to 3, inside lz4 frames and zlib streams) decodes to the
+/// empty, header versions 1 to 3, inside lz4 frames, zlib streams and zstd frames)
+/// decodes to the
 /// array the file name describes.
 #[test]
 fn npy_files_written_by_numpy_decode() {
@@ -66,6 +67,7 @@ fn npy_files_written_by_numpy_decode() {
         match container {
             "lz4" => assert_eq!(layers, ["lz4", "npy"], "{name}"),
             "zlib" => assert_eq!(layers, ["zlib", "npy"], "{name}"),
+            "zstd" => assert_eq!(layers, ["zstd", "npy"], "{name}"),
             _ => assert_eq!(layers, ["npy"], "{name}"),
         }
         versions.insert(info.npy_version);

@@ -1,4 +1,4 @@
-"""Write the golden files of tests/fixtures/ with numpy, lz4, zlib and pyarrow.
+"""Write the golden files of tests/fixtures/ with numpy, lz4, zlib, zstandard and pyarrow.
 
     .venv/bin/python tests/python/make_fixtures.py      # from the repository root
 
@@ -12,7 +12,8 @@ File names say what a file holds, so the Rust side can build the expected array:
   npy/{container}-{endian}-{dtype}-{shape}-{order}.{ext}
       container: npy (np.save, format 1.0), npy2 / npy3 (np.lib.format.write_array
       with version (2, 0) / (3, 0)), lz4 (lz4.frame.compress of the .npy bytes), zlib
-      (zlib.compress, level 6); endian: le or be; shape 2x3, "s" for 0-d; order C or F.
+      (zlib.compress, level 6), zstd (zstandard, level 3); endian: le or be; shape 2x3,
+      "s" for 0-d; order C or F.
       Values: base(i) = (i*37 + 11) % 97 of the C-order flat index i, per dtype as in
       tests/common/mod.rs `sample` (and interop.py `expected`).
   recipe/{compression}-{dtype}-{shape}.data / .meta
@@ -40,6 +41,7 @@ import lz4.frame
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
+import zstandard
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -121,7 +123,8 @@ def npy_fixtures():
     cases += [("npy2", "le", "float64", (2, 3), "C"), ("npy3", "le", "int64", (2, 3), "F")]
     # Compressed .npy, as a Python user compresses np.save's bytes.
     cases += [("lz4", "le", "float32", (4, 5), "C"), ("lz4", "be", "float64", (3, 2), "F"),
-              ("zlib", "le", "int32", (4, 5), "F"), ("zlib", "le", "complex128", (2, 3), "C")]
+              ("zlib", "le", "int32", (4, 5), "F"), ("zlib", "le", "complex128", (2, 3), "C"),
+              ("zstd", "le", "uint16", (4, 5), "C")]
     for container, endian, dtype, shape, order in cases:
         a = expected(dtype, shape).copy(order=order)
         if endian == "be":
@@ -133,6 +136,8 @@ def npy_fixtures():
             data, ext = lz4.frame.compress(data), "npy.lz4"
         elif container == "zlib":
             data, ext = zlib.compress(data, 6), "npy.zlib"
+        elif container == "zstd":
+            data, ext = zstandard.ZstdCompressor(level=3).compress(data), "npy.zst"
         name = f"{container}-{endian}-{dtype}-{shape_name(shape)}-{order}.{ext}"
         write(out / name, data)
     return len(cases)

@@ -424,11 +424,9 @@ fn recipe_array(con: &mut RedisConnection, key: &str) -> Result<Option<Descripti
         return Ok(None);
     };
     let (data, meta) = (format!("{name}:data"), format!("{name}:meta"));
-    let both: (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("MGET")
-        .arg(&data)
-        .arg(&meta)
-        .query(con)
-        .map_err(|_| Fail(1, format!("{data} / {meta} are not two strings")))?;
+    // MGET answers nil for a key that is not a string.
+    let both: (Option<Vec<u8>>, Option<Vec<u8>>) =
+        redis::cmd("MGET").arg(&data).arg(&meta).query(con)?;
     let (Some(data_bytes), Some(meta_bytes)) = both else {
         return Ok(None);
     };

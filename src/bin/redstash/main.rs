@@ -1,7 +1,8 @@
 //! The `redstash` command-line tool (feature `cli`).
 //!
 //! Exit codes: 0 success, 1 error (Redis, I/O, bad value), 2 usage, 3 key or table not
-//! found.
+//! found. With `--json`, every error (a usage error too) is one JSON object on standard
+//! output: `{"error": message, "kind": "failed" | "usage" | "not_found", "exit_code"}`.
 
 mod array;
 mod bench;
