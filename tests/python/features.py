@@ -2,7 +2,7 @@
 
 Run by tests/python_features.rs against a live redis-server:
 
-    python features.py write URL   # the seed-003 recipe writes `pyfeat_{dtype}:{i}` hashes
+    python features.py write URL   # the Python recipe (tobytes() into a hash) writes `pyfeat_{dtype}:{i}` hashes
     python features.py check URL   # numpy reads what redstash wrote:
                                    #   rsfeat:{dtype}:e{i}   native layout (8-byte ts + vector)
                                    #   rscompat_{dtype}:{i}  recipe layout written by redstash

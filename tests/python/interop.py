@@ -8,8 +8,8 @@ Run by tests/python_interop.rs against a live redis-server:
 Key names describe the expected array, so both sides can build it independently:
   rs:{codec}:{dtype}:{shape}:{order}       (shape as 2x3, "s" for 0-d; order C or F)
   py:{variant}:{dtype}:{shape}:{order}     variant in npy-le, npy-be, lz4, zlib
-  rsrecipe:{compression}:{dtype}:{shape}   seed-003 layout written by redstash
-  pyrecipe:{compression}:{dtype}:{shape}   seed-003 layout written here
+  rsrecipe:{compression}:{dtype}:{shape}   tobytes() + JSON metadata layout of the Python recipe, written by redstash
+  pyrecipe:{compression}:{dtype}:{shape}   tobytes() + JSON metadata layout of the Python recipe, written here
 Values are defined by the C-order flat index i: base(i) = (i*37 + 11) % 97 (see
 tests/common/mod.rs, `sample`).
 """
@@ -153,7 +153,7 @@ def write(r):
                         value = zlib.compress(value, 6)
                     r.set(f"py:{variant}:{dtype}:{shape_name(shape)}:{order}", value)
                     n += 1
-            # The seed-003 recipe layout: raw bytes + JSON meta.
+            # The Python recipe's layout: tobytes() bytes + JSON meta.
             for comp in ("none", "lz4", "zlib"):
                 data = a.tobytes()
                 meta = {"dtype": str(a.dtype), "shape": a.shape}
