@@ -39,7 +39,6 @@
 //! retried because its writes may have been executed.
 
 mod route;
-mod slot;
 mod sync;
 #[cfg(feature = "tokio")]
 mod tokio;
@@ -48,14 +47,14 @@ mod topology;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
 
 use self::route::{Part, Plan, Sink, Target, UnitState};
-pub use self::slot::{SLOTS, key_slot};
 pub use self::sync::ClusterConnection;
 #[cfg(feature = "tokio")]
 pub use self::tokio::ClusterAsyncConnection;
 use self::topology::Topology;
-use crate::direct::{Frame, Framer};
 use crate::error::{Error, Result};
 use crate::exec::{Command, Delivered, Delivery, Interrupted, Request};
+pub use crate::resp::slot::{SLOTS, key_slot};
+use crate::resp::{Frame, Framer};
 
 /// Default number of redirection rounds before a call fails.
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
@@ -325,7 +324,7 @@ fn absorb(
         }
         let sink = unit.sink;
         let replies = match sink {
-            Sink::Transaction { req } => reqs[req].shell().finish_raw(replies)?,
+            Sink::Transaction { req } => reqs[req].finish(replies)?,
             _ => replies,
         };
         plan.deliver(sink, replies, out)?;

@@ -8,10 +8,11 @@ use std::ops::Range;
 
 use redis::{Cmd, Value};
 
-use super::slot::key_slot;
 use super::topology::Topology;
 use crate::error::{Error, Result};
-use crate::exec::{Command, Delivery, Request, walk_packed};
+use crate::exec::{Command, Delivery, Request};
+use crate::resp::slot::key_slot;
+use crate::resp::walk_packed;
 
 /// Bits of a composite SCAN cursor that hold the node's own cursor; the bits above
 /// hold the index of the primary being scanned.
