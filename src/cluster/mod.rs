@@ -17,7 +17,7 @@
 //!   order of the keys; `DEL`/`UNLINK`/`EXISTS`/`TOUCH`: counts added; `MSET`: `OK`);
 //! * a transaction (an atomic request, or `MULTI` ... `EXEC` inside a request) runs on
 //!   the node of its keys when they all share one slot; otherwise nothing is sent and
-//!   the request fails with [`Error::CrossSlot`];
+//!   the request fails with [`Error::CrossSlot`](crate::Error::CrossSlot);
 //! * `SCAN` walks every primary: the cursor a plan sees is a composite one (the index
 //!   of the primary in the high bits, that node's cursor in the low 50 bits), which
 //!   is 0 only after the last primary is done, so a plan's `SCAN` loop finds every
@@ -30,7 +30,7 @@
 //!   redirected commands again (a redirected command was not executed); `ASK` sends
 //!   them to the importing node after `ASKING`; `TRYAGAIN`/`CLUSTERDOWN` retry after a
 //!   pause. After [`max_redirects`](ClusterConnection::max_redirects) rounds the
-//!   redirection is returned as an [`Error::Redis`] of kind
+//!   redirection is returned as an [`Error::Redis`](crate::Error::Redis) of kind
 //!   [`RedisErrorKind::Redirect`](crate::RedisErrorKind::Redirect) (or `Transient`).
 //!
 //! Replicas are not used (reads and writes go to primaries). A connection error

@@ -19,7 +19,7 @@ pub trait AsyncConnection: Send {
 
     /// Send independent requests and return the replies of each (pipelined when the
     /// connection can), building each request just before sending it; or what became
-    /// of each when they did not all complete ([`Interrupted`]).
+    /// of each when they did not all complete ([`Interrupted`](super::Interrupted)).
     fn run_requests(&mut self, reqs: Requests<'_>) -> impl Future<Output = Delivered> + Send;
 }
 

@@ -8,7 +8,7 @@ use redis::Cmd;
 use crate::error::{Error, Result};
 use crate::resp::{Frame, Framer, Packed};
 
-/// One command of a [`Request`]: a redis-rs [`Cmd`], arguments given as byte pieces
+/// One command of a [`Request`](super::Request): a redis-rs [`Cmd`], arguments given as byte pieces
 /// that may borrow the caller's memory (an array's data), so that a connection that
 /// writes vectored (redstash's direct and cluster connections) sends them without a
 /// copy, or many commands already encoded as RESP ([`Packed`]). Other

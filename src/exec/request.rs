@@ -14,7 +14,7 @@ use crate::resp::transaction_replies;
 #[derive(Clone)]
 pub struct Request<'a> {
     pub(crate) cmds: Vec<Command<'a>>,
-    /// Replies to the commands (a [`Packed`] command counts each command it holds).
+    /// Replies to the commands (a [`Packed`](super::Packed) command counts each command it holds).
     replies: usize,
     pub(crate) atomic: bool,
     key: Option<String>,
@@ -61,7 +61,7 @@ impl<'a> Request<'a> {
         self.cmds.push(cmd);
     }
 
-    /// Number of commands (and so of replies): a [`Packed`] command counts each
+    /// Number of commands (and so of replies): a [`Packed`](super::Packed) command counts each
     /// command it holds.
     pub fn len(&self) -> usize {
         self.replies
@@ -93,7 +93,7 @@ impl<'a> Request<'a> {
     }
 
     /// The commands as a redis-rs pipeline (`Cmd`s are moved; borrowed pieces and
-    /// [`Packed`] commands copied).
+    /// [`Packed`](super::Packed) commands copied).
     pub fn into_pipeline(self) -> Result<redis::Pipeline> {
         let mut p = redis::Pipeline::with_capacity(self.replies);
         for c in self.cmds {
@@ -115,7 +115,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// All commands as RESP: borrowed when the request is one [`Packed`] command,
+    /// All commands as RESP: borrowed when the request is one [`Packed`](super::Packed) command,
     /// else packed into one buffer sized once.
     pub(crate) fn packed(&self) -> Cow<'_, [u8]> {
         if let ([Command::Packed(p)], false) = (self.cmds.as_slice(), self.atomic) {
@@ -202,7 +202,7 @@ fn check_replies(
     Ok(replies)
 }
 
-/// Independent requests of a [`Step::SendAll`], built one at a time as a connection
+/// Independent requests of a [`Step::SendAll`](super::Step::SendAll), built one at a time as a connection
 /// asks for the next: a connection that writes each request as soon as it has it
 /// builds the next one while the server works on the previous ones, instead of the
 /// server waiting for all of them to be built. The number of requests is known up

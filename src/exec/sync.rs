@@ -12,7 +12,7 @@ pub trait SyncConnection {
     fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>>;
 
     /// Send independent requests and return the replies of each, or what became of
-    /// each when they did not all complete ([`Interrupted`]). The default sends them
+    /// each when they did not all complete ([`Interrupted`](super::Interrupted)). The default sends them
     /// one round trip at a time, building each request just before sending it, and
     /// stops at a connection failure; connections override it to pipeline them.
     fn run_requests(&mut self, mut reqs: Requests<'_>) -> Delivered {
