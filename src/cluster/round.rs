@@ -11,6 +11,7 @@ use super::router::Router;
 use super::window::Cut;
 use crate::error::{Error, Result};
 use crate::exec::{Command, Request};
+use crate::resp::transaction::expected_replies;
 use crate::resp::{Frame, Framer};
 
 /// The `ASKING` command sent before a command redirected with `ASK`.
@@ -20,7 +21,7 @@ fn asking_cmd() -> redis::Cmd {
 
 /// The units bound for one node as batches to write: non-atomic units together as one
 /// pipeline, each transaction as its own `MULTI`/`EXEC` batch (`true`).
-pub(super) fn batches<'r>(
+fn batches<'r>(
     plan: &'r Plan,
     reqs: &'r [Request<'r>],
     units: &[usize],
@@ -85,7 +86,7 @@ fn absorb(
             it.next();
         }
         let n = match unit.sink {
-            Sink::Transaction { req } => reqs[req].len() + 2,
+            Sink::Transaction { req } => expected_replies(reqs[req].len(), true),
             _ => unit.parts.len(),
         };
         let replies: Vec<Value> = it.by_ref().take(n).collect();

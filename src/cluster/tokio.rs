@@ -85,7 +85,8 @@ impl ClusterAsyncConnection {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::InvalidArgument("no cluster node to ask".into())))
+        Err(last
+            .unwrap_or_else(|| Error::connection_lost("no cluster node to ask for the slot map")))
     }
 
     /// The connection to `addr`, opened if needed (again if it broke).
