@@ -148,7 +148,7 @@ pub fn ipc_concat(
 /// cut at `cuts` (offsets, any order); the complete replies. Mirrors the read loop of the
 /// direct connections (read buffer, direct reads of large bulk strings).
 pub fn resp_replies(bytes: &[u8], cuts: &[usize]) -> redis::RedisResult<Vec<redis::Value>> {
-    use crate::direct::resp::{Parser, Progress, ReadBuffer};
+    use crate::resp::{Parser, Progress, ReadBuffer};
     let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(bytes.len())).collect();
     bounds.push(bytes.len());
     bounds.sort_unstable();
@@ -178,7 +178,7 @@ pub fn resp_replies(bytes: &[u8], cuts: &[usize]) -> redis::RedisResult<Vec<redi
             Progress::NeedDirect => {
                 let (vec, remaining) = parser
                     .direct_target()
-                    .ok_or_else(|| crate::direct::resp::protocol_error("no direct target"))?;
+                    .ok_or_else(|| crate::resp::protocol_error("no direct target"))?;
                 let n = remaining.min(limit - pos);
                 vec.extend_from_slice(&bytes[pos..pos + n]);
                 pos += n;

@@ -62,6 +62,7 @@ pub mod exec;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod resp;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -664,6 +664,68 @@ fn send_all_streams_requests_with_a_transaction_among_them(backend: Backend) {
     });
 }
 
+/// A transaction aborted by `WATCH` (`EXEC` replies nil) is the same error on every
+/// backend: a Redis error of redis-rs kind `Server(ExecAbort)` that names the key; sent
+/// as a tracked request on one server, it is refused (none of its commands ran), not in
+/// flight.
+#[test]
+fn a_watch_abort_is_the_same_refusal_on_every_backend() {
+    use redstash::exec::{Delivery, Request, Step};
+    each_backend(|backend, mut con| async move {
+        let transaction = || {
+            let mut r = Request::new(Some("w"));
+            r.push(
+                redis::cmd("SET")
+                    .arg("w")
+                    .arg("from the transaction")
+                    .clone(),
+            );
+            r.atomic()
+        };
+        let is_watch_abort = |e: &redstash::Error| match e {
+            redstash::Error::Redis { key, source, .. } => {
+                key.as_deref() == Some("w")
+                    && source.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort)
+                    && source.to_string().contains("WATCHed key was modified")
+            }
+            _ => false,
+        };
+        // WATCH, then the key changes (on this connection: it still invalidates the
+        // WATCH), then the transaction.
+        con.raw::<()>(redis::cmd("WATCH").arg("w")).await.unwrap();
+        con.raw::<()>(redis::cmd("SET").arg("w").arg("changed"))
+            .await
+            .unwrap();
+        let e = con
+            .run(Step::then(transaction(), Ok))
+            .await
+            .expect_err("EXEC nil is an error");
+        assert!(is_watch_abort(&e), "{backend:?}: {e:?}");
+        let v: String = con.raw(redis::cmd("GET").arg("w")).await.unwrap();
+        assert_eq!(v, "changed", "{backend:?}: the transaction did not run");
+        if is_cluster(backend) {
+            return;
+        }
+        con.raw::<()>(redis::cmd("WATCH").arg("w")).await.unwrap();
+        con.raw::<()>(redis::cmd("SET").arg("w").arg("again"))
+            .await
+            .unwrap();
+        let delivered = con
+            .run(Step::send_tracked(transaction(), |d| Ok(Step::Done(d))))
+            .await
+            .unwrap();
+        let interrupted = delivered.expect_err("a WATCH abort is not answered");
+        assert!(
+            interrupted.failure.is_none(),
+            "{backend:?}: no connection failure"
+        );
+        match &interrupted.requests[..] {
+            [Delivery::Refused(e)] => assert!(is_watch_abort(e), "{backend:?}: {e:?}"),
+            other => panic!("{backend:?}: {other:?}"),
+        }
+    });
+}
+
 /// A request that cannot be encoded after others were sent stops the sending: the
 /// replies of those sent are still read (the connection stays in sync and usable), and
 /// the plan gets what became of each request. A direct connection left with unread

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use redis::{IntoConnectionInfo, Value};
 
-use super::route::{Plan, UnitState};
-use super::{
-    Cut, Outcome, Outgoing, Round, Router, WINDOW_COMMANDS, Windows, asking_cmd, batches, slots_cmd,
-};
+use super::plan::Plan;
+use super::round::{Outcome, Outgoing, Round, Rounds, conclude};
+use super::router::{Router, slots_cmd};
+use super::window::{Cut, Windows};
 use crate::direct::DirectAsyncConnection;
 use crate::error::{Error, Result};
 use crate::exec::{AsyncConnection, Delivered, Request, Requests};
@@ -85,7 +85,8 @@ impl ClusterAsyncConnection {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::InvalidArgument("no cluster node to ask".into())))
+        Err(last
+            .unwrap_or_else(|| Error::connection_lost("no cluster node to ask for the slot map")))
     }
 
     /// The connection to `addr`, opened if needed (again if it broke).
@@ -125,19 +126,8 @@ impl ClusterAsyncConnection {
         reqs: &[Request<'_>],
     ) -> std::result::Result<Vec<Vec<Value>>, Box<Cut>> {
         let mut out = plan.empty_replies();
-        match self.rounds(&mut plan, reqs, &mut out).await {
-            Ok(()) => match plan.finish(&mut out) {
-                Ok(()) => Ok(out),
-                Err(error) => Err(Box::new(Cut {
-                    error,
-                    deliveries: None,
-                })),
-            },
-            Err(error) => Err(Box::new(Cut {
-                error,
-                deliveries: Some(plan.deliveries(out)),
-            })),
-        }
+        let result = self.rounds(&mut plan, reqs, &mut out).await;
+        conclude(plan, out, result)
     }
 
     /// The rounds of a plan: until every unit is answered (or a failure).
@@ -147,20 +137,17 @@ impl ClusterAsyncConnection {
         reqs: &[Request<'_>],
         out: &mut [Vec<Value>],
     ) -> Result<()> {
-        let mut pending: Vec<usize> = (0..plan.units.len()).collect();
-        let mut rounds = 0;
-        loop {
-            let mut outcome = self.round(plan, reqs, &pending, out).await?;
-            if !self.router.next_round(&mut outcome, &mut rounds)? {
-                break;
+        let mut rounds = Rounds::new(plan);
+        while let Some(pending) = rounds.pending() {
+            let outcome = self.round(plan, reqs, pending, out).await?;
+            if let Some(next) = rounds.after(&self.router, outcome)? {
+                if let Some(d) = next.pause {
+                    tokio::time::sleep(d).await;
+                }
+                if next.refresh {
+                    self.refresh().await?;
+                }
             }
-            if let Some(d) = outcome.pause(rounds) {
-                tokio::time::sleep(d).await;
-            }
-            if outcome.refresh {
-                self.refresh().await?;
-            }
-            pending = outcome.retry;
         }
         Ok(())
     }
@@ -174,30 +161,26 @@ impl ClusterAsyncConnection {
         pending: &[usize],
         out: &mut [Vec<Value>],
     ) -> Result<Outcome> {
-        let by_node = self.router.group(plan, pending)?;
-        let asking = asking_cmd();
-        let mut sent: Vec<Result<usize>> = Vec::with_capacity(by_node.len());
-        for (addr, units) in &by_node {
+        let mut round = Round::start(&self.router, plan, pending)?;
+        let mut sent: Vec<Result<usize>> = Vec::with_capacity(round.nodes());
+        for i in 0..round.nodes() {
             let mut writing = false;
-            let result = match batches(plan, reqs, units, &asking) {
-                Ok(batches) => self.send(addr, &batches, &mut writing).await,
+            let result = match round.batches(plan, reqs, i) {
+                Ok(batches) => self.send(round.address(i), &batches, &mut writing).await,
                 Err(e) => Err(e),
             };
-            if writing {
-                // Written (or being written): the units may run from now on.
-                units.iter().for_each(|&u| plan.states[u] = UnitState::Sent);
-            }
+            round.written(plan, i, writing);
             sent.push(result);
         }
-        let mut round = Round::default();
-        for ((addr, units), n) in by_node.iter().zip(sent) {
-            let raw = match (n, self.cons.get_mut(addr.as_str())) {
+        for (i, n) in sent.into_iter().enumerate() {
+            let raw = match (n, self.cons.get_mut(round.address(i))) {
                 (Ok(n), Some(con)) => con.recv(n).await.map_err(Error::from),
                 (Ok(_), None) => Err(Error::connection_lost("node connection lost")),
                 (Err(e), _) => Err(e),
             };
-            if !round.node(&mut self.router, plan, reqs, units, raw, out)? {
-                self.cons.remove(addr.as_str());
+            if !round.replied(&mut self.router, plan, reqs, i, raw, out)? {
+                let addr = round.address(i).to_owned();
+                self.cons.remove(&addr);
             }
         }
         round.end()
@@ -235,39 +218,14 @@ impl AsyncConnection for ClusterAsyncConnection {
     /// count as in flight (a node's replies are not told apart from another's yet), the
     /// windows before it as answered and those after it as not sent.
     async fn run_requests(&mut self, reqs: Requests<'_>) -> Delivered {
-        let total = reqs.len();
-        let mut out = Windows::new(total);
-        let mut window: Vec<Request<'_>> = Vec::new();
-        let mut commands = 0;
-        let mut reqs = reqs;
-        loop {
-            let next = reqs.next();
-            let full = match &next {
-                Some(r) => {
-                    commands += r.len();
-                    false
-                }
-                None => true,
+        let mut windows = Windows::new(reqs);
+        while let Some(window) = windows.next_window() {
+            let result = match self.plan(&window).await {
+                Ok(plan) => self.drive(plan, &window).await,
+                Err(error) => Err(Cut::nothing_sent(error)),
             };
-            if let Some(r) = next {
-                window.push(r);
-            }
-            if (full || commands >= WINDOW_COMMANDS) && !window.is_empty() {
-                let result = match self.plan(&window).await {
-                    Ok(plan) => self.drive(plan, &window).await,
-                    Err(error) => Err(Box::new(Cut {
-                        error,
-                        deliveries: None,
-                    })),
-                };
-                out.window(&window, result, reqs.len())?;
-                window.clear();
-                commands = 0;
-            }
-            if full {
-                break;
-            }
+            windows.record(&window, result)?;
         }
-        out.finish()
+        windows.finish()
     }
 }

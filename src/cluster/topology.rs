@@ -2,8 +2,8 @@
 
 use redis::Value;
 
-use super::slot::SLOTS;
 use crate::error::{Error, Result};
+use crate::resp::slot::SLOTS;
 
 /// Marks a slot no primary serves.
 const UNSERVED: u16 = u16::MAX;

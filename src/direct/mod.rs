@@ -8,7 +8,7 @@
 //! * requests are framed into one reused scratch buffer, and arguments of
 //!   16 KiB or more are sent with vectored writes straight from the command's
 //!   memory (never copied);
-//! * replies go through a resumable, sans-IO RESP2 parser (`resp.rs`) that,
+//! * replies go through the resumable, sans-IO RESP2 parser of the wire layer that,
 //!   for a large bulk string, allocates one exactly-sized `Vec<u8>` and lets the
 //!   socket read directly into its spare capacity (no intermediate buffer, no
 //!   zero-fill), also for bulk strings nested in arrays (e.g. `MGET`).
@@ -23,9 +23,9 @@
 //! returns `false` and every later `exec` fails with an error of kind
 //! [`redis::ErrorKind::Io`] instead of reading a desynchronised stream.
 
-pub(crate) mod resp;
-
-pub use self::resp::{Frame, Framer};
+mod owed;
+mod pipeline;
+mod state;
 mod sync;
 #[cfg(feature = "tokio")]
 mod tokio;
@@ -33,6 +33,7 @@ mod tokio;
 pub use self::sync::DirectConnection;
 #[cfg(feature = "tokio")]
 pub use self::tokio::DirectAsyncConnection;
+pub use crate::resp::{Frame, Framer};
 
 use redis::{Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
 
@@ -100,7 +101,17 @@ pub(crate) fn setup<T: IntoConnectionInfo>(info: T) -> RedisResult<Setup> {
 /// e.g. `WRONGPASS`, is returned as the server error).
 pub(crate) fn check_handshake(replies: Vec<redis::Value>) -> RedisResult<()> {
     for v in replies {
-        resp::check_ok(v, "unexpected reply to AUTH/SELECT")?;
+        match v {
+            redis::Value::Okay => {}
+            redis::Value::ServerError(e) => return Err(e.into()),
+            other => {
+                return Err(RedisError::from((
+                    ErrorKind::UnexpectedReturnType,
+                    "unexpected reply to AUTH/SELECT",
+                    format!("unexpected reply {other:?}"),
+                )));
+            }
+        }
     }
     Ok(())
 }

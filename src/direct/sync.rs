@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
-use super::resp::{self, Encoder, Frame, Owed, Parser, Progress, ReadBuffer};
-use super::{Target, check_handshake, setup};
+use super::pipeline::{Next, PipelinedRun};
+use super::state::{Need, WireState, direct_filled, exec_replies};
+use super::{Frame, Target, check_handshake, setup};
+use crate::error::Result;
+use crate::exec::{Delivered, Request, Requests, SyncConnection};
 
 #[derive(Debug)]
 enum Stream {
@@ -92,18 +95,12 @@ impl Stream {
 /// Blocking direct connection to one Redis server.
 ///
 /// Sends batches of [`redis::Cmd`]s pipelined in one write and reads their
-/// replies with the zero-extra-copy RESP2 parser of this module. See the
+/// replies with the zero-extra-copy RESP2 parser of the wire layer. See the
 /// [module docs](super) for what it supports.
 #[derive(Debug)]
 pub struct DirectConnection {
     stream: Stream,
-    encoder: Encoder,
-    parser: Parser,
-    rbuf: ReadBuffer,
-    /// Errors and replies owed between calls.
-    owed: Owed,
-    /// Bytes of requests written (or being written) so far.
-    bytes_sent: u64,
+    state: WireState,
 }
 
 impl DirectConnection {
@@ -128,11 +125,7 @@ impl DirectConnection {
         };
         let mut conn = DirectConnection {
             stream,
-            encoder: Encoder::default(),
-            parser: Parser::new(),
-            rbuf: ReadBuffer::default(),
-            owed: Owed::default(),
-            bytes_sent: 0,
+            state: WireState::default(),
         };
         if !setup.handshake.is_empty() {
             let replies = conn.exec(&setup.handshake, false)?;
@@ -151,7 +144,7 @@ impl DirectConnection {
     /// `false` once an I/O or protocol error broke the connection; every
     /// `exec` then fails with an error of kind [`redis::ErrorKind::Io`].
     pub fn is_open(&self) -> bool {
-        self.owed.is_open()
+        self.state.is_open()
     }
 
     /// Sends all `cmds` pipelined in one write and reads one reply per command.
@@ -159,23 +152,28 @@ impl DirectConnection {
     /// With `atomic`, the batch is wrapped in `MULTI`/`EXEC` and the replies
     /// returned are `EXEC`'s (an `EXEC` nil, i.e. a transaction aborted by
     /// `WATCH`, is an error of kind `Server(ExecAbort)`; an `EXECABORT` error
-    /// reply is returned as that server error). Server error replies of single
-    /// commands are returned as [`redis::Value::ServerError`] elements, as
-    /// redis-rs does for pipelines.
+    /// reply is returned as the error of the command refused while queuing).
+    /// Server error replies of single commands are returned as
+    /// [`redis::Value::ServerError`] elements, as redis-rs does for pipelines.
     pub fn exec<F: Frame>(&mut self, cmds: &[F], atomic: bool) -> RedisResult<Vec<Value>> {
+        exec_replies(self.exec_raw(cmds, atomic)?, atomic)
+    }
+
+    /// Sends `cmds` and reads their raw replies (a transaction's `MULTI`, `QUEUED`s and
+    /// `EXEC` included; none when there is nothing to send).
+    fn exec_raw<F: Frame>(&mut self, cmds: &[F], atomic: bool) -> RedisResult<Vec<Value>> {
         self.begin()?;
         let n = self.send(cmds, atomic)?;
         if n == 0 {
             return Ok(Vec::new());
         }
-        let replies = self.recv(n)?;
-        resp::finish_replies(replies, atomic)
+        self.recv(n)
     }
 
     /// Start a call: fails (and marks the connection broken) if an earlier call
     /// broke the stream or left replies unread.
     pub(crate) fn begin(&mut self) -> RedisResult<()> {
-        self.owed.begin()
+        self.state.begin()
     }
 
     /// Writes `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`) without reading any
@@ -183,99 +181,100 @@ impl DirectConnection {
     /// `MULTI`, `QUEUED`s and `EXEC` included). Several batches may be sent before
     /// their replies are read with [`recv`](Self::recv), in order.
     pub(crate) fn send<F: Frame>(&mut self, cmds: &[F], atomic: bool) -> RedisResult<usize> {
-        let Some(n) = self.owed.writing(cmds, atomic)? else {
+        let Some((n, encoded)) = self.state.start_write(cmds, atomic)? else {
             return Ok(0);
         };
-        // Encoding errors (e.g. cursor arguments) happen before any I/O: they leave
-        // the stream as it was (replies of earlier batches are still owed).
-        let encoded = self.encoder.encode(cmds, atomic)?;
-        self.bytes_sent += encoded.total_len() as u64;
-        // Set before any I/O and cleared once the whole batch is written.
-        self.owed.start_write();
         if encoded.is_contiguous() {
             self.stream.write_all(encoded.scratch())?;
         } else {
             let mut slices = encoded.io_slices();
             self.stream.write_all_vectored(&mut slices)?;
         }
-        self.owed.written(n);
+        self.state.written(n);
         Ok(n)
-    }
-
-    /// Bytes of requests handed to [`send`](Self::send) so far (a request's bytes
-    /// count once its write starts).
-    pub(crate) fn bytes_sent(&self) -> u64 {
-        self.bytes_sent
-    }
-
-    /// After a failed [`send`](Self::send): whether any byte of it was written (if
-    /// not, the stream is as it was and nothing of that batch reached the server).
-    pub(crate) fn write_started(&self) -> bool {
-        self.owed.is_broken()
     }
 
     /// Reads the next `n` replies of batches written in full by [`send`](Self::send)
     /// into `out`, also after a later batch's write was cut short (their replies come
     /// first). On failure, `out` holds the replies read before it.
     pub(crate) fn recv_into(&mut self, n: usize, out: &mut Vec<Value>) -> RedisResult<()> {
-        self.owed.salvaging(n)?;
-        for _ in 0..n {
-            match self.read_reply() {
-                Ok(v) => out.push(v),
-                Err(e) => {
-                    self.owed.fail();
-                    self.owed.read(out.len());
-                    return Err(e);
-                }
-            }
-        }
-        self.owed.read(n);
-        Ok(())
+        self.state.start_read(n, true)?;
+        self.read_replies(n, out)
     }
 
     /// Reads the next `n` replies of batches written by [`send`](Self::send).
     pub(crate) fn recv(&mut self, n: usize) -> RedisResult<Vec<Value>> {
-        self.owed.reading(n)?;
+        self.state.start_read(n, false)?;
         let mut replies = Vec::with_capacity(n);
-        for _ in 0..n {
+        self.read_replies(n, &mut replies)?;
+        Ok(replies)
+    }
+
+    fn read_replies(&mut self, n: usize, out: &mut Vec<Value>) -> RedisResult<()> {
+        for read in 0..n {
             match self.read_reply() {
-                Ok(v) => replies.push(v),
+                Ok(v) => out.push(v),
                 Err(e) => {
-                    self.owed.fail();
+                    self.state.read_done(read, true);
                     return Err(e);
                 }
             }
         }
-        self.owed.read(n);
-        Ok(replies)
+        self.state.read_done(n, false);
+        Ok(())
     }
 
     fn read_reply(&mut self) -> RedisResult<Value> {
         loop {
-            match self.parser.advance(&mut self.rbuf)? {
-                Progress::Done(v) => return Ok(v),
-                Progress::NeedMore => {
-                    let spare = self.rbuf.spare_mut()?;
+            match self.state.poll_reply()? {
+                Need::Reply(v) => return Ok(v),
+                Need::Bytes(spare) => {
                     let n = loop {
                         match self.stream.read(spare) {
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             other => break other?,
                         }
                     };
-                    if n == 0 {
-                        return Err(resp::eof_error());
-                    }
-                    self.rbuf.commit(n);
+                    self.state.filled(n)?;
                 }
-                Progress::NeedDirect => {
-                    let (vec, remaining) = self.parser.direct_target().ok_or_else(|| {
-                        resp::protocol_error("parser asked for a direct read without a target")
-                    })?;
+                Need::Direct(vec, remaining) => {
                     let got = self.stream.read_exact_into_vec(vec, remaining)?;
-                    if got < remaining {
-                        return Err(resp::eof_error());
-                    }
+                    direct_filled(got, remaining)?;
                 }
+            }
+        }
+    }
+}
+
+impl SyncConnection for DirectConnection {
+    fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>> {
+        let raw = self
+            .exec_raw(req.commands(), req.is_atomic())
+            .map_err(|e| req.error(e))?;
+        req.finish(raw)
+    }
+
+    /// Writes each request as soon as it is built (building the next one overlaps with
+    /// the server's work on those already written) and reads the replies in order, the
+    /// oldest ones while newer ones are written once a window of requests is in flight.
+    /// After a failed write, the replies of the requests written before it are still
+    /// read (each is an acknowledgement).
+    fn run_requests(&mut self, reqs: Requests<'_>) -> Delivered {
+        let mut run = PipelinedRun::start(reqs, self.begin())?;
+        loop {
+            match run.next() {
+                Next::Write(r) => {
+                    let before = self.state.bytes_sent();
+                    let result = self.send(r.commands(), r.is_atomic());
+                    let bytes = self.state.bytes_sent() - before;
+                    run.written(&r, result, bytes, self.state.write_started());
+                }
+                Next::Read(n) => {
+                    let mut raw = Vec::with_capacity(n);
+                    let result = self.recv_into(n, &mut raw);
+                    run.read(raw, result);
+                }
+                Next::Done => return run.finish(),
             }
         }
     }

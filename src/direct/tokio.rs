@@ -10,8 +10,11 @@ use ::tokio::net::TcpStream;
 use ::tokio::net::UnixStream;
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
-use super::resp::{self, Encoder, Frame, Owed, Parser, Progress, ReadBuffer};
-use super::{Target, check_handshake, setup};
+use super::pipeline::{Next, PipelinedRun};
+use super::state::{Need, WireState, direct_filled, exec_replies};
+use super::{Frame, Target, check_handshake, setup};
+use crate::error::Result;
+use crate::exec::{AsyncConnection, Delivered, Request, Requests};
 
 #[derive(Debug)]
 enum Stream {
@@ -92,13 +95,7 @@ impl AsyncWrite for Stream {
 #[derive(Debug)]
 pub struct DirectAsyncConnection {
     stream: Stream,
-    encoder: Encoder,
-    parser: Parser,
-    rbuf: ReadBuffer,
-    /// Errors and replies owed between calls.
-    owed: Owed,
-    /// Bytes of requests written (or being written) so far.
-    bytes_sent: u64,
+    state: WireState,
 }
 
 impl DirectAsyncConnection {
@@ -118,11 +115,7 @@ impl DirectAsyncConnection {
         };
         let mut conn = DirectAsyncConnection {
             stream,
-            encoder: Encoder::default(),
-            parser: Parser::new(),
-            rbuf: ReadBuffer::default(),
-            owed: Owed::default(),
-            bytes_sent: 0,
+            state: WireState::default(),
         };
         if !setup.handshake.is_empty() {
             let replies = conn.exec(&setup.handshake, false).await?;
@@ -135,7 +128,7 @@ impl DirectAsyncConnection {
     /// connection; every `exec` then fails with an error of kind
     /// [`redis::ErrorKind::Io`].
     pub fn is_open(&self) -> bool {
-        self.owed.is_open()
+        self.state.is_open()
     }
 
     /// Sends all `cmds` pipelined in one write and reads one reply per command;
@@ -146,37 +139,42 @@ impl DirectAsyncConnection {
         cmds: &[F],
         atomic: bool,
     ) -> RedisResult<Vec<Value>> {
+        exec_replies(self.exec_raw(cmds, atomic).await?, atomic)
+    }
+
+    /// Sends `cmds` and reads their raw replies (a transaction's `MULTI`, `QUEUED`s and
+    /// `EXEC` included; none when there is nothing to send).
+    async fn exec_raw<F: Frame + Sync>(
+        &mut self,
+        cmds: &[F],
+        atomic: bool,
+    ) -> RedisResult<Vec<Value>> {
         self.begin()?;
         let n = self.send(cmds, atomic).await?;
         if n == 0 {
             return Ok(Vec::new());
         }
-        let replies = self.recv(n).await?;
-        resp::finish_replies(replies, atomic)
+        self.recv(n).await
     }
 
     /// Start a call: fails (and marks the connection broken) if an earlier call
     /// broke the stream, left replies unread or was cancelled.
     pub(crate) fn begin(&mut self) -> RedisResult<()> {
-        self.owed.begin()
+        self.state.begin()
     }
 
     /// Writes `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`) without reading any
     /// reply, and returns the number of raw replies they will get; see
-    /// [`DirectConnection`](super::DirectConnection)'s `send`.
+    /// [`DirectConnection`](super::DirectConnection)'s `send`. A dropped future leaves
+    /// the connection marked broken.
     pub(crate) async fn send<F: Frame + Sync>(
         &mut self,
         cmds: &[F],
         atomic: bool,
     ) -> RedisResult<usize> {
-        let Some(n) = self.owed.writing(cmds, atomic)? else {
+        let Some((n, encoded)) = self.state.start_write(cmds, atomic)? else {
             return Ok(0);
         };
-        let encoded = self.encoder.encode(cmds, atomic)?;
-        self.bytes_sent += encoded.total_len() as u64;
-        // Set before any I/O and cleared once the whole batch is written: an error or
-        // a dropped future leaves the connection marked broken.
-        self.owed.start_write();
         if encoded.is_contiguous() {
             self.stream.write_all(encoded.scratch()).await?;
         } else {
@@ -195,87 +193,100 @@ impl DirectAsyncConnection {
             }
         }
         self.stream.flush().await?;
-        self.owed.written(n);
+        self.state.written(n);
         Ok(n)
-    }
-
-    /// Bytes of requests handed to [`send`](Self::send) so far.
-    pub(crate) fn bytes_sent(&self) -> u64 {
-        self.bytes_sent
-    }
-
-    /// After a failed [`send`](Self::send): whether any byte of it was written.
-    pub(crate) fn write_started(&self) -> bool {
-        self.owed.is_broken()
     }
 
     /// Reads the next `n` replies of batches written in full into `out`, also after a
     /// later batch's write was cut short; see
     /// [`DirectConnection`](super::DirectConnection)'s `recv_into`.
     pub(crate) async fn recv_into(&mut self, n: usize, out: &mut Vec<Value>) -> RedisResult<()> {
-        self.owed.salvaging(n)?;
-        for _ in 0..n {
-            match self.read_reply().await {
-                Ok(v) => out.push(v),
-                Err(e) => {
-                    self.owed.fail();
-                    self.owed.read(out.len());
-                    return Err(e);
-                }
-            }
-        }
-        self.owed.read(n);
-        Ok(())
+        self.state.start_read(n, true)?;
+        self.read_replies(n, out).await
     }
 
     /// Reads the next `n` replies of batches written by [`send`](Self::send). A
     /// dropped future leaves replies owed, so the connection counts as broken.
     pub(crate) async fn recv(&mut self, n: usize) -> RedisResult<Vec<Value>> {
-        self.owed.reading(n)?;
+        self.state.start_read(n, false)?;
         let mut replies = Vec::with_capacity(n);
-        for _ in 0..n {
+        self.read_replies(n, &mut replies).await?;
+        Ok(replies)
+    }
+
+    async fn read_replies(&mut self, n: usize, out: &mut Vec<Value>) -> RedisResult<()> {
+        for read in 0..n {
             match self.read_reply().await {
-                Ok(v) => replies.push(v),
+                Ok(v) => out.push(v),
                 Err(e) => {
-                    self.owed.fail();
+                    self.state.read_done(read, true);
                     return Err(e);
                 }
             }
         }
-        self.owed.read(n);
-        Ok(replies)
+        self.state.read_done(n, false);
+        Ok(())
     }
 
     async fn read_reply(&mut self) -> RedisResult<Value> {
         loop {
-            match self.parser.advance(&mut self.rbuf)? {
-                Progress::Done(v) => return Ok(v),
-                Progress::NeedMore => {
-                    let spare = self.rbuf.spare_mut()?;
+            match self.state.poll_reply()? {
+                Need::Reply(v) => return Ok(v),
+                Need::Bytes(spare) => {
                     let n = self.stream.read(spare).await?;
-                    if n == 0 {
-                        return Err(resp::eof_error());
-                    }
-                    self.rbuf.commit(n);
+                    self.state.filled(n)?;
                 }
-                Progress::NeedDirect => {
-                    let (vec, remaining) = self.parser.direct_target().ok_or_else(|| {
-                        resp::protocol_error("parser asked for a direct read without a target")
-                    })?;
+                Need::Direct(vec, remaining) => {
                     let target = vec.len() + remaining;
                     // `take` bounds the read to this bulk string even if `vec`
                     // has extra capacity; `read_buf` fills the spare capacity
                     // without zeroing it. `vec.len() < target <= capacity`
                     // holds at every call, so `read_buf` never reallocates.
                     let mut limited = (&mut self.stream).take(remaining as u64);
+                    let mut got = 0;
                     while vec.len() < target {
                         let n = limited.read_buf(vec).await?;
                         if n == 0 {
-                            return Err(resp::eof_error());
+                            break;
                         }
+                        got += n;
                     }
+                    direct_filled(got, remaining)?;
                 }
             }
         }
+    }
+}
+
+impl AsyncConnection for DirectAsyncConnection {
+    /// Writes each request as soon as it is built and reads the replies in order, the
+    /// oldest ones while newer ones are written once a window of requests is in flight;
+    /// see [`DirectConnection`](super::DirectConnection)'s `run_requests`.
+    async fn run_requests(&mut self, reqs: Requests<'_>) -> Delivered {
+        let mut run = PipelinedRun::start(reqs, self.begin())?;
+        loop {
+            match run.next() {
+                Next::Write(r) => {
+                    let before = self.state.bytes_sent();
+                    let result = self.send(r.commands(), r.is_atomic()).await;
+                    let bytes = self.state.bytes_sent() - before;
+                    run.written(&r, result, bytes, self.state.write_started());
+                }
+                Next::Read(n) => {
+                    let mut raw = Vec::with_capacity(n);
+                    let result = self.recv_into(n, &mut raw).await;
+                    run.read(raw, result);
+                }
+                Next::Done => return run.finish(),
+            }
+        }
+    }
+
+    async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
+        let raw = self
+            .exec_raw(req.commands(), req.is_atomic())
+            .await
+            .map_err(|e| req.error(e))?;
+        req.finish(raw)
     }
 }

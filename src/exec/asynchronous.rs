@@ -6,12 +6,12 @@ use std::task::Poll;
 
 use redis::Value;
 
-use super::{Delivered, Interrupted, Pipelined, ReplyCheck, Request, Requests, Sequential, Step};
+use super::{Delivered, ReplyCheck, Request, Requests, Sequential, Step};
 use crate::error::Result;
 
 /// An asynchronous connection redstash can run requests on: every
 /// `redis::aio::ConnectionLike` (`MultiplexedConnection`, `ConnectionManager`, ...) and
-/// redstash's [`DirectAsyncConnection`](crate::direct::DirectAsyncConnection).
+/// redstash's own direct and cluster connections.
 pub trait AsyncConnection: Send {
     /// Send the request and return one reply per command (server errors as
     /// `Value::ServerError` elements).
@@ -19,53 +19,8 @@ pub trait AsyncConnection: Send {
 
     /// Send independent requests and return the replies of each (pipelined when the
     /// connection can), building each request just before sending it; or what became
-    /// of each when they did not all complete ([`Interrupted`]).
+    /// of each when they did not all complete ([`Interrupted`](super::Interrupted)).
     fn run_requests(&mut self, reqs: Requests<'_>) -> impl Future<Output = Delivered> + Send;
-}
-
-impl AsyncConnection for crate::direct::DirectAsyncConnection {
-    /// Writes each request as soon as it is built and reads the replies in order, the
-    /// oldest ones while newer ones are written once a window of requests is in flight;
-    /// see [`DirectConnection`](crate::direct::DirectConnection)'s `run_requests`.
-    async fn run_requests(&mut self, mut reqs: Requests<'_>) -> Delivered {
-        if let Err(e) = self.begin() {
-            return Err(Interrupted::none_sent(reqs.len(), e.into()));
-        }
-        let mut p = Pipelined::with_capacity(reqs.len());
-        'send: while let Some(r) = reqs.next() {
-            let before = self.bytes_sent();
-            match self.send(r.commands(), r.is_atomic()).await {
-                Ok(raw) => p.sent(r.shell(), raw, self.bytes_sent() - before),
-                Err(e) => {
-                    if self.write_started() {
-                        p.cut = Some((r.len(), r.error(e)));
-                    } else {
-                        p.not_sent = 1;
-                        p.stopped = Some(r.error(e));
-                    }
-                    p.not_sent += reqs.len();
-                    break;
-                }
-            }
-            while p.over_window() {
-                if !read_oldest(self, &mut p).await {
-                    p.not_sent += reqs.len();
-                    break 'send;
-                }
-            }
-        }
-        while read_oldest(self, &mut p).await {}
-        p.finish()
-    }
-
-    async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
-        // The direct connection unwraps a transaction's EXEC reply itself.
-        let replies = self
-            .exec(req.commands(), req.is_atomic())
-            .await
-            .map_err(|e| req.error(e))?;
-        req.shell().check_len(replies)
-    }
 }
 
 impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
@@ -118,17 +73,6 @@ impl<C: redis::aio::ConnectionLike + Send> AsyncConnection for C {
             .map_err(|e| p.shell.error(e))?;
         p.shell.finish(replies)
     }
-}
-
-/// Read the replies of the oldest request of `p` not read yet; whether reading may go
-/// on (there was one, and no read failed).
-async fn read_oldest(con: &mut crate::direct::DirectAsyncConnection, p: &mut Pipelined) -> bool {
-    let Some(n) = p.next_unread() else {
-        return false;
-    };
-    let mut raw = Vec::with_capacity(n);
-    let result = con.recv_into(n, &mut raw).await;
-    p.read(raw, result)
 }
 
 /// A request as a redis-rs pipeline, with what checking its replies needs.

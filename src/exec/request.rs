@@ -7,13 +7,14 @@ use redis::Value;
 
 use super::Command;
 use crate::error::{Error, Result};
+use crate::resp::transaction_replies;
 
 /// A batch of commands sent in one round trip, optionally as a MULTI/EXEC transaction.
 /// Its lifetime is that of the memory its commands borrow (`'static` when none).
 #[derive(Clone)]
 pub struct Request<'a> {
     pub(crate) cmds: Vec<Command<'a>>,
-    /// Replies to the commands (a [`Packed`] command counts each command it holds).
+    /// Replies to the commands (a [`Packed`](super::Packed) command counts each command it holds).
     replies: usize,
     pub(crate) atomic: bool,
     key: Option<String>,
@@ -60,7 +61,7 @@ impl<'a> Request<'a> {
         self.cmds.push(cmd);
     }
 
-    /// Number of commands (and so of replies): a [`Packed`] command counts each
+    /// Number of commands (and so of replies): a [`Packed`](super::Packed) command counts each
     /// command it holds.
     pub fn len(&self) -> usize {
         self.replies
@@ -92,7 +93,7 @@ impl<'a> Request<'a> {
     }
 
     /// The commands as a redis-rs pipeline (`Cmd`s are moved; borrowed pieces and
-    /// [`Packed`] commands copied).
+    /// [`Packed`](super::Packed) commands copied).
     pub fn into_pipeline(self) -> Result<redis::Pipeline> {
         let mut p = redis::Pipeline::with_capacity(self.replies);
         for c in self.cmds {
@@ -114,7 +115,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// All commands as RESP: borrowed when the request is one [`Packed`] command,
+    /// All commands as RESP: borrowed when the request is one [`Packed`](super::Packed) command,
     /// else packed into one buffer sized once.
     pub(crate) fn packed(&self) -> Cow<'_, [u8]> {
         if let ([Command::Packed(p)], false) = (self.cmds.as_slice(), self.atomic) {
@@ -139,10 +140,9 @@ impl<'a> Request<'a> {
         Error::redis(e, self.key.as_deref())
     }
 
-    /// Check the replies of a request: unwrap a transaction's EXEC reply and check the
-    /// count. Per-command server errors stay `Value::ServerError` for the parse step.
+    /// Check the replies of a request (see [`ReplyCheck::finish`]).
     pub(crate) fn finish(&self, replies: Vec<Value>) -> Result<Vec<Value>> {
-        self.shell().finish(replies)
+        check_replies(self.replies, self.atomic, self.key.as_deref(), replies)
     }
 
     /// What checking the replies needs, without the commands' data.
@@ -169,51 +169,40 @@ impl ReplyCheck {
         Error::redis(e, self.key.as_deref())
     }
 
-    pub(crate) fn finish(&self, mut replies: Vec<Value>) -> Result<Vec<Value>> {
-        if self.atomic {
-            // EXEC's reply is the array of replies of the transaction.
-            match replies.pop() {
-                Some(Value::Array(inner)) if replies.is_empty() => replies = inner,
-                Some(Value::Nil) => {
-                    return Err(Error::unexpected("transaction aborted", self.key.clone()));
-                }
-                Some(Value::ServerError(e)) => return Err(self.error(e.into())),
-                other => {
-                    return Err(Error::unexpected(
-                        format!("EXEC replied {other:?}"),
-                        self.key.clone(),
-                    ));
-                }
-            }
-        }
-        self.check_len(replies)
-    }
-
-    /// Check the raw replies of a request read by a direct connection (a
-    /// transaction's `MULTI`, `QUEUED`s and `EXEC` included).
-    pub(crate) fn finish_raw(&self, raw: Vec<Value>) -> Result<Vec<Value>> {
-        if self.len == 0 {
-            // Nothing was sent (not even an empty transaction).
-            return self.check_len(raw);
-        }
-        let replies =
-            crate::direct::resp::finish_replies(raw, self.atomic).map_err(|e| self.error(e))?;
-        self.check_len(replies)
-    }
-
-    /// Check that there is one reply per command.
-    pub(crate) fn check_len(&self, replies: Vec<Value>) -> Result<Vec<Value>> {
-        if replies.len() != self.len {
-            return Err(Error::unexpected(
-                format!("{} replies for {} commands", replies.len(), self.len),
-                self.key.clone(),
-            ));
-        }
-        Ok(replies)
+    /// Check the replies of a request: a transaction's unwrapped by the one transaction
+    /// check (from its raw replies as a direct connection reads them, `MULTI`, `QUEUED`s
+    /// and `EXEC`, or from `EXEC`'s reply alone as redis-rs returns it), then the count.
+    /// Per-command server errors stay `Value::ServerError` for the parse step.
+    pub(crate) fn finish(&self, replies: Vec<Value>) -> Result<Vec<Value>> {
+        check_replies(self.len, self.atomic, self.key.as_deref(), replies)
     }
 }
 
-/// Independent requests of a [`Step::SendAll`], built one at a time as a connection
+/// [`ReplyCheck::finish`] of a request of `len` commands about `key`.
+fn check_replies(
+    len: usize,
+    atomic: bool,
+    key: Option<&str>,
+    replies: Vec<Value>,
+) -> Result<Vec<Value>> {
+    // A request without commands sends nothing on a direct connection (not even an
+    // empty `MULTI`/`EXEC`), so it gets no reply at all.
+    let nothing_sent = len == 0 && replies.is_empty();
+    let replies = if atomic && !nothing_sent {
+        transaction_replies(replies).map_err(|a| a.into_error(key))?
+    } else {
+        replies
+    };
+    if replies.len() != len {
+        return Err(Error::unexpected(
+            format!("{} replies for {} commands", replies.len(), len),
+            key.map(str::to_owned),
+        ));
+    }
+    Ok(replies)
+}
+
+/// Independent requests of a [`Step::SendAll`](super::Step::SendAll), built one at a time as a connection
 /// asks for the next: a connection that writes each request as soon as it has it
 /// builds the next one while the server works on the previous ones, instead of the
 /// server waiting for all of them to be built. The number of requests is known up

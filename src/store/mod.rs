@@ -27,12 +27,7 @@ pub(crate) fn join_key(prefix: &str, name: &str) -> String {
     }
 }
 
-/// The hash tag of a key as Redis Cluster computes it (`{...}` content), if any.
-pub(crate) fn hash_tag(key: &str) -> Option<&str> {
-    let open = key.find('{')?;
-    let close = key[open + 1..].find('}')?;
-    (close > 0).then(|| &key[open + 1..open + 1 + close])
-}
+pub(crate) use crate::resp::slot::hash_tag;
 
 /// TTL as whole milliseconds for `PX` (at least 1).
 pub(crate) fn ttl_millis(ttl: Duration) -> u64 {

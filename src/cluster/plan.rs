@@ -1,213 +1,21 @@
-//! How the commands of requests are routed on a Redis Cluster (sans-IO): each command
-//! is classified ([`route`]), then requests become [`Plan`]s of [`Unit`]s (what to send
-//! to which node) and the replies of the units are put back in the order of the
-//! original commands.
+//! Planning (sans-IO): requests become a [`Plan`] of [`Unit`]s, the commands to send to
+//! one node together and where their replies go; a transaction goes whole to the node of
+//! its one slot.
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use redis::{Cmd, Value};
 
-use super::slot::key_slot;
+use super::classify::{Args, PiecesArgs, Route, cmd_args, route, route_command};
+use super::merge::{Merge, fold};
+use super::scan::scan_start;
 use super::topology::Topology;
 use crate::error::{Error, Result};
-use crate::exec::{Command, Delivery, Request, walk_packed};
+use crate::exec::{Command, Delivery, Request};
+use crate::resp::walk_packed;
 
-/// Bits of a composite SCAN cursor that hold the node's own cursor; the bits above
-/// hold the index of the primary being scanned.
-pub(crate) const SCAN_CURSOR_BITS: u32 = 50;
-const SCAN_CURSOR_MASK: u64 = (1 << SCAN_CURSOR_BITS) - 1;
-
-/// How the replies of a command sent to several nodes (or slots) become one reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fold {
-    /// Integers added (`DEL`, `EXISTS`, `DBSIZE`...).
-    Sum,
-    /// Every part must succeed; the reply of the first (`FLUSHALL`, `MSET`...).
-    FirstOk,
-    /// Arrays concatenated (`KEYS`).
-    Concat,
-    /// Array elements put back at the positions of the keys (`MGET`).
-    InOrder,
-}
-
-/// Where a command goes.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// Keyless: any primary.
-    Any,
-    /// The primary serving this slot.
-    Slot(u16),
-    /// Every primary, replies folded.
-    All(Fold),
-    /// A multi-key command whose keys span slots: one command per slot (the argument
-    /// indices it takes, key and value for `MSET`), replies folded.
-    Split(Fold, Vec<(u16, Vec<usize>)>),
-    /// `SCAN` with this composite cursor.
-    Scan(u64),
-    /// `MULTI`: opens a transaction block.
-    Multi,
-    /// `EXEC` or `DISCARD`: closes it.
-    Exec,
-}
-
-/// Arguments of a command, read by index.
-trait Args {
-    fn len(&self) -> usize;
-    fn at(&self, i: usize) -> Option<Cow<'_, [u8]>>;
-}
-
-impl Args for [&[u8]] {
-    fn len(&self) -> usize {
-        <[&[u8]]>::len(self)
-    }
-
-    fn at(&self, i: usize) -> Option<Cow<'_, [u8]>> {
-        self.get(i).map(|a| Cow::Borrowed(*a))
-    }
-}
-
-struct PiecesArgs<'x>(&'x [Vec<Cow<'x, [u8]>>]);
-
-impl Args for PiecesArgs<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn at(&self, i: usize) -> Option<Cow<'_, [u8]>> {
-        match self.0.get(i)?.as_slice() {
-            [one] => Some(Cow::Borrowed(&one[..])),
-            many => Some(Cow::Owned(many.concat())),
-        }
-    }
-}
-
-/// The arguments of a (non-packed) command as slices.
-fn cmd_args(c: &Cmd) -> Vec<&[u8]> {
-    c.args_iter()
-        .map(|a| match a {
-            redis::Arg::Simple(b) => b,
-            _ => &b""[..],
-        })
-        .collect()
-}
-
-/// Upper-case `name` into `buf` (names longer than `buf` are not any we route by).
-fn upper<'b>(name: &[u8], buf: &'b mut [u8; 16]) -> &'b [u8] {
-    if name.len() > buf.len() {
-        return b"";
-    }
-    let out = &mut buf[..name.len()];
-    out.copy_from_slice(name);
-    out.make_ascii_uppercase();
-    out
-}
-
-fn slot_of(args: &(impl Args + ?Sized), i: usize) -> Route {
-    match args.at(i) {
-        Some(k) => Route::Slot(key_slot(&k)),
-        None => Route::Any,
-    }
-}
-
-/// Group the keys at `first..` (every `step`-th argument) by slot.
-fn keys_by_slot(args: &(impl Args + ?Sized), first: usize, step: usize, fold: Fold) -> Route {
-    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
-    let mut i = first;
-    while i + step <= args.len() {
-        let Some(k) = args.at(i) else { break };
-        let slot = key_slot(&k);
-        let group = match groups.iter().rposition(|g| g.0 == slot) {
-            Some(g) => g,
-            None => {
-                groups.push((slot, Vec::new()));
-                groups.len() - 1
-            }
-        };
-        groups[group].1.extend(i..i + step);
-        i += step;
-    }
-    match groups.len() {
-        0 => Route::Any,
-        1 => Route::Slot(groups[0].0),
-        _ => Route::Split(fold, groups),
-    }
-}
-
-/// Classify one command.
-fn route(args: &(impl Args + ?Sized)) -> Result<Route> {
-    let n = args.len();
-    let Some(name) = args.at(0) else {
-        return Ok(Route::Any);
-    };
-    let mut buf = [0u8; 16];
-    let name = upper(&name, &mut buf);
-    let sub = || {
-        let mut b = [0u8; 16];
-        args.at(1)
-            .map(|s| upper(&s, &mut b).to_vec())
-            .unwrap_or_default()
-    };
-    Ok(match name {
-        b"MGET" => keys_by_slot(args, 1, 1, Fold::InOrder),
-        b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" => keys_by_slot(args, 1, 1, Fold::Sum),
-        b"MSET" => keys_by_slot(args, 1, 2, Fold::FirstOk),
-        b"SCAN" => {
-            let cursor = args
-                .at(1)
-                .and_then(|c| std::str::from_utf8(&c).ok()?.parse::<u64>().ok())
-                .ok_or_else(|| Error::InvalidArgument("SCAN needs a numeric cursor".into()))?;
-            Route::Scan(cursor)
-        }
-        b"MULTI" => Route::Multi,
-        b"EXEC" | b"DISCARD" => Route::Exec,
-        b"DBSIZE" => Route::All(Fold::Sum),
-        b"FLUSHALL" | b"FLUSHDB" => Route::All(Fold::FirstOk),
-        b"KEYS" => Route::All(Fold::Concat),
-        b"SCRIPT" | b"FUNCTION" | b"CONFIG" => match (name, sub().as_slice()) {
-            (b"SCRIPT", b"LOAD" | b"FLUSH")
-            | (b"FUNCTION", b"LOAD" | b"FLUSH" | b"DELETE" | b"RESTORE")
-            | (b"CONFIG", b"SET" | b"RESETSTAT") => Route::All(Fold::FirstOk),
-            _ => Route::Any,
-        },
-        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
-            let keys = args
-                .at(2)
-                .and_then(|c| std::str::from_utf8(&c).ok()?.parse::<u64>().ok());
-            match keys {
-                Some(k) if k > 0 => slot_of(args, 3),
-                _ => Route::Any,
-            }
-        }
-        b"MEMORY" | b"OBJECT" | b"XINFO" | b"XGROUP" if n > 2 => slot_of(args, 2),
-        b"XREAD" | b"XREADGROUP" => (1..n)
-            .find(|&i| {
-                args.at(i)
-                    .is_some_and(|a| a.eq_ignore_ascii_case(b"STREAMS"))
-            })
-            .map_or(Route::Any, |i| slot_of(args, i + 1)),
-        b"PING" | b"ECHO" | b"INFO" | b"TIME" | b"CLIENT" | b"COMMAND" | b"CLUSTER"
-        | b"LASTSAVE" | b"SAVE" | b"BGSAVE" | b"BGREWRITEAOF" | b"READONLY" | b"READWRITE"
-        | b"DEBUG" | b"SLOWLOG" | b"LATENCY" | b"ACL" | b"AUTH" | b"HELLO" | b"SELECT"
-        | b"WAIT" | b"WAITAOF" | b"QUIT" | b"RANDOMKEY" | b"LOLWUT" | b"MODULE" | b"PUBLISH"
-        | b"UNWATCH" | b"MEMORY" | b"OBJECT" | b"XINFO" | b"XGROUP" | b"ASKING" => Route::Any,
-        _ => slot_of(args, 1),
-    })
-}
-
-/// The route of a command given by its pieces or as a redis-rs command.
-fn route_command(c: &Command<'_>) -> Result<Route> {
-    match c {
-        Command::Cmd(c) => route(&cmd_args(c)[..]),
-        Command::Pieces(p) => route(&PiecesArgs(p)),
-        Command::Packed(_) => Err(Error::InvalidArgument(
-            "packed commands are routed one by one".into(),
-        )),
-    }
-}
-
-/// A command to send: one of a request, one of a request's [`Packed`](crate::exec::Packed)
-/// buffer, or one made by the router (a command split by slot, a rewritten `SCAN`).
+/// A command to send: one of a request, one of a request's `Packed` buffer, or one made
+/// by the router (a command split by slot, a rewritten `SCAN`).
 #[derive(Debug, Clone)]
 pub(crate) enum Part {
     /// Command `cmd` of request `req`, as it is.
@@ -257,28 +65,17 @@ pub(crate) struct Unit {
     pub(crate) asking: Option<String>,
 }
 
-/// A command sent to several nodes or slots, whose replies become one.
-#[derive(Debug)]
-pub(crate) struct Merge {
-    req: usize,
-    at: usize,
-    fold: Fold,
-    parts: Vec<Option<Value>>,
-    /// For [`Fold::InOrder`]: per part, the positions of its values in the reply.
-    positions: Vec<Vec<usize>>,
-}
-
 /// Requests turned into units.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     pub(crate) parts: Vec<Part>,
     pub(crate) owned: Vec<Cmd>,
     pub(crate) units: Vec<Unit>,
-    merges: Vec<Merge>,
+    pub(super) merges: Vec<Merge>,
     /// Replies of each request.
     lens: Vec<usize>,
     /// Primaries when the plan was made (SCAN cursors).
-    primaries: usize,
+    pub(super) primaries: usize,
     /// What became of each unit so far.
     pub(crate) states: Vec<UnitState>,
 }
@@ -587,17 +384,11 @@ impl Plan {
                 }
             }
             Route::Scan(cursor) => {
-                let node = usize::try_from(cursor >> SCAN_CURSOR_BITS).unwrap_or(usize::MAX);
-                if node >= self.primaries {
-                    return Err(Error::InvalidArgument(format!(
-                        "SCAN cursor {cursor} does not belong to this cluster of {} primaries",
-                        self.primaries
-                    )));
-                }
+                let (node, node_cursor) = scan_start(cursor, self.primaries)?;
                 let mut c = Cmd::with_capacity(args.len(), 0);
                 for i in 0..args.len() {
                     if i == 1 {
-                        c.arg(cursor & SCAN_CURSOR_MASK);
+                        c.arg(node_cursor);
                     } else {
                         c.arg(&args.at(i).unwrap_or_default()[..]);
                     }
@@ -623,229 +414,13 @@ impl Plan {
     pub(crate) fn empty_replies(&self) -> Vec<Vec<Value>> {
         self.lens.iter().map(|&n| vec![Value::Nil; n]).collect()
     }
-
-    /// Put the replies of a unit (not a transaction) where they belong.
-    pub(crate) fn deliver(
-        &mut self,
-        sink: Sink,
-        replies: Vec<Value>,
-        out: &mut [Vec<Value>],
-    ) -> Result<()> {
-        match sink {
-            Sink::Replies { .. } | Sink::Transaction { .. } => {
-                let (req, at) = match sink {
-                    Sink::Replies { req, at } => (req, at),
-                    Sink::Transaction { req } | Sink::Scan { req, .. } => (req, 0),
-                    Sink::Merge { .. } => return Ok(()),
-                };
-                for (i, v) in replies.into_iter().enumerate() {
-                    if let Some(slot) = out.get_mut(req).and_then(|o| o.get_mut(at + i)) {
-                        *slot = v;
-                    }
-                }
-            }
-            Sink::Merge { merge, part } => {
-                if let Some(p) = self
-                    .merges
-                    .get_mut(merge)
-                    .and_then(|m| m.parts.get_mut(part))
-                {
-                    *p = replies.into_iter().next();
-                }
-            }
-            Sink::Scan { req, at, node } => {
-                let v = replies.into_iter().next().unwrap_or(Value::Nil);
-                let v = scan_reply(v, node, self.primaries)?;
-                if let Some(slot) = out.get_mut(req).and_then(|o| o.get_mut(at)) {
-                    *slot = v;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Fold the replies of commands sent to several nodes or slots into `out`.
-    pub(crate) fn finish(self, out: &mut [Vec<Value>]) -> Result<()> {
-        for m in self.merges {
-            let v = fold(m.fold, m.parts, &m.positions)?;
-            if let Some(slot) = out.get_mut(m.req).and_then(|o| o.get_mut(m.at)) {
-                *slot = v;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The reply of a `SCAN` sent to primary `node`, with its cursor made composite: the
-/// node's next cursor, or the start of the next primary, or 0 after the last one.
-fn scan_reply(v: Value, node: usize, primaries: usize) -> Result<Value> {
-    let Value::Array(mut items) = v else {
-        return Ok(v);
-    };
-    let Some(first) = items.first() else {
-        return Ok(Value::Array(items));
-    };
-    let cursor = match first {
-        Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()),
-        Value::Int(i) => u64::try_from(*i).ok(),
-        _ => None,
-    };
-    let Some(cursor) = cursor else {
-        return Ok(Value::Array(items));
-    };
-    let next = scan_next(node, cursor, primaries)?;
-    items[0] = Value::BulkString(next.to_string().into_bytes());
-    Ok(Value::Array(items))
-}
-
-/// The composite cursor after primary `node` replied `cursor`.
-pub(crate) fn scan_next(node: usize, cursor: u64, primaries: usize) -> Result<u64> {
-    if cursor > SCAN_CURSOR_MASK {
-        return Err(Error::unexpected(
-            format!("SCAN cursor {cursor} of a node is too large for a composite cursor"),
-            None,
-        ));
-    }
-    let node = if cursor != 0 {
-        node
-    } else if node + 1 < primaries {
-        node + 1
-    } else {
-        return Ok(0);
-    };
-    Ok(((node as u64) << SCAN_CURSOR_BITS) | cursor)
-}
-
-fn first_error(parts: &[Value]) -> Option<Value> {
-    parts
-        .iter()
-        .find(|v| matches!(v, Value::ServerError(_)))
-        .cloned()
-}
-
-fn fold(fold: Fold, parts: Vec<Option<Value>>, positions: &[Vec<usize>]) -> Result<Value> {
-    let parts: Vec<Value> = parts.into_iter().map(|p| p.unwrap_or(Value::Nil)).collect();
-    if let Some(e) = first_error(&parts) {
-        return Ok(e);
-    }
-    let unexpected = |what: &str, v: &Value| {
-        Error::unexpected(format!("{what} from a cluster node: {v:?}"), None)
-    };
-    Ok(match fold {
-        Fold::FirstOk => parts.into_iter().next().unwrap_or(Value::Nil),
-        Fold::Sum => {
-            let mut sum = 0i64;
-            for v in &parts {
-                match v {
-                    Value::Int(i) => sum += i,
-                    other => return Err(unexpected("expected an integer", other)),
-                }
-            }
-            Value::Int(sum)
-        }
-        Fold::Concat => {
-            let mut all = Vec::new();
-            for v in parts {
-                match v {
-                    Value::Array(a) => all.extend(a),
-                    other => return Err(unexpected("expected an array", &other)),
-                }
-            }
-            Value::Array(all)
-        }
-        Fold::InOrder => {
-            let n: usize = positions.iter().map(Vec::len).sum();
-            let mut all = vec![Value::Nil; n];
-            for (v, pos) in parts.into_iter().zip(positions) {
-                match v {
-                    Value::Array(a) if a.len() == pos.len() => {
-                        for (x, &p) in a.into_iter().zip(pos) {
-                            if let Some(slot) = all.get_mut(p) {
-                                *slot = x;
-                            }
-                        }
-                    }
-                    other => return Err(unexpected("expected one value per key", &other)),
-                }
-            }
-            Value::Array(all)
-        }
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn r(args: &[&str]) -> Route {
-        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
-        route(&a[..]).unwrap()
-    }
-
-    fn slot(k: &str) -> u16 {
-        key_slot(k.as_bytes())
-    }
-
-    #[test]
-    fn routes_commands() {
-        assert_eq!(r(&["get", "foo"]), Route::Slot(12182));
-        assert_eq!(r(&["PING"]), Route::Any);
-        assert_eq!(r(&["info", "memory"]), Route::Any);
-        assert_eq!(r(&["dbsize"]), Route::All(Fold::Sum));
-        assert_eq!(r(&["script", "load", "x"]), Route::All(Fold::FirstOk));
-        assert_eq!(r(&["script", "exists", "x"]), Route::Any);
-        assert_eq!(r(&["MEMORY", "USAGE", "foo"]), Route::Slot(12182));
-        assert_eq!(r(&["MEMORY", "STATS"]), Route::Any);
-        assert_eq!(r(&["EVAL", "s", "1", "foo", "a"]), Route::Slot(12182));
-        assert_eq!(r(&["EVAL", "s", "0", "a"]), Route::Any);
-        assert_eq!(
-            r(&["XREAD", "COUNT", "2", "STREAMS", "foo", "0"]),
-            Route::Slot(12182)
-        );
-        assert_eq!(r(&["SCAN", "42", "MATCH", "*"]), Route::Scan(42));
-        assert_eq!(r(&["mget", "{a}1", "{a}2"]), Route::Slot(slot("a")));
-        assert_eq!(
-            r(&["MGET", "foo", "bar", "{foo}x"]),
-            Route::Split(
-                Fold::InOrder,
-                vec![(slot("foo"), vec![1, 3]), (slot("bar"), vec![2])]
-            )
-        );
-        assert_eq!(
-            r(&["MSET", "foo", "1", "bar", "2"]),
-            Route::Split(
-                Fold::FirstOk,
-                vec![(slot("foo"), vec![1, 2]), (slot("bar"), vec![3, 4])]
-            )
-        );
-        assert_eq!(r(&["multi"]), Route::Multi);
-        assert_eq!(r(&["DISCARD"]), Route::Exec);
-        let a: Vec<&[u8]> = vec![b"SCAN", b"x"];
-        assert!(route(&a[..]).is_err());
-    }
-
-    #[test]
-    fn composite_scan_cursors() {
-        assert_eq!(scan_next(0, 5, 3).unwrap(), 5);
-        assert_eq!(scan_next(0, 0, 3).unwrap(), 1 << SCAN_CURSOR_BITS);
-        assert_eq!(scan_next(1, 7, 3).unwrap(), (1 << SCAN_CURSOR_BITS) | 7);
-        assert_eq!(scan_next(2, 0, 3).unwrap(), 0);
-        assert!(scan_next(0, 1 << SCAN_CURSOR_BITS, 3).is_err());
-    }
-
-    #[test]
-    fn folds() {
-        let ints = vec![Some(Value::Int(2)), Some(Value::Int(3))];
-        assert_eq!(fold(Fold::Sum, ints, &[]).unwrap(), Value::Int(5));
-        let arrays = vec![
-            Some(Value::Array(vec![Value::Int(0), Value::Int(2)])),
-            Some(Value::Array(vec![Value::Int(1)])),
-        ];
-        assert_eq!(
-            fold(Fold::InOrder, arrays, &[vec![0, 2], vec![1]]).unwrap(),
-            Value::Array(vec![Value::Int(0), Value::Int(1), Value::Int(2)])
-        );
-    }
+    use crate::cluster::scan::SCAN_CURSOR_BITS;
+    use crate::resp::slot::key_slot;
 
     fn topology() -> Topology {
         let range = |start: i64, end: i64, port: i64| {

@@ -1,0 +1,156 @@
+//! What the sync and async cluster connections share about the cluster (sans-IO): the
+//! connection settings, the seeds, the slot map and which node a unit goes to.
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
+
+use super::DEFAULT_MAX_REDIRECTS;
+use super::plan::{Plan, Target};
+use super::topology::Topology;
+use crate::error::{Error, Result};
+
+/// `host:port` of a TCP address.
+fn tcp_addr(info: &ConnectionInfo) -> Result<String> {
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) => Ok(format!("{host}:{port}")),
+        other => Err(Error::InvalidArgument(format!(
+            "a Redis Cluster node must be a plain TCP address, not {other:?}"
+        ))),
+    }
+}
+
+/// `(host, port)` of `host:port`.
+fn split_addr(addr: &str) -> Result<(&str, u16)> {
+    addr.rsplit_once(':')
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse().ok()?,
+            ))
+        })
+        .ok_or_else(|| Error::InvalidArgument(format!("bad node address {addr:?}")))
+}
+
+/// What the sync and async cluster connections share (sans-IO): the settings, the slot
+/// map and the routing of units to nodes.
+#[derive(Debug)]
+pub(super) struct Router {
+    /// Connection settings (auth, database) shared by every node; the address of the
+    /// first seed.
+    base: ConnectionInfo,
+    /// The seed nodes' addresses (`host:port`).
+    seeds: Vec<String>,
+    pub(super) topology: Topology,
+    /// The slot map must be read again before the next call.
+    pub(super) stale: bool,
+    pub(super) max_redirects: usize,
+}
+
+impl Router {
+    pub(super) fn new<T: IntoConnectionInfo>(seeds: impl IntoIterator<Item = T>) -> Result<Self> {
+        let infos = seeds
+            .into_iter()
+            .map(|s| s.into_connection_info().map_err(Error::from))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(base) = infos.first().cloned() else {
+            return Err(Error::InvalidArgument(
+                "a cluster connection needs at least one seed node".into(),
+            ));
+        };
+        let seeds = infos.iter().map(tcp_addr).collect::<Result<Vec<_>>>()?;
+        Ok(Router {
+            base,
+            seeds,
+            topology: Topology::empty(),
+            stale: true,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+        })
+    }
+
+    /// Where to ask for the slot map: the known primaries, then the seeds.
+    pub(super) fn map_sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.topology.primaries().to_vec();
+        v.extend(self.seeds.iter().cloned());
+        v
+    }
+
+    /// The connection info of the node at `addr`.
+    pub(super) fn node_info(&self, addr: &str) -> Result<ConnectionInfo> {
+        let (host, port) = split_addr(addr)?;
+        Ok(self
+            .base
+            .clone()
+            .set_addr(ConnectionAddr::Tcp(host.to_owned(), port)))
+    }
+
+    /// Take the `CLUSTER SLOTS` reply of the node at `addr` as the slot map; an error
+    /// (asking, or a reply that cannot be used) leaves the map as it was.
+    pub(super) fn adopt_slots(&mut self, addr: &str, reply: Result<Option<Value>>) -> Result<()> {
+        self.topology = Self::parse_slots(addr, reply?)?;
+        self.stale = false;
+        Ok(())
+    }
+
+    fn parse_slots(addr: &str, reply: Option<Value>) -> Result<Topology> {
+        let (host, _) = split_addr(addr)?;
+        match reply {
+            Some(Value::ServerError(e)) => Err(Error::redis(e.into(), None)),
+            Some(v) => Topology::parse(v, host),
+            None => Err(Error::unexpected("no reply to CLUSTER SLOTS", None)),
+        }
+    }
+
+    pub(super) fn slot_owner(&self, slot: u16) -> Option<&str> {
+        self.topology
+            .owner(slot)
+            .and_then(|i| self.topology.primaries().get(i))
+            .map(String::as_str)
+    }
+
+    /// The address a unit goes to.
+    fn address(&self, target: Target, asking: Option<&String>) -> Result<String> {
+        if let Some(a) = asking {
+            return Ok(a.clone());
+        }
+        let primaries = self.topology.primaries();
+        let node = match target {
+            Target::Any => Some(0),
+            Target::Node(i) => Some(i),
+            Target::Slot(s) => self.topology.owner(s),
+        };
+        match node.and_then(|i| primaries.get(i)) {
+            Some(a) => Ok(a.clone()),
+            None => {
+                let e = redis::make_extension_error(
+                    "CLUSTERDOWN".into(),
+                    Some(format!("{target:?} is not served by any known primary")),
+                );
+                Err(Error::redis(e, None))
+            }
+        }
+    }
+
+    /// The `pending` units grouped by the address they go to.
+    pub(super) fn group(
+        &self,
+        plan: &Plan,
+        pending: &[usize],
+    ) -> Result<Vec<(String, Vec<usize>)>> {
+        let mut by_node: Vec<(String, Vec<usize>)> = Vec::new();
+        for &u in pending {
+            let unit = &plan.units[u];
+            let addr = self.address(unit.target, unit.asking.as_ref())?;
+            match by_node.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, units)) => units.push(u),
+                None => by_node.push((addr, vec![u])),
+            }
+        }
+        Ok(by_node)
+    }
+}
+
+/// `CLUSTER SLOTS`.
+pub(super) fn slots_cmd() -> redis::Cmd {
+    let mut c = redis::cmd("CLUSTER");
+    c.arg("SLOTS");
+    c
+}
