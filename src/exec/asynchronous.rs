@@ -6,7 +6,9 @@ use std::task::Poll;
 
 use redis::Value;
 
-use super::{Delivered, Interrupted, Pipelined, ReplyCheck, Request, Requests, Sequential, Step};
+use super::{
+    Delivered, Interrupted, Pipelined, Replies, ReplyCheck, Request, Requests, Sequential, Step,
+};
 use crate::error::Result;
 
 /// An asynchronous connection redstash can run requests on: every
@@ -172,9 +174,11 @@ pub async fn run_async<T>(
     loop {
         match step {
             Step::Done(v) => return Ok(v),
+            Step::Failed(e) => return Err(e),
             Step::Send(req, next) => {
+                let key = req.key().map(str::to_owned);
                 let replies = con.run_request(req).await?;
-                step = next(replies)?;
+                step = next(Replies::new(replies, key))?;
             }
             Step::SendAll(reqs, next) => {
                 let replies = con.run_requests(reqs).await;

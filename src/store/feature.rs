@@ -1076,15 +1076,8 @@ impl FeatureStore {
             c.arg(n);
         }
         Step::then(Request::single(c, Some(&reg)), move |mut r| {
-            let values = match reply_ok(r.pop().unwrap_or(Value::Nil), &reg)? {
-                Value::Array(v) if v.len() == missing.len() => v,
-                other => {
-                    return Err(Error::unexpected(
-                        format!("HMGET of the registry replied {other:?}"),
-                        Some(reg),
-                    ));
-                }
-            };
+            let values = r.next_array_of(missing.len())?;
+            r.finish()?;
             for (name, v) in missing.iter().zip(values) {
                 match bytes_of(&v, &reg, "a view definition")? {
                     Some(json) => Self::remember(&views, View::from_json(name, json, &limits)?),
@@ -1112,8 +1105,9 @@ impl FeatureStore {
         let views = Arc::clone(&self.views);
         let view = view.clone();
         Ok(Step::then(req, move |mut r| {
-            let current = r.pop().unwrap_or(Value::Nil);
-            reply_ok(r.pop().unwrap_or(Value::Nil), &reg)?;
+            r.next_ok()?;
+            let current = r.next_raw()?;
+            r.finish()?;
             let registered = match bytes_of(&current, &reg, "a view definition")? {
                 Some(json) => View::from_json(&view.name, json, &limits)?,
                 None => {
@@ -1144,7 +1138,8 @@ impl FeatureStore {
         let views = Arc::clone(&self.views);
         let view = view.clone();
         Ok(Step::then(Request::single(c, Some(&reg)), move |mut r| {
-            reply_ok(r.pop().unwrap_or(Value::Nil), &reg)?;
+            r.next_ok()?;
+            r.finish()?;
             Self::remember(&views, view);
             Ok(())
         }))
@@ -1158,21 +1153,10 @@ impl FeatureStore {
         c.arg(&reg);
         let views = Arc::clone(&self.views);
         Ok(Step::then(Request::single(c, Some(&reg)), move |mut r| {
-            let flat: Vec<Value> = match reply_ok(r.pop().unwrap_or(Value::Nil), &reg)? {
-                Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-                Value::Array(a) => a,
-                other => {
-                    return Err(Error::unexpected(
-                        format!("HGETALL of the registry replied {other:?}"),
-                        Some(reg),
-                    ));
-                }
-            };
-            let mut out = Vec::with_capacity(flat.len() / 2);
-            for pair in flat.chunks(2) {
-                let (Some(k), Some(v)) = (pair.first(), pair.get(1)) else {
-                    break;
-                };
+            let pairs = r.next_pairs()?;
+            r.finish()?;
+            let mut out = Vec::with_capacity(pairs.len());
+            for (k, v) in &pairs {
                 let name = bytes_of(k, &reg, "a view name")?.unwrap_or_default();
                 let name = String::from_utf8_lossy(name).into_owned();
                 let json = bytes_of(v, &reg, "a view definition")?.unwrap_or_default();
@@ -1273,7 +1257,8 @@ impl FeatureStore {
             return self.build_write(&v, key_prefix, ids, dtype, &shape, data, single);
         }
         let this = self.clone();
-        self.resolve(vec![view.to_owned()])
+        Ok(self
+            .resolve(vec![view.to_owned()])
             .narrow()
             .and_then(move |views| {
                 let v = views
@@ -1281,7 +1266,7 @@ impl FeatureStore {
                     .next()
                     .ok_or_else(|| Error::unexpected("no view resolved", None))?;
                 this.build_write(&v, key_prefix, ids, dtype, &shape, data, single)
-            })
+            }))
     }
 
     /// Plan of [`write`](Self::write).
@@ -1315,8 +1300,9 @@ impl FeatureStore {
         let ids: Vec<String> = entity_ids.iter().map(|i| i.as_ref().to_owned()).collect();
         let names: Vec<String> = views.iter().map(|v| v.as_ref().to_owned()).collect();
         let this = self.clone();
-        self.resolve(names)
-            .and_then(move |views| this.read_step(&ids, views))
+        Ok(self
+            .resolve(names)
+            .and_then(move |views| this.read_step(&ids, views)))
     }
 
     fn read_step(&self, ids: &[String], views: Vec<View>) -> Result<Step<'static, Vec<RawRows>>> {
@@ -1363,24 +1349,14 @@ impl FeatureStore {
             keys.push(ks);
         }
         let max_age = self.max_age;
-        Ok(Step::send(req, move |replies| {
-            let mut it = replies.into_iter();
+        Ok(Step::send(req, move |mut r| {
             let mut out = Vec::with_capacity(views.len());
             // MGET answers nil for a key of another type: those keys are checked below.
             let mut nil_keys: Vec<String> = Vec::new();
             for (v, ks) in views.iter().zip(&keys) {
                 let values: Vec<Value> = match v.layout {
-                    Layout::Native => match it.next().unwrap_or(Value::Nil) {
-                        Value::Array(a) if a.len() == ks.len() => a,
-                        Value::ServerError(e) => return Err(Error::redis(e.into(), None)),
-                        other => {
-                            return Err(Error::unexpected(
-                                format!("MGET of {} keys replied {other:?}", ks.len()),
-                                None,
-                            ));
-                        }
-                    },
-                    Layout::Recipe => it.by_ref().take(ks.len()).collect(),
+                    Layout::Native => r.next_array_of(ks.len())?,
+                    Layout::Recipe => (0..ks.len()).map(|_| r.next_raw()).collect::<Result<_>>()?,
                 };
                 if v.layout == Layout::Native {
                     nil_keys.extend(
@@ -1392,6 +1368,7 @@ impl FeatureStore {
                 }
                 out.push(parse_rows(v, ks, &values, max_age)?);
             }
+            r.finish()?;
             Ok(check_not_wrong_type(nil_keys, out))
         }))
     }
@@ -1406,13 +1383,13 @@ impl FeatureStore {
             // Reject a wrong element type before sending anything.
             Self::check(&v, T::DTYPE, &[v.dim], None)?;
         }
-        self.plan_read_views(entity_ids, &[view])?
-            .and_then(|mut rows| {
-                let r = rows
-                    .pop()
-                    .ok_or_else(|| Error::unexpected("no rows read", None))?;
-                Ok(Step::Done(r.into_typed::<T>()?))
-            })
+        Ok(self
+            .plan_read_views(entity_ids, &[view])?
+            .try_map(|mut rows| {
+                rows.pop()
+                    .ok_or_else(|| Error::unexpected("no rows read", None))?
+                    .into_typed::<T>()
+            }))
     }
 
     /// Plan of [`read`](Self::read).
@@ -1421,22 +1398,22 @@ impl FeatureStore {
         view: &str,
         entity_id: &str,
     ) -> Result<Step<'static, Option<Feature<T>>>> {
-        self.plan_read_many::<T, _>(view, &[entity_id])?
-            .and_then(|rows| {
+        Ok(self
+            .plan_read_many::<T, _>(view, &[entity_id])?
+            .map(|rows| {
                 let Rows {
                     values,
                     present,
                     written_at,
                 } = rows;
                 if !present.first().copied().unwrap_or(false) {
-                    return Ok(Step::Done(None));
+                    return None;
                 }
-                let row = values.row(0).to_owned();
-                Ok(Step::Done(Some(Feature {
-                    values: row,
+                Some(Feature {
+                    values: values.row(0).to_owned(),
                     written_at: written_at.first().copied().flatten().unwrap_or(UNIX_EPOCH),
-                })))
-            })
+                })
+            }))
     }
 
     /// Plan of [`delete`](Self::delete).
@@ -1444,8 +1421,10 @@ impl FeatureStore {
         let key = self.key(view, entity_id);
         let mut c = redis::cmd("DEL");
         c.arg(&key);
-        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
-            Ok(crate::exec::reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0)
+        Ok(Step::then(Request::single(c, Some(&key)), |mut r| {
+            let n = r.next_int()?;
+            r.finish()?;
+            Ok(n > 0)
         }))
     }
 
@@ -1491,8 +1470,11 @@ fn check_not_wrong_type(nil_keys: Vec<String>, out: Vec<RawRows>) -> Step<'stati
     for k in &nil_keys {
         c.arg(k);
     }
-    Step::send(Request::single(c, None), move |mut r| {
-        if crate::exec::reply_int(r.pop().unwrap_or(Value::Nil), "EXISTS")? == 0 {
+    let key = nil_keys.first().filter(|_| nil_keys.len() == 1).cloned();
+    Step::send(Request::single(c, key.as_deref()), move |mut r| {
+        let existing = r.next_int()?;
+        r.finish()?;
+        if existing == 0 {
             return Ok(Step::Done(out));
         }
         let mut req = Request::new(None);
@@ -1501,9 +1483,9 @@ fn check_not_wrong_type(nil_keys: Vec<String>, out: Vec<RawRows>) -> Step<'stati
             c.arg(k);
             req.push(c);
         }
-        Ok(Step::then(req, move |types| {
-            for (k, t) in nil_keys.iter().zip(types) {
-                let t = match reply_ok(t, k)? {
+        Ok(Step::then(req, move |mut types| {
+            for k in &nil_keys {
+                let t = match reply_ok(types.next_raw()?, k)? {
                     Value::SimpleString(s) => s,
                     Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
                     Value::Okay => "string".into(),
@@ -1520,6 +1502,7 @@ fn check_not_wrong_type(nil_keys: Vec<String>, out: Vec<RawRows>) -> Step<'stati
                     return Err(Error::redis(e, Some(k)));
                 }
             }
+            types.finish()?;
             Ok(out)
         }))
     })

@@ -89,14 +89,13 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Fields, SchemaRef};
-use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Limits;
 use crate::codec::arrow::IpcCompression;
 pub use crate::codec::arrow_file::IpcInput;
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Request, Scan, Step};
 use crate::store::batch::glob_escape;
 use crate::store::{join_key, sync_and_async};
 
@@ -426,10 +425,10 @@ impl TableStore {
         let mut c = redis::cmd("EXISTS");
         c.arg(&pending);
         req.push(c);
-        Step::then(req, move |r| {
-            let mut r = r.into_iter();
-            let manifest = reply_bytes(r.next().unwrap_or(Value::Nil), &key)?;
-            let marked = reply_int(r.next().unwrap_or(Value::Nil), &pending)? > 0;
+        Step::then(req, move |mut r| {
+            let manifest = r.next_bytes()?;
+            let marked = r.next_int()? > 0;
+            r.finish()?;
             let info = match manifest {
                 None => None,
                 Some(b) => Some(parse_manifest(&prefix, &key, &b, &limits)?),
@@ -445,25 +444,23 @@ impl TableStore {
         table: &str,
     ) -> Result<Step<'static, Option<TableInfo>>> {
         let prefix = self.prefix(table);
-        self.plan_manifest(table)
-            .and_then(move |found| match found {
-                (info, false) => Ok(Step::Done(info)),
-                (Some(info), true) => Err(Error::ResplitInterrupted {
-                    table: prefix,
-                    generation: info.generation,
-                }),
-                (None, true) => Err(Error::IncompleteTable { table: prefix }),
-            })
+        Ok(self.plan_manifest(table).try_map(move |found| match found {
+            (info, false) => Ok(info),
+            (Some(info), true) => Err(Error::ResplitInterrupted {
+                table: prefix,
+                generation: info.generation,
+            }),
+            (None, true) => Err(Error::IncompleteTable { table: prefix }),
+        }))
     }
 
     /// Plan of [`info`](Self::info).
     pub fn plan_info(&self, table: &str) -> Result<Step<'static, Option<TableInfo>>> {
         let prefix = self.prefix(table);
-        self.plan_manifest(table)
-            .and_then(move |found| match found {
-                (None, true) => Err(Error::IncompleteTable { table: prefix }),
-                (info, _) => Ok(Step::Done(info)),
-            })
+        Ok(self.plan_manifest(table).try_map(move |found| match found {
+            (None, true) => Err(Error::IncompleteTable { table: prefix }),
+            (info, _) => Ok(info),
+        }))
     }
 
     /// Plan of [`split`](Self::split).
@@ -491,8 +488,10 @@ impl TableStore {
         let mut c = redis::cmd("GET");
         c.arg(&mkey);
         Ok(Step::send(Request::single(c, Some(&mkey)), move |mut r| {
+            let old = r.next_bytes()?;
+            r.finish()?;
             let mut s = splitter;
-            s.adopt_old(reply_bytes(r.pop().unwrap_or(Value::Nil), &mkey)?, &limits);
+            s.adopt_old(old, &limits);
             s.step()
         }))
     }
@@ -526,10 +525,10 @@ impl TableStore {
         options: &ReadOptions,
     ) -> Result<Step<'static, Option<Table>>> {
         let reader = self.reader(self.prefix(table), options);
-        self.plan_found(table)?.and_then(move |found| match found {
+        Ok(self.plan_found(table)?.and_then(move |found| match found {
             Found::Manifest(info) => reader.with_manifest(info).map(|s| s.map(Some)),
             Found::Keys(keys) => reader.discovered(keys),
-        })
+        }))
     }
 
     /// Plan of [`delete`](Self::delete).
@@ -547,35 +546,41 @@ impl TableStore {
         c.arg(&mkey);
         req.push(c);
         Ok(Step::send(req, move |mut r| {
-            let manifest = reply_int(r.pop().unwrap_or(Value::Nil), &mkey)?.max(0) as u64;
-            replies_ok(r, &pending)?;
+            r.next_ok()?;
+            let manifest = r.next_int()?.max(0) as u64;
+            r.finish()?;
             let mut unmark = redis::cmd("DEL");
             unmark.arg(&pending);
-            scan_keys(batch_pattern(&prefix), 0, Vec::new()).and_then(move |keys| {
-                let mut by_part: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-                for k in keys {
-                    if let Some((p, _)) = parse_batch_key(&prefix, &k) {
-                        by_part.entry(p).or_default().push(k);
+            Ok(Scan::matching(batch_pattern(&prefix))
+                .keys()
+                .and_then(move |keys| {
+                    let mut by_part: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+                    for k in keys {
+                        if let Some((p, _)) = parse_batch_key(&prefix, &k) {
+                            by_part.entry(p).or_default().push(k);
+                        }
                     }
-                }
-                let mut req = Request::new(Some(&prefix));
-                for keys in by_part.values() {
-                    for chunk in keys.chunks(512) {
-                        let mut c = redis::cmd("DEL");
-                        c.arg(chunk);
-                        req.push(c);
+                    let mut req = Request::new(Some(&prefix));
+                    for keys in by_part.values() {
+                        for chunk in keys.chunks(512) {
+                            let mut c = redis::cmd("DEL");
+                            c.arg(chunk);
+                            req.push(c);
+                        }
                     }
-                }
-                req.push(unmark);
-                Ok(Step::then(req, move |mut replies| {
-                    replies.pop();
-                    let mut n = manifest;
-                    for v in replies {
-                        n += reply_int(v, &prefix)?.max(0) as u64;
-                    }
-                    Ok(n)
+                    let dels = req.len();
+                    req.push(unmark);
+                    Ok(Step::then(req, move |mut r| {
+                        let mut n = manifest;
+                        for _ in 0..dels {
+                            n += r.next_int()?.max(0) as u64;
+                        }
+                        // The marker's DEL.
+                        r.skip(1)?;
+                        r.finish()?;
+                        Ok(n)
+                    }))
                 }))
-            })
         }))
     }
 
@@ -591,7 +596,7 @@ impl TableStore {
                 self.namespace.len() + 1,
             )
         };
-        Ok(scan_keys(pattern, 0, Vec::new()).map(move |keys| {
+        Ok(Scan::matching(pattern).keys().map(move |keys| {
             let mut names: Vec<String> = keys
                 .into_iter()
                 .filter_map(|k| {
@@ -754,11 +759,12 @@ impl TableStore {
         let mkey = self.manifest_key(table);
         let mut c = redis::cmd("GET");
         c.arg(&mkey);
-        let key = mkey.clone();
         let old = crate::exec::run(
             first,
-            Step::then(Request::single(c, Some(&mkey)), move |mut r| {
-                reply_bytes(r.pop().unwrap_or(Value::Nil), &key)
+            Step::then(Request::single(c, Some(&mkey)), |mut r| {
+                let old = r.next_bytes()?;
+                r.finish()?;
+                Ok(old)
             }),
         )?;
         splitter.adopt_old(old, &self.limits);
@@ -923,52 +929,6 @@ fn describe(fields: &Fields) -> String {
         .map(|f| format!("{}: {}", f.name(), f.data_type()))
         .collect();
     format!("[{}]", parts.join(", "))
-}
-
-/// `SCAN` with `MATCH pattern` until the cursor is back to 0; keys in discovery order.
-fn scan_keys(pattern: String, cursor: u64, mut found: Vec<String>) -> Step<'static, Vec<String>> {
-    let mut c = redis::cmd("SCAN");
-    c.arg(cursor)
-        .arg("MATCH")
-        .arg(&pattern)
-        .arg("COUNT")
-        .arg(1000);
-    Step::send(Request::single(c, None), move |mut r| {
-        let (next, keys) = match reply_ok(r.pop().unwrap_or(Value::Nil), &pattern)? {
-            Value::Array(v) if v.len() == 2 => {
-                let mut it = v.into_iter();
-                let cur = match it.next() {
-                    Some(Value::BulkString(b)) => std::str::from_utf8(&b)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok()),
-                    Some(Value::Int(i)) => u64::try_from(i).ok(),
-                    _ => None,
-                };
-                match (cur, it.next()) {
-                    (Some(c), Some(Value::Array(k))) => (c, k),
-                    (c, k) => {
-                        return Err(Error::unexpected(
-                            format!("SCAN replied cursor {c:?}, keys {k:?}"),
-                            None,
-                        ));
-                    }
-                }
-            }
-            other => return Err(Error::unexpected(format!("SCAN replied {other:?}"), None)),
-        };
-        for k in keys {
-            if let Value::BulkString(b) = k
-                && let Ok(s) = String::from_utf8(b)
-            {
-                found.push(s);
-            }
-        }
-        if next == 0 {
-            Ok(Step::Done(found))
-        } else {
-            Ok(scan_keys(pattern, next, found))
-        }
-    })
 }
 
 /// A plan that sends `req` and returns what became of it (so that a connection failure

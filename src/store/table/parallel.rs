@@ -39,13 +39,16 @@ impl TableStore {
 
     /// The manifest of `table`, or its batch keys (found with `SCAN`) when it has none.
     pub(super) fn plan_found(&self, table: &str) -> Result<Step<'static, Found>> {
-        let pattern = batch_pattern(&self.prefix(table));
-        self.plan_readable_manifest(table)?.and_then(move |info| {
+        // Every batch is a key: the walk stops at the most batches a table may have.
+        let max = usize::try_from(self.limits.max_table_batches).unwrap_or(usize::MAX);
+        let scan =
+            Scan::matching(batch_pattern(&self.prefix(table))).max_keys(max, "table batch keys");
+        Ok(self.plan_readable_manifest(table)?.and_then(move |info| {
             Ok(match info {
                 Some(info) => Step::Done(Found::Manifest(info)),
-                None => scan_keys(pattern, 0, Vec::new()).map(Found::Keys),
+                None => scan.keys().map(Found::Keys),
             })
-        })
+        }))
     }
 
     /// The fetches of a parallel read of what `found` (over at most `n` connections)
