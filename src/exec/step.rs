@@ -21,7 +21,7 @@ pub enum Step<'a, T> {
     /// replies of each to the continuation. Connections may send them all before reading
     /// any reply (pipelining across requests, so the server never waits for the client),
     /// each as soon as it is built. When a request is refused as a whole or the
-    /// connection fails part-way, the continuation gets an [`Interrupted`] that says
+    /// connection fails part-way, the continuation gets an [`Interrupted`](super::Interrupted) that says
     /// what became of each request (answered, in flight, never sent), so that a bulk
     /// write can report exactly what was stored.
     SendAll(Requests<'a>, ContinuationAll<'a, T>),
