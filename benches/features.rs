@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use ndarray::{Array1, Array2};
 use redis::Value;
 use redstash::direct::DirectConnection;
-use redstash::exec::Step;
+use redstash::exec::{Replies, Step};
 use redstash::testkit::RedisServer;
 use redstash::{BatchStore, FeatureStore, Layout, Npy, View};
 
@@ -79,12 +79,13 @@ fn packed_commands<T>(mut step: Step<'_, T>) -> Res<Vec<u8>> {
     loop {
         match step {
             Step::Done(_) => return Ok(out),
+            Step::Failed(e) => return Err(e.into()),
             Step::Send(req, k) => {
                 let n = req.len();
                 for c in req.commands() {
                     c.write_resp(&mut out);
                 }
-                step = k(vec![Value::Okay; n])?;
+                step = k(Replies::new(vec![Value::Okay; n], None))?;
             }
             Step::SendAll(reqs, k) => {
                 let mut replies = Vec::with_capacity(reqs.len());

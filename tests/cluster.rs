@@ -594,3 +594,116 @@ fn cluster_reconnects_after_a_node_restart() {
     }
     assert!(r.contains(&Value::Nil) && r.contains(&bulk("x")));
 }
+
+/// Fill a database (a server or a cluster) for the SCAN walker: 2,500 strings `s:N`
+/// (more than a page of COUNT), 300 hashes `h:N`, 20 lists `l:N`.
+fn fill_for_scan(con: &mut impl SyncConnection) -> (BTreeSet<String>, BTreeSet<String>) {
+    let strings: BTreeSet<String> = (0..2500).map(|i| format!("s:{i}")).collect();
+    let hashes: BTreeSet<String> = (0..300).map(|i| format!("h:{i}")).collect();
+    let mut req = Request::new(None);
+    for k in &strings {
+        req.push(cmd(&["SET", k, "v"]));
+    }
+    for k in &hashes {
+        req.push(cmd(&["HSET", k, "f", "v"]));
+    }
+    for i in 0..20 {
+        req.push(cmd(&["RPUSH", &format!("l:{i}"), "v"]));
+    }
+    let replies = con.run_request(&req).unwrap();
+    assert!(replies.iter().all(|v| !matches!(v, Value::ServerError(_))));
+    (strings, hashes)
+}
+
+/// The SCAN walker on `con`: MATCH, TYPE, more keys than COUNT, page by page, bounded.
+fn scan_walker_finds_every_key(con: &mut impl SyncConnection) {
+    use redstash::exec::{Scan, run};
+    let (strings, hashes) = fill_for_scan(con);
+    // Every matching key once, sorted, over many pages.
+    let found = run(con, Scan::matching("s:*").with_count(100).keys()).unwrap();
+    assert_eq!(found.len(), 2500);
+    assert_eq!(found.iter().cloned().collect::<BTreeSet<_>>(), strings);
+    assert!(
+        found.windows(2).all(|w| w[0] < w[1]),
+        "sorted, no duplicates"
+    );
+    // TYPE filters: every hash and nothing else, with and without MATCH.
+    let found = run(con, Scan::all().of_type("hash").keys()).unwrap();
+    assert_eq!(found.into_iter().collect::<BTreeSet<_>>(), hashes);
+    let found = run(con, Scan::matching("*:1*").of_type("list").keys()).unwrap();
+    let lists: Vec<String> = (0..20)
+        .map(|i| format!("l:{i}"))
+        .filter(|k| k.starts_with("l:1"))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(found, lists);
+    assert!(
+        run(con, Scan::matching("none:*").keys())
+            .unwrap()
+            .is_empty()
+    );
+    // Page by page: the cursor goes back to 0 after more than one page, and the pages
+    // hold every key (a key may be on two pages).
+    let scan = Scan::matching("s:*").with_count(200);
+    let (mut cursor, mut pages, mut seen) = (0, 0, BTreeSet::new());
+    loop {
+        let page = run(con, scan.page(cursor)).unwrap();
+        pages += 1;
+        seen.extend(page.keys.into_iter().map(|k| String::from_utf8(k).unwrap()));
+        cursor = page.cursor;
+        if cursor == 0 {
+            break;
+        }
+        assert!(pages < 10_000, "the walk does not end");
+    }
+    assert!(pages > 1, "{pages} pages");
+    assert_eq!(seen, strings);
+    // A bound on the keys collected.
+    match run(
+        con,
+        Scan::matching("s:*").max_keys(1000, "test keys").keys(),
+    ) {
+        Err(Error::Corrupt { format, reason }) => {
+            assert_eq!(format, "test keys");
+            assert!(reason.contains("more than 1000 keys"), "{reason}");
+        }
+        other => panic!("not bounded: {other:?}"),
+    }
+    assert_eq!(
+        run(
+            con,
+            Scan::all()
+                .of_type("hash")
+                .max_keys(300, "test keys")
+                .keys()
+        )
+        .unwrap()
+        .len(),
+        300
+    );
+}
+
+#[test]
+fn scan_walker_on_a_single_server() {
+    let server = redstash::testkit::RedisServer::start().unwrap();
+    let mut con = server.client().unwrap().get_connection().unwrap();
+    scan_walker_finds_every_key(&mut con);
+    let mut direct = redstash::direct::DirectConnection::open(server.url().as_str()).unwrap();
+    scan_walker_finds_every_key(&mut direct);
+}
+
+#[test]
+fn scan_walker_on_every_primary_of_a_cluster() {
+    let c = cluster();
+    let mut con = ClusterConnection::open(c.nodes()).unwrap();
+    scan_walker_finds_every_key(&mut con);
+    // The keys were spread over every primary: the walk crossed them all.
+    for mut node in nodes(&c) {
+        let role: Vec<Value> = redis::cmd("ROLE").query(&mut node).unwrap();
+        if role.first() == Some(&bulk("master")) {
+            let n: i64 = redis::cmd("DBSIZE").query(&mut node).unwrap();
+            assert!(n > 100, "a primary holds {n} keys");
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::task::Poll;
 
 use redis::Value;
 
-use super::{Delivered, ReplyCheck, Request, Requests, Sequential, Step};
+use super::{Delivered, Replies, ReplyCheck, Request, Requests, Sequential, Step};
 use crate::error::Result;
 
 /// An asynchronous connection redstash can run requests on: every
@@ -116,9 +116,11 @@ pub async fn run_async<T>(
     loop {
         match step {
             Step::Done(v) => return Ok(v),
+            Step::Failed(e) => return Err(e),
             Step::Send(req, next) => {
+                let key = req.key().map(str::to_owned);
                 let replies = con.run_request(req).await?;
-                step = next(replies)?;
+                step = next(Replies::new(replies, key))?;
             }
             Step::SendAll(reqs, next) => {
                 let replies = con.run_requests(reqs).await;

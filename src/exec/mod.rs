@@ -18,6 +18,7 @@ mod command;
 mod delivery;
 mod replies;
 mod request;
+mod scan;
 mod step;
 mod sync;
 
@@ -26,9 +27,11 @@ pub use asynchronous::{AsyncConnection, run_async};
 pub use command::Command;
 pub use delivery::{Delivered, Delivery, Interrupted};
 pub(crate) use delivery::{Sequential, is_connection_failure};
-pub(crate) use replies::{replies_ok, reply_bytes, reply_int, reply_ok};
+pub use replies::Replies;
+pub(crate) use replies::{describe, reply_bytes, reply_ok};
 pub(crate) use request::ReplyCheck;
 pub use request::{Request, Requests};
+pub use scan::{DEFAULT_SCAN_COUNT, Scan, ScanPage};
 pub use step::{Continuation, ContinuationAll, Step};
 pub use sync::{SyncConnection, run};
 

@@ -1,12 +1,11 @@
 //! Steps: an operation as a request plus the continuation that parses its replies.
 
-use redis::Value;
-
-use super::{Delivered, Request, Requests};
+use super::{Delivered, Replies, Request, Requests};
 use crate::error::{Error, Result};
 
-/// What a reply-parsing continuation returns.
-pub type Continuation<'a, T> = Box<dyn FnOnce(Vec<Value>) -> Result<Step<'a, T>> + Send + 'a>;
+/// What parses the replies of a [`Step::Send`]: it reads them with a [`Replies`] cursor
+/// and returns the next step.
+pub type Continuation<'a, T> = Box<dyn FnOnce(Replies) -> Result<Step<'a, T>> + Send + 'a>;
 
 /// What a continuation of several independent requests returns.
 pub type ContinuationAll<'a, T> = Box<dyn FnOnce(Delivered) -> Result<Step<'a, T>> + Send + 'a>;
@@ -26,6 +25,9 @@ pub enum Step<'a, T> {
     /// what became of each request (answered, in flight, never sent), so that a bulk
     /// write can report exactly what was stored.
     SendAll(Requests<'a>, ContinuationAll<'a, T>),
+    /// The operation failed without sending anything more (what
+    /// [`and_then`](Self::and_then) makes of a continuation that fails at once).
+    Failed(Error),
 }
 
 impl<T> std::fmt::Debug for Step<'_, T> {
@@ -34,15 +36,17 @@ impl<T> std::fmt::Debug for Step<'_, T> {
             Step::Done(_) => f.write_str("Step::Done"),
             Step::Send(r, _) => f.debug_tuple("Step::Send").field(r).finish(),
             Step::SendAll(r, _) => f.debug_tuple("Step::SendAll").field(r).finish(),
+            Step::Failed(e) => f.debug_tuple("Step::Failed").field(e).finish(),
         }
     }
 }
 
 impl<'a, T: Send + 'a> Step<'a, T> {
-    /// A step that sends `req` and parses the replies with `parse`.
+    /// A step that sends `req` and parses the replies with `parse` (one reply per
+    /// command, read in order; see [`Replies`]).
     pub fn send(
         req: Request<'a>,
-        parse: impl FnOnce(Vec<Value>) -> Result<Step<'a, T>> + Send + 'a,
+        parse: impl FnOnce(Replies) -> Result<Step<'a, T>> + Send + 'a,
     ) -> Self {
         Step::Send(req, Box::new(parse))
     }
@@ -57,16 +61,23 @@ impl<'a, T: Send + 'a> Step<'a, T> {
         Step::SendAll(Requests::from(vec![req]), Box::new(parse))
     }
 
-    /// Continue with `f` once this step has its result.
+    /// Continue with `f` once this step has its result. When the result is already
+    /// there, `f` runs now, and its error is a [`Step::Failed`].
     pub fn and_then<U: Send + 'a>(
         self,
         f: impl FnOnce(T) -> Result<Step<'a, U>> + Send + 'a,
-    ) -> Result<Step<'a, U>> {
+    ) -> Step<'a, U> {
         match self {
-            Step::Done(v) => f(v),
-            Step::Send(req, k) => Ok(Step::Send(req, Box::new(move |r| k(r)?.and_then(f)))),
-            Step::SendAll(reqs, k) => Ok(Step::SendAll(reqs, Box::new(move |r| k(r)?.and_then(f)))),
+            Step::Done(v) => f(v).unwrap_or_else(Step::Failed),
+            Step::Send(req, k) => Step::Send(req, Box::new(move |r| Ok(k(r)?.and_then(f)))),
+            Step::SendAll(reqs, k) => Step::SendAll(reqs, Box::new(move |r| Ok(k(r)?.and_then(f)))),
+            Step::Failed(e) => Step::Failed(e),
         }
+    }
+
+    /// Map the final result with `f`, which may fail.
+    pub fn try_map<U: Send + 'a>(self, f: impl FnOnce(T) -> Result<U> + Send + 'a) -> Step<'a, U> {
+        self.and_then(move |v| f(v).map(Step::Done))
     }
 
     /// The same step, seen as borrowing for a shorter lifetime (a `Step<'static, T>`
@@ -86,21 +97,31 @@ impl<'a, T: Send + 'a> Step<'a, T> {
                 Requests::new(reqs.map(|r| -> Request<'b> { r })),
                 Box::new(move |r| Ok(k(r)?.narrow())),
             ),
+            Step::Failed(e) => Step::Failed(e),
         }
     }
 
-    /// Map the error of any later step (the parse of any reply).
-    pub fn map_err(self, f: fn(Error) -> Error) -> Step<'a, T> {
+    /// Map the error of this and any later step's parse of its replies (a request a
+    /// connection fails to send on a [`Step::Send`] is returned by the connection as
+    /// it is; a [`Step::SendAll`]'s continuation sees what became of its requests).
+    pub fn map_err(self, f: impl FnOnce(Error) -> Error + Clone + Send + 'a) -> Step<'a, T> {
         match self {
             Step::Done(v) => Step::Done(v),
             Step::Send(req, k) => Step::Send(
                 req,
-                Box::new(move |r| k(r).map(|s| s.map_err(f)).map_err(f)),
+                Box::new(move |r| {
+                    let later = f.clone();
+                    k(r).map(|s| s.map_err(later)).map_err(f)
+                }),
             ),
             Step::SendAll(reqs, k) => Step::SendAll(
                 reqs,
-                Box::new(move |r| k(r).map(|s| s.map_err(f)).map_err(f)),
+                Box::new(move |r| {
+                    let later = f.clone();
+                    k(r).map(|s| s.map_err(later)).map_err(f)
+                }),
             ),
+            Step::Failed(e) => Step::Failed(f(e)),
         }
     }
 
@@ -110,11 +131,13 @@ impl<'a, T: Send + 'a> Step<'a, T> {
             Step::Done(v) => Step::Done(f(v)),
             Step::Send(req, k) => Step::Send(req, Box::new(move |r| Ok(k(r)?.map(f)))),
             Step::SendAll(reqs, k) => Step::SendAll(reqs, Box::new(move |r| Ok(k(r)?.map(f)))),
+            Step::Failed(e) => Step::Failed(e),
         }
     }
 
-    /// A step that sends `req` and maps its replies to the final result.
-    pub fn then(req: Request<'a>, parse: impl FnOnce(Vec<Value>) -> Result<T> + Send + 'a) -> Self {
+    /// A step that sends `req` and maps its replies (see [`Replies`]) to the final
+    /// result.
+    pub fn then(req: Request<'a>, parse: impl FnOnce(Replies) -> Result<T> + Send + 'a) -> Self {
         Step::Send(req, Box::new(move |v| parse(v).map(Step::Done)))
     }
 }

@@ -2,7 +2,7 @@
 
 use redis::Value;
 
-use super::{Delivered, Request, Requests, Sequential, Step};
+use super::{Delivered, Replies, Request, Requests, Sequential, Step};
 use crate::error::Result;
 
 /// A synchronous connection redstash can run requests on.
@@ -41,9 +41,10 @@ pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<'_, T>) -
     loop {
         match step {
             Step::Done(v) => return Ok(v),
+            Step::Failed(e) => return Err(e),
             Step::Send(req, next) => {
                 let replies = con.run_request(&req)?;
-                step = next(replies)?;
+                step = next(Replies::new(replies, req.key().map(str::to_owned)))?;
             }
             Step::SendAll(reqs, next) => {
                 let replies = con.run_requests(reqs);

@@ -9,7 +9,7 @@ use redis::{Cmd, Value};
 use crate::array::{AsArray, RawArray};
 use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
 use crate::error::{Error, RedisErrorKind, Result};
-use crate::exec::{Command, Request, Step, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Command, Request, Step, reply_bytes, reply_ok};
 use crate::store::chunked::{MANIFEST_LEN, Manifest};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
@@ -208,8 +208,9 @@ impl<C: ArrayCodec> ArrayStore<C> {
         req.push(set);
         let limits = self.limits;
         Ok(Step::send(req, move |mut r| {
-            reply_ok(r.pop().unwrap_or(Value::Nil), &key)?;
-            let old = r.pop().unwrap_or(Value::Nil);
+            let old = r.next_raw()?;
+            r.next_ok()?;
+            r.finish()?;
             Ok(cleanup_step(&key, stale_chunks(&key, old, None, &limits)?).narrow())
         }))
     }
@@ -272,9 +273,13 @@ impl<C: ArrayCodec> ArrayStore<C> {
         get.arg(&key);
         Ok(Step::send(
             Request::single(get, Some(&key)),
-            move |mut r| match reply_bytes(r.pop().unwrap_or(Value::Nil), &key)? {
-                None => Ok(Step::Done(None)),
-                Some(v) => decode_or_follow(key, v, limits),
+            move |mut r| {
+                let value = r.next_bytes()?;
+                r.finish()?;
+                match value {
+                    None => Ok(Step::Done(None)),
+                    Some(v) => decode_or_follow(key, v, limits),
+                }
             },
         ))
     }
@@ -298,15 +303,8 @@ impl<C: ArrayCodec> ArrayStore<C> {
             keys.first().map(String::as_str).filter(|_| keys.len() == 1),
         );
         Ok(Step::send(req, move |mut r| {
-            let values = match reply_ok(r.pop().unwrap_or(Value::Nil), &keys[0])? {
-                Value::Array(v) if v.len() == keys.len() => v,
-                other => {
-                    return Err(Error::unexpected(
-                        format!("MGET of {} keys replied {other:?}", keys.len()),
-                        None,
-                    ));
-                }
-            };
+            let values = r.next_array_of(keys.len())?;
+            r.finish()?;
             let mut budget = CallBudget::new(&limits);
             let mut out: Vec<Option<RawArray>> = Vec::with_capacity(keys.len());
             let mut chunked: Vec<Pending> = Vec::new();
@@ -347,8 +345,9 @@ impl<C: ArrayCodec> ArrayStore<C> {
         req.push(del);
         let limits = self.limits;
         Ok(Step::send(req, move |mut r| {
-            let existed = reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0;
-            let old = r.pop().unwrap_or(Value::Nil);
+            let old = r.next_raw()?;
+            let existed = r.next_int()? > 0;
+            r.finish()?;
             Ok(cleanup_step(&key, stale_chunks(&key, old, None, &limits)?).map(move |()| existed))
         }))
     }
@@ -358,8 +357,10 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let key = self.key(name);
         let mut c = redis::cmd("EXISTS");
         c.arg(&key);
-        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
-            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0)
+        Ok(Step::then(Request::single(c, Some(&key)), |mut r| {
+            let n = r.next_int()?;
+            r.finish()?;
+            Ok(n > 0)
         }))
     }
 
@@ -369,8 +370,9 @@ impl<C: ArrayCodec> ArrayStore<C> {
         &self,
         name: &str,
     ) -> Result<Step<'static, Option<ndarray::Array<T, D>>>> {
-        self.plan_get(name)?
-            .and_then(|a| Ok(Step::Done(a.map(|a| a.into_ndarray::<T, D>()).transpose()?)))
+        Ok(self
+            .plan_get(name)?
+            .try_map(|a| a.map(|a| a.into_ndarray::<T, D>()).transpose()))
     }
 
     sync_and_async! {
@@ -510,12 +512,14 @@ fn fetch_chunks(
         get.arg(&p.key);
         req.push(get);
     }
-    Step::send(req, move |replies| {
-        let mut it = replies.into_iter();
+    Step::send(req, move |mut r| {
+        let mut replies = Vec::with_capacity(pending.len());
+        for _ in 0..pending.len() {
+            replies.push((r.next_raw()?, r.next_raw()?));
+        }
+        r.finish()?;
         let mut again: Vec<Pending> = Vec::new();
-        for p in pending {
-            let chunks = it.next().unwrap_or(Value::Nil);
-            let current = it.next().unwrap_or(Value::Nil);
+        for (p, (chunks, current)) in pending.into_iter().zip(replies) {
             // The declared total was counted before the fetch; the decoded value
             // counts instead.
             budget.refund(p.manifest.total_len);
@@ -614,7 +618,8 @@ fn cleanup_step(key: &str, stale: Vec<String>) -> Step<'static, ()> {
         return Step::Done(());
     }
     let key = (!key.is_empty()).then_some(key);
-    Step::then(Request::single(del_cmd(&stale), key), |_| Ok(()))
+    // The stale chunks are garbage: a failure to delete them does not fail the write.
+    Step::then(Request::single(del_cmd(&stale), key), |mut r| r.skip(1))
 }
 
 /// Write chunk commands one request at a time, then the final manifest request. On a
@@ -629,10 +634,9 @@ fn write_chunks(
     limits: Limits,
 ) -> Step<'static, ()> {
     match chunks.next() {
-        Some(cmd) => Step::send(
-            Request::single(cmd, Some(&key)),
-            move |mut r| match reply_ok(r.pop().unwrap_or(Value::Nil), &key) {
-                Ok(_) => Ok(write_chunks(
+        Some(cmd) => Step::send(Request::single(cmd, Some(&key)), move |mut r| {
+            match r.next_ok().and_then(|()| r.finish()) {
+                Ok(()) => Ok(write_chunks(
                     key,
                     keys,
                     chunks,
@@ -648,19 +652,20 @@ fn write_chunks(
                     }
                     Ok(Step::send(
                         Request::single(del_cmd(done), Some(&key)),
+                        // The write's error, whatever the cleanup's reply.
                         move |_| Err(e),
                     ))
                 }
-            },
-        ),
+            }
+        }),
         None => Step::send(fin, move |mut r| {
-            if let Err(e) = reply_ok(r.pop().unwrap_or(Value::Nil), &key) {
+            let old = r.next_raw()?;
+            if let Err(e) = r.next_ok().and_then(|()| r.finish()) {
                 return Ok(Step::send(
                     Request::single(del_cmd(&keys), Some(&key)),
                     move |_| Err(e),
                 ));
             }
-            let old = r.pop().unwrap_or(Value::Nil);
             Ok(cleanup_step(
                 &key,
                 stale_chunks(&key, old, Some(generation), &limits)?,

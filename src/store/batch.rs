@@ -2,8 +2,7 @@
 //! batch), one Redis hash per batch.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redis::Value;
@@ -12,7 +11,7 @@ pub use crate::array::DynArray;
 use crate::array::{AsArray, RawArray};
 use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
 use crate::error::{Error, Result};
-use crate::exec::{Command, Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Command, Replies, Request, Scan, Step, reply_bytes};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
 /// Named arrays in one Redis hash per batch: `{prefix}:{batch_id}` holds one field per
@@ -215,25 +214,6 @@ pub(crate) fn glob_escape(s: &str) -> String {
     out
 }
 
-/// The field/value pairs of an `HGETALL` reply (RESP2 array or RESP3 map).
-fn hash_pairs(v: Value, key: &str) -> Result<Vec<(Value, Value)>> {
-    match reply_ok(v, key)? {
-        Value::Map(m) => Ok(m),
-        Value::Array(a) if a.len() % 2 == 0 => {
-            let mut out = Vec::with_capacity(a.len() / 2);
-            let mut it = a.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                out.push((k, v));
-            }
-            Ok(out)
-        }
-        other => Err(Error::unexpected(
-            format!("expected a hash reply, got {other:?}"),
-            Some(key.to_owned()),
-        )),
-    }
-}
-
 fn field_name(v: Value, key: &str) -> Result<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b).map_err(|_| Error::NotAnArray {
@@ -372,9 +352,7 @@ impl<C: ArrayCodec> BatchStore<C> {
             c.arg(&key).arg(ttl_millis(ttl));
             req.push(c);
         }
-        Ok(Step::then(req.atomic(), move |replies| {
-            replies_ok(replies, &key)
-        }))
+        Ok(Step::then(req.atomic(), Replies::finish_ok))
     }
 
     /// Plan of [`get`](Self::get).
@@ -384,7 +362,8 @@ impl<C: ArrayCodec> BatchStore<C> {
         let mut c = redis::cmd("HGETALL");
         c.arg(&key);
         Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
-            let pairs = hash_pairs(r.pop().unwrap_or(Value::Nil), &key)?;
+            let pairs = r.next_pairs()?;
+            r.finish()?;
             if pairs.is_empty() {
                 return Ok(None);
             }
@@ -428,15 +407,8 @@ impl<C: ArrayCodec> BatchStore<C> {
             c.arg(n);
         }
         Ok(Step::send(Request::single(c, Some(&key)), move |mut r| {
-            let values = match reply_ok(r.pop().unwrap_or(Value::Nil), &key)? {
-                Value::Array(v) if v.len() == names.len() => v,
-                other => {
-                    return Err(Error::unexpected(
-                        format!("HMGET of {} fields replied {other:?}", names.len()),
-                        Some(key),
-                    ));
-                }
-            };
+            let values = r.next_array_of(names.len())?;
+            r.finish()?;
             let mut arrays = BTreeMap::new();
             let mut missing = None;
             let mut budget = CallBudget::new(&limits);
@@ -462,7 +434,9 @@ impl<C: ArrayCodec> BatchStore<C> {
             let mut c = redis::cmd("EXISTS");
             c.arg(&key);
             Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
-                if reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0 {
+                let exists = r.next_int()? > 0;
+                r.finish()?;
+                if exists {
                     Err(Error::MissingField { key, field })
                 } else {
                     Ok(None)
@@ -476,8 +450,10 @@ impl<C: ArrayCodec> BatchStore<C> {
         let key = self.key(batch_id);
         let mut c = redis::cmd("DEL");
         c.arg(&key);
-        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
-            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0)
+        Ok(Step::then(Request::single(c, Some(&key)), |mut r| {
+            let n = r.next_int()?;
+            r.finish()?;
+            Ok(n > 0)
         }))
     }
 
@@ -486,8 +462,10 @@ impl<C: ArrayCodec> BatchStore<C> {
         let key = self.key(batch_id);
         let mut c = redis::cmd("EXISTS");
         c.arg(&key);
-        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
-            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &key)? > 0)
+        Ok(Step::then(Request::single(c, Some(&key)), |mut r| {
+            let n = r.next_int()?;
+            r.finish()?;
+            Ok(n > 0)
         }))
     }
 
@@ -501,7 +479,15 @@ impl<C: ArrayCodec> BatchStore<C> {
                 self.prefix.len() + 1,
             )
         };
-        Ok(scan_step(pattern, strip, 0, BTreeSet::new()))
+        // Sorted and deduplicated by the walk; stripping the common prefix keeps both.
+        Ok(Scan::matching(pattern)
+            .of_type("hash")
+            .keys()
+            .map(move |keys| {
+                keys.into_iter()
+                    .filter_map(|k| k.get(strip..).map(str::to_owned))
+                    .collect()
+            }))
     }
 
     sync_and_async! {
@@ -524,62 +510,4 @@ impl<C: ArrayCodec> BatchStore<C> {
         /// every hash of the database.
         fn list / list_async() -> Vec<String> = plan_list;
     }
-}
-
-/// One `SCAN` page, then the next, until the cursor is back to 0.
-fn scan_step(
-    pattern: String,
-    strip: usize,
-    cursor: u64,
-    mut found: BTreeSet<String>,
-) -> Step<'static, Vec<String>> {
-    let mut c = redis::cmd("SCAN");
-    c.arg(cursor)
-        .arg("MATCH")
-        .arg(&pattern)
-        .arg("COUNT")
-        .arg(1000)
-        .arg("TYPE")
-        .arg("hash");
-    Step::send(Request::single(c, None), move |mut r| {
-        let (next, keys) = match reply_ok(r.pop().unwrap_or(Value::Nil), &pattern)? {
-            Value::Array(v) if v.len() == 2 => {
-                let mut it = v.into_iter();
-                let cur = it.next().unwrap_or(Value::Nil);
-                let keys = it.next().unwrap_or(Value::Nil);
-                let cur = match cur {
-                    Value::BulkString(b) => std::str::from_utf8(&b)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok()),
-                    Value::Int(i) => u64::try_from(i).ok(),
-                    _ => None,
-                };
-                match (cur, keys) {
-                    (Some(c), Value::Array(k)) => (c, k),
-                    (c, k) => {
-                        return Err(Error::unexpected(
-                            format!("SCAN replied cursor {c:?}, keys {k:?}"),
-                            None,
-                        ));
-                    }
-                }
-            }
-            other => {
-                return Err(Error::unexpected(format!("SCAN replied {other:?}"), None));
-            }
-        };
-        for k in keys {
-            if let Value::BulkString(b) = k
-                && let Ok(s) = String::from_utf8(b)
-                && let Some(id) = s.get(strip..)
-            {
-                found.insert(id.to_owned());
-            }
-        }
-        if next == 0 {
-            Ok(Step::Done(found.into_iter().collect()))
-        } else {
-            Ok(scan_step(pattern, strip, next, found))
-        }
-    })
 }

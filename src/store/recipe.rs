@@ -13,14 +13,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::array::{AsArray, Order, RawArray, c_order_bytes};
 use crate::codec::{Compression, Format, Limits, compress};
 use crate::dtype::{ByteOrder, DType, swap_bytes_in_place};
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Replies, Request, Step, reply_bytes};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
 /// Arrays in the Python recipe's layout (`key:data` + `key:meta`).
@@ -123,7 +122,7 @@ impl RecipeStore {
             }
             req.push(c);
         }
-        Ok(Step::then(req.atomic(), move |r| replies_ok(r, &dkey)))
+        Ok(Step::then(req.atomic(), Replies::finish_ok))
     }
 
     /// Plan of [`get`](Self::get).
@@ -133,15 +132,10 @@ impl RecipeStore {
         c.arg(&mkey).arg(&dkey);
         let limits = self.limits;
         Ok(Step::then(Request::single(c, Some(&mkey)), move |mut r| {
-            let (meta, data) = match reply_ok(r.pop().unwrap_or(Value::Nil), &mkey)? {
-                Value::Array(mut v) if v.len() == 2 => {
-                    let data = reply_bytes(v.pop().unwrap_or(Value::Nil), &dkey)?;
-                    (reply_bytes(v.pop().unwrap_or(Value::Nil), &mkey)?, data)
-                }
-                other => {
-                    return Err(Error::unexpected(format!("{other:?}"), Some(mkey)));
-                }
-            };
+            let [meta, data] = r.next_array_n()?;
+            r.finish()?;
+            let meta = reply_bytes(meta, &mkey)?;
+            let data = reply_bytes(data, &dkey)?;
             match (meta, data) {
                 (None, None) => Ok(None),
                 (Some(meta), Some(data)) => decode(&mkey, &meta, data, &limits).map(Some),
@@ -162,8 +156,10 @@ impl RecipeStore {
         let (dkey, mkey) = self.keys(name);
         let mut c = redis::cmd("DEL");
         c.arg(&dkey).arg(&mkey);
-        Ok(Step::then(Request::single(c, Some(&mkey)), move |mut r| {
-            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &mkey)? > 0)
+        Ok(Step::then(Request::single(c, Some(&mkey)), |mut r| {
+            let n = r.next_int()?;
+            r.finish()?;
+            Ok(n > 0)
         }))
     }
 
@@ -172,8 +168,10 @@ impl RecipeStore {
         let (_, mkey) = self.keys(name);
         let mut c = redis::cmd("EXISTS");
         c.arg(&mkey);
-        Ok(Step::then(Request::single(c, Some(&mkey)), move |mut r| {
-            Ok(reply_int(r.pop().unwrap_or(Value::Nil), &mkey)? > 0)
+        Ok(Step::then(Request::single(c, Some(&mkey)), |mut r| {
+            let n = r.next_int()?;
+            r.finish()?;
+            Ok(n > 0)
         }))
     }
 

@@ -17,7 +17,7 @@ use super::{ArrayStore, del_cmd, getrange_cmd, stale_chunks};
 use crate::array::AsArray;
 use crate::codec::{ArrayCodec, Limits};
 use crate::error::{Error, Result};
-use crate::exec::{Delivered, Delivery, Interrupted, Request, Requests, Step};
+use crate::exec::{Delivered, Delivery, Interrupted, Replies, Request, Requests, Step};
 use crate::store::tally::Tally;
 
 /// Most items per request of small items.
@@ -348,14 +348,7 @@ enum Outcome {
 fn single_outcome(d: Delivered) -> Outcome {
     let refused = |e: &redis::ServerError| Outcome::Refused(Error::redis(e.clone().into(), None));
     match d {
-        Ok(mut all) => {
-            let mut r = all.pop().unwrap_or_default().into_iter();
-            match (r.next(), r.next()) {
-                (_, Some(Value::ServerError(e))) => refused(&e),
-                (Some(old), Some(_)) => Outcome::Written(old),
-                _ => Outcome::Stop(Error::unexpected("no reply to SET", None), true),
-            }
-        }
+        Ok(mut all) => answered(all.pop().unwrap_or_default()),
         Err(i) => {
             let Interrupted {
                 mut requests,
@@ -374,13 +367,21 @@ fn single_outcome(d: Delivered) -> Outcome {
                         _ => Outcome::Stop(e, true),
                     }
                 }
-                Some(Delivery::Answered(r)) => match r.get(1) {
-                    Some(Value::ServerError(se)) => refused(se),
-                    _ => Outcome::Written(r.into_iter().next().unwrap_or(Value::Nil)),
-                },
+                Some(Delivery::Answered(r)) => answered(r),
                 Some(Delivery::NotSent) | None => Outcome::Stop(e, false),
             }
         }
+    }
+}
+
+/// The outcome of the replies of a big item's `GETRANGE` + `SET`, all read.
+fn answered(replies: Vec<Value>) -> Outcome {
+    let mut r = Replies::new(replies, None);
+    let read = r.next_raw().and_then(|old| Ok((old, r.next_raw()?)));
+    match read.and_then(|(old, set)| r.finish().map(|()| (old, set))) {
+        Ok((_, Value::ServerError(e))) => Outcome::Refused(Error::redis(e.into(), None)),
+        Ok((old, _)) => Outcome::Written(old),
+        Err(e) => Outcome::Stop(e, true),
     }
 }
 

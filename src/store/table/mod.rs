@@ -68,7 +68,10 @@
 //! primary of a Redis Cluster through a `cluster::ClusterConnection` (feature
 //! `cluster`), which gives the plan's `SCAN` loop one composite cursor over all of them.
 
+mod info;
+mod keys;
 pub(crate) mod manifest;
+mod options;
 mod parallel;
 mod read;
 #[cfg(feature = "sync")]
@@ -77,202 +80,35 @@ mod split;
 #[cfg(feature = "sync")]
 mod streamed;
 
+pub use info::{PartitionInfo, Table, TableInfo};
+pub use keys::{MANIFEST_SUFFIX, PENDING_SUFFIX};
+pub use options::{BatchSource, Partitioning, ReadOptions};
 #[cfg(feature = "sync")]
 pub use streamed::{IpcWritten, ReadEach};
 
+use info::{Checksums, checksum};
+use keys::{batch_key, batch_pattern, parse_batch_key};
 use manifest::parse_manifest;
 use parallel::Found;
 use split::{Decoded, Pieces, Splitter};
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use arrow_schema::{Fields, SchemaRef};
-use redis::Value;
-use serde::{Deserialize, Serialize};
+use arrow_schema::Fields;
 
 use crate::codec::Limits;
 use crate::codec::arrow::IpcCompression;
 pub use crate::codec::arrow_file::IpcInput;
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, replies_ok, reply_bytes, reply_int, reply_ok};
+use crate::exec::{Request, Scan, Step};
 use crate::store::batch::glob_escape;
 use crate::store::{join_key, sync_and_async};
 
-/// The recorded checksums of a table's batches: partition -> checksum by batch index.
-pub(super) type Checksums = std::sync::Arc<BTreeMap<u32, Vec<u64>>>;
-
-/// The xxh3-64 checksum of a value stored in pieces.
-pub(super) fn checksum<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for p in pieces {
-        h.update(p);
-    }
-    h.digest()
-}
-
-/// Suffix of a table's manifest key: `{prefix}:__manifest__`.
-pub const MANIFEST_SUFFIX: &str = "__manifest__";
-/// Suffix of a table's split-in-progress marker, `{prefix}:__pending__`: written before
-/// the first batch of a split, deleted with the manifest's write. ArrowRedis's discovery
-/// pattern `{prefix}:{part=*}:batch=*` does not match it.
-pub const PENDING_SUFFIX: &str = "__pending__";
 /// Schema metadata key holding the generation of a batch redstash wrote.
 pub const GENERATION_METADATA: &str = "redstash.generation";
 /// The manifest format version this build writes and reads.
 pub const MANIFEST_VERSION: u32 = 1;
 const MANIFEST_FORMAT: &str = "redstash.table";
-
-/// How [`TableStore::split`] assigns batches to partitions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Partitioning {
-    /// Batch `i` of the input goes to partition `i % n` (`n >= 1`).
-    RoundRobin(u32),
-    /// Batch `i` of the input goes to partition `i / n` (`n >= 1`): consecutive runs of
-    /// `n` batches per partition. This is ArrowRedis's `split --batches n`, for files
-    /// written partition after partition.
-    Blocks(u32),
-    /// By the value of an integer column (non-negative, no nulls). A batch holding
-    /// several values is cut into zero-copy slices, one per run of equal values, so
-    /// input sorted by the column (like ArrowRedis's data) gives one slice per batch.
-    Column(String),
-}
-
-impl Default for Partitioning {
-    fn default() -> Self {
-        Partitioning::RoundRobin(1)
-    }
-}
-
-/// What [`TableStore::read`] returns: which partitions and which columns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadOptions {
-    /// Partitions to read, in this order; `None`: all, in ascending order.
-    pub partitions: Option<Vec<u32>>,
-    /// Columns to keep, in this order; `None`: all.
-    pub columns: Option<Vec<String>>,
-}
-
-impl ReadOptions {
-    /// Every partition and column.
-    pub fn all() -> Self {
-        Self::default()
-    }
-
-    /// Only these partitions.
-    pub fn partitions(mut self, parts: impl IntoIterator<Item = u32>) -> Self {
-        self.partitions = Some(parts.into_iter().collect());
-        self
-    }
-
-    /// Only these columns.
-    pub fn columns<S: Into<String>>(mut self, cols: impl IntoIterator<Item = S>) -> Self {
-        self.columns = Some(cols.into_iter().map(Into::into).collect());
-        self
-    }
-}
-
-/// One partition of a table's manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionInfo {
-    /// Partition id (the `XXXXX` of `{part=XXXXX}`).
-    pub id: u32,
-    /// Number of batches (`batch=00000` to `batch=batches-1`).
-    pub batches: u32,
-    /// Rows in the partition.
-    pub rows: u64,
-    /// Bytes of its values in Redis.
-    pub bytes: u64,
-    /// The xxh3-64 checksum of each batch value, by batch index (empty in manifests
-    /// written before checksums were recorded: then not verified).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checksums: Vec<u64>,
-}
-
-/// A table's manifest: what [`TableStore::split`] wrote and [`TableStore::info`] reads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableInfo {
-    /// The table's key prefix.
-    pub prefix: String,
-    /// The table's schema.
-    pub schema: SchemaRef,
-    /// Partitions, by ascending id.
-    pub partitions: Vec<PartitionInfo>,
-    /// Total rows.
-    pub rows: u64,
-    /// Total bytes of batch values.
-    pub bytes: u64,
-    /// Body compression of the batches.
-    pub compression: IpcCompression,
-    /// Generation: 1 for the first split, +1 for each re-split.
-    pub generation: u64,
-    /// When the split finished, milliseconds since the Unix epoch.
-    pub created_at_ms: u64,
-    /// Manifest format version.
-    pub format_version: u32,
-}
-
-impl TableInfo {
-    /// The recorded checksums of the batches, by partition (partitions without any
-    /// left out).
-    pub(super) fn checksums(&self) -> Checksums {
-        Arc::new(
-            self.partitions
-                .iter()
-                .filter(|p| !p.checksums.is_empty())
-                .map(|p| (p.id, p.checksums.clone()))
-                .collect(),
-        )
-    }
-
-    /// Total number of batches.
-    pub fn batches(&self) -> u64 {
-        self.partitions.iter().map(|p| p.batches as u64).sum()
-    }
-}
-
-/// Batches read by [`TableStore::read`], in partition then batch order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Table {
-    /// The (projected) schema of every batch.
-    pub schema: SchemaRef,
-    /// The batches.
-    pub batches: Vec<RecordBatch>,
-    /// `(partition id, number of batches)`, in the order of `batches`.
-    pub partitions: Vec<(u32, usize)>,
-    /// The manifest's generation; `None` for a table without manifest.
-    pub generation: Option<u64>,
-}
-
-impl Table {
-    /// Total rows.
-    pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-
-    /// Write the batches to `out` as an Arrow IPC file or stream (what
-    /// `pyarrow.ipc.open_file` / `open_stream` read); returns the bytes written.
-    pub fn write_ipc<W: std::io::Write>(
-        &self,
-        out: W,
-        format: crate::codec::arrow_file::IpcFormat,
-        compression: IpcCompression,
-    ) -> Result<u64> {
-        crate::codec::arrow_file::write_ipc(
-            out,
-            &self.schema,
-            self.batches.iter().cloned().map(Ok),
-            format,
-            compression,
-            |_, _| {},
-        )
-    }
-}
-
-/// Input of [`TableStore::split`]: any `Send` iterator of record batches.
-pub trait BatchSource: Iterator<Item = RecordBatch> + Send {}
-impl<T: Iterator<Item = RecordBatch> + Send> BatchSource for T {}
 
 /// Partitioned Arrow tables in Redis, in the ArrowRedis key layout (see the
 /// [module docs](self) for the layout, the manifest and re-splits).
@@ -426,10 +262,10 @@ impl TableStore {
         let mut c = redis::cmd("EXISTS");
         c.arg(&pending);
         req.push(c);
-        Step::then(req, move |r| {
-            let mut r = r.into_iter();
-            let manifest = reply_bytes(r.next().unwrap_or(Value::Nil), &key)?;
-            let marked = reply_int(r.next().unwrap_or(Value::Nil), &pending)? > 0;
+        Step::then(req, move |mut r| {
+            let manifest = r.next_bytes()?;
+            let marked = r.next_int()? > 0;
+            r.finish()?;
             let info = match manifest {
                 None => None,
                 Some(b) => Some(parse_manifest(&prefix, &key, &b, &limits)?),
@@ -445,25 +281,23 @@ impl TableStore {
         table: &str,
     ) -> Result<Step<'static, Option<TableInfo>>> {
         let prefix = self.prefix(table);
-        self.plan_manifest(table)
-            .and_then(move |found| match found {
-                (info, false) => Ok(Step::Done(info)),
-                (Some(info), true) => Err(Error::ResplitInterrupted {
-                    table: prefix,
-                    generation: info.generation,
-                }),
-                (None, true) => Err(Error::IncompleteTable { table: prefix }),
-            })
+        Ok(self.plan_manifest(table).try_map(move |found| match found {
+            (info, false) => Ok(info),
+            (Some(info), true) => Err(Error::ResplitInterrupted {
+                table: prefix,
+                generation: info.generation,
+            }),
+            (None, true) => Err(Error::IncompleteTable { table: prefix }),
+        }))
     }
 
     /// Plan of [`info`](Self::info).
     pub fn plan_info(&self, table: &str) -> Result<Step<'static, Option<TableInfo>>> {
         let prefix = self.prefix(table);
-        self.plan_manifest(table)
-            .and_then(move |found| match found {
-                (None, true) => Err(Error::IncompleteTable { table: prefix }),
-                (info, _) => Ok(Step::Done(info)),
-            })
+        Ok(self.plan_manifest(table).try_map(move |found| match found {
+            (None, true) => Err(Error::IncompleteTable { table: prefix }),
+            (info, _) => Ok(info),
+        }))
     }
 
     /// Plan of [`split`](Self::split).
@@ -491,8 +325,10 @@ impl TableStore {
         let mut c = redis::cmd("GET");
         c.arg(&mkey);
         Ok(Step::send(Request::single(c, Some(&mkey)), move |mut r| {
+            let old = r.next_bytes()?;
+            r.finish()?;
             let mut s = splitter;
-            s.adopt_old(reply_bytes(r.pop().unwrap_or(Value::Nil), &mkey)?, &limits);
+            s.adopt_old(old, &limits);
             s.step()
         }))
     }
@@ -526,10 +362,10 @@ impl TableStore {
         options: &ReadOptions,
     ) -> Result<Step<'static, Option<Table>>> {
         let reader = self.reader(self.prefix(table), options);
-        self.plan_found(table)?.and_then(move |found| match found {
+        Ok(self.plan_found(table)?.and_then(move |found| match found {
             Found::Manifest(info) => reader.with_manifest(info).map(|s| s.map(Some)),
             Found::Keys(keys) => reader.discovered(keys),
-        })
+        }))
     }
 
     /// Plan of [`delete`](Self::delete).
@@ -547,35 +383,41 @@ impl TableStore {
         c.arg(&mkey);
         req.push(c);
         Ok(Step::send(req, move |mut r| {
-            let manifest = reply_int(r.pop().unwrap_or(Value::Nil), &mkey)?.max(0) as u64;
-            replies_ok(r, &pending)?;
+            r.next_ok()?;
+            let manifest = r.next_int()?.max(0) as u64;
+            r.finish()?;
             let mut unmark = redis::cmd("DEL");
             unmark.arg(&pending);
-            scan_keys(batch_pattern(&prefix), 0, Vec::new()).and_then(move |keys| {
-                let mut by_part: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-                for k in keys {
-                    if let Some((p, _)) = parse_batch_key(&prefix, &k) {
-                        by_part.entry(p).or_default().push(k);
+            Ok(Scan::matching(batch_pattern(&prefix))
+                .keys()
+                .and_then(move |keys| {
+                    let mut by_part: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+                    for k in keys {
+                        if let Some((p, _)) = parse_batch_key(&prefix, &k) {
+                            by_part.entry(p).or_default().push(k);
+                        }
                     }
-                }
-                let mut req = Request::new(Some(&prefix));
-                for keys in by_part.values() {
-                    for chunk in keys.chunks(512) {
-                        let mut c = redis::cmd("DEL");
-                        c.arg(chunk);
-                        req.push(c);
+                    let mut req = Request::new(Some(&prefix));
+                    for keys in by_part.values() {
+                        for chunk in keys.chunks(512) {
+                            let mut c = redis::cmd("DEL");
+                            c.arg(chunk);
+                            req.push(c);
+                        }
                     }
-                }
-                req.push(unmark);
-                Ok(Step::then(req, move |mut replies| {
-                    replies.pop();
-                    let mut n = manifest;
-                    for v in replies {
-                        n += reply_int(v, &prefix)?.max(0) as u64;
-                    }
-                    Ok(n)
+                    let dels = req.len();
+                    req.push(unmark);
+                    Ok(Step::then(req, move |mut r| {
+                        let mut n = manifest;
+                        for _ in 0..dels {
+                            n += r.next_int()?.max(0) as u64;
+                        }
+                        // The marker's DEL.
+                        r.skip(1)?;
+                        r.finish()?;
+                        Ok(n)
+                    }))
                 }))
-            })
         }))
     }
 
@@ -591,7 +433,7 @@ impl TableStore {
                 self.namespace.len() + 1,
             )
         };
-        Ok(scan_keys(pattern, 0, Vec::new()).map(move |keys| {
+        Ok(Scan::matching(pattern).keys().map(move |keys| {
             let mut names: Vec<String> = keys
                 .into_iter()
                 .filter_map(|k| {
@@ -606,260 +448,6 @@ impl TableStore {
             names.dedup();
             names
         }))
-    }
-
-    /// [`read`](Self::read) over several connections at once: the selected partitions
-    /// are shared out between the connections (balanced by their bytes in the
-    /// manifest), each connection reads and decodes its partitions on its own thread
-    /// (one request of about [`pipeline_bytes`](Self::pipeline_bytes) in flight per
-    /// connection), and the batches come back in the same order as [`read`](Self::read)
-    /// gives them. A table without manifest (written by ArrowRedis) is discovered with
-    /// `SCAN` on the first connection, then read the same way (partitions shared out by
-    /// batch count, requests sized from the first values, every batch checked against
-    /// the first one).
-    ///
-    /// From async code, use [`read_parallel_async`](Self::read_parallel_async), which
-    /// decodes on tokio's blocking threads ([`read_async`](Self::read_async) decodes on
-    /// the calling task, which suits small reads only).
-    #[cfg(feature = "sync")]
-    pub fn read_parallel<Con: crate::exec::SyncConnection + Send>(
-        &self,
-        cons: &mut [Con],
-        table: &str,
-        options: &ReadOptions,
-    ) -> Result<Option<Table>> {
-        let Some(first) = cons.first_mut() else {
-            return Err(Error::InvalidArgument(
-                "read_parallel needs at least one connection".into(),
-            ));
-        };
-        let found = crate::exec::run(first, self.plan_found(table)?)?;
-        let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())? else {
-            return Ok(None);
-        };
-        let results: Vec<Result<Table>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = cons
-                .iter_mut()
-                .zip(fetches)
-                .map(|(con, f)| scope.spawn(move || crate::exec::run(con, f.step()?)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::panicked("a table read thread")))
-                })
-                .collect()
-        });
-        layout.assemble(results).map(Some)
-    }
-
-    /// [`read_parallel`](Self::read_parallel) on async connections: the connections
-    /// fetch concurrently, and every value is decoded on tokio's blocking threads (as
-    /// many at once as the machine has cores), never on the async workers; the batches
-    /// come back in the same order as [`read`](Self::read) gives them. A table without
-    /// manifest (written by ArrowRedis) is discovered with `SCAN` on the first
-    /// connection, then read the same way. Needs a tokio runtime (any flavour).
-    ///
-    /// ```no_run
-    /// # async fn demo() -> redstash::Result<()> {
-    /// use redstash::TableStore;
-    /// use redstash::direct::DirectAsyncConnection;
-    /// use redstash::store::table::ReadOptions;
-    ///
-    /// let mut cons = Vec::new();
-    /// for _ in 0..4 {
-    ///     cons.push(DirectAsyncConnection::open("redis://127.0.0.1:6379").await?);
-    /// }
-    /// let store = TableStore::new("");
-    /// if let Some(t) = store.read_parallel_async(&mut cons, "demo:v1", &ReadOptions::all()).await? {
-    ///     println!("{} rows", t.num_rows());
-    /// }
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[cfg(feature = "tokio")]
-    pub async fn read_parallel_async<Con: crate::exec::AsyncConnection>(
-        &self,
-        cons: &mut [Con],
-        table: &str,
-        options: &ReadOptions,
-    ) -> Result<Option<Table>> {
-        let Some(first) = cons.first_mut() else {
-            return Err(Error::InvalidArgument(
-                "read_parallel_async needs at least one connection".into(),
-            ));
-        };
-        let found = crate::exec::run_async(first, self.plan_found(table)?).await?;
-        let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())? else {
-            return Ok(None);
-        };
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
-        let reads = cons
-            .iter_mut()
-            .zip(fetches)
-            .map(|(con, f)| read::fetch_decode_async(con, f, permits.clone()));
-        let results = futures_util::future::join_all(reads).await;
-        layout.assemble(results).map(Some)
-    }
-
-    /// [`split`](Self::split) over several connections at once: batches are taken
-    /// from `batches` in order and given their keys under a lock (so a partition's
-    /// batch numbers follow the input order, as with [`split`](Self::split)), then each
-    /// connection encodes its share on its own thread and sends it in pipelines of about
-    /// [`pipeline_bytes`](Self::pipeline_bytes) (one in flight per connection). The
-    /// manifest is written last, on the first connection, once every batch is
-    /// acknowledged. On an error nothing more is sent and the manifest is not written.
-    #[cfg(feature = "sync")]
-    pub fn split_parallel<I: BatchSource, Con: crate::exec::SyncConnection + Send>(
-        &self,
-        cons: &mut [Con],
-        table: &str,
-        batches: I,
-    ) -> Result<TableInfo> {
-        self.split_parallel_pieces(cons, table, Decoded(batches))
-    }
-
-    /// [`split_ipc`](Self::split_ipc) over several connections at once, as
-    /// [`split_parallel`](Self::split_parallel) does it: the file is read one batch at a
-    /// time under a lock, so memory stays bounded by the batches in flight (about
-    /// [`pipeline_bytes`](Self::pipeline_bytes) per connection).
-    #[cfg(feature = "sync")]
-    pub fn split_ipc_parallel<Con: crate::exec::SyncConnection + Send>(
-        &self,
-        cons: &mut [Con],
-        table: &str,
-        input: IpcInput,
-    ) -> Result<TableInfo> {
-        self.split_parallel_pieces(cons, table, input)
-    }
-
-    #[cfg(feature = "sync")]
-    fn split_parallel_pieces<S: Pieces, Con: crate::exec::SyncConnection + Send>(
-        &self,
-        cons: &mut [Con],
-        table: &str,
-        source: S,
-    ) -> Result<TableInfo> {
-        use std::sync::Mutex;
-        use std::sync::atomic::{AtomicBool, Ordering};
-
-        let mut splitter = self.splitter(table, source)?;
-        let Some(first) = cons.first_mut() else {
-            return Err(Error::InvalidArgument(
-                "split_parallel needs at least one connection".into(),
-            ));
-        };
-        let mkey = self.manifest_key(table);
-        let mut c = redis::cmd("GET");
-        c.arg(&mkey);
-        let key = mkey.clone();
-        let old = crate::exec::run(
-            first,
-            Step::then(Request::single(c, Some(&mkey)), move |mut r| {
-                reply_bytes(r.pop().unwrap_or(Value::Nil), &key)
-            }),
-        )?;
-        splitter.adopt_old(old, &self.limits);
-        // The split-in-progress marker, with the first batch, before any other batch.
-        let Some(a) = splitter.assign()? else {
-            return crate::exec::run(first, splitter.finish()?);
-        };
-        let mut req = Request::new(Some(&mkey));
-        req.push(splitter.marker());
-        let (part, cmd, n) = a.into_set()?;
-        req.push(cmd);
-        let input = part.input;
-        splitter.add_bytes(part, n);
-        splitter.marked = true;
-        let delivered = crate::exec::run(first, tracked(req))?;
-        if let Some(e) = splitter.tally_request(delivered, true, &[input]) {
-            return Err(splitter.partial(e));
-        }
-        let budget = self.pipeline_bytes;
-        let max_batches = self.pipeline_batches;
-        let shared = Mutex::new(splitter);
-        let failed = AtomicBool::new(false);
-        let poisoned = || Error::panicked("a split thread");
-        // Why a thread stopped: Redis refused or lost a request (reported item by item),
-        // or anything else (bad input, returned as it is).
-        enum Stop {
-            Redis(Error),
-            Other(Error),
-        }
-        impl From<Error> for Stop {
-            fn from(e: Error) -> Self {
-                Stop::Other(e)
-            }
-        }
-        let work = |con: &mut Con| -> std::result::Result<(), Stop> {
-            while !failed.load(Ordering::Relaxed) {
-                let mut chunk = Vec::new();
-                {
-                    let mut s = shared.lock().map_err(|_| poisoned())?;
-                    let mut estimate = 0usize;
-                    while estimate < budget && chunk.len() < max_batches {
-                        match s.assign()? {
-                            Some(a) => {
-                                estimate += a.memory_size();
-                                chunk.push(a);
-                            }
-                            None => break,
-                        }
-                    }
-                }
-                if chunk.is_empty() {
-                    return Ok(());
-                }
-                let mut req = Request::new(Some(&mkey));
-                let mut sizes = Vec::with_capacity(chunk.len());
-                let mut inputs = Vec::with_capacity(chunk.len());
-                for a in chunk {
-                    let (part, cmd, n) = a.into_set()?;
-                    inputs.push(part.input);
-                    sizes.push((part, n));
-                    req.push(cmd);
-                }
-                let delivered = crate::exec::run(con, tracked(req))?;
-                let mut s = shared.lock().map_err(|_| poisoned())?;
-                for (part, n) in sizes {
-                    s.add_bytes(part, n);
-                }
-                if let Some(e) = s.tally_request(delivered, false, &inputs) {
-                    return Err(Stop::Redis(e));
-                }
-            }
-            Ok(())
-        };
-        let results: Vec<std::result::Result<(), Stop>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = cons
-                .iter_mut()
-                .map(|con| {
-                    let work = &work;
-                    let failed = &failed;
-                    scope.spawn(move || {
-                        let r = work(con);
-                        if r.is_err() {
-                            failed.store(true, Ordering::Relaxed);
-                        }
-                        r
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Stop::Other(poisoned()))))
-                .collect()
-        });
-        let splitter = shared.into_inner().map_err(|_| poisoned())?;
-        match results.into_iter().find_map(std::result::Result::err) {
-            Some(Stop::Redis(e)) => return Err(splitter.partial(e)),
-            Some(Stop::Other(e)) => return Err(e),
-            None => {}
-        }
-        let first = cons.first_mut().ok_or_else(poisoned)?;
-        crate::exec::run(first, splitter.finish()?)
     }
 
     sync_and_async! {
@@ -898,109 +486,10 @@ impl TableStore {
     }
 }
 
-fn batch_key(prefix: &str, part: u32, batch: u32) -> String {
-    format!("{prefix}:{{part={part:05}}}:batch={batch:05}")
-}
-
-fn batch_pattern(prefix: &str) -> String {
-    format!("{}:{{part=*}}:batch=*", glob_escape(prefix))
-}
-
-/// `(partition, batch)` of a batch key of the table at `prefix`.
-fn parse_batch_key(prefix: &str, key: &str) -> Option<(u32, u32)> {
-    let rest = key.strip_prefix(prefix)?.strip_prefix(":{part=")?;
-    let (p, rest) = rest.split_once("}:batch=")?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(p) || !digits(rest) {
-        return None;
-    }
-    Some((p.parse().ok()?, rest.parse().ok()?))
-}
-
 fn describe(fields: &Fields) -> String {
     let parts: Vec<String> = fields
         .iter()
         .map(|f| format!("{}: {}", f.name(), f.data_type()))
         .collect();
     format!("[{}]", parts.join(", "))
-}
-
-/// `SCAN` with `MATCH pattern` until the cursor is back to 0; keys in discovery order.
-fn scan_keys(pattern: String, cursor: u64, mut found: Vec<String>) -> Step<'static, Vec<String>> {
-    let mut c = redis::cmd("SCAN");
-    c.arg(cursor)
-        .arg("MATCH")
-        .arg(&pattern)
-        .arg("COUNT")
-        .arg(1000);
-    Step::send(Request::single(c, None), move |mut r| {
-        let (next, keys) = match reply_ok(r.pop().unwrap_or(Value::Nil), &pattern)? {
-            Value::Array(v) if v.len() == 2 => {
-                let mut it = v.into_iter();
-                let cur = match it.next() {
-                    Some(Value::BulkString(b)) => std::str::from_utf8(&b)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok()),
-                    Some(Value::Int(i)) => u64::try_from(i).ok(),
-                    _ => None,
-                };
-                match (cur, it.next()) {
-                    (Some(c), Some(Value::Array(k))) => (c, k),
-                    (c, k) => {
-                        return Err(Error::unexpected(
-                            format!("SCAN replied cursor {c:?}, keys {k:?}"),
-                            None,
-                        ));
-                    }
-                }
-            }
-            other => return Err(Error::unexpected(format!("SCAN replied {other:?}"), None)),
-        };
-        for k in keys {
-            if let Value::BulkString(b) = k
-                && let Ok(s) = String::from_utf8(b)
-            {
-                found.push(s);
-            }
-        }
-        if next == 0 {
-            Ok(Step::Done(found))
-        } else {
-            Ok(scan_keys(pattern, next, found))
-        }
-    })
-}
-
-/// A plan that sends `req` and returns what became of it (so that a connection failure
-/// is accounted for, not just returned).
-#[cfg(feature = "sync")]
-fn tracked(req: Request<'static>) -> Step<'static, crate::exec::Delivered> {
-    Step::send_tracked(req, |d| Ok(Step::Done(d)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys() {
-        assert_eq!(
-            batch_key("demo:v1", 3, 12),
-            "demo:v1:{part=00003}:batch=00012"
-        );
-        assert_eq!(batch_key("p", 123456, 0), "p:{part=123456}:batch=00000");
-        assert_eq!(
-            parse_batch_key("demo:v1", "demo:v1:{part=00003}:batch=00012"),
-            Some((3, 12))
-        );
-        assert_eq!(
-            parse_batch_key("demo", "demo:v1:{part=00003}:batch=00012"),
-            None
-        );
-        assert_eq!(
-            parse_batch_key("demo:v1", "demo:v1:{part=0x}:batch=1"),
-            None
-        );
-        assert_eq!(batch_pattern("a*b"), "a\\*b:{part=*}:batch=*");
-    }
 }

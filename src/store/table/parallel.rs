@@ -1,11 +1,17 @@
-//! Parallel reads, planned once for the sync and the async connections: the selected
-//! partitions shared out between the connections (one [`Fetch`] each), and the table
-//! put back together in partition/batch order from what each fetched.
+//! Reads and splits over several connections at once. Reads are planned once for the
+//! sync and the async connections: the selected partitions shared out between the
+//! connections (one [`Fetch`] each), and the table put back together in
+//! partition/batch order from what each fetched. Splits take the batches in input
+//! order under a lock and send them from one thread per connection.
 
 #[cfg(any(feature = "sync", feature = "tokio"))]
 use super::read::Fetch;
 use super::read::Reader;
 use super::*;
+#[cfg(any(feature = "sync", feature = "tokio"))]
+use arrow_array::RecordBatch;
+#[cfg(any(feature = "sync", feature = "tokio"))]
+use arrow_schema::SchemaRef;
 
 /// What a table's key space holds: a manifest, or (ArrowRedis's layout) only batch keys.
 pub(super) enum Found {
@@ -39,13 +45,16 @@ impl TableStore {
 
     /// The manifest of `table`, or its batch keys (found with `SCAN`) when it has none.
     pub(super) fn plan_found(&self, table: &str) -> Result<Step<'static, Found>> {
-        let pattern = batch_pattern(&self.prefix(table));
-        self.plan_readable_manifest(table)?.and_then(move |info| {
+        // Every batch is a key: the walk stops at the most batches a table may have.
+        let max = usize::try_from(self.limits.max_table_batches).unwrap_or(usize::MAX);
+        let scan =
+            Scan::matching(batch_pattern(&self.prefix(table))).max_keys(max, "table batch keys");
+        Ok(self.plan_readable_manifest(table)?.and_then(move |info| {
             Ok(match info {
                 Some(info) => Step::Done(Found::Manifest(info)),
-                None => scan_keys(pattern, 0, Vec::new()).map(Found::Keys),
+                None => scan.keys().map(Found::Keys),
             })
-        })
+        }))
     }
 
     /// The fetches of a parallel read of what `found` (over at most `n` connections)
@@ -160,4 +169,268 @@ impl Layout {
             generation: self.generation,
         })
     }
+}
+
+impl TableStore {
+    /// [`read`](Self::read) over several connections at once: the selected partitions
+    /// are shared out between the connections (balanced by their bytes in the
+    /// manifest), each connection reads and decodes its partitions on its own thread
+    /// (one request of about [`pipeline_bytes`](Self::pipeline_bytes) in flight per
+    /// connection), and the batches come back in the same order as [`read`](Self::read)
+    /// gives them. A table without manifest (written by ArrowRedis) is discovered with
+    /// `SCAN` on the first connection, then read the same way (partitions shared out by
+    /// batch count, requests sized from the first values, every batch checked against
+    /// the first one).
+    ///
+    /// From async code, use [`read_parallel_async`](Self::read_parallel_async), which
+    /// decodes on tokio's blocking threads ([`read_async`](Self::read_async) decodes on
+    /// the calling task, which suits small reads only).
+    #[cfg(feature = "sync")]
+    pub fn read_parallel<Con: crate::exec::SyncConnection + Send>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        options: &ReadOptions,
+    ) -> Result<Option<Table>> {
+        let Some(first) = cons.first_mut() else {
+            return Err(Error::InvalidArgument(
+                "read_parallel needs at least one connection".into(),
+            ));
+        };
+        let found = crate::exec::run(first, self.plan_found(table)?)?;
+        let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())? else {
+            return Ok(None);
+        };
+        let results: Vec<Result<Table>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = cons
+                .iter_mut()
+                .zip(fetches)
+                .map(|(con, f)| scope.spawn(move || crate::exec::run(con, f.step()?)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::panicked("a table read thread")))
+                })
+                .collect()
+        });
+        layout.assemble(results).map(Some)
+    }
+
+    /// [`read_parallel`](Self::read_parallel) on async connections: the connections
+    /// fetch concurrently, and every value is decoded on tokio's blocking threads (as
+    /// many at once as the machine has cores), never on the async workers; the batches
+    /// come back in the same order as [`read`](Self::read) gives them. A table without
+    /// manifest (written by ArrowRedis) is discovered with `SCAN` on the first
+    /// connection, then read the same way. Needs a tokio runtime (any flavour).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> redstash::Result<()> {
+    /// use redstash::TableStore;
+    /// use redstash::direct::DirectAsyncConnection;
+    /// use redstash::store::table::ReadOptions;
+    ///
+    /// let mut cons = Vec::new();
+    /// for _ in 0..4 {
+    ///     cons.push(DirectAsyncConnection::open("redis://127.0.0.1:6379").await?);
+    /// }
+    /// let store = TableStore::new("");
+    /// if let Some(t) = store.read_parallel_async(&mut cons, "demo:v1", &ReadOptions::all()).await? {
+    ///     println!("{} rows", t.num_rows());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn read_parallel_async<Con: crate::exec::AsyncConnection>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        options: &ReadOptions,
+    ) -> Result<Option<Table>> {
+        let Some(first) = cons.first_mut() else {
+            return Err(Error::InvalidArgument(
+                "read_parallel_async needs at least one connection".into(),
+            ));
+        };
+        let found = crate::exec::run_async(first, self.plan_found(table)?).await?;
+        let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())? else {
+            return Ok(None);
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
+        let reads = cons
+            .iter_mut()
+            .zip(fetches)
+            .map(|(con, f)| read::fetch_decode_async(con, f, permits.clone()));
+        let results = futures_util::future::join_all(reads).await;
+        layout.assemble(results).map(Some)
+    }
+
+    /// [`split`](Self::split) over several connections at once: batches are taken
+    /// from `batches` in order and given their keys under a lock (so a partition's
+    /// batch numbers follow the input order, as with [`split`](Self::split)), then each
+    /// connection encodes its share on its own thread and sends it in pipelines of about
+    /// [`pipeline_bytes`](Self::pipeline_bytes) (one in flight per connection). The
+    /// manifest is written last, on the first connection, once every batch is
+    /// acknowledged. On an error nothing more is sent and the manifest is not written.
+    #[cfg(feature = "sync")]
+    pub fn split_parallel<I: BatchSource, Con: crate::exec::SyncConnection + Send>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        batches: I,
+    ) -> Result<TableInfo> {
+        self.split_parallel_pieces(cons, table, Decoded(batches))
+    }
+
+    /// [`split_ipc`](Self::split_ipc) over several connections at once, as
+    /// [`split_parallel`](Self::split_parallel) does it: the file is read one batch at a
+    /// time under a lock, so memory stays bounded by the batches in flight (about
+    /// [`pipeline_bytes`](Self::pipeline_bytes) per connection).
+    #[cfg(feature = "sync")]
+    pub fn split_ipc_parallel<Con: crate::exec::SyncConnection + Send>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        input: IpcInput,
+    ) -> Result<TableInfo> {
+        self.split_parallel_pieces(cons, table, input)
+    }
+
+    #[cfg(feature = "sync")]
+    fn split_parallel_pieces<S: Pieces, Con: crate::exec::SyncConnection + Send>(
+        &self,
+        cons: &mut [Con],
+        table: &str,
+        source: S,
+    ) -> Result<TableInfo> {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let mut splitter = self.splitter(table, source)?;
+        let Some(first) = cons.first_mut() else {
+            return Err(Error::InvalidArgument(
+                "split_parallel needs at least one connection".into(),
+            ));
+        };
+        let mkey = self.manifest_key(table);
+        let mut c = redis::cmd("GET");
+        c.arg(&mkey);
+        let old = crate::exec::run(
+            first,
+            Step::then(Request::single(c, Some(&mkey)), |mut r| {
+                let old = r.next_bytes()?;
+                r.finish()?;
+                Ok(old)
+            }),
+        )?;
+        splitter.adopt_old(old, &self.limits);
+        // The split-in-progress marker, with the first batch, before any other batch.
+        let Some(a) = splitter.assign()? else {
+            return crate::exec::run(first, splitter.finish()?);
+        };
+        let mut req = Request::new(Some(&mkey));
+        req.push(splitter.marker());
+        let (part, cmd, n) = a.into_set()?;
+        req.push(cmd);
+        let input = part.input;
+        splitter.add_bytes(part, n);
+        splitter.marked = true;
+        let delivered = crate::exec::run(first, tracked(req))?;
+        if let Some(e) = splitter.tally_request(delivered, true, &[input]) {
+            return Err(splitter.partial(e));
+        }
+        let budget = self.pipeline_bytes;
+        let max_batches = self.pipeline_batches;
+        let shared = Mutex::new(splitter);
+        let failed = AtomicBool::new(false);
+        let poisoned = || Error::panicked("a split thread");
+        // Why a thread stopped: Redis refused or lost a request (reported item by item),
+        // or anything else (bad input, returned as it is).
+        enum Stop {
+            Redis(Error),
+            Other(Error),
+        }
+        impl From<Error> for Stop {
+            fn from(e: Error) -> Self {
+                Stop::Other(e)
+            }
+        }
+        let work = |con: &mut Con| -> std::result::Result<(), Stop> {
+            while !failed.load(Ordering::Relaxed) {
+                let mut chunk = Vec::new();
+                {
+                    let mut s = shared.lock().map_err(|_| poisoned())?;
+                    let mut estimate = 0usize;
+                    while estimate < budget && chunk.len() < max_batches {
+                        match s.assign()? {
+                            Some(a) => {
+                                estimate += a.memory_size();
+                                chunk.push(a);
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                let mut req = Request::new(Some(&mkey));
+                let mut sizes = Vec::with_capacity(chunk.len());
+                let mut inputs = Vec::with_capacity(chunk.len());
+                for a in chunk {
+                    let (part, cmd, n) = a.into_set()?;
+                    inputs.push(part.input);
+                    sizes.push((part, n));
+                    req.push(cmd);
+                }
+                let delivered = crate::exec::run(con, tracked(req))?;
+                let mut s = shared.lock().map_err(|_| poisoned())?;
+                for (part, n) in sizes {
+                    s.add_bytes(part, n);
+                }
+                if let Some(e) = s.tally_request(delivered, false, &inputs) {
+                    return Err(Stop::Redis(e));
+                }
+            }
+            Ok(())
+        };
+        let results: Vec<std::result::Result<(), Stop>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = cons
+                .iter_mut()
+                .map(|con| {
+                    let work = &work;
+                    let failed = &failed;
+                    scope.spawn(move || {
+                        let r = work(con);
+                        if r.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Stop::Other(poisoned()))))
+                .collect()
+        });
+        let splitter = shared.into_inner().map_err(|_| poisoned())?;
+        match results.into_iter().find_map(std::result::Result::err) {
+            Some(Stop::Redis(e)) => return Err(splitter.partial(e)),
+            Some(Stop::Other(e)) => return Err(e),
+            None => {}
+        }
+        let first = cons.first_mut().ok_or_else(poisoned)?;
+        crate::exec::run(first, splitter.finish()?)
+    }
+}
+
+/// A plan that sends `req` and returns what became of it (so that a connection failure
+/// is accounted for, not just returned).
+#[cfg(feature = "sync")]
+fn tracked(req: Request<'static>) -> Step<'static, crate::exec::Delivered> {
+    Step::send_tracked(req, |d| Ok(Step::Done(d)))
 }

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
-use redis::Value;
 
 use super::*;
 use crate::codec::arrow::decode_stream_bytes;
 use crate::codec::{CallBudget, Limits};
 use crate::error::{Error, Result};
-use crate::exec::{Request, Step, reply_ok};
+use crate::exec::{Replies, Request, Step, reply_bytes};
 
 /// What a read checks each batch against.
 #[derive(Clone)]
@@ -269,20 +268,12 @@ pub(super) fn mget_request(
 pub(super) fn mget_values(
     prefix: &str,
     groups: Groups,
-    replies: Vec<Value>,
+    mut replies: Replies,
     verify: Option<&Verify>,
 ) -> Result<Vec<(u32, String, Option<bytes::Bytes>)>> {
     let mut out = Vec::new();
-    for (g, reply) in groups.into_iter().zip(replies) {
-        let values = match reply_ok(reply, prefix)? {
-            Value::Array(v) if v.len() == g.len() => v,
-            other => {
-                return Err(Error::unexpected(
-                    format!("MGET of {} keys replied {other:?}", g.len()),
-                    Some(prefix.to_owned()),
-                ));
-            }
-        };
+    for g in groups {
+        let values = replies.next_array_of(g.len())?;
         for ((p, b), v) in g.into_iter().zip(values) {
             let key = batch_key(prefix, p, b);
             let v = reply_bytes(v, &key)?;
@@ -292,6 +283,7 @@ pub(super) fn mget_values(
             out.push((p, key, v));
         }
     }
+    replies.finish()?;
     Ok(out)
 }
 
@@ -455,7 +447,7 @@ impl Fetch {
     }
 
     /// The values of a request's replies, in order; missing keys are noted.
-    fn values(&mut self, groups: Groups, replies: Vec<Value>) -> Result<Vec<Fetched>> {
+    fn values(&mut self, groups: Groups, replies: Replies) -> Result<Vec<Fetched>> {
         let mut out = Vec::new();
         let verify = self.verify.as_ref();
         for (part, key, v) in mget_values(&self.reader.prefix, groups, replies, verify)? {
@@ -538,7 +530,8 @@ pub(super) async fn fetch_decode_async<C: crate::exec::AsyncConnection + ?Sized>
 ) -> Result<Table> {
     let mut pending = Vec::new();
     while let Some((req, groups)) = fetch.next_request() {
-        let replies = con.run_request(req).await?;
+        let key = req.key().map(str::to_owned);
+        let replies = Replies::new(con.run_request(req).await?, key);
         for f in fetch.values(groups, replies)? {
             let permit = permits
                 .clone()

@@ -11,6 +11,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
+use redis::Value;
 
 use super::manifest::{encode_manifest, parse_manifest};
 use super::*;
@@ -18,7 +19,7 @@ use crate::codec::Limits;
 use crate::codec::arrow::{IpcCompression, encode_schema, encode_stream};
 use crate::codec::arrow_file::{EncodedBatch, IpcInput, dictionary_ids};
 use crate::error::{Error, Result};
-use crate::exec::{Command, Delivered, Delivery, Request, Step, replies_ok};
+use crate::exec::{Command, Delivered, Delivery, Replies, Request, Step};
 use crate::store::tally::Tally;
 
 /// The runs of equal values of a batch's partition column (integer, non-negative, no
@@ -521,7 +522,9 @@ impl<'a, S: Pieces + 'a> Splitter<S> {
         let prefix = self.prefix;
         Ok(Step::send_tracked(req, move |d| {
             let failure = match d {
-                Ok(mut all) => replies_ok(all.pop().unwrap_or_default(), &key).err(),
+                Ok(mut all) => Replies::new(all.pop().unwrap_or_default(), Some(key))
+                    .finish_ok()
+                    .err(),
                 Err(i) => Some(i.into_error()),
             };
             match failure {

@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
 use super::read::{
     check_fields, check_generation, decode_value, mget_request, mget_values, with_schema,
 };
