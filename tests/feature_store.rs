@@ -664,14 +664,14 @@ fn send_all_streams_requests_with_a_transaction_among_them(backend: Backend) {
     });
 }
 
+backend_tests!(a_watch_abort_is_the_same_refusal_on_every_backend);
 /// A transaction aborted by `WATCH` (`EXEC` replies nil) is the same error on every
 /// backend: a Redis error of redis-rs kind `Server(ExecAbort)` that names the key; sent
 /// as a tracked request on one server, it is refused (none of its commands ran), not in
 /// flight.
-#[test]
-fn a_watch_abort_is_the_same_refusal_on_every_backend() {
+fn a_watch_abort_is_the_same_refusal_on_every_backend(backend: Backend) {
     use redstash::exec::{Delivery, Request, Step};
-    each_backend(|backend, mut con| async move {
+    on_backend(backend, |backend, mut con| async move {
         let transaction = || {
             let mut r = Request::new(Some("w"));
             r.push(
