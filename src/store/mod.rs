@@ -74,11 +74,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_tags() {
-        assert_eq!(hash_tag("a{b}c"), Some("b"));
-        assert_eq!(hash_tag("a{}c"), None);
-        assert_eq!(hash_tag("abc"), None);
-        assert_eq!(hash_tag("{x}:{y}"), Some("x"));
+    fn keys_join_with_a_colon() {
+        // The hash-tag rule is tested where it is written (`resp::slot`).
         assert_eq!(join_key("", "k"), "k");
         assert_eq!(join_key("p", "k"), "p:k");
     }
