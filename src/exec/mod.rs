@@ -46,20 +46,7 @@ mod tests {
     use redis::Value;
 
     use super::*;
-
-    fn packed() -> Packed {
-        let mut p = Packed::with_capacity(16);
-        p.command(5);
-        p.arg(b"SET");
-        p.arg_pieces(&[b"k:", b"1"]);
-        p.arg(&[0u8, 13, 10, 255]);
-        p.raw(b"$2\r\nPX\r\n", 0);
-        p.arg(b"60000");
-        p.raw(b"*2\r\n$3\r\nGET\r\n$0\r\n\r\n", 1);
-        p.command(1);
-        p.arg(b"PING");
-        p
-    }
+    use crate::resp::encode::tests::packed;
 
     #[test]
     fn packed_commands_in_requests() {

@@ -171,7 +171,7 @@ pub(crate) fn walk_packed<'p>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use redis::Cmd;
 
     use super::*;
@@ -187,7 +187,8 @@ mod tests {
         vec![set, get, redis::cmd("PING")]
     }
 
-    fn packed() -> Packed {
+    /// Three commands (SET with pieces and raw parts, GET, PING), for tests.
+    pub(crate) fn packed() -> Packed {
         let mut p = Packed::with_capacity(16);
         p.command(5);
         p.arg(b"SET");
