@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::dtype::{DType, Element};
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 
 /// Memory order of an array's elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -58,6 +58,7 @@ impl<'a> ArrayRef<'a> {
         let need = checked_nbytes(dtype, shape)?;
         if need != data.len() {
             return Err(Error::ShapeMismatch {
+                origin: Origin::Input,
                 expected: format!("{need} bytes of {dtype}"),
                 found: shape.to_vec(),
             });
@@ -154,6 +155,7 @@ impl RawArray {
         let expected = checked_len(&shape);
         if expected != Some(data.len()) {
             return Err(Error::ShapeMismatch {
+                origin: Origin::Input,
                 expected: format!("{} elements", data.len()),
                 found: shape,
             });
@@ -211,6 +213,7 @@ impl RawArray {
     fn check_dtype<T: Element>(&self) -> Result<()> {
         if self.dtype != T::DTYPE {
             return Err(Error::DTypeMismatch {
+                origin: Origin::Input,
                 expected: T::DTYPE,
                 found: self.dtype,
             });
@@ -378,6 +381,7 @@ mod nd {
     impl RawArray {
         fn dim<D: Dimension>(&self) -> Result<D> {
             D::from_dimension(&IxDyn(&self.shape)).ok_or_else(|| Error::ShapeMismatch {
+                origin: Origin::Input,
                 expected: match D::NDIM {
                     Some(n) => format!("ndim {n}"),
                     None => "any ndim".into(),

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 
 /// A numpy numeric dtype, without byte order (values in memory are native-endian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DType {
     /// `bool` (`|b1`), one byte, 0 or 1.
     Bool,
@@ -177,7 +178,7 @@ impl DType {
     /// assert!(DType::parse_descr("<U5").is_err());
     /// ```
     pub fn parse_descr(descr: &str) -> Result<(DType, ByteOrder)> {
-        let bad = || Error::UnsupportedDType(descr.to_owned());
+        let bad = || Error::unsupported_dtype(descr.to_owned());
         if descr == "?" {
             return Ok((DType::Bool, ByteOrder::NotApplicable));
         }
@@ -365,7 +366,7 @@ mod tests {
             "", "<", "<f3", "|f8", "<U10", "O", "<M8[ns]", "V16", "<i16x",
         ] {
             assert!(
-                matches!(DType::parse_descr(bad), Err(Error::UnsupportedDType(_))),
+                matches!(DType::parse_descr(bad), Err(Error::UnsupportedDType { .. })),
                 "{bad}"
             );
         }

@@ -189,7 +189,8 @@ pub fn resp_replies(bytes: &[u8], cuts: &[usize]) -> redis::RedisResult<Vec<redi
 
 /// Replace the panic hook by one that prints only when `FUZZ_PRINT_PANICS` is set. For the
 /// Arrow targets: redstash catches the Arrow reader's panics (they become
-/// [`crate::Error::Corrupt`]), and libFuzzer's own hook would abort on those.
+/// [`Error::InvalidValue`](crate::Error::InvalidValue), corrupt), and libFuzzer's own
+/// hook would abort on those.
 pub fn quiet_panics() {
     let print = std::env::var_os("FUZZ_PRINT_PANICS").is_some();
     let default = std::panic::take_hook();

@@ -78,7 +78,7 @@ pub use redis;
 pub use array::{ArrayRef, AsArray, Order, RawArray};
 pub use codec::{ArrayCodec, Compressed, Compression, Limits, Npy};
 pub use dtype::{ByteOrder, DType, Element};
-pub use error::{Error, RedisErrorKind, Result};
+pub use error::{Error, Origin, RedisErrorKind, Result, ValueProblem};
 pub use store::array::ArrayStore;
 pub use store::batch::{Batch, BatchStore, NamedArrays};
 #[cfg(feature = "ndarray")]

@@ -11,6 +11,7 @@ use redstash::codec::{ArrayCodec, Compressed};
 use redstash::dtype::ALL_DTYPES;
 use redstash::testkit::RedisServer;
 use redstash::{ArrayStore, Compression, Error, Order, RawArray, RecipeStore, RedisErrorKind};
+use redstash::{DType, Origin, ValueProblem};
 
 backend_tests!(every_dtype_shape_order_and_codec_round_trips);
 fn every_dtype_shape_order_and_codec_round_trips(backend: Backend) {
@@ -48,8 +49,15 @@ fn typed_get_checks_dtype_and_ndim(backend: Backend) {
         let wrong: redstash::Result<Option<ndarray::Array2<f64>>> =
             call!(con, store.get_as / get_as_async("a"));
         assert!(
-            matches!(wrong, Err(Error::DTypeMismatch { .. })),
-            "{backend:?}"
+            matches!(
+                &wrong,
+                Err(Error::DTypeMismatch {
+                    origin: Origin::Key(k),
+                    expected: DType::F64,
+                    found: DType::F32,
+                }) if k == "typed:a"
+            ),
+            "{backend:?} {wrong:?}"
         );
         let wrong: redstash::Result<Option<ndarray::Array3<f32>>> =
             call!(con, store.get_as / get_as_async("a"));
@@ -299,14 +307,70 @@ fn bad_values_are_typed_errors(backend: Backend) {
         let obj = replace(&good, b"'<f8'", b"'|O8'");
         let _: () = con.raw(&set("object", &obj)).await.unwrap();
         let mut checks: Vec<(&str, ErrorCheck)> = vec![
-            ("truncated", |e| matches!(e, Error::Truncated { .. })),
-            ("text", |e| matches!(e, Error::NotAnArray { .. })),
-            ("trailing", |e| matches!(e, Error::Corrupt { .. })),
-            ("lz4-garbage", |e| matches!(e, Error::Corrupt { .. })),
-            ("empty", |e| matches!(e, Error::NotAnArray { .. })),
-            ("lie", |e| matches!(e, Error::Truncated { .. })),
-            ("huge", |e| matches!(e, Error::TooLarge { .. })),
-            ("object", |e| matches!(e, Error::UnsupportedDType(_))),
+            ("truncated", |e| {
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        problem: ValueProblem::Truncated { .. },
+                        ..
+                    }
+                )
+            }),
+            ("text", |e| {
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        origin: Origin::Key(_),
+                        problem: ValueProblem::UnknownFormat { .. }
+                    }
+                )
+            }),
+            ("trailing", |e| {
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        problem: ValueProblem::Corrupt { .. },
+                        ..
+                    }
+                )
+            }),
+            ("lz4-garbage", |e| {
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        problem: ValueProblem::Corrupt { .. },
+                        ..
+                    }
+                )
+            }),
+            ("empty", |e| {
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        origin: Origin::Key(_),
+                        problem: ValueProblem::UnknownFormat { .. }
+                    }
+                )
+            }),
+            ("lie", |e| {
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        problem: ValueProblem::Truncated { .. },
+                        ..
+                    }
+                )
+            }),
+            ("huge", |e| {
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        problem: ValueProblem::TooLarge { .. },
+                        ..
+                    }
+                )
+            }),
+            ("object", |e| matches!(e, Error::UnsupportedDType { .. })),
         ];
         for (k, check) in checks.drain(..) {
             match call!(con, store.get / get_async(k)) {
@@ -454,7 +518,10 @@ fn recipe_layout_round_trips_and_reports_half_written_values(backend: Backend) {
             .unwrap();
         assert!(matches!(
             call!(con, store.get / get_async("half")),
-            Err(Error::NotAnArray { .. })
+            Err(Error::InvalidValue {
+                origin: Origin::Key(_),
+                problem: ValueProblem::Corrupt { .. }
+            })
         ));
         let _: () = con
             .raw(redis::cmd("SET").arg(format!("{p}:bad:data")).arg("xx"))
@@ -470,7 +537,10 @@ fn recipe_layout_round_trips_and_reports_half_written_values(backend: Backend) {
             .unwrap();
         assert!(matches!(
             call!(con, store.get / get_async("bad")),
-            Err(Error::NotAnArray { .. })
+            Err(Error::InvalidValue {
+                origin: Origin::Key(_),
+                problem: ValueProblem::Corrupt { .. }
+            })
         ));
         assert!(call!(con, store.exists / exists_async("a")).unwrap());
         assert!(call!(con, store.delete / delete_async("a")).unwrap());
@@ -511,11 +581,29 @@ fn planted_chunk_manifests_fail_fast_on_every_operation(backend: Backend) {
                 .unwrap();
             let t = std::time::Instant::now();
             match call!(con, store.get / get_async(key)) {
-                Err(Error::Corrupt { .. } | Error::TooLarge { .. }) => {}
+                Err(
+                    Error::InvalidValue {
+                        problem: ValueProblem::Corrupt { .. },
+                        ..
+                    }
+                    | Error::InvalidValue {
+                        problem: ValueProblem::TooLarge { .. },
+                        ..
+                    },
+                ) => {}
                 other => panic!("{backend:?} {key}: get gave {other:?}"),
             }
             match call!(con, store.get_many / get_many_async(&[*key, "absent"])) {
-                Err(Error::Corrupt { .. } | Error::TooLarge { .. }) => {}
+                Err(
+                    Error::InvalidValue {
+                        problem: ValueProblem::Corrupt { .. },
+                        ..
+                    }
+                    | Error::InvalidValue {
+                        problem: ValueProblem::TooLarge { .. },
+                        ..
+                    },
+                ) => {}
                 other => panic!("{backend:?} {key}: get_many gave {other:?}"),
             }
             assert!(
@@ -667,10 +755,9 @@ fn a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many(backend: Backend) 
         };
         let _: i64 = con.raw(&set(byte[0] ^ 0x01)).await.unwrap();
         let check = |r: redstash::Result<_>, op: &str| match r {
-            Err(Error::ChecksumMismatch {
-                key,
-                expected,
-                found,
+            Err(Error::InvalidValue {
+                origin: Origin::Key(key),
+                problem: ValueProblem::ChecksumMismatch { expected, found },
             }) => {
                 assert_eq!(key, "sum:a", "{backend:?} {op}");
                 assert_eq!(expected, recorded, "{backend:?} {op}");
@@ -816,14 +903,17 @@ fn get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded(backend
         }
         let five = call!(con, store.get_many / get_many_async(&names[..5])).unwrap();
         assert_eq!(five.len(), 5, "{backend:?}");
-        // The seventh is not an array: decoded, it would be NotAnArray.
+        // The seventh is not an array: decoded, it would be an unknown format.
         let _: () = con
             .raw(redis::cmd("SET").arg("budget:p6").arg("not an array"))
             .await
             .unwrap();
         let t = std::time::Instant::now();
         match call!(con, store.get_many / get_many_async(&names)) {
-            Err(Error::TooLarge { declared, cap }) => {
+            Err(Error::InvalidValue {
+                problem: ValueProblem::TooLarge { declared, cap },
+                ..
+            }) => {
                 assert_eq!((declared, cap), (1_200_000, 1 << 20), "{backend:?}");
             }
             other => panic!("{backend:?}: get_many gave {other:?}"),
@@ -843,7 +933,10 @@ fn get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded(backend
             let _: i64 = con.raw(redis::cmd("DEL").arg(&k)).await.unwrap();
         }
         match call!(con, store.get_many / get_many_async(&["c0", "c1"])) {
-            Err(Error::TooLarge { cap, .. }) => assert_eq!(cap, 1 << 20, "{backend:?}"),
+            Err(Error::InvalidValue {
+                problem: ValueProblem::TooLarge { cap, .. },
+                ..
+            }) => assert_eq!(cap, 1 << 20, "{backend:?}"),
             other => panic!("{backend:?}: get_many of chunked arrays gave {other:?}"),
         }
         // One get of a chunked array over the call budget (under the value limit).
@@ -852,7 +945,10 @@ fn get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded(backend
             ..limits
         });
         match call!(con, tight.get / get_async("c0")) {
-            Err(Error::TooLarge { cap, .. }) => assert_eq!(cap, 512 << 10, "{backend:?}"),
+            Err(Error::InvalidValue {
+                problem: ValueProblem::TooLarge { cap, .. },
+                ..
+            }) => assert_eq!(cap, 512 << 10, "{backend:?}"),
             other => panic!("{backend:?}: get gave {other:?}"),
         }
         // And one of a plain value over it.

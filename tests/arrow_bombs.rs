@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, DictionaryArray, Int64Array, NullArray, RecordBatch, UInt8Array};
+use redstash::ValueProblem;
 use redstash::codec::arrow::{IpcCompression, decode_stream, encode_stream};
 use redstash::codec::arrow_concat::IpcConcat;
 use redstash::codec::arrow_file::{IpcFormat, IpcInput, write_ipc};
@@ -247,7 +248,7 @@ fn bomb_buffer(c: IpcCompression) -> Vec<u8> {
             }
             l.finish().unwrap();
         }
-        IpcCompression::None => unreachable!(),
+        other => unreachable!("no bomb for {other:?}"),
     }
     out
 }
@@ -280,11 +281,10 @@ fn hostile_values() -> Vec<(String, Vec<u8>)> {
 }
 
 fn is_too_large_or_corrupt(e: &Error) -> bool {
-    match e {
-        Error::TooLarge { .. } | Error::Corrupt { .. } => true,
-        Error::BadBatch { source, .. } => is_too_large_or_corrupt(source),
-        _ => false,
-    }
+    matches!(
+        e.value_problem(),
+        Some(ValueProblem::TooLarge { .. } | ValueProblem::Corrupt { .. })
+    )
 }
 
 fn check(name: &str, what: &str, started: Instant, r: Result<impl std::fmt::Debug, Error>) {
@@ -294,8 +294,13 @@ fn check(name: &str, what: &str, started: Instant, r: Result<impl std::fmt::Debu
             assert!(is_too_large_or_corrupt(&e), "{name} {what}: {e:?}");
             if name.contains("huge") {
                 assert!(
-                    matches!(&e, Error::TooLarge { .. })
-                        || matches!(&e, Error::BadBatch { source, .. } if matches!(**source, Error::TooLarge { .. })),
+                    matches!(
+                        &e,
+                        Error::InvalidValue {
+                            problem: ValueProblem::TooLarge { .. },
+                            ..
+                        }
+                    ),
                     "{name} {what}: {e:?}"
                 );
             }
@@ -467,7 +472,13 @@ fn huge_declared_lengths_in_ipc_files_are_refused() {
             for cols in projections {
                 let e = encoded.decode(cols.as_deref(), &lim).unwrap_err();
                 assert!(
-                    matches!(e, Error::TooLarge { .. }),
+                    matches!(
+                        e,
+                        Error::InvalidValue {
+                            problem: ValueProblem::TooLarge { .. },
+                            ..
+                        }
+                    ),
                     "{c:?} {what} {cols:?}: {e:?}"
                 );
             }
@@ -489,18 +500,33 @@ fn negative_row_counts_are_corrupt() {
             nodes[0] = arrow_ipc::FieldNode::new(-1, -1);
         });
         match decode_stream(&w, None, &lim) {
-            Err(Error::Corrupt { .. }) => {}
+            Err(Error::InvalidValue {
+                problem: ValueProblem::Corrupt { .. },
+                ..
+            }) => {}
             Ok((_, got)) => panic!("{c:?}: decoded {} rows", got[0].num_rows()),
             Err(e) => panic!("{c:?}: {e:?}"),
         }
         let mut cat = IpcConcat::new(Vec::new(), &b.schema(), IpcFormat::Stream).unwrap();
         assert!(
-            matches!(cat.append(&w, &lim), Err(Error::Corrupt { .. })),
+            matches!(
+                cat.append(&w, &lim),
+                Err(Error::InvalidValue {
+                    problem: ValueProblem::Corrupt { .. },
+                    ..
+                })
+            ),
             "{c:?}"
         );
         let mut input = IpcInput::from_stream(Cursor::new(w.clone()), lim).unwrap();
         assert!(
-            matches!(input.next(), Some(Err(Error::Corrupt { .. }))),
+            matches!(
+                input.next(),
+                Some(Err(Error::InvalidValue {
+                    problem: ValueProblem::Corrupt { .. },
+                    ..
+                }))
+            ),
             "{c:?}"
         );
     }
@@ -592,7 +618,10 @@ fn repeated_and_endless_delta_dictionaries_are_refused() {
     let path = dir.path().join("repeated.arrow");
     std::fs::write(&path, &hostile).unwrap();
     match IpcInput::open(&path, Limits::default()) {
-        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("overlap"), "{reason}"),
+        Err(Error::InvalidValue {
+            problem: ValueProblem::Corrupt { reason, .. },
+            ..
+        }) => assert!(reason.contains("overlap"), "{reason}"),
         Err(e) => panic!("{e:?}"),
         Ok(_) => panic!("a footer listing one block 10 000 times was accepted"),
     }
@@ -603,14 +632,23 @@ fn repeated_and_endless_delta_dictionaries_are_refused() {
         ..Limits::default()
     };
     match IpcInput::open(dir.path().join("deltas.arrow"), small) {
-        Err(Error::TooLarge { cap: 4096, .. }) => {}
+        Err(Error::InvalidValue {
+            problem: ValueProblem::TooLarge { cap: 4096, .. },
+            ..
+        }) => {}
         other => panic!("{:?}", other.map(|_| ())),
     }
     let stream = write_deltas(&batches, false);
     let input = IpcInput::from_stream(Cursor::new(stream), small).unwrap();
     let r: redstash::Result<Vec<_>> = input.collect();
     assert!(
-        matches!(r, Err(Error::TooLarge { cap: 4096, .. })),
+        matches!(
+            r,
+            Err(Error::InvalidValue {
+                problem: ValueProblem::TooLarge { cap: 4096, .. },
+                ..
+            })
+        ),
         "{:?}",
         r.map(|v| v.len())
     );

@@ -664,7 +664,10 @@ fn scan_walker_finds_every_key(con: &mut impl SyncConnection) {
         con,
         Scan::matching("s:*").max_keys(1000, "test keys").keys(),
     ) {
-        Err(Error::Corrupt { format, reason }) => {
+        Err(Error::InvalidValue {
+            problem: redstash::ValueProblem::Corrupt { format, reason },
+            ..
+        }) => {
             assert_eq!(format, "test keys");
             assert!(reason.contains("more than 1000 keys"), "{reason}");
         }

@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use redstash::ValueProblem;
 use redstash::testkit::RedisServer;
 use redstash::{ArrayStore, Error};
 
@@ -82,10 +83,25 @@ fn compression_bombs_fail_fast_with_bounded_memory() {
         let err = store.get(&mut con, name).unwrap_err();
         let elapsed = t.elapsed();
         if i < 3 {
-            assert!(matches!(err, Error::Corrupt { .. }), "{name}: {err:?}");
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidValue {
+                        problem: ValueProblem::Corrupt { .. },
+                        ..
+                    }
+                ),
+                "{name}: {err:?}"
+            );
         } else {
             assert!(
-                matches!(err, Error::UnknownFormat(_) | Error::NotAnArray { .. }),
+                matches!(
+                    err,
+                    Error::InvalidValue {
+                        problem: ValueProblem::UnknownFormat { .. },
+                        ..
+                    }
+                ),
                 "{name}: {err:?}"
             );
         }
@@ -97,7 +113,13 @@ fn compression_bombs_fail_fast_with_bounded_memory() {
         assert!(
             matches!(
                 err,
-                Error::Corrupt { .. } | Error::UnknownFormat(_) | Error::NotAnArray { .. }
+                Error::InvalidValue {
+                    problem: ValueProblem::Corrupt { .. },
+                    ..
+                } | Error::InvalidValue {
+                    problem: ValueProblem::UnknownFormat { .. },
+                    ..
+                }
             ),
             "{name}: {err:?}"
         );

@@ -11,6 +11,7 @@ use ndarray::{Array1, Array2};
 use redstash::dtype::ALL_DTYPES;
 use redstash::testkit::RedisServer;
 use redstash::{DType, Error, FeatureStore, Layout, Order, RawArray, RedisErrorKind, View};
+use redstash::{Origin, ValueProblem};
 
 /// `read_many` with the element type given (the `call!` macro takes no turbofish).
 macro_rules! read_many {
@@ -300,7 +301,13 @@ fn planted_registry_entries_with_huge_dims_are_typed_errors(backend: Backend) {
             let started = std::time::Instant::now();
             let e = read_many!(con, store, f32, name, &["a", "b", "c", "d"]).unwrap_err();
             assert!(
-                matches!(e, Error::TooLarge { .. }),
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        problem: ValueProblem::TooLarge { .. },
+                        ..
+                    }
+                ),
                 "{backend:?} {name}: {e}"
             );
             assert!(
@@ -309,7 +316,13 @@ fn planted_registry_entries_with_huge_dims_are_typed_errors(backend: Backend) {
             );
             let e = call!(con, store.load_views / load_views_async()).unwrap_err();
             assert!(
-                matches!(e, Error::TooLarge { .. }),
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        problem: ValueProblem::TooLarge { .. },
+                        ..
+                    }
+                ),
                 "{backend:?} {name}: {e}"
             );
             let _: () = con
@@ -328,7 +341,16 @@ fn planted_registry_entries_with_huge_dims_are_typed_errors(backend: Backend) {
             .unwrap();
         let store = FeatureStore::new("hugedim");
         let e = read_many!(con, store, f32, "d0", &["a"]).unwrap_err();
-        assert!(matches!(e, Error::NotAnArray { .. }), "{backend:?}: {e}");
+        assert!(
+            matches!(
+                &e,
+                Error::InvalidValue {
+                    origin: Origin::View(view),
+                    problem: ValueProblem::Corrupt { .. },
+                } if view == "d0"
+            ),
+            "{backend:?}: {e}"
+        );
         let _: () = con
             .raw(redis::cmd("HDEL").arg(&reg).arg("d0"))
             .await
@@ -346,7 +368,7 @@ fn planted_registry_entries_with_huge_dims_are_typed_errors(backend: Backend) {
         });
         let e = read_many!(con, store, f32, "d27", &["a", "b", "c", "d"]).unwrap_err();
         assert!(
-            matches!(e, Error::TooLarge { declared, cap } if declared == 2 << 30 && cap == 1 << 30),
+            matches!(e, Error::InvalidValue { problem: ValueProblem::TooLarge { declared, cap }, .. } if declared == 2 << 30 && cap == 1 << 30),
             "{backend:?}: {e}"
         );
         // Registering a view whose vector exceeds the limits is refused too.
@@ -355,7 +377,16 @@ fn planted_registry_entries_with_huge_dims_are_typed_errors(backend: Backend) {
             store.register_view / register_view_async(&View::of::<f32>("big", 1 << 29))
         )
         .unwrap_err();
-        assert!(matches!(e, Error::TooLarge { .. }), "{backend:?}: {e}");
+        assert!(
+            matches!(
+                e,
+                Error::InvalidValue {
+                    problem: ValueProblem::TooLarge { .. },
+                    ..
+                }
+            ),
+            "{backend:?}: {e}"
+        );
         let _: () = con.raw(redis::cmd("DEL").arg(&reg)).await.unwrap();
     });
 }
@@ -381,7 +412,18 @@ fn bad_input_and_bad_values_are_typed_errors(backend: Backend) {
             store.write / write_async("n", "a", &Array1::<f64>::ones(4))
         )
         .unwrap_err();
-        assert!(matches!(e, Error::DTypeMismatch { .. }), "{backend:?} {e}");
+        // A write: the view's dtype is expected, the given array's is found.
+        assert!(
+            matches!(
+                &e,
+                Error::DTypeMismatch {
+                    origin: Origin::View(v),
+                    expected: DType::F32,
+                    found: DType::F64,
+                } if v == "n"
+            ),
+            "{backend:?} {e}"
+        );
         let e = call!(
             con,
             store.write_many / write_many_async("n", &ids(3), &Array2::<f32>::ones((2, 4)))
@@ -389,7 +431,19 @@ fn bad_input_and_bad_values_are_typed_errors(backend: Backend) {
         .unwrap_err();
         assert!(matches!(e, Error::ShapeMismatch { .. }), "{backend:?} {e}");
         let e = read_many!(con, store, f64, "n", &ids(2)).unwrap_err();
-        assert!(matches!(e, Error::DTypeMismatch { .. }), "{backend:?} {e}");
+        // A read, as `ArrayStore::get_as`: the dtype asked for is expected, the stored
+        // (the view's) is found.
+        assert!(
+            matches!(
+                &e,
+                Error::DTypeMismatch {
+                    origin: Origin::View(v),
+                    expected: DType::F64,
+                    found: DType::F32,
+                } if v == "n"
+            ),
+            "{backend:?} {e}"
+        );
         let keys: i64 = con.raw(&redis::cmd("DBSIZE")).await.unwrap();
         assert_eq!(keys, 1, "only the registry exists");
         // A native value of the wrong length.
@@ -399,7 +453,7 @@ fn bad_input_and_bad_values_are_typed_errors(backend: Backend) {
             .unwrap();
         let e = read_many!(con, store, f32, "n", &["short"]).unwrap_err();
         assert!(
-            matches!(&e, Error::NotAnArray { key, .. } if key == "bad:n:short"),
+            matches!(&e, Error::InvalidValue { origin: Origin::Key(key), problem: ValueProblem::Corrupt { .. } } if key == "bad:n:short"),
             "{backend:?} {e}"
         );
         // Recipe hashes with a corrupted field.
@@ -424,7 +478,7 @@ fn bad_input_and_bad_values_are_typed_errors(backend: Backend) {
             let _: i64 = con.raw(&c).await.unwrap();
             let e = read_many!(con, store, f32, "r", &["c"]).unwrap_err();
             assert!(
-                matches!(e, Error::NotAnArray { .. }),
+                matches!(&e, Error::InvalidValue { origin: Origin::Key(key), problem: ValueProblem::Corrupt { .. } } if key == "bad:r:c"),
                 "{backend:?} {field}: {e}"
             );
         }
@@ -807,7 +861,7 @@ fn reads_over_the_call_budget_are_too_large_before_anything_is_sent(backend: Bac
         let t = std::time::Instant::now();
         let e = read_many!(con, store, f32, "v1", &many).unwrap_err();
         assert!(
-            matches!(e, Error::TooLarge { declared, cap } if declared == 20_000 * 4096 && cap == 64 << 20),
+            matches!(e, Error::InvalidValue { problem: ValueProblem::TooLarge { declared, cap }, .. } if declared == 20_000 * 4096 && cap == 64 << 20),
             "{backend:?}: {e}"
         );
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
@@ -821,7 +875,7 @@ fn reads_over_the_call_budget_are_too_large_before_anything_is_sent(backend: Bac
         )
         .unwrap_err();
         assert!(
-            matches!(e, Error::TooLarge { declared, cap } if declared == 80_000 * 1024 && cap == 64 << 20),
+            matches!(e, Error::InvalidValue { problem: ValueProblem::TooLarge { declared, cap }, .. } if declared == 80_000 * 1024 && cap == 64 << 20),
             "{backend:?}: {e}"
         );
     });

@@ -153,5 +153,6 @@ fn c_order(a: &redstash::RawArray) -> Vec<u8> {
         DType::F64 => conv!(f64),
         DType::C64 => conv!(num_complex::Complex<f32>),
         DType::C128 => conv!(num_complex::Complex<f64>),
+        other => panic!("no conversion for {other}"),
     }
 }

@@ -6,6 +6,7 @@ use redstash::arrowgen::GenSpec;
 use redstash::store::table::ReadOptions;
 use redstash::testkit::RedisServer;
 use redstash::{Error, TableStore};
+use redstash::{Origin, ValueProblem};
 
 fn small_table(store: &TableStore, con: &mut redis::Connection, table: &str) {
     let input: Vec<_> = GenSpec {
@@ -60,7 +61,7 @@ fn manifest_declaring_billions_of_batches_is_refused() {
     set(&mut con, &mkey, &serde_json::to_vec(&json).unwrap());
     for e in every_read_fails(&store, &srv, "t") {
         assert!(
-            matches!(&e, Error::Corrupt { reason, .. } if reason.contains("max_table_batches")),
+            matches!(&e, Error::InvalidValue { problem: ValueProblem::Corrupt { reason, .. }, .. } if reason.contains("max_table_batches")),
             "{e}"
         );
     }
@@ -71,7 +72,16 @@ fn manifest_declaring_billions_of_batches_is_refused() {
     json["rows"] = u64::MAX.into();
     set(&mut con, &mkey, &serde_json::to_vec(&json).unwrap());
     let e = store.read(&mut con, "t", &ReadOptions::all()).unwrap_err();
-    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::InvalidValue {
+                problem: ValueProblem::Corrupt { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -88,7 +98,7 @@ fn batch_keys_numbered_in_the_billions_are_refused() {
     set(&mut con, &store.batch_key("t", 0, 4_000_000_000), &value);
     for e in every_read_fails(&store, &srv, "t") {
         assert!(
-            matches!(&e, Error::Corrupt { reason, .. } if reason.contains("max_table_batches")),
+            matches!(&e, Error::InvalidValue { problem: ValueProblem::Corrupt { reason, .. }, .. } if reason.contains("max_table_batches")),
             "{e}"
         );
     }
@@ -226,7 +236,10 @@ fn corrupted_stored_batch_is_a_checksum_error_on_every_read_path() {
     set(&mut con, &key, &value);
     for e in every_read_fails(&store, &srv, "t") {
         match e {
-            Error::ChecksumMismatch { key: k, .. } => assert_eq!(k, key),
+            Error::InvalidValue {
+                origin: Origin::Key(k),
+                problem: ValueProblem::ChecksumMismatch { .. },
+            } => assert_eq!(k, key),
             other => panic!("{other}"),
         }
     }
@@ -244,7 +257,16 @@ fn corrupted_stored_batch_is_a_checksum_error_on_every_read_path() {
             info.compression,
         )
         .unwrap_err();
-    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::InvalidValue {
+                problem: ValueProblem::ChecksumMismatch { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 /// `redstash read --out` in copy mode (the stored compression): a corrupt batch is a
@@ -372,7 +394,7 @@ fn table_reads_over_the_call_budget_are_too_large() {
         tight.read_parallel(&mut cons, "t", &opts).unwrap_err(),
     ] {
         assert!(
-            matches!(e, Error::TooLarge { cap, .. } if cap == stored / 2),
+            matches!(e, Error::InvalidValue { problem: ValueProblem::TooLarge { cap, .. }, .. } if cap == stored / 2),
             "{e}"
         );
     }

@@ -18,6 +18,7 @@ use redstash::arrowgen::GenSpec;
 use redstash::codec::arrow::{IpcCompression, decode_stream, encode_stream};
 use redstash::store::table::{GENERATION_METADATA, ReadOptions};
 use redstash::{Error, Limits, TableStore};
+use redstash::{Origin, ValueProblem};
 
 fn dataset(partitions: u32, batches: u32, rows: usize) -> Vec<RecordBatch> {
     GenSpec {
@@ -425,10 +426,10 @@ fn bad_values_are_typed_errors(backend: Backend) {
         )
         .unwrap_err();
         match e {
-            Error::BadBatch { key, source } => {
-                assert_eq!(key, k01);
-                assert!(matches!(*source, Error::UnknownFormat(_)), "{source}");
-            }
+            Error::InvalidValue {
+                origin: Origin::Key(key),
+                problem: ValueProblem::UnknownFormat { .. },
+            } => assert_eq!(key, k01),
             other => panic!("{other}"),
         }
 
@@ -441,7 +442,7 @@ fn bad_values_are_typed_errors(backend: Backend) {
         )
         .unwrap_err();
         assert!(
-            matches!(&e, Error::BadBatch { source, .. } if matches!(**source, Error::Corrupt { .. })),
+            matches!(&e, Error::InvalidValue { origin: Origin::Key(key), problem: ValueProblem::Corrupt { .. } } if *key == k01),
             "{e}"
         );
 
@@ -486,15 +487,27 @@ fn bad_values_are_typed_errors(backend: Backend) {
         assert!(
             matches!(
                 e,
-                Error::Corrupt {
-                    format: "table manifest",
+                Error::InvalidValue {
+                    problem: ValueProblem::Corrupt {
+                        format: "table manifest",
+                        ..
+                    },
                     ..
                 }
             ),
             "{e}"
         );
         let e = call!(con, store.info / info_async("t")).unwrap_err();
-        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::InvalidValue {
+                    problem: ValueProblem::Corrupt { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
         // A re-split repairs the table.
         let info = call!(
             con,
@@ -774,7 +787,10 @@ fn read_parallel_async_matches_read() {
             .await
             .unwrap_err();
         match e {
-            Error::ChecksumMismatch { key, .. } => assert_eq!(key, bad),
+            Error::InvalidValue {
+                origin: Origin::Key(key),
+                problem: ValueProblem::ChecksumMismatch { .. },
+            } => assert_eq!(key, bad),
             other => panic!("{other}"),
         }
     });
@@ -1009,7 +1025,10 @@ fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
         )
         .unwrap_err();
     match e {
-        Error::ChecksumMismatch { key, .. } => assert_eq!(key, bad),
+        Error::InvalidValue {
+            origin: Origin::Key(key),
+            problem: ValueProblem::ChecksumMismatch { .. },
+        } => assert_eq!(key, bad),
         other => panic!("{other}"),
     }
 }

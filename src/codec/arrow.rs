@@ -9,7 +9,7 @@
 //! framing and checks every declared length against the bytes present and the declared
 //! decompressed sizes against [`Limits::max_value_len`], then decodes with the `arrow-ipc`
 //! reader (which validates the arrays) inside [`std::panic::catch_unwind`], so a hostile
-//! value is an [`Error::Corrupt`] or [`Error::TooLarge`], never a panic.
+//! value is an [`Error::InvalidValue`] (corrupt or too large), never a panic.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,11 +45,12 @@ use crate::codec::Limits;
 use crate::codec::arrow_unpack::read_compressed_batch;
 use crate::error::{Error, Result};
 
-/// The format name used in [`Error::Corrupt`] for Arrow values.
+/// The format name used in [`Error::InvalidValue`] (corrupt) for Arrow values.
 const FORMAT: &str = "arrow ipc";
 
 /// Arrow IPC body compression of written values (reading detects it per value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum IpcCompression {
     /// No body compression.
     None,
@@ -137,7 +138,8 @@ pub fn decode_schema(value: &[u8], limits: &Limits) -> Result<SchemaRef> {
 /// name, in that order) when given. The value is untrusted (see the module docs).
 ///
 /// A column name the schema lacks is [`Error::InvalidArgument`]; bytes that are not an
-/// IPC stream are [`Error::UnknownFormat`]; a malformed stream is [`Error::Corrupt`].
+/// IPC stream are [`Error::InvalidValue`] (unknown format); a malformed stream is
+/// [`Error::InvalidValue`] (corrupt).
 pub fn decode_stream(
     value: &[u8],
     columns: Option<&[String]>,
@@ -376,7 +378,7 @@ fn deep_copy(d: &ArrayData, range: &std::ops::Range<usize>) -> Result<ArrayData>
         .map_err(|e| corrupt(e.to_string()))
 }
 
-/// Run a decode, turning a panic of the Arrow reader into [`Error::Corrupt`].
+/// Run a decode, turning a panic of the Arrow reader into [`Error::InvalidValue`] (corrupt).
 pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
@@ -428,7 +430,7 @@ fn check_lengths(rb: &arrow_ipc::RecordBatch<'_>) -> Result<()> {
 pub(crate) fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
     if !value.starts_with(&[0xFF; 4]) {
         let head: Vec<u8> = value.iter().take(8).copied().collect();
-        return Err(Error::UnknownFormat(format!(
+        return Err(Error::unknown_format(format!(
             "not an Arrow IPC stream (first bytes {head:02x?})"
         )));
     }
@@ -505,10 +507,7 @@ pub(crate) fn check_framing(value: &[u8], limits: &Limits) -> Result<()> {
                 }
             }
             if decoded > limits.max_value_len {
-                return Err(Error::TooLarge {
-                    declared: decoded,
-                    cap: limits.max_value_len,
-                });
+                return Err(Error::too_large(decoded, limits.max_value_len));
             }
         }
         messages += 1;
@@ -628,7 +627,10 @@ mod tests {
         let lim = Limits::default();
         assert!(matches!(
             decode_stream(b"hello", None, &lim),
-            Err(Error::UnknownFormat(_))
+            Err(Error::InvalidValue {
+                problem: crate::ValueProblem::UnknownFormat { .. },
+                ..
+            })
         ));
         // Every truncation and a sweep of single-byte corruptions.
         for n in 0..v.len() {
@@ -645,7 +647,10 @@ mod tests {
         };
         assert!(matches!(
             decode_stream(&v, None, &small),
-            Err(Error::TooLarge { .. })
+            Err(Error::InvalidValue {
+                problem: crate::ValueProblem::TooLarge { .. },
+                ..
+            })
         ));
     }
 }

@@ -449,11 +449,17 @@ mod tests {
         let plain = encode_stream(&b.schema(), &[b], IpcCompression::None).unwrap();
         assert!(matches!(
             w.append(&plain, &Limits::default()),
-            Err(Error::Corrupt { .. })
+            Err(Error::InvalidValue {
+                problem: crate::ValueProblem::Corrupt { .. },
+                ..
+            })
         ));
         assert!(matches!(
             w.append(b"not arrow", &Limits::default()),
-            Err(Error::UnknownFormat(_))
+            Err(Error::InvalidValue {
+                problem: crate::ValueProblem::UnknownFormat { .. },
+                ..
+            })
         ));
         for n in 0..a.len() {
             let _ = w.append(&a[..n], &Limits::default());

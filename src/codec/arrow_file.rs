@@ -63,6 +63,7 @@ fn corrupt(reason: impl Into<String>) -> Error {
 
 /// Which IPC format an [`IpcInput`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IpcFormat {
     /// The random-access file format (`ARROW1` magic and footer; `.arrow`, `.feather` v2).
     File,
@@ -268,7 +269,7 @@ impl IpcInput {
         } else if n >= 4 && magic[..4] == CONTINUATION {
             Self::stream(Box::new(BufReader::with_capacity(1 << 20, file)), limits)
         } else {
-            Err(Error::UnknownFormat(format!(
+            Err(Error::unknown_format(format!(
                 "not an Arrow IPC file or stream: {}",
                 path.display()
             )))
@@ -600,14 +601,12 @@ pub fn write_ipc<W: Write>(
 
 /// The dictionary bytes held once a dictionary message of `len` bytes is added to
 /// `held`: every batch's value carries all of them, so more than `max_value_len` is
-/// [`Error::TooLarge`] (deltas without end, or a footer listing one delta many times).
+/// too large, an [`Error::InvalidValue`] (deltas without end, or a footer listing one
+/// delta many times).
 fn hold_dictionary(held: u64, len: usize, limits: &Limits) -> Result<u64> {
     let total = held.saturating_add(len as u64);
     if total > limits.max_value_len {
-        return Err(Error::TooLarge {
-            declared: total,
-            cap: limits.max_value_len,
-        });
+        return Err(Error::too_large(total, limits.max_value_len));
     }
     Ok(total)
 }
@@ -630,10 +629,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 /// length cannot make it allocate more than the input holds).
 fn read_exactly(r: &mut impl Read, len: usize, out: &mut Vec<u8>, what: &str) -> Result<()> {
     out.try_reserve(len.min(64 << 20))
-        .map_err(|_| Error::TooLarge {
-            declared: len as u64,
-            cap: 64 << 20,
-        })?;
+        .map_err(|_| Error::too_large(len as u64, 64 << 20))?;
     let got = r.take(len as u64).read_to_end(out)?;
     if got != len {
         return Err(corrupt(format!("truncated {what}: {got} of {len} bytes")));
@@ -683,10 +679,7 @@ fn read_message(r: &mut impl Read, limits: &Limits) -> Result<Option<Message>> {
     }
     let len = len as usize;
     if len > MAX_METADATA {
-        return Err(Error::TooLarge {
-            declared: len as u64,
-            cap: MAX_METADATA as u64,
-        });
+        return Err(Error::too_large(len as u64, MAX_METADATA as u64));
     }
     let mut bytes = Vec::with_capacity(8 + len);
     bytes.extend_from_slice(&[0xFF; 4]);
@@ -698,10 +691,7 @@ fn read_message(r: &mut impl Read, limits: &Limits) -> Result<Option<Message>> {
         let body = u64::try_from(msg.bodyLength())
             .map_err(|_| corrupt(format!("negative body length {}", msg.bodyLength())))?;
         if body > limits.max_value_len {
-            return Err(Error::TooLarge {
-                declared: body,
-                cap: limits.max_value_len,
-            });
+            return Err(Error::too_large(body, limits.max_value_len));
         }
         let kind = if let Some(s) = msg.header_as_schema() {
             let schema = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -11,7 +11,7 @@
 //! and its memory goes back to the pool when it is dropped.
 //!
 //! Every length is checked against the message before anything is written: a lying
-//! header is an [`Error::Corrupt`], never a panic or an out-of-bounds write.
+//! header is an [`Error::InvalidValue`] (corrupt), never a panic or an out-of-bounds write.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -100,10 +100,10 @@ pub(crate) fn read_compressed_batch(
             .checked_next_multiple_of(64)
             .and_then(|a| total.checked_add(a))
             .filter(|t| (*t as u64) <= limits.max_value_len)
-            .ok_or(Error::TooLarge {
-                declared: (at as u64).saturating_add(n as u64),
-                cap: limits.max_value_len,
-            })?;
+            .ok_or(Error::too_large(
+                (at as u64).saturating_add(n as u64),
+                limits.max_value_len,
+            ))?;
         parts.push(Part { source, at, len: n });
     }
     let mut block = crate::buffers::take_filled(total);
@@ -315,13 +315,31 @@ mod tests {
                 let mut w = v.clone();
                 w[at..at + 8].copy_from_slice(&lie.to_le_bytes());
                 let e = decode_stream(&w, None, &Limits::default()).unwrap_err();
-                assert!(matches!(e, Error::Corrupt { .. }), "{c:?} {lie}: {e:?}");
+                assert!(
+                    matches!(
+                        e,
+                        Error::InvalidValue {
+                            problem: crate::ValueProblem::Corrupt { .. },
+                            ..
+                        }
+                    ),
+                    "{c:?} {lie}: {e:?}"
+                );
             }
             // A huge declared length is refused before anything is allocated.
             let mut w = v.clone();
             w[at..at + 8].copy_from_slice(&(1i64 << 50).to_le_bytes());
             let e = decode_stream(&w, None, &Limits::default()).unwrap_err();
-            assert!(matches!(e, Error::TooLarge { .. }), "{c:?}: {e:?}");
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidValue {
+                        problem: crate::ValueProblem::TooLarge { .. },
+                        ..
+                    }
+                ),
+                "{c:?}: {e:?}"
+            );
             // A length prefix of -1 (stored raw) over compressed bytes: the bytes are
             // taken as they are, and the arrays built over them fail validation or hold
             // other values, never panic.

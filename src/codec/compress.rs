@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 
 /// A compression layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Compression {
     /// No compression.
     #[default]
@@ -161,10 +162,7 @@ fn read_capped(
         .read_to_end(&mut out)
         .map_err(|e| Error::corrupt(format, e.to_string()))?;
     if out.len() as u64 > cap {
-        return Err(Error::TooLarge {
-            declared: out.len() as u64,
-            cap,
-        });
+        return Err(Error::too_large(out.len() as u64, cap));
     }
     Ok(out)
 }
@@ -178,10 +176,7 @@ fn inflate_zlib(input: &[u8], cap: u64) -> Result<Vec<u8>> {
     loop {
         if out.len() == out.capacity() {
             if out.len() as u64 >= cap {
-                return Err(Error::TooLarge {
-                    declared: out.len() as u64 + 1,
-                    cap,
-                });
+                return Err(Error::too_large(out.len() as u64 + 1, cap));
             }
             let grow = (out.len().max(64 << 10) as u64).min(cap - out.len() as u64);
             out.reserve(grow as usize);
@@ -241,7 +236,7 @@ pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
         Format::Lz4Frame => {
             let declared = lz4_declared_size(input);
             if let Some(d) = declared.filter(|&d| d > cap) {
-                return Err(Error::TooLarge { declared: d, cap });
+                return Err(Error::too_large(d, cap));
             }
             if !lz4_frame_is_terminated(input) {
                 return Err(Error::corrupt("lz4", "frame ends before its end mark"));
@@ -268,7 +263,7 @@ pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
                 .ok()
                 .flatten();
             if let Some(d) = declared.filter(|&d| d > cap) {
-                return Err(Error::TooLarge { declared: d, cap });
+                return Err(Error::too_large(d, cap));
             }
             let dec = zstd::stream::read::Decoder::with_buffer(input)
                 .map_err(|e| Error::corrupt("zstd", e.to_string()))?
@@ -282,7 +277,7 @@ pub fn decompress(format: Format, input: &[u8], cap: u64) -> Result<Vec<u8>> {
         }
         #[cfg(not(feature = "zstd"))]
         Format::Zstd => Err(Error::FeatureDisabled("zstd")),
-        other => Err(Error::UnknownFormat(format!(
+        other => Err(Error::unknown_format(format!(
             "{} is not a compression format",
             other.name()
         ))),
@@ -350,7 +345,7 @@ fn read_npy_layers(
         };
     }
     if got < NPY_MAGIC.len() || !head.starts_with(NPY_MAGIC) {
-        return Err(Error::UnknownFormat(format!(
+        return Err(Error::unknown_format(format!(
             "the {format} layer does not hold a .npy value (first bytes {:02x?})",
             &head[..got.min(8)]
         )));
@@ -381,10 +376,7 @@ fn read_npy_layers(
         }
     };
     if hlen > limits.max_header_len {
-        return Err(Error::TooLarge {
-            declared: hlen as u64,
-            cap: limits.max_header_len as u64,
-        });
+        return Err(Error::too_large(hlen as u64, limits.max_header_len as u64));
     }
     let header_len = prefix + hlen;
     let mut out = vec![0u8; header_len];
@@ -402,20 +394,17 @@ fn read_npy_layers(
         .checked_add(data_len)
         .ok_or_else(|| Error::corrupt("npy", "declared size overflows"))?;
     out.try_reserve_exact(data_len)
-        .map_err(|_| Error::TooLarge {
-            declared: total as u64,
-            cap: limits.max_value_len,
-        })?;
+        .map_err(|_| Error::too_large(total as u64, limits.max_value_len))?;
     (&mut *r)
         .take(data_len as u64)
         .read_to_end(&mut out)
         .map_err(|e| Error::corrupt(format, e.to_string()))?;
     if out.len() < total {
-        return Err(Error::Truncated {
-            format: "npy",
-            expected: data_len as u64,
-            actual: (out.len() - header_len) as u64,
-        });
+        return Err(Error::truncated(
+            "npy",
+            data_len as u64,
+            (out.len() - header_len) as u64,
+        ));
     }
     let mut probe = [0u8; 1];
     if read_up_to(format, r, &mut probe)? != 0 {
@@ -468,7 +457,7 @@ pub fn decompress_npy(format: Format, input: &[u8], limits: &Limits) -> Result<V
         }
         #[cfg(not(feature = "zstd"))]
         Format::Zstd => Err(Error::FeatureDisabled("zstd")),
-        other => Err(Error::UnknownFormat(format!(
+        other => Err(Error::unknown_format(format!(
             "{} is not a compression format",
             other.name()
         ))),
@@ -497,7 +486,13 @@ mod tests {
             let f = Format::sniff(&z);
             assert_eq!(decompress(f, &z, u64::MAX).unwrap(), data, "{c:?}");
             assert!(
-                matches!(decompress(f, &z, 1000), Err(Error::TooLarge { .. })),
+                matches!(
+                    decompress(f, &z, 1000),
+                    Err(Error::InvalidValue {
+                        problem: crate::ValueProblem::TooLarge { .. },
+                        ..
+                    })
+                ),
                 "{c:?}"
             );
             let cut = &z[..z.len() / 2];
@@ -515,7 +510,10 @@ mod tests {
         z[6..14].copy_from_slice(&(1u64 << 42).to_le_bytes());
         assert!(matches!(
             decompress(Format::Lz4Frame, &z, 1 << 32),
-            Err(Error::TooLarge { .. })
+            Err(Error::InvalidValue {
+                problem: crate::ValueProblem::TooLarge { .. },
+                ..
+            })
         ));
     }
 

@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use crate::array::{ArrayRef, DynArray, Order, RawArray};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ValueProblem};
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
@@ -50,7 +50,7 @@ pub use sniff::Format;
 /// chunk and batch counts) and per call ([`max_call_bytes`](Self::max_call_bytes), what
 /// one read may produce over all its values). Both are checked against the sizes values
 /// declare, with checked arithmetic, before anything is allocated for them, and exceeding
-/// either is [`Error::TooLarge`].
+/// either is [`Error::InvalidValue`] (too large).
 ///
 /// The defaults read everything redstash writes with its defaults: a chunked array may be
 /// far larger than Redis's 512 MiB bulk strings, and a store refuses to write what its
@@ -84,7 +84,8 @@ pub struct Limits {
     /// before anything is sent), the batches of a `TableStore` read into memory (their
     /// stored bytes, counted as they are fetched; `read_each` and `read_ipc`, which hold
     /// a few batches at a time, are not bounded by it). A call stops with
-    /// [`Error::TooLarge`] at the first value that would go over, before decoding it.
+    /// [`Error::InvalidValue`] (too large) at the first value that would go over, before
+    /// decoding it.
     ///
     /// Default 4 GiB, the default [`max_value_len`](Self::max_value_len): whatever one
     /// value may be, one call may read, and a call of many values is bounded like one
@@ -132,13 +133,11 @@ impl CallBudget {
 
     /// The error of going `n` bytes over what is used so far.
     fn over(&self, n: u64) -> Error {
-        Error::TooLarge {
-            declared: self.used.saturating_add(n),
-            cap: self.limits.max_call_bytes,
-        }
+        Error::too_large(self.used.saturating_add(n), self.limits.max_call_bytes)
     }
 
-    /// Count `n` more bytes; [`Error::TooLarge`] (nothing counted) if that goes over.
+    /// Count `n` more bytes; [`Error::InvalidValue`] (too large, nothing counted) if that
+    /// goes over.
     pub(crate) fn charge(&mut self, n: u64) -> Result<()> {
         match self.used.checked_add(n) {
             Some(t) if t <= self.limits.max_call_bytes => {
@@ -172,11 +171,10 @@ impl CallBudget {
                 self.charge(len(&v) as u64)?;
                 Ok(v)
             }
-            Err(Error::TooLarge { declared, cap })
-                if cap == left && left < self.limits.max_value_len =>
-            {
-                Err(self.over(declared))
-            }
+            Err(Error::InvalidValue {
+                problem: ValueProblem::TooLarge { declared, cap },
+                ..
+            }) if cap == left && left < self.limits.max_value_len => Err(self.over(declared)),
             Err(e) => Err(e),
         }
     }
@@ -390,15 +388,13 @@ pub fn decode_array(value: Bytes, limits: &Limits) -> Result<RawArray> {
             let npy_value = compress::decompress_npy(f, &value, limits)?;
             npy::decode(Bytes::from(npy_value), limits)
         }
-        Format::ChunkManifest => Err(Error::UnknownFormat(
-            "a chunked-array manifest: read it through ArrayStore".into(),
+        Format::ChunkManifest => Err(Error::unknown_format(
+            "a chunked-array manifest: read it through ArrayStore",
         )),
-        Format::ArrowIpc => Err(Error::UnknownFormat(
-            "an Arrow IPC value, not an array".into(),
-        )),
+        Format::ArrowIpc => Err(Error::unknown_format("an Arrow IPC value, not an array")),
         Format::Unknown => {
             let head: Vec<u8> = value.iter().take(8).copied().collect();
-            Err(Error::UnknownFormat(format!(
+            Err(Error::unknown_format(format!(
                 "no known magic (first bytes {head:02x?})"
             )))
         }
@@ -450,7 +446,7 @@ pub fn inspect(value: &[u8], limits: &Limits) -> Result<ValueInfo> {
                 cur = &owned;
             }
             other => {
-                return Err(Error::UnknownFormat(format!(
+                return Err(Error::unknown_format(format!(
                     "{} value is not an array",
                     other.name()
                 )));

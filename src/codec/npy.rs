@@ -106,7 +106,7 @@ pub fn write_npy<W: Write + ?Sized>(array: &ArrayRef<'_>, w: &mut W) -> std::io:
 /// and stays under `limits.max_value_len`. Does not look at the data.
 pub fn parse_header(bytes: &[u8], limits: &Limits) -> Result<NpyHeader> {
     if !bytes.starts_with(NPY_MAGIC) {
-        return Err(Error::UnknownFormat("missing .npy magic".into()));
+        return Err(Error::unknown_format("missing .npy magic"));
     }
     let short = |what: &str| Error::corrupt("npy", format!("value ends inside the {what}"));
     let version = match bytes.get(6..8) {
@@ -133,18 +133,15 @@ pub fn parse_header(bytes: &[u8], limits: &Limits) -> Result<NpyHeader> {
         u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize
     };
     if hlen > limits.max_header_len {
-        return Err(Error::TooLarge {
-            declared: hlen as u64,
-            cap: limits.max_header_len as u64,
-        });
+        return Err(Error::too_large(hlen as u64, limits.max_header_len as u64));
     }
     let start = 8 + len_size;
     let end = start + hlen;
-    let raw = bytes.get(start..end).ok_or(Error::Truncated {
-        format: "npy",
-        expected: hlen as u64,
-        actual: (bytes.len() - start.min(bytes.len())) as u64,
-    })?;
+    let raw = bytes.get(start..end).ok_or(Error::truncated(
+        "npy",
+        hlen as u64,
+        (bytes.len() - start.min(bytes.len())) as u64,
+    ))?;
     let text = if utf8 {
         std::str::from_utf8(raw).map_err(|_| Error::corrupt("npy", "header is not UTF-8"))?
     } else {
@@ -168,10 +165,7 @@ pub fn parse_header(bytes: &[u8], limits: &Limits) -> Result<NpyHeader> {
     };
     let n = header.data_len()?;
     if n as u64 > limits.max_value_len {
-        return Err(Error::TooLarge {
-            declared: n as u64,
-            cap: limits.max_value_len,
-        });
+        return Err(Error::too_large(n as u64, limits.max_value_len));
     }
     Ok(header)
 }
@@ -184,11 +178,7 @@ pub fn decode(value: Bytes, limits: &Limits) -> Result<RawArray> {
     let n = h.data_len()?;
     let present = value.len() - h.data_offset;
     if present < n {
-        return Err(Error::Truncated {
-            format: "npy",
-            expected: n as u64,
-            actual: present as u64,
-        });
+        return Err(Error::truncated("npy", n as u64, present as u64));
     }
     if present > n {
         return Err(Error::corrupt(
@@ -331,9 +321,7 @@ fn parse_dict(text: &str) -> Result<Dict> {
         match key {
             "descr" => {
                 if p.peek() == Some(b'[') {
-                    return Err(Error::UnsupportedDType(
-                        "structured dtype (record array)".into(),
-                    ));
+                    return Err(Error::unsupported_dtype("structured dtype (record array)"));
                 }
                 let d = p.string()?;
                 descr = Some(DType::parse_descr(d)?);
@@ -480,7 +468,10 @@ mod tests {
         );
         assert!(matches!(
             decode(Bytes::from(huge), &lim),
-            Err(Error::TooLarge { .. })
+            Err(Error::InvalidValue {
+                problem: crate::ValueProblem::TooLarge { .. },
+                ..
+            })
         ));
     }
 }

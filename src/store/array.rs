@@ -8,7 +8,7 @@ use redis::{Cmd, Value};
 
 use crate::array::{AsArray, RawArray};
 use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
-use crate::error::{Error, RedisErrorKind, Result};
+use crate::error::{Error, RedisErrorKind, Result, ValueProblem};
 use crate::exec::{Command, Request, Step, reply_bytes, reply_ok};
 use crate::store::chunked::{MANIFEST_LEN, Manifest};
 use crate::store::{join_key, sync_and_async, ttl_millis};
@@ -370,9 +370,11 @@ impl<C: ArrayCodec> ArrayStore<C> {
         &self,
         name: &str,
     ) -> Result<Step<'static, Option<ndarray::Array<T, D>>>> {
-        Ok(self
-            .plan_get(name)?
-            .try_map(|a| a.map(|a| a.into_ndarray::<T, D>()).transpose()))
+        let key = self.key(name);
+        Ok(self.plan_get(name)?.try_map(move |a| {
+            a.map(|a| a.into_ndarray::<T, D>().map_err(|e| e.at_key(&key)))
+                .transpose()
+        }))
     }
 
     sync_and_async! {
@@ -419,13 +421,7 @@ fn mget_cmd(keys: &[String]) -> Cmd {
 }
 
 fn decode_value(key: &str, bytes: Bytes, limits: &Limits) -> Result<RawArray> {
-    crate::codec::decode_array(bytes, limits).map_err(|e| match e {
-        Error::UnknownFormat(reason) => Error::NotAnArray {
-            key: key.to_owned(),
-            reason,
-        },
-        other => other,
-    })
+    crate::codec::decode_array(bytes, limits).map_err(|e| e.at_key(key))
 }
 
 /// How many times `get` and `get_many` follow a newer manifest when the chunks of the one
@@ -449,14 +445,16 @@ struct Pending {
 /// Decode a value against the call's budget, or check its manifest and count its
 /// declared total (before any chunk is fetched).
 fn classify(key: &str, value: Bytes, limits: &Limits, budget: &mut CallBudget) -> Result<Item> {
-    match Manifest::parse(&value)? {
+    match Manifest::parse(&value).map_err(|e| e.at_key(key))? {
         Some(m) => {
-            m.check(key, limits)?;
-            budget.charge(m.total_len)?;
+            m.check(key, limits).map_err(|e| e.at_key(key))?;
+            budget.charge(m.total_len).map_err(|e| e.at_key(key))?;
             Ok(Item::Chunked(m))
         }
         None => Ok(Item::Value(
-            budget.decode(|l| decode_value(key, value, l), RawArray::nbytes)?,
+            budget
+                .decode(|l| decode_value(key, value, l), RawArray::nbytes)
+                .map_err(|e| e.at_key(key))?,
         )),
     }
 }
@@ -523,10 +521,13 @@ fn fetch_chunks(
             // The declared total was counted before the fetch; the decoded value
             // counts instead.
             budget.refund(p.manifest.total_len);
-            match assemble(&p.key, &p.manifest, chunks) {
+            match assemble(&p.key, &p.manifest, chunks).map_err(|e| e.at_key(&p.key)) {
                 Ok(bytes) => {
-                    out[p.index] =
-                        Some(budget.decode(|l| decode_value(&p.key, bytes, l), RawArray::nbytes)?);
+                    out[p.index] = Some(
+                        budget
+                            .decode(|l| decode_value(&p.key, bytes, l), RawArray::nbytes)
+                            .map_err(|e| e.at_key(&p.key))?,
+                    );
                 }
                 Err(e @ Error::MissingChunks { .. }) if retries > 0 => {
                     // A writer replaced (or deleted) the array between our reads: read
@@ -602,11 +603,10 @@ fn assemble(key: &str, m: &Manifest, reply: Value) -> Result<Bytes> {
     if let (Some(expected), Some(h)) = (m.checksum, hasher) {
         let found = h.digest();
         if found != expected {
-            return Err(Error::ChecksumMismatch {
-                key: key.to_owned(),
+            return Err(Error::invalid(ValueProblem::ChecksumMismatch {
                 expected,
                 found,
-            });
+            }));
         }
     }
     Ok(crate::buffers::into_bytes(out))

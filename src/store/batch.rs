@@ -10,7 +10,7 @@ use redis::Value;
 pub use crate::array::DynArray;
 use crate::array::{AsArray, RawArray};
 use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::exec::{Command, Replies, Request, Scan, Step, reply_bytes};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
@@ -27,7 +27,7 @@ use crate::store::{join_key, sync_and_async, ttl_millis};
 /// * Each array keeps its own dtype and shape (`f64` `(1000, 784)` features next to
 ///   `i64` `(1000,)` labels).
 /// * A missing batch is `Ok(None)`; a missing name is [`Error::MissingField`]; a field
-///   that is not a redstash array is [`Error::NotAnArray`] naming the field.
+///   that is not a redstash array is [`Error::InvalidValue`] naming the field.
 ///
 /// ```no_run
 /// use ndarray::{Array1, Array2};
@@ -160,7 +160,12 @@ impl Batch {
         &self,
         name: &str,
     ) -> Result<ndarray::Array<T, D>> {
-        self.require(name)?.into_ndarray()
+        self.require(name)?.into_ndarray().map_err(|e| {
+            e.at(Origin::Field {
+                key: self.key.clone(),
+                field: name.to_owned(),
+            })
+        })
     }
 
     /// Take the array named `name` out of the batch.
@@ -216,10 +221,8 @@ pub(crate) fn glob_escape(s: &str) -> String {
 
 fn field_name(v: Value, key: &str) -> Result<String> {
     match v {
-        Value::BulkString(b) => String::from_utf8(b).map_err(|_| Error::NotAnArray {
-            key: key.to_owned(),
-            reason: "a field name is not UTF-8".into(),
-        }),
+        Value::BulkString(b) => String::from_utf8(b)
+            .map_err(|_| Error::corrupt("batch hash", "a field name is not UTF-8").at_key(key)),
         Value::SimpleString(s) => Ok(s),
         other => Err(Error::unexpected(
             format!("expected a field name, got {other:?}"),
@@ -245,12 +248,11 @@ fn decode_field(
             RawArray::nbytes,
         )
         .map(Some)
-        .map_err(|e| match e {
-            Error::UnknownFormat(reason) => Error::NotAnArray {
+        .map_err(|e| {
+            e.at(Origin::Field {
                 key: key.to_owned(),
-                reason: format!("field {field:?}: {reason}"),
-            },
-            other => other,
+                field: field.to_owned(),
+            })
         })
 }
 

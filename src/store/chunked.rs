@@ -125,19 +125,17 @@ impl Manifest {
     /// [`Limits::max_chunks`], the chunk length against Redis's bulk limit.
     pub fn check(&self, key: &str, limits: &Limits) -> Result<()> {
         if self.total_len > limits.max_value_len {
-            return Err(Error::TooLarge {
-                declared: self.total_len,
-                cap: limits.max_value_len,
-            });
+            return Err(Error::too_large(self.total_len, limits.max_value_len).at_key(key));
         }
         if self.chunks > limits.max_chunks || self.chunk_len > MAX_CHUNK_LEN {
             return Err(Error::corrupt(
                 "chunk manifest",
                 format!(
-                    "key {key:?}: {} chunks of {} bytes exceed the limits ({} chunks of at most {MAX_CHUNK_LEN} bytes)",
+                    "{} chunks of {} bytes exceed the limits ({} chunks of at most {MAX_CHUNK_LEN} bytes)",
                     self.chunks, self.chunk_len, limits.max_chunks
                 ),
-            ));
+            )
+            .at_key(key));
         }
         Ok(())
     }

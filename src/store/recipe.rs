@@ -138,15 +138,17 @@ impl RecipeStore {
             let data = reply_bytes(data, &dkey)?;
             match (meta, data) {
                 (None, None) => Ok(None),
-                (Some(meta), Some(data)) => decode(&mkey, &meta, data, &limits).map(Some),
-                (None, Some(_)) => Err(Error::NotAnArray {
-                    key: mkey,
-                    reason: "the data key exists but the meta key does not".into(),
-                }),
-                (Some(_), None) => Err(Error::NotAnArray {
-                    key: dkey,
-                    reason: "the meta key exists but the data key does not".into(),
-                }),
+                (Some(meta), Some(data)) => decode(&mkey, &dkey, &meta, data, &limits).map(Some),
+                (None, Some(_)) => Err(Error::corrupt(
+                    "recipe array",
+                    "the data key exists but the meta key does not",
+                )
+                .at_key(&mkey)),
+                (Some(_), None) => Err(Error::corrupt(
+                    "recipe array",
+                    "the meta key exists but the data key does not",
+                )
+                .at_key(&dkey)),
             }
         }))
     }
@@ -187,12 +189,23 @@ impl RecipeStore {
     }
 }
 
-fn decode(key: &str, meta: &[u8], data: Bytes, limits: &Limits) -> Result<RawArray> {
-    let meta: Meta = serde_json::from_slice(meta).map_err(|e| Error::NotAnArray {
-        key: key.to_owned(),
-        reason: format!("meta is not the recipe's JSON: {e}"),
+/// Decode a recipe array: errors of its meta name the meta key `mkey`, errors of its
+/// data the data key `dkey`.
+fn decode(mkey: &str, dkey: &str, meta: &[u8], data: Bytes, limits: &Limits) -> Result<RawArray> {
+    let meta: Meta = serde_json::from_slice(meta).map_err(|e| {
+        Error::corrupt("recipe meta", format!("not the recipe's JSON: {e}")).at_key(mkey)
     })?;
-    let (dtype, order) = DType::parse_any(&meta.dtype)?;
+    let (dtype, order) = DType::parse_any(&meta.dtype).map_err(|e| e.at_key(mkey))?;
+    decode_data(&meta, dtype, order, data, limits).map_err(|e| e.at_key(dkey))
+}
+
+fn decode_data(
+    meta: &Meta,
+    dtype: DType,
+    order: ByteOrder,
+    data: Bytes,
+    limits: &Limits,
+) -> Result<RawArray> {
     let data = match meta.compression.as_deref() {
         None | Some("none") | Some("None") | Some("") => data,
         Some("lz4") => Bytes::from(compress::decompress(
@@ -206,18 +219,13 @@ fn decode(key: &str, meta: &[u8], data: Bytes, limits: &Limits) -> Result<RawArr
             limits.max_value_len,
         )?),
         Some(other) => {
-            return Err(Error::NotAnArray {
-                key: key.to_owned(),
-                reason: format!("unknown compression {other:?} in meta"),
-            });
+            return Err(Error::unknown_format(format!(
+                "compression {other:?} in the recipe meta"
+            )));
         }
     };
     if let Some(n) = meta.original_size.filter(|&n| n != data.len() as u64) {
-        return Err(Error::Truncated {
-            format: "recipe data",
-            expected: n,
-            actual: data.len() as u64,
-        });
+        return Err(Error::truncated("recipe data", n, data.len() as u64));
     }
     let data = if order == ByteOrder::Big && ByteOrder::NATIVE == ByteOrder::Little
         || order == ByteOrder::Little && ByteOrder::NATIVE == ByteOrder::Big
@@ -234,5 +242,5 @@ fn decode(key: &str, meta: &[u8], data: Bytes, limits: &Limits) -> Result<RawArr
             "bool array holds bytes other than 0 and 1",
         ));
     }
-    RawArray::new(dtype, meta.shape, Order::C, data)
+    RawArray::new(dtype, meta.shape.clone(), Order::C, data)
 }

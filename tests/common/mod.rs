@@ -233,6 +233,7 @@ pub fn sample(dtype: DType, shape: &[usize], order: Order) -> RawArray {
             -(f(i) as f32) * 0.5
         )),
         DType::C128 => build!(Complex<f64>, |i| Complex::new(f(i), -f(i) * 0.5)),
+        other => panic!("no sample values for {other}"),
     }
 }
 
@@ -413,4 +414,16 @@ pub fn run_py(script: &str, mode: &str, url: &str) {
     );
     assert!(out.status.success(), "{script} {mode} failed:\n{text}");
     println!("{text}");
+}
+
+/// An error with its causes, as `anyhow`'s `{:#}` prints it: "what failed: why: why".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

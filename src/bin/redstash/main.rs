@@ -92,8 +92,20 @@ pub struct Fail(u8, String);
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
-        Fail(1, e.to_string())
+        Fail(1, error_chain(&e))
     }
+}
+
+/// An error and its causes, outermost first: "what failed: why: why".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl From<redis::RedisError> for Fail {
@@ -104,7 +116,7 @@ impl From<redis::RedisError> for Fail {
 
 impl From<std::io::Error> for Fail {
     fn from(e: std::io::Error) -> Self {
-        Fail(1, e.to_string())
+        Fail(1, error_chain(&e))
     }
 }
 

@@ -291,7 +291,7 @@ fn tally_small<C: ArrayCodec, N: AsRef<str>, A>(
             Delivery::Answered(r) => r.into_iter().map(Some).collect(),
             Delivery::InFlight(r) => r,
             Delivery::Refused(e) => {
-                let msg = e.to_string();
+                let msg = e.with_causes();
                 for (n, &i) in small.iter().enumerate() {
                     let e = if n == 0 {
                         Error::unexpected(msg.clone(), None)

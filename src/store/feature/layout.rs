@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::write::Write;
 use super::{View, bytes_of, corrupt};
 use crate::dtype::{ByteOrder, DType, swap_bytes_in_place};
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::exec::{Packed, Replies, Request, describe, push_header};
 
 /// Bytes of the timestamp in front of a vector ([`Layout::Native`]).
@@ -19,6 +19,7 @@ pub const TIMESTAMP_LEN: usize = 8;
 /// How the vectors of a view are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Layout {
     /// One string per (view, entity): 8-byte timestamp + raw little-endian vector
     /// (see the [module docs](super)).
@@ -276,6 +277,7 @@ impl Encoding for RecipeHash {
             .map_err(|_| corrupt(key, format!("the dtype field {dtype:?} is not a dtype")))?;
         if found != view.dtype {
             return Err(Error::DTypeMismatch {
+                origin: Origin::Key(key.to_owned()),
                 expected: view.dtype,
                 found,
             });
@@ -288,6 +290,7 @@ impl Encoding for RecipeHash {
         })?;
         if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(view.dim) {
             return Err(Error::ShapeMismatch {
+                origin: Origin::Key(key.to_owned()),
                 expected: format!("{} elements (view {:?})", view.dim, view.name),
                 found: shape,
             });

@@ -130,10 +130,7 @@ pub(super) fn now_ms() -> u64 {
 
 /// A value that is not what the view says it is.
 pub(super) fn corrupt(key: &str, reason: impl Into<String>) -> Error {
-    Error::NotAnArray {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
+    Error::corrupt("feature", reason).at_key(key)
 }
 
 /// A reply (or a field of one) as bytes; `Nil` is `None`.
@@ -186,7 +183,7 @@ impl FeatureStore {
     /// [`read_many`](Self::read_many) returns for a view (ids times vector bytes, present
     /// or not) are at most `limits.max_value_len` bytes, and the rows of all the views
     /// of one read ([`read_views`](Self::read_views)) at most `limits.max_call_bytes`,
-    /// else [`Error::TooLarge`] before anything is sent or allocated. Default
+    /// else [`Error::InvalidValue`] (too large) before anything is sent or allocated. Default
     /// [`Limits::default`].
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

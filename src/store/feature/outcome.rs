@@ -39,7 +39,7 @@ impl Write<'_> {
             let answered = match deliveries.next().unwrap_or(Delivery::NotSent) {
                 Delivery::Answered(replies) => Some(replies),
                 Delivery::Refused(e) => {
-                    let msg = e.to_string();
+                    let msg = e.with_causes();
                     tally.refused(start, e);
                     for i in items.skip(1) {
                         tally.refused(i, Error::unexpected(msg.clone(), None));
@@ -169,7 +169,7 @@ fn chunk_outcome(
                 } else {
                     Error::unexpected(format!("EXEC replied {other:?}"), None)
                 };
-                let msg = err.to_string();
+                let msg = err.with_causes();
                 let mut out = Vec::with_capacity(n_items);
                 out.push(Err(err));
                 for _ in 1..n_items {

@@ -10,7 +10,7 @@ use super::layout::Found;
 use super::{FeatureStore, View, corrupt, now_ms};
 use crate::array::{Order, RawArray};
 use crate::dtype::{ByteOrder, DType, Element, swap_bytes_in_place};
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::exec::{Request, Step, reply_ok};
 
 /// One entity's vector and when it was written ([`FeatureStore::read`]).
@@ -64,7 +64,10 @@ impl RawRows {
     /// The rows as `T` (a [`Error::DTypeMismatch`] if the view holds another dtype).
     pub fn into_typed<T: Element>(self) -> Result<Rows<T>> {
         Ok(Rows {
-            values: self.values.into_ndarray::<T, ndarray::Ix2>()?,
+            values: self
+                .values
+                .into_ndarray::<T, ndarray::Ix2>()
+                .map_err(|e| e.at(Origin::View(self.view.clone())))?,
             present: self.present,
             written_at: self.written_at,
         })
@@ -160,12 +163,15 @@ impl FeatureStore {
             let vlen = v.checked_vector_len(&self.limits)?;
             let total = vlen.checked_mul(ids.len());
             if total.is_none_or(|t| (t as u64) > self.limits.max_value_len) {
-                return Err(Error::TooLarge {
-                    declared: total.map_or(u64::MAX, |t| t as u64),
-                    cap: self.limits.max_value_len,
-                });
+                return Err(Error::too_large(
+                    total.map_or(u64::MAX, |t| t as u64),
+                    self.limits.max_value_len,
+                )
+                .at(Origin::View(v.name.clone())));
             }
-            budget.charge(total.map_or(u64::MAX, |t| t as u64))?;
+            budget
+                .charge(total.map_or(u64::MAX, |t| t as u64))
+                .map_err(|e| e.at(Origin::View(v.name.clone())))?;
         }
         if ids.is_empty() || views.is_empty() {
             let out = views
@@ -203,7 +209,13 @@ impl FeatureStore {
     ) -> Result<Step<'static, Rows<T>>> {
         if let Some(v) = self.view(view) {
             // Reject a wrong element type before sending anything.
-            v.check(T::DTYPE, &[v.dim], None)?;
+            if v.dtype != T::DTYPE {
+                return Err(Error::DTypeMismatch {
+                    origin: Origin::View(v.name.clone()),
+                    expected: T::DTYPE,
+                    found: v.dtype,
+                });
+            }
         }
         Ok(self
             .plan_read_views(entity_ids, &[view])?

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Layout;
 use crate::codec::Limits;
 use crate::dtype::{DType, Element};
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::store::ttl_millis;
 
 /// A feature view: a named kind of vector (dtype, dimension), its TTL and layout.
@@ -113,11 +113,15 @@ impl View {
     /// 1 and one vector (`dim` times the dtype's size, checked) at most
     /// `limits.max_value_len` bytes.
     pub(crate) fn from_json(name: &str, json: &[u8], limits: &Limits) -> Result<View> {
-        let j: ViewJson = serde_json::from_slice(json).map_err(|e| Error::NotAnArray {
-            key: name.to_owned(),
-            reason: format!("registry entry is not a view definition: {e}"),
+        let j: ViewJson = serde_json::from_slice(json).map_err(|e| {
+            Error::corrupt(
+                "feature view",
+                format!("registry entry is not a view definition: {e}"),
+            )
+            .at(Origin::View(name.to_owned()))
         })?;
-        let (dtype, _) = DType::parse_any(&j.dtype)?;
+        let (dtype, _) =
+            DType::parse_any(&j.dtype).map_err(|e| e.at(Origin::View(name.to_owned())))?;
         let view = View {
             name: name.to_owned(),
             dtype,
@@ -126,25 +130,25 @@ impl View {
             layout: j.layout,
         };
         if view.dim == 0 {
-            return Err(Error::NotAnArray {
-                key: name.to_owned(),
-                reason: "registry entry declares a dimension of 0".into(),
-            });
+            return Err(
+                Error::corrupt("feature view", "registry entry declares a dimension of 0")
+                    .at(Origin::View(name.to_owned())),
+            );
         }
         view.checked_vector_len(limits)?;
         Ok(view)
     }
 
-    /// Bytes of one vector, checked: [`Error::TooLarge`] if `dim` times the dtype's size
-    /// overflows or exceeds `limits.max_value_len`.
+    /// Bytes of one vector, checked: [`Error::InvalidValue`] (too large) if `dim` times
+    /// the dtype's size overflows or exceeds `limits.max_value_len`.
     pub(super) fn checked_vector_len(&self, limits: &Limits) -> Result<usize> {
         let len = self.dim.checked_mul(self.dtype.size());
         match len {
             Some(n) if (n as u64) <= limits.max_value_len => Ok(n),
-            _ => Err(Error::TooLarge {
-                declared: len.map_or(u64::MAX, |n| n as u64),
-                cap: limits.max_value_len,
-            }),
+            _ => Err(
+                Error::too_large(len.map_or(u64::MAX, |n| n as u64), limits.max_value_len)
+                    .at(Origin::View(self.name.clone())),
+            ),
         }
     }
 
@@ -153,6 +157,7 @@ impl View {
         let view = self;
         if dtype != view.dtype {
             return Err(Error::DTypeMismatch {
+                origin: Origin::View(view.name.clone()),
                 expected: view.dtype,
                 found: dtype,
             });
@@ -163,6 +168,7 @@ impl View {
         };
         if !ok {
             return Err(Error::ShapeMismatch {
+                origin: Origin::View(view.name.clone()),
                 expected: match rows {
                     None => format!("[{}] (view {:?})", view.dim, view.name),
                     Some(n) => format!("[{n}, {}] (view {:?}, {n} ids)", view.dim, view.name),

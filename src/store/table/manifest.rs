@@ -42,7 +42,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 fn manifest_error(key: &str, reason: impl std::fmt::Display) -> Error {
-    Error::corrupt("table manifest", format!("key {key:?}: {reason}"))
+    Error::corrupt("table manifest", reason.to_string()).at_key(key)
 }
 
 pub(crate) fn parse_manifest(

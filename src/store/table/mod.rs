@@ -19,8 +19,8 @@
 //!   "generation", "compression", "created_at_ms", "rows", "bytes", "partitions": [{"id",
 //!   "batches", "rows", "bytes", "checksums"}], "schema"}` where `schema` is the hex of
 //!   an IPC stream holding only the schema and `checksums` the xxh3-64 of each batch
-//!   value (verified on every read, [`Error::ChecksumMismatch`]). It lets readers know
-//!   the batch counts without being told and without `SCAN`. ArrowRedis's discovery
+//!   value (verified on every read: a mismatch is an [`Error::InvalidValue`]). It lets
+//!   readers know the batch counts without being told and without `SCAN`. ArrowRedis's discovery
 //!   pattern `{prefix}:{part=*}:batch=*` does not match it. What it declares is
 //!   checked against [`Limits`] (`max_table_batches`) before any key list is built.
 //! * a split-in-progress marker, `{prefix}:__pending__`, written before the first batch
@@ -466,13 +466,13 @@ impl TableStore {
         fn split_ipc / split_ipc_async(table: &str, input: IpcInput) -> TableInfo = plan_split_ipc;
         /// Read a table (selected partitions and columns): `None` if it has neither a
         /// manifest nor batch keys. Missing batches are [`Error::MissingBatches`], a
-        /// value that is not an IPC stream [`Error::BadBatch`], a batch of another
+        /// value that is not an IPC stream [`Error::InvalidValue`], a batch of another
         /// schema [`Error::SchemaMismatch`], a table rewritten meanwhile
         /// [`Error::TableChanged`]; a partition the table lacks or an unknown column is
         /// [`Error::InvalidArgument`].
         fn read / read_async(table: &str, options: &ReadOptions) -> Option<Table> = plan_read;
         /// A table's manifest; `None` when it has none (not a table, or written by
-        /// ArrowRedis). A manifest that cannot be parsed is [`Error::Corrupt`]; a table
+        /// ArrowRedis). A manifest that cannot be parsed is [`Error::InvalidValue`]; a table
         /// whose first split did not finish is [`Error::IncompleteTable`].
         fn info / info_async(table: &str) -> Option<TableInfo> = plan_info;
         /// Delete a table: its manifest, then every `{prefix}:{part=*}:batch=*` key found

@@ -9,6 +9,7 @@ use super::TableStore;
 
 /// How [`TableStore::split`] assigns batches to partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Partitioning {
     /// Batch `i` of the input goes to partition `i % n` (`n >= 1`).
     RoundRobin(u32),

@@ -10,7 +10,7 @@ use arrow_schema::{Schema, SchemaRef};
 use super::*;
 use crate::codec::arrow::decode_stream_bytes;
 use crate::codec::{CallBudget, Limits};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ValueProblem};
 use crate::exec::{Replies, Request, Step, reply_bytes};
 
 /// What a read checks each batch against.
@@ -263,8 +263,9 @@ pub(super) fn mget_request(
 /// The replies of an [`mget_request`], in order: `(partition, key, value)`, `None` for a
 /// missing key.
 /// A value is checked against the manifest's checksums when they have its batch: a
-/// mismatch is [`Error::ChecksumMismatch`], or [`Error::TableChanged`] when the value
-/// is a batch redstash wrote for another generation (a re-split under the reader).
+/// mismatch is [`Error::InvalidValue`] (checksum mismatch), or [`Error::TableChanged`]
+/// when the value is a batch redstash wrote for another generation (a re-split under
+/// the reader).
 pub(super) fn mget_values(
     prefix: &str,
     groups: Groups,
@@ -330,11 +331,7 @@ impl Verify {
                 found: Some(g),
             });
         }
-        Err(Error::ChecksumMismatch {
-            key: key.to_owned(),
-            expected,
-            found,
-        })
+        Err(Error::invalid(ValueProblem::ChecksumMismatch { expected, found }).at_key(key))
     }
 }
 
@@ -368,10 +365,8 @@ pub(super) fn with_schema(
     schema: &SchemaRef,
     batch: RecordBatch,
 ) -> Result<RecordBatch> {
-    RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| Error::BadBatch {
-        key: key.to_owned(),
-        source: Box::new(Error::corrupt("arrow ipc", e.to_string())),
-    })
+    RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+        .map_err(|e| Error::corrupt("arrow ipc", e.to_string()).at_key(key))
 }
 
 /// A value of the expected columns (else [`Error::SchemaMismatch`]).
@@ -403,13 +398,7 @@ pub(super) fn decode_value(
     columns: Option<&[String]>,
     limits: &Limits,
 ) -> Result<Decoded> {
-    decode_stream_bytes(bytes, columns, limits).map_err(|e| match e {
-        Error::InvalidArgument(_) => e,
-        other => Error::BadBatch {
-            key: key.to_owned(),
-            source: Box::new(other),
-        },
-    })
+    decode_stream_bytes(bytes, columns, limits).map_err(|e| e.at_key(key))
 }
 
 impl Fetch {
@@ -454,7 +443,9 @@ impl Fetch {
             match v {
                 None => self.missing.push(key),
                 Some(bytes) => {
-                    self.fetched.charge(bytes.len() as u64)?;
+                    self.fetched
+                        .charge(bytes.len() as u64)
+                        .map_err(|e| e.at_key(&key))?;
                     out.push(Fetched { part, key, bytes });
                 }
             }
@@ -550,10 +541,9 @@ pub(super) async fn fetch_decode_async<C: crate::exec::AsyncConnection + ?Sized>
         }
     }
     for (part, key, task) in pending {
-        let decoded = task.await.map_err(|e| Error::BadBatch {
-            key: key.clone(),
-            source: Box::new(Error::corrupt("arrow ipc", format!("decode task: {e}"))),
-        })??;
+        let decoded = task
+            .await
+            .map_err(|e| Error::panicked(format!("the decode of batch {key:?} ({e})")))??;
         fetch.accept(part, &key, decoded)?;
     }
     fetch.finish()

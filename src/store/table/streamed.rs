@@ -209,7 +209,7 @@ impl TableStore {
                 let n = batches.len();
                 for b in batches {
                     rows = rows.checked_add(b.num_rows() as u64).ok_or_else(|| {
-                        Error::corrupt("arrow", format!("{key:?}: row count overflows"))
+                        Error::corrupt("arrow", "row count overflows").at_key(key)
                     })?;
                     f(part, with_schema(key, &expected, b)?)?;
                 }
@@ -321,19 +321,13 @@ impl TableStore {
             options,
             |_, bytes| Ok(bytes),
             |_, key, bytes| {
-                let bad = |e: Error| match e {
-                    Error::InvalidArgument(_) | Error::Io(_) => e,
-                    other => Error::BadBatch {
-                        key: key.to_owned(),
-                        source: Box::new(other),
-                    },
-                };
+                let bad = |e: Error| e.at_key(key);
                 let a = concat.append(&bytes, &self.limits).map_err(bad)?;
                 check_generation(prefix, key, &a.schema, info.generation)?;
                 check_fields(key, &info.schema, &a.schema)?;
-                rows = rows.checked_add(a.rows).ok_or_else(|| {
-                    Error::corrupt("arrow", format!("{key:?}: row count overflows"))
-                })?;
+                rows = rows
+                    .checked_add(a.rows)
+                    .ok_or_else(|| Error::corrupt("arrow", "row count overflows").at_key(key))?;
                 fetched += bytes.len() as u64;
                 Ok(a.batches as usize)
             },
