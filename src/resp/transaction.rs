@@ -171,7 +171,7 @@ mod tests {
                 }
                 other => panic!("{other:?}"),
             }
-            assert!(e.to_string().contains("WATCHed key was modified"), "{e}");
+            assert!(e.with_causes().contains("WATCHed key was modified"), "{e}");
         }
         assert!(matches!(
             Aborted::Malformed(Value::Okay).into_error(None),
