@@ -251,7 +251,7 @@ enum Kind {
 impl IpcInput {
     /// Open an IPC file or stream (told apart by the `ARROW1` magic; a stream starts
     /// with the continuation marker `FF FF FF FF`). Anything else is
-    /// [`Error::UnknownFormat`] naming the file. Values larger than
+    /// [`Error::InvalidValue`] ([`ValueProblem::UnknownFormat`](crate::ValueProblem::UnknownFormat)) naming the file. Values larger than
     /// `limits.max_value_len` are refused.
     pub fn open(path: impl AsRef<Path>, limits: Limits) -> Result<Self> {
         let path = path.as_ref();

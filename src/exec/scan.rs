@@ -97,7 +97,8 @@ impl Scan {
     }
 
     /// [`keys`](Self::keys) fails once it has found more than `max` distinct keys
-    /// (memory stays bounded by `max` keys and one page), with an [`Error::Corrupt`]
+    /// (memory stays bounded by `max` keys and one page), with an
+    /// [`Error::InvalidValue`] ([`ValueProblem::Corrupt`](crate::ValueProblem::Corrupt))
     /// whose format is `what` (what the keys were to be, e.g. `"table batch keys"`).
     pub fn max_keys(mut self, max: usize, what: &'static str) -> Self {
         self.max_keys = Some((max, what));
