@@ -28,7 +28,7 @@ use redstash::{BatchStore, FeatureStore, Layout, Npy, View};
 
 const N: usize = 100_000;
 const DIM: usize = 128;
-const CHUNK: usize = redstash::store::feature::DEFAULT_CHUNK_SIZE;
+const CHUNK: usize = redstash::store::feature::DEFAULT_CHUNK_ENTITIES;
 const TTL: Duration = Duration::from_secs(3600);
 const RUNS: usize = 5;
 
@@ -275,7 +275,7 @@ fn main() -> Res<()> {
     let ids = ids();
     let x = embeddings();
     let view = View::of::<f32>("emb", DIM).with_ttl(TTL);
-    let store = FeatureStore::new("fs").chunk_size(CHUNK);
+    let store = FeatureStore::new("fs").with_chunk_entities(CHUNK);
     store.register_view(&mut con, &view)?;
 
     // ---- write_many vs redis-cli --pipe of the same commands ----
@@ -421,8 +421,8 @@ fn main() -> Res<()> {
     println!("|---|---|---|---|---|");
     let recipe_view = View::of::<f32>("emb", DIM)
         .with_ttl(TTL)
-        .with_layout(Layout::Recipe);
-    let recipe = FeatureStore::new("rc").chunk_size(CHUNK);
+        .with_layout(Layout::Hash);
+    let recipe = FeatureStore::new("rc").with_chunk_entities(CHUNK);
     let layouts: [(&str, usize); 4] = [
         (
             "string per (view, entity): ts + vector, SET PX (redstash)",
@@ -436,7 +436,7 @@ fn main() -> Res<()> {
             "hash per entity, vector + `_ts:view` fields, HSET + PEXPIRE",
             2,
         ),
-        ("Python recipe hash (redstash Layout::Recipe)", 3),
+        ("Python recipe hash (redstash Layout::Hash)", 3),
     ];
     for (label, l) in layouts {
         flush(&mut con)?;

@@ -224,8 +224,8 @@ fn main() -> Res<()> {
 
     // The stored values (re-framed from the file, as split stores them) and their keys.
     let store = TableStore::new("")
-        .partitioning(Partitioning::Blocks(spec.batches))
-        .compression(IpcCompression::Zstd);
+        .with_partitioning(Partitioning::Blocks(spec.batches))
+        .with_compression(IpcCompression::Zstd);
     let mut cons: Vec<DirectConnection> = (0..conns)
         .map(|_| DirectConnection::open(url.as_str()))
         .collect::<Result<_, _>>()?;

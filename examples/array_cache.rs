@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let con = redis::aio::ConnectionManager::new(client).await?;
     let store = ArrayStore::new("cache")
         .with_codec(Compressed::lz4())
-        .ttl(Duration::from_secs(2));
+        .with_ttl(Duration::from_secs(2));
     let mut cache = Cache { store, con };
 
     for round in 0..2 {

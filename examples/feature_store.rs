@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let compat = FeatureStore::new("");
     compat.register_view(
         &mut con,
-        &View::of::<f32>("example_recipe", 128).with_layout(Layout::Recipe),
+        &View::of::<f32>("example_recipe", 128).with_layout(Layout::Hash),
     )?;
     compat.write(&mut con, "example_recipe", "42", &emb.row(42))?;
     let f = compat
@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 6. A training batch: named arrays of different dtypes in one hash, atomically.
-    let batches = BatchStore::new("example_train").ttl(Duration::from_secs(600));
+    let batches = BatchStore::new("example_train").with_ttl(Duration::from_secs(600));
     let x = Array2::<f64>::from_shape_fn((1000, 784), |(i, j)| ((i * j) % 255) as f64 / 255.0);
     let y = Array1::<i64>::from_shape_fn(1000, |i| (i % 10) as i64);
     let t = Instant::now();

@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. Compressed, with a TTL: lz4 frames around .npy.
     let cache = ArrayStore::new("quickstart")
         .with_codec(Compressed::lz4())
-        .ttl(Duration::from_secs(60));
+        .with_ttl(Duration::from_secs(60));
     let counts = Array1::<i64>::from_iter((0..100_000).map(|i| i % 7));
     cache.put(&mut con, "counts", &counts)?;
     let stored: Vec<u8> = redis::cmd("GET").arg("quickstart:counts").query(&mut con)?;

@@ -35,8 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. Split it by its `partition` column: one zstd IPC stream per key
     //    `examples:trips:{part=XXXXX}:batch=YYYYY`, then a manifest.
     let store = TableStore::new("examples")
-        .partition_by("partition")
-        .compression(IpcCompression::Zstd);
+        .with_partition_by("partition")
+        .with_compression(IpcCompression::Zstd);
     let t = Instant::now();
     let info = store.split_parallel(&mut cons, "trips", batches.into_iter())?;
     let secs = t.elapsed().as_secs_f64();
@@ -53,7 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. Read partitions 2 and 5 back (pipelined MGETs, decoded on every core).
     let t = Instant::now();
     let table = store
-        .read_parallel(&mut cons, "trips", &ReadOptions::all().partitions([2, 5]))?
+        .read_parallel(
+            &mut cons,
+            "trips",
+            &ReadOptions::all().with_partitions([2, 5]),
+        )?
         .ok_or("the table vanished")?;
     let secs = t.elapsed().as_secs_f64();
     println!(
@@ -71,8 +75,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &mut cons[0],
             "trips",
             &ReadOptions::all()
-                .partitions([0])
-                .columns(["id64", "float64_c"]),
+                .with_partitions([0])
+                .with_columns(["id64", "float64_c"]),
         )?
         .ok_or("the table vanished")?;
     println!(
@@ -131,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let r = store.read_each(
         &mut cons,
         "trips",
-        &ReadOptions::all().columns(["float64_c"]),
+        &ReadOptions::all().with_columns(["float64_c"]),
         |_, batch| {
             let col = batch
                 .column(0)

@@ -116,7 +116,7 @@ impl<'a> ArrayRef<'a> {
 ///
 /// Decoding produces a `RawArray` whose bytes are usually a zero-copy slice of the value
 /// read from Redis. Convert it to typed data with [`to_vec`](Self::to_vec),
-/// [`into_ndarray`](Self::into_ndarray) or [`view`](Self::view).
+/// [`to_ndarray`](Self::to_ndarray) or [`view`](Self::view).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawArray {
     dtype: DType,
@@ -397,10 +397,10 @@ mod nd {
         /// ```
         /// use ndarray::{array, Array2};
         /// let a = redstash::RawArray::from_vec(vec![2, 2], vec![1.0f64, 2.0, 3.0, 4.0]).unwrap();
-        /// let nd: Array2<f64> = a.into_ndarray().unwrap();
+        /// let nd: Array2<f64> = a.to_ndarray().unwrap();
         /// assert_eq!(nd, array![[1.0, 2.0], [3.0, 4.0]]);
         /// ```
-        pub fn into_ndarray<T: Element, D: Dimension>(&self) -> Result<ndarray::Array<T, D>> {
+        pub fn to_ndarray<T: Element, D: Dimension>(&self) -> Result<ndarray::Array<T, D>> {
             self.check_dtype::<T>()?;
             let dim = self.dim::<D>()?;
             let v = T::vec_from_bytes(&self.data)?;
@@ -410,13 +410,13 @@ mod nd {
 
         /// Borrow as an `ndarray::ArrayView` without copying. Fails with
         /// [`Error::InvalidArgument`] when the bytes are not aligned for `T` (use
-        /// [`into_ndarray`](Self::into_ndarray) then) and on dtype/ndim mismatch.
+        /// [`to_ndarray`](Self::to_ndarray) then) and on dtype/ndim mismatch.
         pub fn view<T: Element, D: Dimension>(&self) -> Result<ArrayView<'_, T, D>> {
             self.check_dtype::<T>()?;
             let dim = self.dim::<D>()?;
             let slice = T::try_view(&self.data).ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "array data is not aligned for {} (or holds invalid values); use into_ndarray",
+                    "array data is not aligned for {} (or holds invalid values); use to_ndarray",
                     T::DTYPE
                 ))
             })?;
@@ -488,27 +488,24 @@ mod tests {
         let a = Array3::<i32>::from_shape_fn((2, 3, 4), |(i, j, k)| (i * 100 + j * 10 + k) as i32);
         let raw = RawArray::from_ndarray(&a);
         assert_eq!(raw.order(), Order::C);
-        assert_eq!(raw.into_ndarray::<i32, ndarray::Ix3>().unwrap(), a);
+        assert_eq!(raw.to_ndarray::<i32, ndarray::Ix3>().unwrap(), a);
         let f = Array2::<f64>::from_shape_fn((3, 2).f(), |(i, j)| (i * 10 + j) as f64);
         let raw = RawArray::from_ndarray(&f);
         assert_eq!(raw.order(), Order::F);
-        assert_eq!(raw.into_ndarray::<f64, ndarray::Ix2>().unwrap(), f);
+        assert_eq!(raw.to_ndarray::<f64, ndarray::Ix2>().unwrap(), f);
         assert_eq!(
             raw.to_vec_c_order::<f64>().unwrap(),
             f.iter().copied().collect::<Vec<_>>()
         );
         let strided = a.slice(s![.., ..;2, ..;-1]);
         let raw = RawArray::from_ndarray(&strided);
-        assert_eq!(
-            raw.into_ndarray::<i32, IxDyn>().unwrap(),
-            strided.into_dyn()
-        );
+        assert_eq!(raw.to_ndarray::<i32, IxDyn>().unwrap(), strided.into_dyn());
         assert!(matches!(
-            raw.into_ndarray::<i32, ndarray::Ix2>(),
+            raw.to_ndarray::<i32, ndarray::Ix2>(),
             Err(Error::ShapeMismatch { .. })
         ));
         assert!(matches!(
-            raw.into_ndarray::<f32, ndarray::Ix3>(),
+            raw.to_ndarray::<f32, ndarray::Ix3>(),
             Err(Error::DTypeMismatch { .. })
         ));
     }

@@ -81,8 +81,8 @@ pub use dtype::{ByteOrder, DType, Element};
 pub use error::{Error, Origin, RedisErrorKind, Result, ValueProblem};
 pub use store::array::ArrayStore;
 pub use store::batch::{Batch, BatchStore, NamedArrays};
+pub use store::data_meta::DataMetaStore;
 #[cfg(feature = "ndarray")]
 pub use store::feature::{FeatureStore, Layout, Rows, View};
-pub use store::recipe::RecipeStore;
 #[cfg(feature = "arrow")]
 pub use store::table::TableStore;

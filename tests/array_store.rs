@@ -1,4 +1,4 @@
-//! The ArrayStore / RecipeStore suite, written once and run on every backend (sync and
+//! The ArrayStore / DataMetaStore suite, written once and run on every backend (sync and
 //! async redis-rs connections, redstash's direct connections) against real redis-servers.
 #![cfg(all(feature = "testkit", feature = "tokio", feature = "ndarray"))]
 
@@ -10,7 +10,7 @@ use common::*;
 use redstash::codec::{ArrayCodec, Compressed};
 use redstash::dtype::ALL_DTYPES;
 use redstash::testkit::RedisServer;
-use redstash::{ArrayStore, Compression, Error, Order, RawArray, RecipeStore, RedisErrorKind};
+use redstash::{ArrayStore, Compression, DataMetaStore, Error, Order, RawArray, RedisErrorKind};
 use redstash::{DType, Origin, ValueProblem};
 
 backend_tests!(every_dtype_shape_order_and_codec_round_trips);
@@ -117,7 +117,7 @@ fn missing_delete_exists_and_prefix(backend: Backend) {
 backend_tests!(ttl_is_set_with_the_value);
 fn ttl_is_set_with_the_value(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
-        let store = ArrayStore::new("ttl").ttl(Duration::from_millis(300));
+        let store = ArrayStore::new("ttl").with_ttl(Duration::from_millis(300));
         let a = sample(redstash::DType::F32, &[10], Order::C);
         call!(con, store.put / put_async("a", &a)).unwrap();
         let pttl: i64 = con.raw(redis::cmd("PTTL").arg("ttl:a")).await.unwrap();
@@ -136,7 +136,7 @@ fn put_many_and_get_many_in_order_with_missing(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("many")
             .with_codec(Compressed::lz4())
-            .ttl(Duration::from_secs(60));
+            .with_ttl(Duration::from_secs(60));
         let items: Vec<(String, RawArray)> = (0..200)
             .map(|i| {
                 (
@@ -187,8 +187,8 @@ backend_tests!(large_arrays_are_chunked_with_manifest_last_and_cleaned_up);
 fn large_arrays_are_chunked_with_manifest_last_and_cleaned_up(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
         let store = ArrayStore::new("big")
-            .chunk_size(1000)
-            .ttl(Duration::from_secs(100));
+            .with_chunk_bytes(1000)
+            .with_ttl(Duration::from_secs(100));
         let a = sample(redstash::DType::F64, &[40, 30], Order::C); // 9600 B + header
         call!(con, store.put / put_async("a", &a)).unwrap();
         assert_eq!(
@@ -418,7 +418,7 @@ fn server_errors_oom_auth_and_down(backend: Backend) {
             call!(con, store.get / get_async("a")).unwrap(),
             Some(small.clone())
         );
-        let chunked = ArrayStore::new("oom").chunk_size(512 << 10);
+        let chunked = ArrayStore::new("oom").with_chunk_bytes(512 << 10);
         assert!(call!(con, chunked.put / put_async("a", &big)).is_err());
         assert_eq!(
             count_keys(&mut con, "*chunk*").await,
@@ -476,7 +476,7 @@ fn recipe_layout_round_trips_and_reports_half_written_values(backend: Backend) {
             "r"
         };
         if common::is_cluster(backend) {
-            let untagged = RecipeStore::new("r");
+            let untagged = DataMetaStore::new("r");
             let a = sample(redstash::DType::F32, &[2], Order::C);
             let e = call!(con, untagged.put / put_async("a", &a)).unwrap_err();
             assert!(matches!(e, Error::CrossSlot { .. }), "{e}");
@@ -486,9 +486,9 @@ fn recipe_layout_round_trips_and_reports_half_written_values(backend: Backend) {
             Compression::Lz4,
             Compression::Zlib { level: 6 },
         ] {
-            let store = RecipeStore::new(p)
-                .compression(c)
-                .ttl(Duration::from_secs(60));
+            let store = DataMetaStore::new(p)
+                .with_compression(c)
+                .with_ttl(Duration::from_secs(60));
             for dtype in ALL_DTYPES {
                 for order in [Order::C, Order::F] {
                     let a = sample(dtype, &[3, 4], order);
@@ -510,7 +510,7 @@ fn recipe_layout_round_trips_and_reports_half_written_values(backend: Backend) {
             assert_eq!(json["dtype"], "complex128");
             assert_eq!(json["shape"], serde_json::json!([3, 4]));
         }
-        let store = RecipeStore::new(p);
+        let store = DataMetaStore::new(p);
         assert_eq!(call!(con, store.get / get_async("none")).unwrap(), None);
         let _: () = con
             .raw(redis::cmd("SET").arg(format!("{p}:half:data")).arg("xx"))
@@ -641,7 +641,7 @@ fn self_checking(seed: u32) -> ndarray::Array1<u32> {
 fn readers_racing_writers_of_a_chunked_array_get_whole_values() {
     let srv = RedisServer::start().unwrap();
     // 256 KiB values in 16 KiB chunks: every write replaces 16 chunk keys.
-    let store = ArrayStore::new("race").chunk_size(16 << 10);
+    let store = ArrayStore::new("race").with_chunk_bytes(16 << 10);
     let mut con = srv.client().unwrap().get_connection().unwrap();
     store.put(&mut con, "a", &self_checking(0)).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -695,7 +695,7 @@ fn put_and_delete_by_a_user_without_getrange_report_it() {
         .acl_user("nogr", "pw", "~* +@all -getrange")
         .start()
         .unwrap();
-    let store = ArrayStore::new("acl").chunk_size(16 << 10);
+    let store = ArrayStore::new("acl").with_chunk_bytes(16 << 10);
     let mut admin = srv.client().unwrap().get_connection().unwrap();
     let mut user = redis::Client::open(srv.url_for("nogr", "pw"))
         .unwrap()
@@ -727,7 +727,7 @@ fn chunk_key_of(key: &str, manifest: &[u8], i: u32) -> String {
 backend_tests!(a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many);
 fn a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
-        let store = ArrayStore::new("sum").chunk_size(1000);
+        let store = ArrayStore::new("sum").with_chunk_bytes(1000);
         let a = sample(redstash::DType::F64, &[40, 30], Order::C); // 10 chunks
         let small = sample(redstash::DType::I8, &[3], Order::C);
         call!(con, store.put / put_async("a", &a)).unwrap();
@@ -786,7 +786,7 @@ fn a_corrupted_chunk_is_a_checksum_error_for_get_and_get_many(backend: Backend) 
 backend_tests!(chunked_arrays_with_a_manifest_without_checksum_still_read_and_clean_up);
 fn chunked_arrays_with_a_manifest_without_checksum_still_read_and_clean_up(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
-        let store = ArrayStore::new("old").chunk_size(1000);
+        let store = ArrayStore::new("old").with_chunk_bytes(1000);
         let a = sample(redstash::DType::I32, &[1000], Order::C);
         // The first form of the manifest (36 bytes, no checksum) and its chunks, as an
         // earlier version wrote them.
@@ -827,7 +827,7 @@ fn chunked_arrays_with_a_manifest_without_checksum_still_read_and_clean_up(backe
 fn readers_racing_writers_of_chunked_arrays_get_many_whole_values() {
     let srv = RedisServer::start().unwrap();
     // 256 KiB values in 16 KiB chunks: every write replaces 16 chunk keys.
-    let store = ArrayStore::new("race").chunk_size(16 << 10);
+    let store = ArrayStore::new("race").with_chunk_bytes(16 << 10);
     let mut con = srv.client().unwrap().get_connection().unwrap();
     for name in ["a", "b"] {
         store.put(&mut con, name, &self_checking(0)).unwrap();
@@ -861,7 +861,7 @@ fn readers_racing_writers_of_chunked_arrays_get_many_whole_values() {
                         for v in got {
                             let v = v
                                 .ok_or("an array vanished")?
-                                .into_ndarray::<u32, ndarray::Ix1>()
+                                .to_ndarray::<u32, ndarray::Ix1>()
                                 .map_err(|e| e.to_string())?;
                             let first = v[0];
                             if !v.iter().all(|&x| x == first) {
@@ -892,7 +892,7 @@ fn get_many_over_the_call_budget_is_too_large_before_the_rest_is_decoded(backend
             ..Default::default()
         };
         let store = ArrayStore::new("budget")
-            .chunk_size(256 << 10)
+            .with_chunk_bytes(256 << 10)
             .with_limits(limits);
         // Arrays of 200,000 bytes (under the 1 MiB value limit, not chunked): five fit
         // the 1 MiB budget of a call, six do not.
@@ -1046,4 +1046,28 @@ fn out_of_memory_mid_put_many_is_reported_exactly(backend: Backend) {
             "{backend:?}: a refused array is stored"
         );
     });
+}
+
+/// A chunk size of zero is refused before anything is sent (it was raised to 1 byte, so
+/// an array was stored as one key per byte).
+#[test]
+fn a_zero_chunk_size_is_refused() {
+    let a = ndarray::Array1::<f32>::zeros(44);
+    let store = ArrayStore::new("z").with_chunk_bytes(0);
+    assert!(
+        matches!(store.plan_put("a", &a), Err(Error::InvalidArgument(_))),
+        "put"
+    );
+    let items = [("a", a.clone())];
+    assert!(
+        matches!(store.plan_put_many(&items), Err(Error::InvalidArgument(_))),
+        "put_many"
+    );
+    // One byte is a (silly but) valid chunk size.
+    assert!(
+        ArrayStore::new("z")
+            .with_chunk_bytes(1)
+            .plan_put("a", &a)
+            .is_ok()
+    );
 }

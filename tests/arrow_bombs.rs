@@ -381,7 +381,7 @@ fn hostile_ipc_values_fail_fast_with_bounded_memory() {
         }
         let table = format!("t-{name}");
         let all = ReadOptions::all();
-        let cols = ReadOptions::all().columns(["u"]);
+        let cols = ReadOptions::all().with_columns(["u"]);
         for opts in [&all, &cols] {
             let t = Instant::now();
             check(

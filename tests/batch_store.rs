@@ -239,7 +239,7 @@ fn put_replaces_atomically_and_delete_exists_list_ttl(backend: Backend) {
         let glob = BatchStore::new("l*glob");
         assert_eq!(call!(con, glob.list / list_async()).unwrap(), vec!["h"]);
         // TTL in the same transaction.
-        let short = BatchStore::new("t").ttl(Duration::from_millis(300));
+        let short = BatchStore::new("t").with_ttl(Duration::from_millis(300));
         call!(con, short.put / put_async("y", &[("a", &a)])).unwrap();
         let pttl: i64 = con.raw(redis::cmd("PTTL").arg("t:y")).await.unwrap();
         assert!(pttl > 0 && pttl <= 300, "{backend:?} pttl {pttl}");
@@ -326,7 +326,7 @@ fn a_put_by_an_acl_user_lacking_a_command_of_the_transaction_reports_noperm(back
             |backend, mut con, mut admin| async move {
                 let mut store = BatchStore::new("acl");
                 if let Some(ttl) = ttl {
-                    store = store.ttl(ttl);
+                    store = store.with_ttl(ttl);
                 }
                 let old = sample(DType::I32, &[3, 4], Order::C);
                 let new = sample(DType::F64, &[5], Order::C);

@@ -504,6 +504,7 @@ fn usage_errors_under_json_are_json() {
         &["--json", "read", "--prefix", "t", "--partitions", "x"],
         &["--json", "gen", "--out", "x.arrow", "--url", unused],
         &["--json"],
+        &["--json", "array", "put", "k", "x.npy", "--chunk-size", "0"],
     ] {
         let (code, out, err) = redstash(unused, args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
@@ -608,7 +609,7 @@ fn split_of_a_file_that_is_not_arrow_says_so() {
 /// batches and manifests, and the recipe layout's two keys.
 #[test]
 fn inspect_recognises_every_redstash_value() {
-    use redstash::{ArrayStore, BatchStore, FeatureStore, Layout, RecipeStore, View};
+    use redstash::{ArrayStore, BatchStore, DataMetaStore, FeatureStore, Layout, View};
     let srv = server();
     let url = srv.url();
     let mut con = srv.client().unwrap().get_connection().unwrap();
@@ -623,7 +624,7 @@ fn inspect_recognises_every_redstash_value() {
     // A chunked array: the stored size is the manifest's and the chunks'.
     let big = sample(DType::F64, &[100, 50], Order::C);
     ArrayStore::new("")
-        .chunk_size(10_000)
+        .with_chunk_bytes(10_000)
         .put(&mut con, "big", &big)
         .unwrap();
     let (v, text) = inspect("big");
@@ -666,7 +667,7 @@ fn inspect_recognises_every_redstash_value() {
         .unwrap();
     fs.register_view(
         &mut con,
-        &View::of::<f64>("item", 3).with_layout(Layout::Recipe),
+        &View::of::<f64>("item", 3).with_layout(Layout::Hash),
     )
     .unwrap();
     fs.write(
@@ -705,7 +706,7 @@ fn inspect_recognises_every_redstash_value() {
 
     // The recipe layout's two keys.
     let r = sample(DType::I16, &[2, 5], Order::C);
-    RecipeStore::new("").put(&mut con, "rec", &r).unwrap();
+    DataMetaStore::new("").put(&mut con, "rec", &r).unwrap();
     for key in ["rec:data", "rec:meta"] {
         let (v, _) = inspect(key);
         assert_eq!(v["kind"], "recipe array", "{key}: {v}");

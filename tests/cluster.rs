@@ -336,7 +336,7 @@ fn cluster_follows_ask_and_moved_during_a_slot_migration() {
     let mut con = ClusterConnection::open(urls.clone()).unwrap();
     let mut strict = ClusterConnection::open(urls.clone())
         .unwrap()
-        .max_redirects(0);
+        .with_max_redirects(0);
     let mut raw = nodes(&c);
     let key = "migrating-key";
     let slot = key_slot(key.as_bytes());
@@ -628,9 +628,9 @@ fn scan_walker_finds_every_key(con: &mut impl SyncConnection) {
         "sorted, no duplicates"
     );
     // TYPE filters: every hash and nothing else, with and without MATCH.
-    let found = run(con, Scan::all().of_type("hash").keys()).unwrap();
+    let found = run(con, Scan::all().with_type("hash").keys()).unwrap();
     assert_eq!(found.into_iter().collect::<BTreeSet<_>>(), hashes);
-    let found = run(con, Scan::matching("*:1*").of_type("list").keys()).unwrap();
+    let found = run(con, Scan::matching("*:1*").with_type("list").keys()).unwrap();
     let lists: Vec<String> = (0..20)
         .map(|i| format!("l:{i}"))
         .filter(|k| k.starts_with("l:1"))
@@ -662,7 +662,9 @@ fn scan_walker_finds_every_key(con: &mut impl SyncConnection) {
     // A bound on the keys collected.
     match run(
         con,
-        Scan::matching("s:*").max_keys(1000, "test keys").keys(),
+        Scan::matching("s:*")
+            .with_max_keys(1000, "test keys")
+            .keys(),
     ) {
         Err(Error::InvalidValue {
             problem: redstash::ValueProblem::Corrupt { format, reason },
@@ -677,8 +679,8 @@ fn scan_walker_finds_every_key(con: &mut impl SyncConnection) {
         run(
             con,
             Scan::all()
-                .of_type("hash")
-                .max_keys(300, "test keys")
+                .with_type("hash")
+                .with_max_keys(300, "test keys")
                 .keys()
         )
         .unwrap()

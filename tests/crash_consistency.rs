@@ -219,8 +219,8 @@ fn table_split_killed_mid_way_reports_exactly_what_is_stored() {
             rt().block_on(async {
                 let mut con = Conn::open(backend, &url).await.expect("connect");
                 let store = TableStore::new("crash")
-                    .partitioning(Partitioning::RoundRobin(1))
-                    .pipeline_batches(16);
+                    .with_partitioning(Partitioning::RoundRobin(1))
+                    .with_pipeline_batches(16);
                 let batches = (0..n).map(move |i| {
                     let x = Int64Array::from_iter_values((0..256).map(|j| (i * 256 + j) as i64));
                     RecordBatch::try_new(schema.clone(), vec![Arc::new(x)]).unwrap()

@@ -46,8 +46,8 @@ fn row(a: &RawArray, i: usize) -> RawArray {
 backend_tests!(every_dtype_round_trips_in_both_layouts);
 fn every_dtype_round_trips_in_both_layouts(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
-        for layout in [Layout::Native, Layout::Recipe] {
-            let store = FeatureStore::new(format!("{layout:?}")).chunk_size(4);
+        for layout in [Layout::Native, Layout::Hash] {
+            let store = FeatureStore::new(format!("{layout:?}")).with_chunk_entities(4);
             for dtype in ALL_DTYPES {
                 let view = View::new(dtype.name(), dtype, 5).with_layout(layout);
                 call!(con, store.register_view / register_view_async(&view)).unwrap();
@@ -100,7 +100,7 @@ fn every_dtype_round_trips_in_both_layouts(backend: Backend) {
             }
             // Typed reads.
             let v = sample(DType::F32, &[10, 5], Order::C);
-            let typed: Array2<f32> = v.into_ndarray().unwrap();
+            let typed: Array2<f32> = v.to_ndarray().unwrap();
             let rows = read_many!(con, store, f32, "float32", &ids(10)).unwrap();
             assert_eq!(rows.values, typed, "{backend:?} {layout:?}");
             assert_eq!(rows.count_present(), 10);
@@ -150,7 +150,7 @@ fn every_dtype_round_trips_in_both_layouts(backend: Backend) {
 backend_tests!(ttl_expiry_and_max_age_mark_rows_missing);
 fn ttl_expiry_and_max_age_mark_rows_missing(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
-        for layout in [Layout::Native, Layout::Recipe] {
+        for layout in [Layout::Native, Layout::Hash] {
             let prefix = format!("ttl{layout:?}");
             let store = FeatureStore::new(&prefix);
             let view = View::of::<f32>("v", 4)
@@ -396,7 +396,7 @@ fn bad_input_and_bad_values_are_typed_errors(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
         let store = FeatureStore::new("bad");
         let native = View::of::<f32>("n", 4);
-        let recipe = View::of::<f32>("r", 4).with_layout(Layout::Recipe);
+        let recipe = View::of::<f32>("r", 4).with_layout(Layout::Hash);
         for v in [&native, &recipe] {
             call!(con, store.register_view / register_view_async(v)).unwrap();
         }
@@ -557,10 +557,10 @@ fn a_failed_chunk_reports_written_and_unwritten_entities(backend: Backend) {
         for atomic in [false, true] {
             let prefix = format!("pw{atomic}");
             let store = FeatureStore::new(&prefix)
-                .chunk_size(10)
-                .atomic_chunks(atomic);
+                .with_chunk_entities(10)
+                .with_atomic_chunks(atomic);
             let view = View::of::<f32>("r", 4)
-                .with_layout(Layout::Recipe)
+                .with_layout(Layout::Hash)
                 .with_ttl(Duration::from_secs(60));
             call!(con, store.register_view / register_view_async(&view)).unwrap();
             let _: () = con
@@ -621,7 +621,7 @@ fn out_of_memory_mid_write_is_reported_exactly(backend: Backend) {
         .expect("server");
     rt().block_on(async {
         let mut con = Conn::open(backend, &srv.url()).await.expect("connect");
-        let store = FeatureStore::new("oom").chunk_size(500);
+        let store = FeatureStore::new("oom").with_chunk_entities(500);
         call!(
             con,
             store.register_view / register_view_async(&View::of::<f32>("v", 128))

@@ -15,7 +15,7 @@ use redstash::codec::arrow::{IpcCompression, decode_stream};
 use redstash::codec::arrow_file::{IpcFormat, IpcInput};
 use redstash::codec::{self, Limits};
 use redstash::store::table::ReadOptions;
-use redstash::{DType, Order, RecipeStore, TableStore};
+use redstash::{DType, DataMetaStore, Order, TableStore};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,7 +93,7 @@ fn npy_files_written_by_numpy_decode() {
 }
 
 /// The `tobytes()` + JSON metadata layout of the Python recipe (raw, lz4, zlib), as
-/// its two keys: [`RecipeStore`] reads it.
+/// its two keys: [`DataMetaStore`] reads it.
 #[test]
 fn recipe_values_written_by_python_decode() {
     let srv = server();
@@ -103,7 +103,7 @@ fn recipe_values_written_by_python_decode() {
         .filter(|p| p.extension().is_some_and(|e| e == "meta"))
         .collect();
     assert_eq!(metas.len(), 4);
-    let store = RecipeStore::new("py");
+    let store = DataMetaStore::new("py");
     for meta in metas {
         let stem = meta.file_stem().unwrap().to_str().unwrap().to_owned();
         let [_, dtype, shape] = stem.split('-').collect::<Vec<_>>()[..] else {

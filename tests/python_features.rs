@@ -36,7 +36,7 @@ fn python_reads_what_redstash_wrote() {
             N
         );
         let name = format!("rscompat_{dtype}");
-        let v = View::new(&name, dtype, DIM).with_layout(Layout::Recipe);
+        let v = View::new(&name, dtype, DIM).with_layout(Layout::Hash);
         compat.register_view(&mut con, &v).unwrap();
         compat.write_many(&mut con, &name, &ids(), &values).unwrap();
     }
@@ -58,7 +58,7 @@ fn redstash_reads_what_python_wrote() {
     let store = FeatureStore::new("");
     let views: Vec<String> = ALL_DTYPES.iter().map(|d| format!("pyfeat_{d}")).collect();
     for (dtype, name) in ALL_DTYPES.iter().zip(&views) {
-        let v = View::new(name, *dtype, DIM).with_layout(Layout::Recipe);
+        let v = View::new(name, *dtype, DIM).with_layout(Layout::Hash);
         store.register_view(&mut con, &v).unwrap();
     }
     let mut ask = ids();
@@ -100,7 +100,7 @@ fn redstash_reads_what_python_wrote() {
         .unwrap()
         .expect("present");
     let want: ndarray::Array2<f32> = sample(DType::F32, &[N, DIM], Order::C)
-        .into_ndarray()
+        .to_ndarray()
         .unwrap();
     assert_eq!(f.values, want.row(2));
     // Written by Rust in the same layout, read by Python's recipe in the other test.

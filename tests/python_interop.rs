@@ -7,7 +7,7 @@ mod common;
 use common::{run_py, sample, server};
 use redstash::codec::{ArrayCodec, Compressed, Npy};
 use redstash::dtype::ALL_DTYPES;
-use redstash::{ArrayStore, Compression, DType, Order, RecipeStore};
+use redstash::{ArrayStore, Compression, DType, DataMetaStore, Order};
 
 fn shape_name(shape: &[usize]) -> String {
     if shape.is_empty() {
@@ -65,7 +65,7 @@ fn numpy_reads_what_redstash_wrote() {
         ("lz4", Compression::Lz4),
         ("zlib", Compression::Zlib { level: 6 }),
     ] {
-        let store = RecipeStore::new("rsrecipe").compression(c);
+        let store = DataMetaStore::new("rsrecipe").with_compression(c);
         for dtype in ALL_DTYPES {
             let key = format!("{cname}:{dtype}:2x3");
             store
@@ -105,7 +105,7 @@ fn redstash_reads_what_numpy_wrote() {
             assert_eq!(got.order(), Order::F, "{key}: numpy wrote Fortran order");
         }
     }
-    let recipe = RecipeStore::new("pyrecipe");
+    let recipe = DataMetaStore::new("pyrecipe");
     let metas: Vec<String> = redis::cmd("KEYS")
         .arg("pyrecipe:*:meta")
         .query(&mut con)

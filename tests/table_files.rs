@@ -57,8 +57,8 @@ fn file_batches_are_reframed_not_recompressed(backend: Backend) {
         assert_eq!(input.format(), IpcFormat::File);
         assert_eq!(input.num_batches(), Some(6));
         let store = TableStore::new("f")
-            .partitioning(Partitioning::Blocks(2))
-            .pipeline_bytes(50_000);
+            .with_partitioning(Partitioning::Blocks(2))
+            .with_pipeline_bytes(50_000);
         let info = call!(con, store.split_ipc / split_ipc_async("t", open(&path))).unwrap();
         assert_eq!((info.rows, info.batches()), (1800, 6), "{backend:?}");
         assert_eq!(info.partitions.len(), 3);
@@ -93,13 +93,13 @@ fn streams_of_another_compression_are_reencoded_and_partitioned_by_column(backen
         assert_eq!(input.format(), IpcFormat::Stream);
         assert_eq!(input.num_batches(), None);
         let store = TableStore::new("s")
-            .partition_by("partition")
-            .compression(IpcCompression::Zstd);
+            .with_partition_by("partition")
+            .with_compression(IpcCompression::Zstd);
         let info = call!(con, store.split_ipc / split_ipc_async("t", input)).unwrap();
         assert_eq!(info.compression, IpcCompression::Zstd);
         let t = call!(
             con,
-            store.read / read_async("t", &ReadOptions::all().partitions([2]))
+            store.read / read_async("t", &ReadOptions::all().with_partitions([2]))
         )
         .unwrap()
         .expect("table");
@@ -154,12 +154,12 @@ fn mixed_partition_batches_are_cut() {
         w.write(b).unwrap();
     }
     w.finish().unwrap();
-    let store = TableStore::new("m").partition_by("partition");
+    let store = TableStore::new("m").with_partition_by("partition");
     let info = store.split_ipc(&mut con, "t", open(&path)).unwrap();
     let batches: Vec<(u32, u32)> = info.partitions.iter().map(|p| (p.id, p.batches)).collect();
     assert_eq!(batches, vec![(0, 1), (1, 1), (2, 2)]);
     let t = store
-        .read(&mut con, "t", &ReadOptions::all().partitions([2]))
+        .read(&mut con, "t", &ReadOptions::all().with_partitions([2]))
         .unwrap()
         .unwrap();
     let ids: Vec<i64> = t
@@ -285,9 +285,9 @@ fn split_ipc_parallel_matches_split_ipc() {
     };
     write(&spec, &path, IpcFormat::File, IpcCompression::Zstd);
     let store = TableStore::new("p")
-        .partitioning(Partitioning::Blocks(3))
-        .pipeline_bytes(40_000)
-        .pipeline_batches(2);
+        .with_partitioning(Partitioning::Blocks(3))
+        .with_pipeline_bytes(40_000)
+        .with_pipeline_batches(2);
     let mut cons: Vec<redstash::direct::DirectConnection> = (0..3)
         .map(|_| redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap())
         .collect();

@@ -130,7 +130,7 @@ fn interrupted_first_split_is_an_incomplete_table() {
     let srv = RedisServer::start().unwrap();
     let client = srv.client().unwrap();
     let mut con = client.get_connection().unwrap();
-    let store = TableStore::new("hostile").pipeline_batches(1);
+    let store = TableStore::new("hostile").with_pipeline_batches(1);
     let e = store
         .split(&mut con, "t", interrupted_input().into_iter())
         .unwrap_err();
@@ -192,7 +192,7 @@ fn interrupted_first_split_is_an_incomplete_table() {
 fn interrupted_resplit_says_split_again() {
     let srv = RedisServer::start().unwrap();
     let mut con = srv.client().unwrap().get_connection().unwrap();
-    let store = TableStore::new("hostile").pipeline_batches(1);
+    let store = TableStore::new("hostile").with_pipeline_batches(1);
     let mut good = interrupted_input();
     good.pop();
     store.split(&mut con, "t", good.into_iter()).unwrap();
@@ -353,7 +353,7 @@ fn split_ipc_of_a_corrupt_file_is_an_error() {
     ));
     // Without the verification (trusted inputs), the corrupt batch is stored, and reading
     // it fails: it is never returned as other data.
-    let trusting = TableStore::new("hostile").verify_input(false);
+    let trusting = TableStore::new("hostile").with_verify_input(false);
     let input = IpcInput::open(&path, redstash::Limits::default()).unwrap();
     trusting.split_ipc(&mut con, "g", input).unwrap();
     let r = trusting.read(&mut con, "g", &ReadOptions::all());

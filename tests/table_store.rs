@@ -62,9 +62,9 @@ fn full_schema_round_trips_with_every_compression(backend: Backend) {
         let input = dataset(3, 2, 300);
         for c in COMPRESSIONS {
             let store = TableStore::new("ns")
-                .partition_by("partition")
-                .compression(c)
-                .pipeline_bytes(20_000);
+                .with_partition_by("partition")
+                .with_compression(c)
+                .with_pipeline_bytes(20_000);
             let name = format!("t_{}", c.name());
             let info = call!(
                 con,
@@ -124,15 +124,15 @@ backend_tests!(projection_and_partition_subsets);
 fn projection_and_partition_subsets(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
         let input = dataset(3, 2, 100);
-        let store = TableStore::new("").partition_by("partition");
+        let store = TableStore::new("").with_partition_by("partition");
         call!(
             con,
             store.split / split_async("p", input.clone().into_iter())
         )
         .unwrap();
         let opts = ReadOptions::all()
-            .partitions([2, 0])
-            .columns(["str_c", "id64"]);
+            .with_partitions([2, 0])
+            .with_columns(["str_c", "id64"]);
         let t = call!(con, store.read / read_async("p", &opts))
             .unwrap()
             .unwrap();
@@ -146,13 +146,13 @@ fn projection_and_partition_subsets(backend: Backend) {
         // Unknown column or partition: typed errors.
         let e = call!(
             con,
-            store.read / read_async("p", &ReadOptions::all().columns(["nope"]))
+            store.read / read_async("p", &ReadOptions::all().with_columns(["nope"]))
         )
         .unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
         let e = call!(
             con,
-            store.read / read_async("p", &ReadOptions::all().partitions([9]))
+            store.read / read_async("p", &ReadOptions::all().with_partitions([9]))
         )
         .unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
@@ -163,7 +163,7 @@ backend_tests!(round_robin_and_column_runs, sync_and_async);
 fn round_robin_and_column_runs(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
         let input = dataset(1, 5, 10);
-        let store = TableStore::new("rr").round_robin(2);
+        let store = TableStore::new("rr").with_round_robin(2);
         let info = call!(
             con,
             store.split / split_async("t", input.clone().into_iter())
@@ -189,7 +189,7 @@ fn round_robin_and_column_runs(backend: Backend) {
             ),
         ])
         .unwrap();
-        let store = TableStore::new("rr").partition_by("k");
+        let store = TableStore::new("rr").with_partition_by("k");
         let info = call!(
             con,
             store.split / split_async("m", std::iter::once(mixed.clone()))
@@ -209,14 +209,14 @@ fn round_robin_and_column_runs(backend: Backend) {
             vec![mixed.slice(2, 3), mixed.slice(0, 2), mixed.slice(5, 1)]
         );
         // A partition column that is absent, or not an integer.
-        let store = TableStore::new("rr").partition_by("nope");
+        let store = TableStore::new("rr").with_partition_by("nope");
         let e = call!(
             con,
             store.split / split_async("x", std::iter::once(mixed.clone()))
         )
         .unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
-        let store = TableStore::new("rr").partition_by("v");
+        let store = TableStore::new("rr").with_partition_by("v");
         assert!(
             call!(
                 con,
@@ -227,7 +227,7 @@ fn round_robin_and_column_runs(backend: Backend) {
         let strings =
             RecordBatch::try_from_iter([("s", Arc::new(StringArray::from(vec!["a"])) as ArrayRef)])
                 .unwrap();
-        let store = TableStore::new("rr").partition_by("s");
+        let store = TableStore::new("rr").with_partition_by("s");
         let e = call!(
             con,
             store.split / split_async("y", std::iter::once(strings))
@@ -243,7 +243,7 @@ backend_tests!(
 );
 fn resplit_swaps_generations_and_removes_stale_batches(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
-        let store = TableStore::new("g").partition_by("partition");
+        let store = TableStore::new("g").with_partition_by("partition");
         let big = dataset(3, 3, 20);
         call!(con, store.split / split_async("t", big.into_iter())).unwrap();
         let small = dataset(2, 1, 20);
@@ -317,7 +317,9 @@ fn reads_tables_written_in_the_arrowredis_layout(backend: Backend) {
             store.read
                 / read_async(
                     "demo:v1",
-                    &ReadOptions::all().partitions([1]).columns(["list_ints"])
+                    &ReadOptions::all()
+                        .with_partitions([1])
+                        .with_columns(["list_ints"])
                 )
         )
         .unwrap()
@@ -340,7 +342,7 @@ fn reads_tables_written_in_the_arrowredis_layout(backend: Backend) {
         assert!(
             call!(
                 con,
-                store.read / read_async("demo:v1", &ReadOptions::all().partitions([1]))
+                store.read / read_async("demo:v1", &ReadOptions::all().with_partitions([1]))
             )
             .is_ok()
         );
@@ -356,7 +358,7 @@ fn reads_tables_written_in_the_arrowredis_layout(backend: Backend) {
         .await;
         let e = call!(
             con,
-            store.read / read_async("demo:v1", &ReadOptions::all().partitions([1]))
+            store.read / read_async("demo:v1", &ReadOptions::all().with_partitions([1]))
         )
         .unwrap_err();
         match e {
@@ -382,7 +384,7 @@ backend_tests!(bad_values_are_typed_errors);
 fn bad_values_are_typed_errors(backend: Backend) {
     on_backend(backend, |backend, mut con| async move {
         let input = dataset(2, 2, 30);
-        let store = TableStore::new("bad").partition_by("partition");
+        let store = TableStore::new("bad").with_partition_by("partition");
         call!(
             con,
             store.split / split_async("t", input.clone().into_iter())
@@ -422,7 +424,7 @@ fn bad_values_are_typed_errors(backend: Backend) {
         set(&mut con, &k01, b"hello world").await;
         let e = call!(
             con,
-            store.read / read_async("t", &ReadOptions::all().partitions([0]))
+            store.read / read_async("t", &ReadOptions::all().with_partitions([0]))
         )
         .unwrap_err();
         match e {
@@ -438,7 +440,7 @@ fn bad_values_are_typed_errors(backend: Backend) {
         set(&mut con, &k01, &good[..good.len() / 2]).await;
         let e = call!(
             con,
-            store.read / read_async("t", &ReadOptions::all().partitions([0]))
+            store.read / read_async("t", &ReadOptions::all().with_partitions([0]))
         )
         .unwrap_err();
         assert!(
@@ -462,7 +464,7 @@ fn bad_values_are_typed_errors(backend: Backend) {
         .await;
         let e = call!(
             con,
-            store.read / read_async("t", &ReadOptions::all().partitions([0]))
+            store.read / read_async("t", &ReadOptions::all().with_partitions([0]))
         )
         .unwrap_err();
         assert!(
@@ -528,8 +530,8 @@ fn read_parallel_matches_read() {
     let client = srv.client().unwrap();
     let input = dataset(5, 3, 200);
     let store = TableStore::new("par")
-        .partition_by("partition")
-        .pipeline_bytes(10_000);
+        .with_partition_by("partition")
+        .with_pipeline_bytes(10_000);
     let mut con = client.get_connection().unwrap();
     store
         .split(&mut con, "t", input.clone().into_iter())
@@ -539,8 +541,8 @@ fn read_parallel_matches_read() {
     for opts in [
         ReadOptions::all(),
         ReadOptions::all()
-            .partitions([4, 1, 2])
-            .columns(["ts_ns", "dec_18_4"]),
+            .with_partitions([4, 1, 2])
+            .with_columns(["ts_ns", "dec_18_4"]),
     ] {
         let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
         let got = store.read_parallel(&mut cons, "t", &opts).unwrap().unwrap();
@@ -556,7 +558,7 @@ fn read_parallel_matches_read() {
     assert_eq!(got.batches, input);
     // Errors are the same as read's.
     let e = store
-        .read_parallel(&mut cons, "t", &ReadOptions::all().partitions([1, 1]))
+        .read_parallel(&mut cons, "t", &ReadOptions::all().with_partitions([1, 1]))
         .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
     let _: i64 = redis::cmd("DEL")
@@ -598,15 +600,15 @@ fn read_parallel_reads_arrowredis_tables_on_every_connection() {
             .unwrap();
     }
     // Small requests: the request size adapts to the values' size.
-    let store = TableStore::new("ar").pipeline_bytes(20_000);
+    let store = TableStore::new("ar").with_pipeline_bytes(20_000);
     let mut cons: Vec<redstash::direct::DirectConnection> = (0..3)
         .map(|_| redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap())
         .collect();
     for opts in [
         ReadOptions::all(),
         ReadOptions::all()
-            .partitions([3, 0])
-            .columns(["id64", "str_c"]),
+            .with_partitions([3, 0])
+            .with_columns(["id64", "str_c"]),
     ] {
         let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
         let got = store.read_parallel(&mut cons, "t", &opts).unwrap().unwrap();
@@ -627,7 +629,9 @@ fn read_parallel_reads_arrowredis_tables_on_every_connection() {
                     .unwrap(),
             );
         }
-        let opts = ReadOptions::all().partitions([2, 1]).columns(["float64_c"]);
+        let opts = ReadOptions::all()
+            .with_partitions([2, 1])
+            .with_columns(["float64_c"]);
         let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
         let got = store
             .read_parallel_async(&mut acons, "t", &opts)
@@ -663,7 +667,7 @@ fn read_parallel_reads_arrowredis_tables_on_every_connection() {
         .query(&mut con)
         .unwrap();
     let e = store
-        .read_parallel(&mut cons, "t", &ReadOptions::all().partitions([1, 2]))
+        .read_parallel(&mut cons, "t", &ReadOptions::all().with_partitions([1, 2]))
         .unwrap_err();
     match e {
         Error::MissingBatches { missing, .. } => {
@@ -679,9 +683,9 @@ fn read_parallel_async_matches_read() {
     let client = srv.client().unwrap();
     let input = dataset(5, 3, 200);
     let store = TableStore::new("apar")
-        .partition_by("partition")
-        .compression(IpcCompression::Lz4)
-        .pipeline_bytes(10_000);
+        .with_partition_by("partition")
+        .with_compression(IpcCompression::Lz4)
+        .with_pipeline_bytes(10_000);
     let mut con = client.get_connection().unwrap();
     store
         .split(&mut con, "t", input.clone().into_iter())
@@ -708,8 +712,8 @@ fn read_parallel_async_matches_read() {
             for opts in [
                 ReadOptions::all(),
                 ReadOptions::all()
-                    .partitions([4, 1, 2])
-                    .columns(["ts_ns", "dec_18_4"]),
+                    .with_partitions([4, 1, 2])
+                    .with_columns(["ts_ns", "dec_18_4"]),
             ] {
                 let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
                 let got = store
@@ -732,7 +736,7 @@ fn read_parallel_async_matches_read() {
                 .unwrap();
             assert_eq!(all.batches, input);
             let e = store
-                .read_parallel_async(&mut direct, "t", &ReadOptions::all().columns(["nope"]))
+                .read_parallel_async(&mut direct, "t", &ReadOptions::all().with_columns(["nope"]))
                 .await
                 .unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
@@ -773,7 +777,7 @@ fn read_parallel_async_matches_read() {
             );
         }
         let e = store
-            .read_parallel_async(&mut direct, "t", &ReadOptions::all().partitions([3]))
+            .read_parallel_async(&mut direct, "t", &ReadOptions::all().with_partitions([3]))
             .await
             .unwrap_err();
         match e {
@@ -783,7 +787,7 @@ fn read_parallel_async_matches_read() {
             other => panic!("{other}"),
         }
         let e = store
-            .read_parallel_async(&mut direct, "t", &ReadOptions::all().partitions([0]))
+            .read_parallel_async(&mut direct, "t", &ReadOptions::all().with_partitions([0]))
             .await
             .unwrap_err();
         match e {
@@ -854,7 +858,7 @@ fn pyarrow_reads_what_redstash_split() {
     let input: Vec<RecordBatch> = (0..3)
         .flat_map(|p| (0..2).map(move |b| interop_batch(p, b)))
         .collect();
-    let store = TableStore::new("rs").partition_by("partition");
+    let store = TableStore::new("rs").with_partition_by("partition");
     store.split(&mut con, "t", input.into_iter()).unwrap();
     common::run_py("arrow_interop.py", "check", &srv.url());
 }
@@ -883,7 +887,7 @@ fn pyarrow_reads_what_redstash_split_from_an_ipc_file() {
     }
     w.finish().unwrap();
     let input = redstash::codec::arrow_file::IpcInput::open(&path, Limits::default()).unwrap();
-    let store = TableStore::new("rs").partition_by("partition");
+    let store = TableStore::new("rs").with_partition_by("partition");
     store.split_ipc(&mut con, "t", input).unwrap();
     common::run_py("arrow_interop.py", "check", &srv.url());
 }
@@ -895,9 +899,9 @@ fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
     let client = srv.client().unwrap();
     let mut con = client.get_connection().unwrap();
     let store = TableStore::new("ri")
-        .partition_by("partition")
-        .compression(IpcCompression::Zstd)
-        .pipeline_bytes(4_000);
+        .with_partition_by("partition")
+        .with_compression(IpcCompression::Zstd)
+        .with_pipeline_bytes(4_000);
     let input: Vec<RecordBatch> = (0..3)
         .flat_map(|p| (0..2).map(move |b| interop_batch(p, b)))
         .collect();
@@ -944,7 +948,7 @@ fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
         .read_ipc(
             &mut cons,
             "t",
-            &ReadOptions::all().partitions([2, 0]),
+            &ReadOptions::all().with_partitions([2, 0]),
             std::fs::File::create(&path).unwrap(),
             IpcFormat::File,
             IpcCompression::Lz4,
@@ -954,7 +958,7 @@ fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
     assert!(!w.copied);
     assert_eq!(w.partitions, vec![(2, 2), (0, 2)]);
     let want = store
-        .read(&mut con, "t", &ReadOptions::all().partitions([2, 0]))
+        .read(&mut con, "t", &ReadOptions::all().with_partitions([2, 0]))
         .unwrap()
         .unwrap();
     assert_eq!(read_back(&path), want.batches);
@@ -962,7 +966,7 @@ fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
         .read_ipc(
             &mut cons,
             "t",
-            &ReadOptions::all().columns(["id64"]),
+            &ReadOptions::all().with_columns(["id64"]),
             Vec::new(),
             IpcFormat::Stream,
             IpcCompression::Zstd,
@@ -1018,7 +1022,7 @@ fn read_ipc_copies_stored_batches_into_files_pyarrow_reads() {
         .read_ipc(
             &mut cons,
             "t",
-            &ReadOptions::all().partitions([1]),
+            &ReadOptions::all().with_partitions([1]),
             Vec::new(),
             IpcFormat::File,
             IpcCompression::Zstd,
@@ -1039,8 +1043,8 @@ fn read_each_delivers_what_read_returns_in_order() {
     let client = srv.client().unwrap();
     let input = dataset(5, 3, 200);
     let store = TableStore::new("each")
-        .partition_by("partition")
-        .pipeline_bytes(5_000);
+        .with_partition_by("partition")
+        .with_pipeline_bytes(5_000);
     let mut con = client.get_connection().unwrap();
     store
         .split(&mut con, "t", input.clone().into_iter())
@@ -1051,8 +1055,8 @@ fn read_each_delivers_what_read_returns_in_order() {
     for opts in [
         ReadOptions::all(),
         ReadOptions::all()
-            .partitions([4, 1, 2])
-            .columns(["ts_ns", "dec_18_4", "str_c"]),
+            .with_partitions([4, 1, 2])
+            .with_columns(["ts_ns", "dec_18_4", "str_c"]),
     ] {
         let want = store.read(&mut con, "t", &opts).unwrap().unwrap();
         let mut got = Vec::new();
@@ -1140,9 +1144,9 @@ fn split_parallel_matches_split() {
     let client = srv.client().unwrap();
     let input = dataset(4, 5, 150);
     let store = TableStore::new("sp")
-        .partition_by("partition")
-        .compression(IpcCompression::Lz4)
-        .pipeline_bytes(30_000);
+        .with_partition_by("partition")
+        .with_compression(IpcCompression::Lz4)
+        .with_pipeline_bytes(30_000);
     let mut con = client.get_connection().unwrap();
     let mut cons: Vec<redis::Connection> =
         (0..3).map(|_| client.get_connection().unwrap()).collect();
@@ -1220,8 +1224,8 @@ fn parallel_split_and_read_on_a_cluster() {
         .collect();
     let input = dataset(8, 3, 200);
     let store = TableStore::new("cl")
-        .partition_by("partition")
-        .pipeline_bytes(20_000);
+        .with_partition_by("partition")
+        .with_pipeline_bytes(20_000);
     let info = store
         .split_parallel(&mut cons, "t", input.clone().into_iter())
         .unwrap();
@@ -1240,7 +1244,9 @@ fn parallel_split_and_read_on_a_cluster() {
         .unwrap()
         .unwrap();
     assert_eq!(got.batches, input);
-    let some = ReadOptions::all().partitions([7, 0, 3]).columns(["id64"]);
+    let some = ReadOptions::all()
+        .with_partitions([7, 0, 3])
+        .with_columns(["id64"]);
     let want = store.read(&mut cons[0], "t", &some).unwrap().unwrap();
     assert_eq!(
         store.read_parallel(&mut cons, "t", &some).unwrap().unwrap(),

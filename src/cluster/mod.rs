@@ -29,7 +29,7 @@
 //! * a `MOVED` reply (a resharding or a failover) refreshes the slot map and sends the
 //!   redirected commands again (a redirected command was not executed); `ASK` sends
 //!   them to the importing node after `ASKING`; `TRYAGAIN`/`CLUSTERDOWN` retry after a
-//!   pause. After [`max_redirects`](ClusterConnection::max_redirects) rounds the
+//!   pause. After [`with_max_redirects`](ClusterConnection::with_max_redirects) rounds the
 //!   redirection is returned as an [`Error::Redis`](crate::Error::Redis) of kind
 //!   [`RedisErrorKind::Redirect`](crate::RedisErrorKind::Redirect) (or `Transient`).
 //!

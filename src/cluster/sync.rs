@@ -56,7 +56,7 @@ impl ClusterConnection {
 
     /// Fail a call after `n` rounds of redirections (`MOVED`, `ASK`, `TRYAGAIN`,
     /// `CLUSTERDOWN`) instead of [`DEFAULT_MAX_REDIRECTS`](super::DEFAULT_MAX_REDIRECTS).
-    pub fn max_redirects(mut self, n: usize) -> Self {
+    pub fn with_max_redirects(mut self, n: usize) -> Self {
         self.router.max_redirects = n;
         self
     }

@@ -15,7 +15,7 @@ pub const DEFAULT_SCAN_COUNT: u32 = 1000;
 /// of the page, for a caller that works page by page (an exporter); [`keys`](Self::keys)
 /// loops until the cursor is back to 0 and returns every key found, deduplicated
 /// (`SCAN` may return a key more than once while the server rehashes) and sorted,
-/// optionally bounded by [`max_keys`](Self::max_keys).
+/// optionally bounded by [`with_max_keys`](Self::with_max_keys).
 ///
 /// Plain `SCAN` commands work on every connection: on a Redis Cluster, a
 /// `cluster::ClusterConnection` (feature `cluster`) turns the cursor into a composite
@@ -26,9 +26,9 @@ pub const DEFAULT_SCAN_COUNT: u32 = 1000;
 /// # fn main() -> redstash::Result<()> {
 /// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
 /// // Every hash under `batches:`.
-/// let keys = run(&mut con, Scan::matching("batches:*").of_type("hash").keys())?;
+/// let keys = run(&mut con, Scan::matching("batches:*").with_type("hash").keys())?;
 /// // The same, a page at a time.
-/// let scan = Scan::matching("batches:*").of_type("hash");
+/// let scan = Scan::matching("batches:*").with_type("hash");
 /// let mut cursor = 0;
 /// loop {
 ///     let page = run(&mut con, scan.page(cursor))?;
@@ -91,7 +91,7 @@ impl Scan {
     }
 
     /// Only keys of this Redis type (`TYPE`: `string`, `hash`, `list`...).
-    pub fn of_type(mut self, type_name: impl Into<String>) -> Self {
+    pub fn with_type(mut self, type_name: impl Into<String>) -> Self {
         self.type_filter = Some(type_name.into());
         self
     }
@@ -100,7 +100,7 @@ impl Scan {
     /// (memory stays bounded by `max` keys and one page), with an
     /// [`Error::InvalidValue`] ([`ValueProblem::Corrupt`](crate::ValueProblem::Corrupt))
     /// whose format is `what` (what the keys were to be, e.g. `"table batch keys"`).
-    pub fn max_keys(mut self, max: usize, what: &'static str) -> Self {
+    pub fn with_max_keys(mut self, max: usize, what: &'static str) -> Self {
         self.max_keys = Some((max, what));
         self
     }
@@ -217,7 +217,7 @@ mod tests {
             .arg("TYPE")
             .arg("hash")
             .get_packed_command();
-        let s = Scan::matching("a:*").with_count(10).of_type("hash");
+        let s = Scan::matching("a:*").with_count(10).with_type("hash");
         assert_eq!(packed(&s, 7), want);
         let want = redis::cmd("SCAN")
             .arg(0)

@@ -15,9 +15,9 @@ use crate::store::{join_key, sync_and_async, ttl_millis};
 
 mod put_many;
 
-/// Default chunk limit: values above it are split (Redis refuses bulk strings over
+/// Default chunk size of an [`ArrayStore`], in bytes: values above it are split (Redis refuses bulk strings over
 /// `proto-max-bulk-len`, 512 MB by default).
-pub const DEFAULT_CHUNK_SIZE: usize = 256 << 20;
+pub const DEFAULT_CHUNK_BYTES: usize = 256 << 20;
 
 /// Arrays in Redis, one key each: `{prefix}:{name}` holds the encoded array.
 ///
@@ -25,7 +25,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 256 << 20;
 ///   `get` of a missing key is `Ok(None)`.
 /// * Values are `.npy` (or `.npy` inside lz4/zlib/zstd, per the codec); any store reads
 ///   any redstash value whatever its own codec.
-/// * Values larger than [`chunk_size`](Self::chunk_size) are stored as chunks plus a
+/// * Values larger than [`with_chunk_bytes`](Self::with_chunk_bytes) are stored as chunks plus a
 ///   manifest written last, so readers never see half an array.
 /// * Methods come in pairs: `op(&mut con, ..)` for any sync connection and
 ///   `op_async(&mut con, ..)` for any async one (feature `tokio`), both running the same
@@ -38,7 +38,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 256 << 20;
 /// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
 /// let store = ArrayStore::new("cache")
 ///     .with_codec(Compressed::lz4())
-///     .ttl(Duration::from_secs(3600));
+///     .with_ttl(Duration::from_secs(3600));
 /// let x = ndarray::Array1::<f64>::linspace(0.0, 1.0, 1000);
 /// store.put(&mut con, "x", &x)?;
 /// let raw = store.get(&mut con, "x")?.expect("just written");
@@ -61,7 +61,7 @@ impl ArrayStore<Npy> {
             prefix: prefix.into(),
             codec: Npy,
             ttl: None,
-            chunk_size: DEFAULT_CHUNK_SIZE,
+            chunk_size: DEFAULT_CHUNK_BYTES,
             limits: Limits::default(),
         }
     }
@@ -137,15 +137,27 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     /// Expire written arrays after `ttl` (set in the same command as the value).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
-    /// Values larger than this many bytes are stored in chunks (default 256 MiB).
-    pub fn chunk_size(mut self, bytes: usize) -> Self {
-        self.chunk_size = bytes.max(1);
+    /// Values larger than this many bytes are stored in chunks (default
+    /// [`DEFAULT_CHUNK_BYTES`], 256 MiB). Zero is refused: every write then fails with
+    /// [`Error::InvalidArgument`] (rather than storing an array as one-byte keys).
+    pub fn with_chunk_bytes(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes;
         self
+    }
+
+    /// The chunk size, checked (at least one byte).
+    fn chunk_bytes(&self) -> Result<usize> {
+        match self.chunk_size {
+            0 => Err(Error::InvalidArgument(
+                "ArrayStore chunk size is 0 bytes; it must be at least 1".into(),
+            )),
+            n => Ok(n),
+        }
     }
 
     /// Decoding limits (size caps against hostile values; a `get_many` decodes at most
@@ -154,11 +166,6 @@ impl<C: ArrayCodec> ArrayStore<C> {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
-    }
-
-    /// The same as [`with_limits`](Self::with_limits) (the name of earlier versions).
-    pub fn limits(self, limits: Limits) -> Self {
-        self.with_limits(limits)
     }
 
     /// The codec.
@@ -198,9 +205,10 @@ impl<C: ArrayCodec> ArrayStore<C> {
         name: &str,
         array: &'a A,
     ) -> Result<Step<'a, ()>> {
+        let chunk_bytes = self.chunk_bytes()?;
         let key = self.key(name);
         let set = self.set_for(&key, array)?;
-        if set.arg_len(2) > self.chunk_size {
+        if set.arg_len(2) > chunk_bytes {
             return self.plan_put_chunked(key, set);
         }
         let mut req = Request::new(Some(&key));
@@ -372,7 +380,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
     ) -> Result<Step<'static, Option<ndarray::Array<T, D>>>> {
         let key = self.key(name);
         Ok(self.plan_get(name)?.try_map(move |a| {
-            a.map(|a| a.into_ndarray::<T, D>().map_err(|e| e.at_key(&key)))
+            a.map(|a| a.to_ndarray::<T, D>().map_err(|e| e.at_key(&key)))
                 .transpose()
         }))
     }

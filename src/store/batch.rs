@@ -160,7 +160,7 @@ impl Batch {
         &self,
         name: &str,
     ) -> Result<ndarray::Array<T, D>> {
-        self.require(name)?.into_ndarray().map_err(|e| {
+        self.require(name)?.to_ndarray().map_err(|e| {
             e.at(Origin::Field {
                 key: self.key.clone(),
                 field: name.to_owned(),
@@ -280,7 +280,7 @@ impl<C: ArrayCodec> BatchStore<C> {
     }
 
     /// Expire written batches after `ttl` (set in the same transaction as the arrays).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
@@ -290,11 +290,6 @@ impl<C: ArrayCodec> BatchStore<C> {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
-    }
-
-    /// The same as [`with_limits`](Self::with_limits) (the name of earlier versions).
-    pub fn limits(self, limits: Limits) -> Self {
-        self.with_limits(limits)
     }
 
     /// The codec.
@@ -483,7 +478,7 @@ impl<C: ArrayCodec> BatchStore<C> {
         };
         // Sorted and deduplicated by the walk; stripping the common prefix keeps both.
         Ok(Scan::matching(pattern)
-            .of_type("hash")
+            .with_type("hash")
             .keys()
             .map(move |keys| {
                 keys.into_iter()

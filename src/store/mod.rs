@@ -7,9 +7,9 @@ use std::time::Duration;
 pub mod array;
 pub mod batch;
 pub(crate) mod chunked;
+pub mod data_meta;
 #[cfg(feature = "ndarray")]
 pub mod feature;
-pub mod recipe;
 #[cfg(feature = "arrow")]
 pub mod table;
 pub(crate) mod tally;

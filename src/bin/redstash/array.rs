@@ -43,9 +43,9 @@ pub struct PutOpts {
     /// Expire the key after this many seconds.
     #[arg(long)]
     pub ttl: Option<f64>,
-    /// Store arrays larger than this many bytes in chunks.
-    #[arg(long)]
-    pub chunk_size: Option<usize>,
+    /// Store arrays larger than this many bytes in chunks (at least 1; default 256 MiB).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: Option<u64>,
 }
 
 /// Run an `array` subcommand.
@@ -67,10 +67,10 @@ pub fn run(cli: &Cli, cmd: &ArrayCmd) -> Result<(), Fail> {
                 if !(t > 0.0 && t.is_finite()) {
                     return Err(Fail(2, format!("--ttl must be a positive number, got {t}")));
                 }
-                store = store.ttl(Duration::from_secs_f64(t));
+                store = store.with_ttl(Duration::from_secs_f64(t));
             }
             if let Some(c) = opts.chunk_size {
-                store = store.chunk_size(c);
+                store = store.with_chunk_bytes(usize::try_from(c).unwrap_or(usize::MAX));
             }
             let mut con = connect(&connection.url)?;
             store.put(&mut con, key, &array)?;

@@ -15,7 +15,7 @@ use redstash::codec::arrow_file::IpcInput;
 use redstash::codec::sniff::ChunkedValue;
 use redstash::codec::{self, Format, Limits};
 use redstash::store::table::{GENERATION_METADATA, MANIFEST_SUFFIX, PENDING_SUFFIX};
-use redstash::{ArrayStore, DType, FeatureStore, Layout, RecipeStore, TableStore};
+use redstash::{ArrayStore, DType, DataMetaStore, FeatureStore, Layout, TableStore};
 use serde_json::{Value as Json, json};
 
 use crate::{Cli, Connection, Fail, connect, mb, report};
@@ -436,7 +436,7 @@ fn recipe_array(con: &mut RedisConnection, key: &str) -> Result<Option<Descripti
     if meta_json.get("dtype").is_none() || meta_json.get("shape").is_none() {
         return Ok(None);
     }
-    let a = RecipeStore::new("")
+    let a = DataMetaStore::new("")
         .get(con, name)?
         .ok_or_else(|| Fail(3, format!("key {key:?} vanished")))?;
     let mut d = Description::new("recipe array");

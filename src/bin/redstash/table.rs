@@ -297,11 +297,11 @@ pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
     };
     let connections = a.connections.max(1);
     let store = TableStore::new("")
-        .compression(a.compression)
-        .partitioning(partitioning)
-        .pipeline_bytes(a.pipeline_mb.max(1) << 20)
-        .pipeline_batches(a.max_inflight.div_ceil(connections).max(1))
-        .verify_input(!a.trust_input);
+        .with_compression(a.compression)
+        .with_partitioning(partitioning)
+        .with_pipeline_bytes(a.pipeline_mb.max(1) << 20)
+        .with_pipeline_batches(a.max_inflight.div_ceil(connections).max(1))
+        .with_verify_input(!a.trust_input);
     let mut cons =
         BulkConnection::open_many(&a.connection.url, connections, cluster_on(&a.cluster))?;
     let bar = progress(cli, input.num_batches().map(|n| n as u64), "split");
@@ -372,7 +372,7 @@ fn check_batches(n: Option<u32>, partitions: &[(u32, usize)]) -> Result<(), Fail
 
 /// `redstash read`.
 pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
-    let store = TableStore::new("").mget_keys(a.pipeline.max(1));
+    let store = TableStore::new("").with_mget_keys(a.pipeline.max(1));
     let mut options = ReadOptions::all();
     options.partitions = a.partitions.clone().and_then(|p| p.0);
     options.columns = a.columns.clone();

@@ -64,6 +64,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
         &'a self,
         items: &'a [(N, A)],
     ) -> Result<Step<'a, ()>> {
+        self.chunk_bytes()?;
         if items.is_empty() {
             return Ok(Step::Done(()));
         }

@@ -25,9 +25,13 @@ pub enum Layout {
     /// (see the [module docs](super)).
     #[default]
     Native,
-    /// The common Python recipe (`tobytes()` into a hash): one hash per entity with `data`, `dtype`, `shape`,
-    /// `updated_at` fields, for sharing data with Python services that use it.
-    Recipe,
+    /// One hash per (view, entity) with `data` (the vector's `tobytes()`), `dtype`,
+    /// `shape` and `updated_at` fields: the layout of the common Python feature-store
+    /// recipe, for sharing data with Python services that use it. Registered as
+    /// `"hash"` (registries that say `"recipe"`, the name of earlier versions, read as
+    /// this).
+    #[serde(alias = "recipe")]
+    Hash,
 }
 
 impl Layout {
@@ -35,7 +39,7 @@ impl Layout {
     pub(super) fn encoding(self) -> &'static dyn Encoding {
         match self {
             Layout::Native => &NativeString,
-            Layout::Recipe => &RecipeHash,
+            Layout::Hash => &HashFields,
         }
     }
 }
@@ -181,14 +185,14 @@ impl Encoding for NativeString {
     }
 }
 
-/// [`Layout::Recipe`]: the common Python recipe's hash per entity (`data`, `dtype`,
+/// [`Layout::Hash`]: the common Python recipe's hash per entity (`data`, `dtype`,
 /// `shape`, `updated_at`), `HSET` [+ `PEXPIRE`], read with one `HMGET` per entity.
-struct RecipeHash;
+struct HashFields;
 
 /// The fields of a recipe hash, in the order they are read.
 const RECIPE_FIELDS: [&str; 4] = ["data", "dtype", "shape", "updated_at"];
 
-impl Encoding for RecipeHash {
+impl Encoding for HashFields {
     fn commands_per_entity(&self, view: &View) -> usize {
         if view.ttl.is_some() { 2 } else { 1 }
     }

@@ -38,7 +38,7 @@
 //!
 //! ## Compatibility layout
 //!
-//! A view registered with [`Layout::Recipe`] reads and writes the hash layout of the common Python recipe
+//! A view registered with [`Layout::Hash`] reads and writes the hash layout of the common Python recipe
 //! instead: `{prefix}:{view}:{entity_id}` (with prefix `""`: `{view}:{entity_id}`, the
 //! recipe's `{name}:{entity_id}`) is a hash with fields `data` (raw vector bytes),
 //! `dtype` (`"float32"`), `shape` (JSON, `[128]`) and `updated_at` (`str(time.time())`),
@@ -62,7 +62,7 @@ mod write;
 pub use layout::{Layout, TIMESTAMP_LEN};
 pub use read::{Feature, RawRows, Rows};
 pub use view::View;
-pub use write::DEFAULT_CHUNK_SIZE;
+pub use write::DEFAULT_CHUNK_ENTITIES;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -86,7 +86,7 @@ use registry::REGISTRY;
 ///   Registering a name again with another definition is [`Error::ViewConflict`]
 ///   unless [`replace_view`](Self::replace_view) is used.
 /// * A vector of the wrong dtype or length is rejected before anything is sent.
-/// * [`write_many`](Self::write_many) sends [`chunk_size`](Self::chunk_size) entities
+/// * [`write_many`](Self::write_many) sends [`with_chunk_entities`](Self::with_chunk_entities) entities
 ///   per request (optionally each chunk in `MULTI`/`EXEC`), the TTL in the same
 ///   command, each chunk built just before it is sent (the direct connections pipeline
 ///   all chunks back to back); if a chunk fails, [`Error::PartialWrite`] says which
@@ -154,7 +154,7 @@ impl FeatureStore {
         FeatureStore {
             prefix: prefix.into(),
             views: Arc::new(RwLock::new(HashMap::new())),
-            chunk_size: DEFAULT_CHUNK_SIZE,
+            chunk_size: DEFAULT_CHUNK_ENTITIES,
             atomic_chunks: false,
             max_age: None,
             limits: Limits::default(),
@@ -162,9 +162,10 @@ impl FeatureStore {
     }
 
     /// Entities per request of [`write_many`](Self::write_many) (default
-    /// [`DEFAULT_CHUNK_SIZE`]; a round trip each on redis-rs connections).
-    pub fn chunk_size(mut self, entities: usize) -> Self {
-        self.chunk_size = entities.max(1);
+    /// [`DEFAULT_CHUNK_ENTITIES`]; a round trip each on redis-rs connections).
+    /// Zero is refused: writes then fail with [`Error::InvalidArgument`].
+    pub fn with_chunk_entities(mut self, entities: usize) -> Self {
+        self.chunk_size = entities;
         self
     }
 
@@ -173,7 +174,7 @@ impl FeatureStore {
     /// transaction needs keys of one slot: the entity ids of a chunk must share a hash
     /// tag (e.g. `{batch7}:42`), otherwise the write fails with [`Error::CrossSlot`]
     /// before anything is sent.
-    pub fn atomic_chunks(mut self, atomic: bool) -> Self {
+    pub fn with_atomic_chunks(mut self, atomic: bool) -> Self {
         self.atomic_chunks = atomic;
         self
     }
@@ -234,7 +235,7 @@ impl FeatureStore {
         /// TTL in the same command.
         fn write / write_async<A: AsArray>(view: &str, entity_id: &str, vector: &A) -> () = plan_write;
         /// Write the rows of `values` (shape `[ids, dim]`, the view's dtype) for
-        /// `entity_ids`, [`chunk_size`](Self::chunk_size) entities per request, the TTL
+        /// `entity_ids`, [`with_chunk_entities`](Self::with_chunk_entities) entities per request, the TTL
         /// in the same command. Returns the number written; if any entity failed,
         /// [`Error::PartialWrite`] says which entities were written and which were not
         /// (every chunk is sent).

@@ -66,7 +66,7 @@ impl RawRows {
         Ok(Rows {
             values: self
                 .values
-                .into_ndarray::<T, ndarray::Ix2>()
+                .to_ndarray::<T, ndarray::Ix2>()
                 .map_err(|e| e.at(Origin::View(self.view.clone())))?,
             present: self.present,
             written_at: self.written_at,

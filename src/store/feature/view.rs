@@ -199,8 +199,8 @@ impl fmt::Display for View {
         if let Some(t) = self.ttl {
             write!(f, " ttl {} ms", ttl_millis(t))?;
         }
-        if self.layout == Layout::Recipe {
-            f.write_str(" (recipe layout)")?;
+        if self.layout == Layout::Hash {
+            f.write_str(" (hash layout)")?;
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ use crate::exec::{Packed, Request, Requests, Step};
 /// than 5,000 or 20,000 on `MultiplexedConnection` (whose per-call packing costs less
 /// on smaller, cache-resident buffers). A chunk of 2,000 such entities is about 1.4 MB
 /// of commands.
-pub const DEFAULT_CHUNK_SIZE: usize = 2_000;
+pub const DEFAULT_CHUNK_ENTITIES: usize = 2_000;
 
 /// The entity ids of a write, in one buffer (no allocation per id).
 pub(super) struct Ids {
@@ -167,6 +167,11 @@ impl FeatureStore {
         values: &'a A,
         single: bool,
     ) -> Result<Step<'a, usize>> {
+        if self.chunk_size == 0 {
+            return Err(Error::InvalidArgument(
+                "FeatureStore chunk size is 0 entities; it must be at least 1".into(),
+            ));
+        }
         let (dtype, shape, data) = match values.try_array_ref() {
             Some(a) => (a.dtype(), a.shape().to_vec(), c_order_bytes(&a)),
             None => values.with_array_ref(|a| {
@@ -228,6 +233,19 @@ fn unwrap_single(step: Step<'_, ()>) -> Step<'_, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chunk size of zero is refused before anything is sent (a write would divide
+    /// its entities into chunks of none).
+    #[test]
+    fn a_zero_chunk_size_is_refused() {
+        let v = ndarray::Array2::<f32>::zeros((2, 4));
+        let store = FeatureStore::new("f").with_chunk_entities(0);
+        let e = store.plan_write_many("v", &["a", "b"], &v).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        let row = ndarray::Array1::<f32>::zeros(4);
+        let e = store.plan_write("v", "a", &row).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    }
     use crate::dtype::{ByteOrder, swap_bytes_in_place};
     use crate::exec::Command;
     use crate::store::feature::Layout;
@@ -269,7 +287,7 @@ mod tests {
                     }
                     set.write_packed_command(&mut out);
                 }
-                Layout::Recipe => {
+                Layout::Hash => {
                     redis::cmd("HSET")
                         .arg(&key)
                         .arg("data")
@@ -299,7 +317,7 @@ mod tests {
     #[test]
     fn chunks_are_the_commands_redis_rs_would_send() {
         let data: Vec<u8> = (0..3 * 4 * 4).map(|i| i as u8).collect();
-        for layout in [Layout::Native, Layout::Recipe] {
+        for layout in [Layout::Native, Layout::Hash] {
             for ttl in [None, Some(Duration::from_millis(3_600_000))] {
                 for atomic in [false, true] {
                     let mut view = View::of::<f32>("v", 4).with_layout(layout);

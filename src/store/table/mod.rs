@@ -114,7 +114,7 @@ const MANIFEST_FORMAT: &str = "redstash.table";
 /// [module docs](self) for the layout, the manifest and re-splits).
 ///
 /// * [`split`](Self::split) writes record batches, one IPC stream per key, pipelined in
-///   requests of about [`pipeline_bytes`](Self::pipeline_bytes), then the manifest.
+///   requests of about [`with_pipeline_bytes`](Self::with_pipeline_bytes), then the manifest.
 /// * [`read`](Self::read) reads all or selected partitions (pipelined `MGET`s, one
 ///   partition per `MGET`), optionally only some columns; tables written by ArrowRedis
 ///   (no manifest) are discovered with `SCAN`.
@@ -126,10 +126,10 @@ const MANIFEST_FORMAT: &str = "redstash.table";
 /// use redstash::store::table::ReadOptions;
 /// # fn main() -> redstash::Result<()> {
 /// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
-/// let store = TableStore::new("").partition_by("partition");
+/// let store = TableStore::new("").with_partition_by("partition");
 /// let batches: Vec<_> = GenSpec::default().iter().collect::<redstash::Result<_>>()?;
 /// let info = store.split(&mut con, "demo:v1", batches.into_iter())?;
-/// let t = store.read(&mut con, "demo:v1", &ReadOptions::all().partitions([1]).columns(["id64"]))?;
+/// let t = store.read(&mut con, "demo:v1", &ReadOptions::all().with_partitions([1]).with_columns(["id64"]))?;
 /// assert_eq!(t.unwrap().num_rows() as u64, info.partitions[1].rows);
 /// # Ok(()) }
 /// ```
@@ -162,32 +162,32 @@ impl TableStore {
     }
 
     /// Body compression of written batches (reading accepts any).
-    pub fn compression(mut self, c: IpcCompression) -> Self {
+    pub fn with_compression(mut self, c: IpcCompression) -> Self {
         self.compression = c;
         self
     }
 
     /// Partition written batches by an integer column (see [`Partitioning::Column`]).
-    pub fn partition_by(mut self, column: impl Into<String>) -> Self {
+    pub fn with_partition_by(mut self, column: impl Into<String>) -> Self {
         self.partitioning = Partitioning::Column(column.into());
         self
     }
 
     /// Spread written batches over `n` partitions, round robin.
-    pub fn round_robin(mut self, n: u32) -> Self {
+    pub fn with_round_robin(mut self, n: u32) -> Self {
         self.partitioning = Partitioning::RoundRobin(n);
         self
     }
 
     /// How written batches are partitioned.
-    pub fn partitioning(mut self, p: Partitioning) -> Self {
+    pub fn with_partitioning(mut self, p: Partitioning) -> Self {
         self.partitioning = p;
         self
     }
 
     /// Approximate bytes of batch values sent (or expected back) per request (default
     /// 16 MiB; at least one batch per request).
-    pub fn pipeline_bytes(mut self, n: usize) -> Self {
+    pub fn with_pipeline_bytes(mut self, n: usize) -> Self {
         self.pipeline_bytes = n.max(1);
         self
     }
@@ -198,7 +198,7 @@ impl TableStore {
     /// with it, splitting the 250 MB benchmark table took 0.66 s instead of 0.34 s on a
     /// shared 2-core machine. Turn it off for inputs you trust: a corrupt batch is then
     /// stored, and reads of it fail (it is never returned as other data).
-    pub fn verify_input(mut self, verify: bool) -> Self {
+    pub fn with_verify_input(mut self, verify: bool) -> Self {
         self.verify_input = verify;
         self
     }
@@ -206,13 +206,13 @@ impl TableStore {
     /// Most batches written per request (default 4096; at least 1): with
     /// [`split_parallel`](Self::split_parallel), connections x this bounds the `SET`s in
     /// flight (ArrowRedis's `--max-inflight`).
-    pub fn pipeline_batches(mut self, n: usize) -> Self {
+    pub fn with_pipeline_batches(mut self, n: usize) -> Self {
         self.pipeline_batches = n.max(1);
         self
     }
 
     /// Keys per `MGET` when reading (default 64).
-    pub fn mget_keys(mut self, n: usize) -> Self {
+    pub fn with_mget_keys(mut self, n: usize) -> Self {
         self.mget_keys = n.max(1);
         self
     }
@@ -221,11 +221,6 @@ impl TableStore {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
-    }
-
-    /// The same as [`with_limits`](Self::with_limits) (the name of earlier versions).
-    pub fn limits(self, limits: Limits) -> Self {
-        self.with_limits(limits)
     }
 
     /// The key prefix of a table (`namespace:table`).

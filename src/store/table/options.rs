@@ -45,13 +45,13 @@ impl ReadOptions {
     }
 
     /// Only these partitions.
-    pub fn partitions(mut self, parts: impl IntoIterator<Item = u32>) -> Self {
+    pub fn with_partitions(mut self, parts: impl IntoIterator<Item = u32>) -> Self {
         self.partitions = Some(parts.into_iter().collect());
         self
     }
 
     /// Only these columns.
-    pub fn columns<S: Into<String>>(mut self, cols: impl IntoIterator<Item = S>) -> Self {
+    pub fn with_columns<S: Into<String>>(mut self, cols: impl IntoIterator<Item = S>) -> Self {
         self.columns = Some(cols.into_iter().map(Into::into).collect());
         self
     }

@@ -47,8 +47,8 @@ impl TableStore {
     pub(super) fn plan_found(&self, table: &str) -> Result<Step<'static, Found>> {
         // Every batch is a key: the walk stops at the most batches a table may have.
         let max = usize::try_from(self.limits.max_table_batches).unwrap_or(usize::MAX);
-        let scan =
-            Scan::matching(batch_pattern(&self.prefix(table))).max_keys(max, "table batch keys");
+        let scan = Scan::matching(batch_pattern(&self.prefix(table)))
+            .with_max_keys(max, "table batch keys");
         Ok(self.plan_readable_manifest(table)?.and_then(move |info| {
             Ok(match info {
                 Some(info) => Step::Done(Found::Manifest(info)),
@@ -175,7 +175,7 @@ impl TableStore {
     /// [`read`](Self::read) over several connections at once: the selected partitions
     /// are shared out between the connections (balanced by their bytes in the
     /// manifest), each connection reads and decodes its partitions on its own thread
-    /// (one request of about [`pipeline_bytes`](Self::pipeline_bytes) in flight per
+    /// (one request of about [`with_pipeline_bytes`](Self::with_pipeline_bytes) in flight per
     /// connection), and the batches come back in the same order as [`read`](Self::read)
     /// gives them. A table without manifest (written by ArrowRedis) is discovered with
     /// `SCAN` on the first connection, then read the same way (partitions shared out by
@@ -272,7 +272,7 @@ impl TableStore {
     /// from `batches` in order and given their keys under a lock (so a partition's
     /// batch numbers follow the input order, as with [`split`](Self::split)), then each
     /// connection encodes its share on its own thread and sends it in pipelines of about
-    /// [`pipeline_bytes`](Self::pipeline_bytes) (one in flight per connection). The
+    /// [`with_pipeline_bytes`](Self::with_pipeline_bytes) (one in flight per connection). The
     /// manifest is written last, on the first connection, once every batch is
     /// acknowledged. On an error nothing more is sent and the manifest is not written.
     #[cfg(feature = "sync")]
@@ -288,7 +288,7 @@ impl TableStore {
     /// [`split_ipc`](Self::split_ipc) over several connections at once, as
     /// [`split_parallel`](Self::split_parallel) does it: the file is read one batch at a
     /// time under a lock, so memory stays bounded by the batches in flight (about
-    /// [`pipeline_bytes`](Self::pipeline_bytes) per connection).
+    /// [`with_pipeline_bytes`](Self::with_pipeline_bytes) per connection).
     #[cfg(feature = "sync")]
     pub fn split_ipc_parallel<Con: crate::exec::SyncConnection + Send>(
         &self,

@@ -135,7 +135,7 @@ pub(super) struct Splitter<S> {
     pub(super) old: Option<TableInfo>,
     /// Whether the split-in-progress marker was sent (before the first batch).
     pub(super) marked: bool,
-    /// Decode re-framed batches before storing them (see `TableStore::verify_input`).
+    /// Decode re-framed batches before storing them (see `TableStore::with_verify_input`).
     verify: bool,
 }
 

@@ -49,7 +49,7 @@ pub struct ReadEach {
 
 impl TableStore {
     /// Fetch the selected batches of a table with a manifest over the connections, in
-    /// requests of about [`pipeline_bytes`](Self::pipeline_bytes), at most two per
+    /// requests of about [`with_pipeline_bytes`](Self::with_pipeline_bytes), at most two per
     /// connection ahead of this thread: `prepare(key, value)` runs on the fetching
     /// threads (e.g. decoding), `take(partition, key, prepared)` on this thread in
     /// partition/batch order and returns how many record batches it took. Once a batch
@@ -134,7 +134,7 @@ impl TableStore {
     /// batch: `f(partition, batch)` is called for every record batch in partition/batch
     /// order, on this thread, while the connections fetch and decode the batches that
     /// follow (one thread each, at most two requests of about
-    /// [`pipeline_bytes`](Self::pipeline_bytes) per connection ahead of `f`). So a table
+    /// [`with_pipeline_bytes`](Self::with_pipeline_bytes) per connection ahead of `f`). So a table
     /// of any size can be read in bounded memory, e.g. to feed a training loop. Returns
     /// `None` if there is no table.
     ///
@@ -151,7 +151,7 @@ impl TableStore {
     ///     .map(|_| DirectConnection::open("redis://127.0.0.1:6379"))
     ///     .collect::<Result<_, _>>()?;
     /// let mut sum = 0i64;
-    /// TableStore::new("").read_each(&mut cons, "demo:v1", &ReadOptions::all().columns(["id64"]), |_, b| {
+    /// TableStore::new("").read_each(&mut cons, "demo:v1", &ReadOptions::all().with_columns(["id64"]), |_, b| {
     ///     let ids = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
     ///     sum += ids.values().iter().sum::<i64>();
     ///     Ok(())
@@ -231,7 +231,7 @@ impl TableStore {
     /// are selected, the stored batch messages are **copied as they are** into the
     /// output ([`IpcConcat`]: no decompression, no recompression), fetched over all the
     /// connections with a bounded window of requests ahead of the writer, so memory
-    /// stays at a few requests of [`pipeline_bytes`](Self::pipeline_bytes) whatever the
+    /// stays at a few requests of [`with_pipeline_bytes`](Self::with_pipeline_bytes) whatever the
     /// table's size. Each value's framing, schema, dictionary ids and generation are
     /// checked; its buffers are not (a reader of the output validates them). Otherwise
     /// the table is read with [`read_parallel`](Self::read_parallel) and encoded.

@@ -1,5 +1,6 @@
-//! [`RecipeStore`]: the two-key layout of the common Python recipe ("Storing NumPy arrays
-//! in Redis"), so Python services using it and Rust services share data.
+//! [`DataMetaStore`]: arrays as two keys, `{key}:data` and `{key}:meta`: the `tobytes()` +
+//! JSON metadata layout common in Python code (e.g. the "Storing NumPy arrays in Redis"
+//! recipe), so Python services using it and Rust services share data.
 //!
 //! `{key}:data` holds the raw C-order element bytes (optionally an lz4 frame or a zlib
 //! stream of them) and `{key}:meta` a JSON object
@@ -7,7 +8,7 @@
 //! Unlike the recipe, redstash writes both keys in one MULTI/EXEC transaction and reads
 //! them with one MGET, so readers never see a data key of one write with the meta key of
 //! another. On a Redis Cluster the two keys must share a slot: give the prefix (or the
-//! names) a hash tag, e.g. `RecipeStore::new("{arrays}")`; otherwise a write fails with
+//! names) a hash tag, e.g. `DataMetaStore::new("{arrays}")`; otherwise a write fails with
 //! [`Error::CrossSlot`] before anything is sent.
 
 use std::time::Duration;
@@ -22,19 +23,20 @@ use crate::error::{Error, Result};
 use crate::exec::{Replies, Request, Step, reply_bytes};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
-/// Arrays in the Python recipe's layout (`key:data` + `key:meta`).
+/// Arrays as a data key and a JSON meta key (`key:data` + `key:meta`), the `tobytes()` +
+/// JSON metadata layout common in Python code.
 ///
 /// ```no_run
 /// # fn main() -> redstash::Result<()> {
-/// use redstash::{Compression, RecipeStore};
+/// use redstash::{Compression, DataMetaStore};
 /// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
-/// let store = RecipeStore::new("").compression(Compression::Lz4);
+/// let store = DataMetaStore::new("").with_compression(Compression::Lz4);
 /// // written in Python by store_array_compressed('my_array', arr, 'lz4')
 /// let a = store.get(&mut con, "my_array")?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct RecipeStore {
+pub struct DataMetaStore {
     prefix: String,
     compression: Compression,
     ttl: Option<Duration>,
@@ -51,10 +53,10 @@ struct Meta {
     original_size: Option<u64>,
 }
 
-impl RecipeStore {
+impl DataMetaStore {
     /// A store of recipe-layout arrays under `prefix` (`""` for none), uncompressed.
     pub fn new(prefix: impl Into<String>) -> Self {
-        RecipeStore {
+        DataMetaStore {
             prefix: prefix.into(),
             compression: Compression::None,
             ttl: None,
@@ -63,13 +65,13 @@ impl RecipeStore {
     }
 
     /// Compression for writing: `None`, `Lz4` or `Zlib` (what the recipe knows).
-    pub fn compression(mut self, c: Compression) -> Self {
+    pub fn with_compression(mut self, c: Compression) -> Self {
         self.compression = c;
         self
     }
 
     /// Expire both keys after `ttl`.
-    pub fn ttl(mut self, ttl: Duration) -> Self {
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
@@ -78,11 +80,6 @@ impl RecipeStore {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
-    }
-
-    /// The same as [`with_limits`](Self::with_limits) (the name of earlier versions).
-    pub fn limits(self, limits: Limits) -> Self {
-        self.with_limits(limits)
     }
 
     fn keys(&self, name: &str) -> (String, String) {
