@@ -583,7 +583,7 @@ fn view_registry(con: &mut RedisConnection, prefix: &str) -> Result<Description,
                 json!({
                     "name": v.name(), "dtype": v.dtype().name(), "dim": v.dim(),
                     "ttl_ms": v.ttl().map(|t| t.as_millis() as u64),
-                    "layout": match v.layout() { Layout::Native => "native", _ => "recipe" },
+                    "layout": match v.layout() { Layout::Native => "native", _ => "hash" },
                 })
             })
             .collect::<Vec<_>>(),

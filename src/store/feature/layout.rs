@@ -329,3 +329,23 @@ impl Encoding for HashFields {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Layout;
+
+    /// The registry names layouts by their serde name; the name of earlier versions for
+    /// the hash layout still reads.
+    #[test]
+    fn layout_registry_names() {
+        assert_eq!(serde_json::to_string(&Layout::Hash).unwrap(), "\"hash\"");
+        assert_eq!(
+            serde_json::to_string(&Layout::Native).unwrap(),
+            "\"native\""
+        );
+        for name in ["\"hash\"", "\"recipe\""] {
+            assert_eq!(serde_json::from_str::<Layout>(name).unwrap(), Layout::Hash);
+        }
+        assert!(serde_json::from_str::<Layout>("\"other\"").is_err());
+    }
+}
