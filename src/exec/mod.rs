@@ -11,6 +11,45 @@
 //!
 //! `exec` sits on the RESP wire layer (commands encoded as RESP, the transaction-reply
 //! check) and knows no concrete connection of redstash: those implement its traits.
+//!
+//! # Public API: plans you can compose
+//!
+//! Every store method has a `plan_*` twin that returns its [`Step`] without running it.
+//! [`Step`], [`Request`], [`Command`], [`Replies`] and the runners are public so that a
+//! caller can chain redstash operations with commands of their own and run the whole on
+//! one connection, sync or async, exactly as the stores do: [`Step::and_then`] continues
+//! after a result, [`Step::send`] / [`Step::then`] send a request of your own and parse
+//! its replies in command order. The wire-level helpers the stores share (reply
+//! decoding, the transaction check, RESP framing) stay private.
+//!
+//! ```
+//! # #[cfg(all(feature = "testkit", feature = "ndarray"))]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use redstash::exec::{Request, Step, run};
+//! use redstash::ArrayStore;
+//!
+//! # let server = redstash::testkit::RedisServer::start()?;
+//! # let mut con = server.client()?.get_connection()?;
+//! let store = ArrayStore::new("emb");
+//! store.put(&mut con, "user:42", &ndarray::Array1::<f32>::ones(8))?;
+//!
+//! // Read the array, then count the read in a key of our own: one plan, run once.
+//! let plan = store.plan_get("user:42")?.and_then(|array| {
+//!     let mut incr = redis::cmd("INCR");
+//!     incr.arg("emb:reads");
+//!     Ok(Step::then(Request::single(incr, Some("emb:reads")), move |mut replies| {
+//!         let reads = replies.next_int()?;
+//!         replies.finish()?; // a miscounted parse is an error, not a misread
+//!         Ok((array, reads))
+//!     }))
+//! });
+//! let (array, reads) = run(&mut con, plan)?;
+//! assert_eq!(array.map(|a| a.shape().to_vec()), Some(vec![8]));
+//! assert_eq!(reads, 1);
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "testkit", feature = "ndarray")))]
+//! # fn main() {}
+//! ```
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
