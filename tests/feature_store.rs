@@ -134,16 +134,16 @@ fn every_dtype_round_trips_in_both_layouts(backend: Backend) {
             .await
             .unwrap();
         assert_eq!(raw.len(), 8 + 5 * 8, "{backend:?}");
-        let recipe: Vec<String> = con
+        let hash: Vec<String> = con
             .raw(
                 redis::cmd("HMGET")
-                    .arg("Recipe:float64:e1")
+                    .arg("Hash:float64:e1")
                     .arg("dtype")
                     .arg("shape"),
             )
             .await
             .unwrap();
-        assert_eq!(recipe, vec!["float64".to_owned(), "[5]".to_owned()]);
+        assert_eq!(hash, vec!["float64".to_owned(), "[5]".to_owned()]);
     });
 }
 

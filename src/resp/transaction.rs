@@ -36,7 +36,6 @@ pub(crate) enum Aborted {
     Queued {
         /// The command's position in the transaction (for a bulk write to name the
         /// item it belongs to).
-        #[allow(dead_code)]
         index: usize,
         /// Its error.
         error: RedisError,

@@ -9,6 +9,8 @@ use redis::Value;
 use super::write::Write;
 use crate::error::{Error, Result};
 use crate::exec::{Delivered, Delivery};
+use crate::resp::transaction::Aborted;
+use crate::resp::transaction_replies;
 use crate::store::tally::Tally;
 
 impl Write<'_> {
@@ -131,7 +133,10 @@ fn chunk_all_ok(replies: &[Value], n: usize, atomic: bool) -> bool {
     }
 }
 
-/// Per-item outcome of a chunk's replies: `Ok(())` or the first error of the item.
+/// Per-item outcome of a chunk's replies: `Ok(())` or the item's first error. A
+/// transaction's replies are unwrapped by the one transaction check of the wire layer
+/// ([`transaction_replies`]); a reply count that is not one per command is an error for
+/// every item (never a silent misread).
 fn chunk_outcome(
     replies: Vec<Value>,
     n_items: usize,
@@ -139,64 +144,150 @@ fn chunk_outcome(
     atomic: bool,
     keys: &dyn Fn(usize) -> String,
 ) -> Vec<Result<()>> {
-    let item_err = |v: Value, i: usize| -> Option<Error> {
-        match v {
-            Value::ServerError(e) => Some(Error::redis(e.into(), Some(&keys(i)))),
-            _ => None,
-        }
-    };
     let replies = if atomic {
-        // MULTI, one QUEUED (or a queueing error) per command, then EXEC.
-        let mut it = replies.into_iter();
-        let multi = it.next().unwrap_or(Value::Nil);
-        let mut queued: Vec<Value> = it.by_ref().take(n_items * per_item).collect();
-        let exec = it.next().unwrap_or(Value::Nil);
-        let first_queue_error = queued
-            .iter()
-            .position(|v| matches!(v, Value::ServerError(_)))
-            .map(|p| p / per_item);
-        match exec {
-            Value::Array(inner) if inner.len() == n_items * per_item => inner,
-            other => {
-                // The whole transaction failed: report the most telling error.
-                let err = if let Value::ServerError(e) = multi {
-                    Error::redis(e.into(), None)
-                } else if let Some(i) = first_queue_error {
-                    let v = std::mem::replace(&mut queued[i * per_item], Value::Nil);
-                    item_err(v, i).unwrap_or_else(|| Error::unexpected("transaction failed", None))
-                } else if let Value::ServerError(e) = other {
-                    Error::redis(e.into(), None)
-                } else {
-                    Error::unexpected(format!("EXEC replied {other:?}"), None)
-                };
-                let msg = err.with_causes();
-                let mut out = Vec::with_capacity(n_items);
-                out.push(Err(err));
-                for _ in 1..n_items {
-                    out.push(Err(Error::unexpected(
-                        format!("transaction failed: {msg}"),
-                        None,
-                    )));
-                }
-                return out;
-            }
+        match transaction_replies(replies) {
+            Ok(inner) => inner,
+            Err(aborted) => return aborted_outcome(aborted, n_items, per_item, keys),
         }
     } else {
         replies
     };
+    let expected = n_items * per_item;
+    if replies.len() != expected {
+        let msg = format!(
+            "{} replies to a chunk of {expected} commands",
+            replies.len()
+        );
+        return (0..n_items)
+            .map(|i| Err(Error::unexpected(msg.clone(), Some(keys(i)))))
+            .collect();
+    }
     let mut out = Vec::with_capacity(n_items);
     let mut it = replies.into_iter();
     for i in 0..n_items {
         let mut res = Ok(());
-        for _ in 0..per_item {
-            let v = it.next().unwrap_or(Value::Nil);
-            if res.is_ok()
-                && let Some(e) = item_err(v, i)
-            {
-                res = Err(e);
+        for v in it.by_ref().take(per_item) {
+            if let (Ok(()), Value::ServerError(e)) = (&res, v) {
+                res = Err(Error::redis(e.into(), Some(&keys(i))));
             }
         }
         out.push(res);
     }
     out
+}
+
+/// Per-item outcome of a transaction that did not run (none of its commands did): the
+/// item whose command was refused while queued gets the server's error for that
+/// command; every other item an error that says the transaction failed, and why.
+fn aborted_outcome(
+    aborted: Aborted,
+    n_items: usize,
+    per_item: usize,
+    keys: &dyn Fn(usize) -> String,
+) -> Vec<Result<()>> {
+    let culprit = match &aborted {
+        Aborted::Queued { index, .. } => (index / per_item.max(1)).min(n_items.saturating_sub(1)),
+        _ => 0,
+    };
+    let err = aborted.into_error(Some(&keys(culprit)));
+    let msg = format!("transaction failed: {}", err.with_causes());
+    let mut out: Vec<Result<()>> = (0..n_items)
+        .map(|i| Err(Error::unexpected(msg.clone(), Some(keys(i)))))
+        .collect();
+    if let Some(slot) = out.get_mut(culprit) {
+        *slot = Err(err);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+
+    use super::chunk_outcome;
+    use crate::error::{Error, RedisErrorKind};
+    use crate::resp::server_error_value;
+
+    fn keys(i: usize) -> String {
+        format!("k{i}")
+    }
+
+    fn queued() -> Value {
+        Value::SimpleString("QUEUED".into())
+    }
+
+    fn key_of(r: &crate::error::Result<()>) -> Option<String> {
+        match r {
+            Err(Error::Redis { key, .. } | Error::UnexpectedReply { key, .. }) => key.clone(),
+            _ => None,
+        }
+    }
+
+    /// A transaction refused because the 2nd command of item 1 was refused while
+    /// queued: item 1 gets that command's own error, the others say the transaction
+    /// failed; none is written.
+    #[test]
+    fn a_refused_transaction_names_the_item_whose_command_was_refused() {
+        let raw = vec![
+            Value::Okay,
+            queued(),
+            queued(),
+            queued(),
+            server_error_value(b"NOPERM this user has no permissions to run 'pexpire'"),
+            queued(),
+            queued(),
+            server_error_value(b"EXECABORT Transaction discarded because of previous errors."),
+        ];
+        let out = chunk_outcome(raw, 3, 2, true, &keys);
+        assert_eq!(out.len(), 3);
+        let e = out[1].as_ref().unwrap_err();
+        assert_eq!(e.redis_kind(), Some(RedisErrorKind::Auth), "{e}");
+        assert_eq!(key_of(&out[1]).as_deref(), Some("k1"));
+        for i in [0, 2] {
+            let e = out[i].as_ref().unwrap_err();
+            assert!(e.to_string().contains("transaction failed"), "{e}");
+            assert_eq!(key_of(&out[i]), Some(keys(i)));
+        }
+    }
+
+    /// A `WATCH` abort (nil `EXEC`) is the same `ExecAbort` error as on every connection.
+    #[test]
+    fn a_watch_abort_refuses_every_item() {
+        let raw = vec![Value::Okay, queued(), queued(), Value::Nil];
+        let out = chunk_outcome(raw, 2, 1, true, &keys);
+        assert!(out.iter().all(|r| r.is_err()));
+        let e = out[0].as_ref().unwrap_err();
+        assert!(e.with_causes().contains("aborted"), "{}", e.with_causes());
+    }
+
+    /// Fewer replies than commands is an error for every item, not a write of the
+    /// items whose replies are missing.
+    #[test]
+    fn a_miscounted_chunk_is_an_error_for_every_item() {
+        let out = chunk_outcome(
+            vec![Value::Okay, Value::Okay, Value::Okay],
+            2,
+            2,
+            false,
+            &keys,
+        );
+        assert!(
+            out.iter()
+                .all(|r| matches!(r, Err(Error::UnexpectedReply { .. })))
+        );
+        let exec = Value::Array(vec![Value::Okay]);
+        let out = chunk_outcome(
+            vec![Value::Okay, queued(), queued(), exec],
+            2,
+            1,
+            true,
+            &keys,
+        );
+        assert!(
+            out.iter()
+                .all(|r| matches!(r, Err(Error::UnexpectedReply { .. })))
+        );
+        let ok = chunk_outcome(vec![Value::Okay, Value::Int(1)], 1, 2, false, &keys);
+        assert!(ok[0].is_ok());
+    }
 }
