@@ -307,6 +307,62 @@ fn cluster_several_requests_at_once_keep_their_own_replies() {
     }
 }
 
+/// An error and its sources, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+/// A transaction refused as a whole (here `EXECABORT`: a command of wrong arity was
+/// refused while queued) among several requests is that request's refusal alone: the
+/// requests before and after it on other nodes are answered, as on a single server.
+#[test]
+fn cluster_a_refused_transaction_among_requests_is_refused_alone() {
+    use redstash::exec::Delivery;
+    let (_c, mut con) = connected();
+    let mut before = Request::new(None);
+    before.push(cmd(&["SET", "k:1", "a"]));
+    let mut tx = Request::new(Some("{t}x"));
+    tx.push(cmd(&["SET", "{t}x", "1"]));
+    tx.push(cmd(&["SET", "{t}y"]));
+    let tx = tx.atomic();
+    let mut after = Request::new(None);
+    after.push(cmd(&["SET", "k:2", "b"]));
+    after.push(cmd(&["GET", "k:1"]));
+    let interrupted = match con.run_requests(vec![before, tx, after].into()) {
+        Ok(all) => panic!("the transaction ran: {all:?}"),
+        Err(i) => i,
+    };
+    assert!(interrupted.failure.is_none(), "{:?}", interrupted.failure);
+    let d = &interrupted.requests;
+    assert_eq!(d.len(), 3);
+    assert!(
+        matches!(&d[0], Delivery::Answered(r) if r == &vec![Value::Okay]),
+        "{d:?}"
+    );
+    match &d[1] {
+        Delivery::Refused(e) => assert!(chain(e).contains("wrong number"), "{}", chain(e)),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert!(
+        matches!(&d[2], Delivery::Answered(r) if r == &vec![Value::Okay, bulk("a")]),
+        "{d:?}"
+    );
+    // None of the transaction's commands ran.
+    assert_eq!(one(&mut con, cmd(&["EXISTS", "{t}x"])), Value::Int(0));
+    // A single request refused as a whole is its error.
+    let mut tx = Request::new(Some("{t}x"));
+    tx.push(cmd(&["SET", "{t}y"]));
+    let e = con.run_request(&tx.atomic()).unwrap_err();
+    assert!(chain(&e).contains("wrong number"), "{}", chain(&e));
+}
+
 /// Server errors stay per-command replies.
 #[test]
 fn cluster_server_errors_stay_per_command_replies() {

@@ -78,6 +78,8 @@ pub(crate) struct Plan {
     pub(super) primaries: usize,
     /// What became of each unit so far.
     pub(crate) states: Vec<UnitState>,
+    /// Transactions refused as a whole (request index, why): none of their commands ran.
+    pub(crate) refused: Vec<(usize, Error)>,
 }
 
 /// What became of a unit: never written (or redirected, so not executed), written
@@ -164,11 +166,20 @@ impl Plan {
                 *slot = v;
             }
         }
+        let mut refused: Vec<Option<Error>> = (0..out.len()).map(|_| None).collect();
+        for (req, e) in std::mem::take(&mut self.refused) {
+            if let Some(slot) = refused.get_mut(req) {
+                *slot = Some(e);
+            }
+        }
         out.into_iter()
             .zip(known)
             .zip(touched)
-            .map(|((replies, known), touched)| {
-                if known.iter().all(|&k| k) {
+            .zip(refused)
+            .map(|(((replies, known), touched), refused)| {
+                if let Some(e) = refused {
+                    Delivery::Refused(e)
+                } else if known.iter().all(|&k| k) {
                     Delivery::Answered(replies)
                 } else if !touched {
                     Delivery::NotSent

@@ -8,7 +8,7 @@ use redis::Value;
 
 use super::plan::{Part, Plan, Sink, UnitState};
 use super::router::Router;
-use super::window::Cut;
+use super::window::{Answers, Cut};
 use crate::error::{Error, Result};
 use crate::exec::{Command, Request};
 use crate::resp::transaction::expected_replies;
@@ -116,7 +116,16 @@ fn absorb(
         }
         let sink = unit.sink;
         let replies = match sink {
-            Sink::Transaction { req } => reqs[req].finish(replies)?,
+            Sink::Transaction { req } => match reqs[req].finish(replies) {
+                Ok(replies) => replies,
+                Err(e) => {
+                    // Refused as a whole (EXECABORT, a WATCH abort...): none of its
+                    // commands ran; the other requests go on.
+                    plan.refused.push((req, e));
+                    plan.states[u] = UnitState::Answered;
+                    continue;
+                }
+            },
             _ => replies,
         };
         plan.deliver(sink, replies, out)?;
@@ -311,18 +320,24 @@ impl Rounds {
     }
 }
 
-/// The end of a plan's rounds (`result`): the replies per request, folded; or the error
-/// and what became of each request.
+/// The end of a plan's rounds (`result`): the replies per request, folded, and the
+/// requests refused as a whole; or the error and what became of each request.
 pub(super) fn conclude(
-    plan: Plan,
+    mut plan: Plan,
     mut out: Vec<Vec<Value>>,
     result: Result<()>,
-) -> std::result::Result<Vec<Vec<Value>>, Box<Cut>> {
+) -> std::result::Result<Answers, Box<Cut>> {
     match result {
-        Ok(()) => match plan.finish(&mut out) {
-            Ok(()) => Ok(out),
-            Err(error) => Err(Cut::nothing_sent(error)),
-        },
+        Ok(()) => {
+            let refused = std::mem::take(&mut plan.refused);
+            match plan.finish(&mut out) {
+                Ok(()) => Ok(Answers {
+                    replies: out,
+                    refused,
+                }),
+                Err(error) => Err(Cut::nothing_sent(error)),
+            }
+        }
         Err(error) => Err(Box::new(Cut {
             error,
             deliveries: Some(plan.deliveries(out)),

@@ -8,7 +8,7 @@ use redis::{IntoConnectionInfo, Value};
 use super::plan::Plan;
 use super::round::{Outcome, Round, Rounds, conclude};
 use super::router::{Router, slots_cmd};
-use super::window::{Cut, Windows};
+use super::window::{Answers, Cut, Windows};
 use crate::direct::DirectConnection;
 use crate::error::{Error, Result};
 use crate::exec::{Delivered, Request, Requests, SyncConnection};
@@ -117,7 +117,9 @@ impl ClusterConnection {
     /// Run requests (their replies, per request).
     fn execute(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
         let plan = self.plan(reqs)?;
-        self.drive(plan, reqs).map_err(|cut| cut.error)
+        self.drive(plan, reqs)
+            .map_err(|cut| cut.error)?
+            .into_replies()
     }
 
     /// Route requests (reading the slot map first if it is stale); nothing is sent.
@@ -134,7 +136,7 @@ impl ClusterConnection {
         &mut self,
         mut plan: Plan,
         reqs: &[Request<'_>],
-    ) -> std::result::Result<Vec<Vec<Value>>, Box<Cut>> {
+    ) -> std::result::Result<Answers, Box<Cut>> {
         let mut out = plan.empty_replies();
         let result = self.rounds(&mut plan, reqs, &mut out);
         conclude(plan, out, result)

@@ -7,7 +7,7 @@ use redis::{IntoConnectionInfo, Value};
 use super::plan::Plan;
 use super::round::{Outcome, Outgoing, Round, Rounds, conclude};
 use super::router::{Router, slots_cmd};
-use super::window::{Cut, Windows};
+use super::window::{Answers, Cut, Windows};
 use crate::direct::DirectAsyncConnection;
 use crate::error::{Error, Result};
 use crate::exec::{AsyncConnection, Delivered, Request, Requests};
@@ -107,7 +107,10 @@ impl ClusterAsyncConnection {
     /// Run requests (their replies, per request).
     async fn execute(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Vec<Value>>> {
         let plan = self.plan(reqs).await?;
-        self.drive(plan, reqs).await.map_err(|cut| cut.error)
+        self.drive(plan, reqs)
+            .await
+            .map_err(|cut| cut.error)?
+            .into_replies()
     }
 
     /// Route requests (reading the slot map first if it is stale); nothing is sent.
@@ -124,7 +127,7 @@ impl ClusterAsyncConnection {
         &mut self,
         mut plan: Plan,
         reqs: &[Request<'_>],
-    ) -> std::result::Result<Vec<Vec<Value>>, Box<Cut>> {
+    ) -> std::result::Result<Answers, Box<Cut>> {
         let mut out = plan.empty_replies();
         let result = self.rounds(&mut plan, reqs, &mut out).await;
         conclude(plan, out, result)

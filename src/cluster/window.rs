@@ -28,19 +28,54 @@ impl Cut {
     }
 }
 
-/// The windows of requests a cluster connection runs one after the other: answered, cut
-/// short (each request by what became of the units it was split into), or not sent.
+/// The requests of a plan run to the end: the replies of each, and the transactions
+/// refused as a whole (request index, why; their replies are empty).
+pub(super) struct Answers {
+    pub(super) replies: Vec<Vec<Value>>,
+    pub(super) refused: Vec<(usize, Error)>,
+}
+
+impl Answers {
+    /// The replies of every request, or the first refusal.
+    pub(super) fn into_replies(mut self) -> crate::error::Result<Vec<Vec<Value>>> {
+        match self.refused.is_empty() {
+            true => Ok(self.replies),
+            false => Err(self.refused.swap_remove(0).1),
+        }
+    }
+}
+
+/// The windows of requests a cluster connection runs one after the other: answered,
+/// refused as a whole, cut short (each request by what became of the units it was split
+/// into), or not sent.
 pub(super) struct Windows<'a> {
     reqs: Requests<'a>,
     answered: Vec<Vec<Value>>,
+    /// Requests refused as a whole so far (index among all requests, why).
+    refused: Vec<(usize, Error)>,
 }
 
 impl<'a> Windows<'a> {
     pub(super) fn new(reqs: Requests<'a>) -> Self {
         Windows {
             answered: Vec::with_capacity(reqs.len()),
+            refused: Vec::new(),
             reqs,
         }
+    }
+
+    /// What became of the requests answered so far: answered, or refused.
+    fn deliveries_so_far(&mut self) -> Vec<Delivery> {
+        let mut requests: Vec<Delivery> = std::mem::take(&mut self.answered)
+            .into_iter()
+            .map(Delivery::Answered)
+            .collect();
+        for (i, e) in std::mem::take(&mut self.refused) {
+            if let Some(d) = requests.get_mut(i) {
+                *d = Delivery::Refused(e);
+            }
+        }
+        requests
     }
 
     /// The next window: requests (built now) up to [`WINDOW_COMMANDS`] commands.
@@ -60,19 +95,19 @@ impl<'a> Windows<'a> {
     pub(super) fn record(
         &mut self,
         window: &[Request<'_>],
-        result: std::result::Result<Vec<Vec<Value>>, Box<Cut>>,
+        result: std::result::Result<Answers, Box<Cut>>,
     ) -> std::result::Result<(), Box<Interrupted>> {
         match result {
-            Ok(replies) => {
+            Ok(Answers { replies, refused }) => {
+                let base = self.answered.len();
+                self.refused
+                    .extend(refused.into_iter().map(|(i, e)| (base + i, e)));
                 self.answered.extend(replies);
                 Ok(())
             }
             Err(cut) => {
                 let Cut { error, deliveries } = *cut;
-                let mut requests: Vec<Delivery> = std::mem::take(&mut self.answered)
-                    .into_iter()
-                    .map(Delivery::Answered)
-                    .collect();
+                let mut requests = self.deliveries_so_far();
                 match deliveries {
                     Some(d) if d.len() == window.len() => requests.extend(d),
                     Some(_) => requests.extend(
@@ -91,7 +126,15 @@ impl<'a> Windows<'a> {
         }
     }
 
-    pub(super) fn finish(self) -> Delivered {
-        Ok(self.answered)
+    /// Every request answered, or (when some were refused as a whole) what became of
+    /// each, with no connection failure.
+    pub(super) fn finish(mut self) -> Delivered {
+        if self.refused.is_empty() {
+            return Ok(self.answered);
+        }
+        Err(Box::new(Interrupted {
+            requests: self.deliveries_so_far(),
+            failure: None,
+        }))
     }
 }
