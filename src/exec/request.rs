@@ -17,6 +17,7 @@ pub struct Request<'a> {
     /// Replies to the commands (a [`Packed`](super::Packed) command counts each command it holds).
     replies: usize,
     pub(crate) atomic: bool,
+    idempotent: bool,
     key: Option<String>,
 }
 
@@ -25,6 +26,7 @@ impl std::fmt::Debug for Request<'_> {
         f.debug_struct("Request")
             .field("commands", &self.replies)
             .field("atomic", &self.atomic)
+            .field("idempotent", &self.idempotent)
             .field("key", &self.key)
             .finish()
     }
@@ -37,6 +39,7 @@ impl<'a> Request<'a> {
             cmds: Vec::new(),
             replies: 0,
             atomic: false,
+            idempotent: false,
             key: key.map(str::to_owned),
         }
     }
@@ -52,6 +55,22 @@ impl<'a> Request<'a> {
     pub fn atomic(mut self) -> Self {
         self.atomic = true;
         self
+    }
+
+    /// Mark the request idempotent: running it twice has the same effect and result
+    /// as running it once (reads; `SET`/`HSET`/`MSET` of whole values). A connection
+    /// with a retry policy may send an idempotent request again after a connection
+    /// failure or a transient server error (`TRYAGAIN`, `LOADING`, `CLUSTERDOWN`...);
+    /// other requests are never sent twice. Not idempotent: counters, `DEL` whose
+    /// result is read, anything whose replies depend on what an earlier run did.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// Whether the request may be sent again (see [`idempotent`](Self::idempotent)).
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
     }
 
     /// Add a command.
