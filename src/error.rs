@@ -485,8 +485,13 @@ pub enum RedisErrorKind {
     OutOfMemory,
     /// `NOAUTH`, `WRONGPASS`, `NOPERM`: authentication or ACL failure.
     Auth,
-    /// The connection could not be made, was dropped, or timed out.
+    /// The connection could not be made or was dropped: a request in flight may or may
+    /// not have run.
     Connection,
+    /// The server did not answer (or accept bytes) within the response timeout, or the
+    /// connection was not made within the connect timeout: a request in flight may or
+    /// may not have run. The connection reconnects at its next call.
+    Timeout,
     /// Cluster redirection (`MOVED`/`ASK`): retry on the right node.
     Redirect,
     /// `TRYAGAIN`, `LOADING`, `BUSY`, `MASTERDOWN`: transient, retry after a pause.
@@ -502,11 +507,10 @@ impl RedisErrorKind {
     /// gets the same kind whichever connection reported it), then by the server's error
     /// code, then by the message.
     pub fn classify(err: &redis::RedisError) -> Self {
-        if err.is_io_error()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-            || err.is_timeout()
-        {
+        if err.is_timeout() {
+            return Self::Timeout;
+        }
+        if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
             return Self::Connection;
         }
         if let Some(kind) = Self::from_redis_kind(err.kind()) {
@@ -569,9 +573,46 @@ impl RedisErrorKind {
     }
 
     /// Whether an operation that failed this way may simply be sent again
-    /// (after a redirect or a pause).
+    /// (after a redirect or a pause): the server did not run it.
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::Redirect | Self::Transient)
+    }
+
+    /// What a retry policy may do after a failure of this kind: send anything again
+    /// (the server did not run it), send again only a request that is idempotent (it
+    /// may have run: a lost connection, a timeout), or not send it again.
+    pub fn retry(self) -> Retry {
+        match self {
+            Self::Redirect | Self::Transient => Retry::Always,
+            Self::Connection | Self::Timeout => Retry::IfIdempotent,
+            _ => Retry::Never,
+        }
+    }
+}
+
+/// What a retry policy may do after a failure ([`RedisErrorKind::retry`],
+/// [`Error::retry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Retry {
+    /// Do not send the request again: the failure will not go away by itself (a wrong
+    /// type, an ACL refusal, a bad value...).
+    Never,
+    /// Send it again only if it is idempotent: it may have run (the connection was
+    /// lost or timed out while it was in flight).
+    IfIdempotent,
+    /// Send it again (after a pause or a redirection): the server did not run it.
+    Always,
+}
+
+impl Retry {
+    /// Whether a request that is (or is not) `idempotent` may be sent again.
+    pub fn allows(self, idempotent: bool) -> bool {
+        match self {
+            Retry::Never => false,
+            Retry::IfIdempotent => idempotent,
+            Retry::Always => true,
+        }
     }
 }
 
@@ -597,6 +638,13 @@ impl Error {
     /// [`is_retryable`](RedisErrorKind::is_retryable).
     pub fn is_retryable(&self) -> bool {
         self.redis_kind().is_some_and(RedisErrorKind::is_retryable)
+    }
+
+    /// What a retry policy may do after this error ([`RedisErrorKind::retry`] of a
+    /// Redis error; [`Retry::Never`] for any other error).
+    pub fn retry(&self) -> Retry {
+        self.redis_kind()
+            .map_or(Retry::Never, RedisErrorKind::retry)
     }
 
     /// What is wrong with the value, when this is an [`Error::InvalidValue`].
@@ -733,6 +781,15 @@ mod tests {
         let e = redis::make_extension_error("NoPerm".into(), Some("no permissions".into()));
         assert_eq!(RedisErrorKind::classify(&e), RedisErrorKind::Auth);
         assert!(RedisErrorKind::Transient.is_retryable());
+        assert_eq!(RedisErrorKind::Transient.retry(), Retry::Always);
+        assert_eq!(RedisErrorKind::Timeout.retry(), Retry::IfIdempotent);
+        assert_eq!(RedisErrorKind::WrongType.retry(), Retry::Never);
+        assert!(Retry::IfIdempotent.allows(true) && !Retry::IfIdempotent.allows(false));
+        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(RedisErrorKind::classify(&timeout), RedisErrorKind::Timeout);
+        let reset =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(RedisErrorKind::classify(&reset), RedisErrorKind::Connection);
     }
 
     /// The chain as `anyhow`'s `{:#}` prints it: each level's `Display`, joined by ": ".

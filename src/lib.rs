@@ -78,7 +78,7 @@ pub use redis;
 pub use array::{ArrayRef, AsArray, Order, RawArray};
 pub use codec::{ArrayCodec, Compressed, Compression, Limits, Npy};
 pub use dtype::{ByteOrder, DType, Element};
-pub use error::{Error, Origin, RedisErrorKind, Result, ValueProblem};
+pub use error::{Error, Origin, RedisErrorKind, Result, Retry, ValueProblem};
 pub use store::array::ArrayStore;
 pub use store::batch::{Batch, BatchStore, NamedArrays};
 pub use store::data_meta::DataMetaStore;

@@ -783,8 +783,8 @@ fn a_watch_abort_is_the_same_refusal_on_every_backend(backend: Backend) {
 /// A request that cannot be encoded after others were sent stops the sending: the
 /// replies of those sent are still read (the connection stays in sync and usable), and
 /// the plan gets what became of each request. A direct connection left with unread
-/// replies (a cancelled call) refuses further calls instead of reading a stream out of
-/// sync.
+/// replies (a cancelled call) never reads the stream out of sync: it connects again at
+/// its next call, or, with reconnection off, refuses further calls.
 #[test]
 fn direct_connections_with_replies_owed_are_broken() {
     use redstash::direct::{DirectAsyncConnection, DirectConnection};
@@ -834,6 +834,25 @@ fn direct_connections_with_replies_owed_are_broken() {
             Box::new(|r| Ok(Step::Done(r.map_err(Interrupted::into_error)?))),
         );
         let call = run_async(&mut con, step);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), call)
+                .await
+                .is_err()
+        );
+        assert!(!con.is_open());
+        // The next call connects again (nothing of the cancelled call is read).
+        let pong = con.exec(&[redis::cmd("PING")], false).await.unwrap();
+        assert_eq!(pong, vec![redis::Value::SimpleString("PONG".into())]);
+        assert!(con.is_open());
+        // Without reconnection, a connection with replies owed refuses further calls.
+        let options = redstash::direct::ConnectOptions::default().with_reconnect(false);
+        let mut con = DirectAsyncConnection::open_with(srv.url().as_str(), options)
+            .await
+            .unwrap();
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg("nothing").arg(2);
+        let cmds = [blpop];
+        let call = con.exec(&cmds, false);
         assert!(
             tokio::time::timeout(Duration::from_millis(100), call)
                 .await

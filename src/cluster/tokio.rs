@@ -198,7 +198,7 @@ impl ClusterAsyncConnection {
         writing: &mut bool,
     ) -> Result<usize> {
         let con = self.connection(addr).await?;
-        con.begin()?;
+        con.begin().await?;
         *writing = true;
         let mut owed = 0;
         for (frames, atomic) in batches {

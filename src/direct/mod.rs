@@ -18,11 +18,15 @@
 //! TCP and Unix sockets (no TLS), and perform `AUTH` / `SELECT` from the
 //! connection info when opening.
 //!
-//! After an I/O error, a protocol error, or (async) a cancelled call in the
-//! middle of a batch, a connection is marked broken: [`DirectConnection::is_open`]
-//! returns `false` and every later `exec` fails with an error of kind
-//! [`redis::ErrorKind::Io`] instead of reading a desynchronised stream.
+//! Every wait is bounded ([`ConnectOptions`]: connect and response timeouts). After
+//! an I/O error, a timeout, a protocol error, or (async) a cancelled call in the
+//! middle of a batch, a connection is marked broken ([`DirectConnection::is_open`]
+//! returns `false`) and never reads a desynchronised stream: its next call connects
+//! again (or, with reconnection off, fails with an error of kind
+//! [`redis::ErrorKind::Io`]). Requests marked idempotent are sent again after a lost
+//! connection or a timeout, per the [`RetryPolicy`](crate::exec::RetryPolicy).
 
+mod options;
 mod owed;
 mod pipeline;
 mod state;
@@ -30,6 +34,7 @@ mod sync;
 #[cfg(feature = "tokio")]
 mod tokio;
 
+pub use self::options::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT};
 pub use self::sync::DirectConnection;
 #[cfg(feature = "tokio")]
 pub use self::tokio::DirectAsyncConnection;

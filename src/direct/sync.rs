@@ -1,16 +1,17 @@
 //! Blocking direct connection.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
+use super::options::{ConnectOptions, socket_error, timed_out};
 use super::pipeline::{Next, PipelinedRun};
 use super::state::{Need, WireState, direct_filled, exec_replies};
-use super::{Frame, Target, check_handshake, setup};
+use super::{Frame, Setup, Target, check_handshake, setup};
 use crate::error::Result;
 use crate::exec::{Delivered, Request, Requests, SyncConnection};
 
@@ -22,6 +23,47 @@ enum Stream {
 }
 
 impl Stream {
+    /// Connect to `target` within `timeout` (each resolved address in turn).
+    fn connect(setup: &Setup, timeout: Option<Duration>) -> io::Result<Self> {
+        match &setup.target {
+            Target::Tcp(host, port) => {
+                let s = match timeout {
+                    None => TcpStream::connect((host.as_str(), *port))?,
+                    Some(t) => {
+                        let mut last = None;
+                        let mut found = None;
+                        for addr in (host.as_str(), *port).to_socket_addrs()? {
+                            match TcpStream::connect_timeout(&addr, t) {
+                                Ok(s) => {
+                                    found = Some(s);
+                                    break;
+                                }
+                                Err(e) => last = Some(e),
+                            }
+                        }
+                        match (found, last) {
+                            (Some(s), _) => s,
+                            (None, Some(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                                return Err(timed_out("connecting", timeout));
+                            }
+                            (None, Some(e)) => return Err(e),
+                            (None, None) => {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::NotFound,
+                                    format!("{host}:{port} resolves to no address"),
+                                ));
+                            }
+                        }
+                    }
+                };
+                s.set_nodelay(setup.nodelay)?;
+                Ok(Stream::Tcp(s))
+            }
+            #[cfg(unix)]
+            Target::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path)?)),
+        }
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
@@ -101,6 +143,11 @@ impl Stream {
 pub struct DirectConnection {
     stream: Stream,
     state: WireState,
+    /// Where and how to connect again.
+    setup: Setup,
+    options: ConnectOptions,
+    /// Consecutive failed reconnection attempts.
+    reconnect_failures: u32,
 }
 
 impl DirectConnection {
@@ -112,33 +159,40 @@ impl DirectConnection {
     /// [`redis::ErrorKind::InvalidClientConfig`]. When the info carries a
     /// password, `AUTH [username] password` is sent; when `db != 0`, `SELECT db`.
     /// A rejected `AUTH` (e.g. `WRONGPASS`) is returned as the server error.
+    ///
+    /// The connection has the default [`ConnectOptions`]: 5 s connect timeout, 10 s
+    /// response timeout, reconnection at the next call once broken, and retries of
+    /// idempotent requests; see [`open_with`](Self::open_with).
     pub fn open<T: IntoConnectionInfo>(info: T) -> RedisResult<Self> {
-        let setup = setup(info)?;
-        let stream = match &setup.target {
-            Target::Tcp(host, port) => {
-                let s = TcpStream::connect((host.as_str(), *port))?;
-                s.set_nodelay(setup.nodelay)?;
-                Stream::Tcp(s)
-            }
-            #[cfg(unix)]
-            Target::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
-        };
-        let mut conn = DirectConnection {
-            stream,
-            state: WireState::default(),
-        };
-        if !setup.handshake.is_empty() {
-            let replies = conn.exec(&setup.handshake, false)?;
-            check_handshake(replies)?;
-        }
-        Ok(conn)
+        Self::open_with(info, ConnectOptions::default())
     }
 
-    /// Sets (or clears, with `None`) the read and write timeouts of the socket.
-    /// A call that times out leaves the connection broken.
+    /// [`open`](Self::open) with these timeouts, reconnection and retry policy.
+    pub fn open_with<T: IntoConnectionInfo>(info: T, options: ConnectOptions) -> RedisResult<Self> {
+        let setup = setup(info)?;
+        let (stream, state) = establish(&setup, &options)?;
+        Ok(DirectConnection {
+            stream,
+            state,
+            setup,
+            options,
+            reconnect_failures: 0,
+        })
+    }
+
+    /// Sets (or clears, with `None`) the response timeout: the longest a call waits
+    /// for the server to accept or send more bytes (see [`ConnectOptions`]). A call
+    /// that times out fails with an error of kind `Timeout`; the connection connects
+    /// again at its next call.
     pub fn set_timeout(&mut self, dur: Option<Duration>) -> RedisResult<()> {
-        self.stream.set_timeout(dur)?;
+        self.options = self.options.clone().with_response_timeout(dur);
+        self.stream.set_timeout(self.options.response_timeout)?;
         Ok(())
+    }
+
+    /// The options the connection was opened with.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
     }
 
     /// `false` once an I/O or protocol error broke the connection; every
@@ -170,10 +224,33 @@ impl DirectConnection {
         self.recv(n)
     }
 
-    /// Start a call: fails (and marks the connection broken) if an earlier call
-    /// broke the stream or left replies unread.
+    /// Start a call. When an earlier call broke the stream or left replies unread,
+    /// connect again first (unless reconnection is off: then fail); consecutive failed
+    /// attempts wait the retry policy's backoff first.
     pub(crate) fn begin(&mut self) -> RedisResult<()> {
+        if !self.state.is_open() && self.options.reconnect {
+            self.reconnect()?;
+        }
         self.state.begin()
+    }
+
+    /// Replace the stream and the protocol state with a new connection.
+    fn reconnect(&mut self) -> RedisResult<()> {
+        if let Some(n) = self.reconnect_failures.checked_sub(1) {
+            std::thread::sleep(self.options.retry.backoff(n));
+        }
+        match establish(&self.setup, &self.options) {
+            Ok((stream, state)) => {
+                self.stream = stream;
+                self.state = state;
+                self.reconnect_failures = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.reconnect_failures = self.reconnect_failures.saturating_add(1);
+                Err(e)
+            }
+        }
     }
 
     /// Writes `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`) without reading any
@@ -184,12 +261,14 @@ impl DirectConnection {
         let Some((n, encoded)) = self.state.start_write(cmds, atomic)? else {
             return Ok(0);
         };
-        if encoded.is_contiguous() {
-            self.stream.write_all(encoded.scratch())?;
+        let timeout = self.options.response_timeout;
+        let written = if encoded.is_contiguous() {
+            self.stream.write_all(encoded.scratch())
         } else {
             let mut slices = encoded.io_slices();
-            self.stream.write_all_vectored(&mut slices)?;
-        }
+            self.stream.write_all_vectored(&mut slices)
+        };
+        written.map_err(|e| socket_error(e, timeout))?;
         self.state.written(n);
         Ok(n)
     }
@@ -225,6 +304,7 @@ impl DirectConnection {
     }
 
     fn read_reply(&mut self) -> RedisResult<Value> {
+        let timeout = self.options.response_timeout;
         loop {
             match self.state.poll_reply()? {
                 Need::Reply(v) => return Ok(v),
@@ -232,13 +312,16 @@ impl DirectConnection {
                     let n = loop {
                         match self.stream.read(spare) {
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            other => break other?,
+                            other => break other.map_err(|e| socket_error(e, timeout))?,
                         }
                     };
                     self.state.filled(n)?;
                 }
                 Need::Direct(vec, remaining) => {
-                    let got = self.stream.read_exact_into_vec(vec, remaining)?;
+                    let got = self
+                        .stream
+                        .read_exact_into_vec(vec, remaining)
+                        .map_err(|e| socket_error(e, timeout))?;
                     direct_filled(got, remaining)?;
                 }
             }
@@ -247,11 +330,26 @@ impl DirectConnection {
 }
 
 impl SyncConnection for DirectConnection {
+    /// Sends the request, again when the retry policy allows it (see
+    /// [`ConnectOptions`]), pausing its backoff first.
     fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>> {
-        let raw = self
-            .exec_raw(req.commands(), req.is_atomic())
-            .map_err(|e| req.error(e))?;
-        req.finish(raw)
+        let policy = self.options.retry;
+        let mut retries = 0;
+        loop {
+            let result = self
+                .exec_raw(req.commands(), req.is_atomic())
+                .map_err(|e| req.error(e))
+                .and_then(|raw| req.finish(raw));
+            let again = match &result {
+                Err(e) => policy.allows(retries, e, req.is_idempotent()),
+                Ok(replies) => policy.allows_replies(retries, replies, req.is_idempotent()),
+            };
+            if !again {
+                return result;
+            }
+            std::thread::sleep(policy.backoff(retries));
+            retries += 1;
+        }
     }
 
     /// Writes each request as soon as it is built (building the next one overlaps with
@@ -278,4 +376,29 @@ impl SyncConnection for DirectConnection {
             }
         }
     }
+}
+
+/// A new connection: the stream (connected within the connect timeout), the handshake
+/// (`AUTH`, `SELECT`) within the same timeout, then the response timeout set.
+fn establish(setup: &Setup, options: &ConnectOptions) -> RedisResult<(Stream, WireState)> {
+    let stream = Stream::connect(setup, options.connect_timeout)?;
+    let mut conn = DirectConnection {
+        stream,
+        state: WireState::default(),
+        setup: setup.clone(),
+        options: options
+            .clone()
+            .with_reconnect(false)
+            .with_response_timeout(options.connect_timeout),
+        reconnect_failures: 0,
+    };
+    if !setup.handshake.is_empty() {
+        conn.stream.set_timeout(options.connect_timeout)?;
+        // Not `exec`: a handshake never reconnects.
+        conn.state.begin()?;
+        let n = conn.send(&setup.handshake, false)?;
+        check_handshake(conn.recv(n)?)?;
+    }
+    conn.stream.set_timeout(options.response_timeout)?;
+    Ok((conn.stream, conn.state))
 }

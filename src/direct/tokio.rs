@@ -1,8 +1,10 @@
 //! Tokio direct connection (feature `tokio`).
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
@@ -10,9 +12,10 @@ use ::tokio::net::TcpStream;
 use ::tokio::net::UnixStream;
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
+use super::options::{ConnectOptions, timed_out};
 use super::pipeline::{Next, PipelinedRun};
 use super::state::{Need, WireState, direct_filled, exec_replies};
-use super::{Frame, Target, check_handshake, setup};
+use super::{Frame, Setup, Target, check_handshake, setup};
 use crate::error::Result;
 use crate::exec::{AsyncConnection, Delivered, Request, Requests};
 
@@ -22,6 +25,43 @@ enum Stream {
     #[cfg(unix)]
     Unix(UnixStream),
 }
+
+impl Stream {
+    /// Connect to `target` within `timeout`.
+    async fn connect(setup: &Setup, timeout: Option<Duration>) -> io::Result<Self> {
+        within(timeout, "connecting", async {
+            match &setup.target {
+                Target::Tcp(host, port) => {
+                    let s = TcpStream::connect((host.as_str(), *port)).await?;
+                    s.set_nodelay(setup.nodelay)?;
+                    Ok(Stream::Tcp(s))
+                }
+                #[cfg(unix)]
+                Target::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            }
+        })
+        .await
+    }
+}
+
+/// `io` bounded by `timeout` (none: unbounded): past it, the [`timed_out`] error of
+/// `what`.
+async fn within<T>(
+    timeout: Option<Duration>,
+    what: &str,
+    io: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match timeout {
+        None => io.await,
+        Some(t) => match ::tokio::time::timeout(t, io).await {
+            Ok(r) => r,
+            Err(_) => Err(timed_out(what, timeout)),
+        },
+    }
+}
+
+/// What a call waits for, in timeout errors.
+const WAITING: &str = "waiting for the server";
 
 impl AsyncRead for Stream {
     fn poll_read(
@@ -96,32 +136,47 @@ impl AsyncWrite for Stream {
 pub struct DirectAsyncConnection {
     stream: Stream,
     state: WireState,
+    /// Where and how to connect again.
+    setup: Setup,
+    options: ConnectOptions,
+    /// Consecutive failed reconnection attempts.
+    reconnect_failures: u32,
 }
 
 impl DirectAsyncConnection {
     /// Connects using anything redis-rs accepts as connection info; see
     /// [`DirectConnection::open`](super::DirectConnection::open) (TCP and Unix
     /// sockets, no TLS; `AUTH` and `SELECT` from the info).
+    /// With the default [`ConnectOptions`] (timeouts, reconnection, retries).
     pub async fn open<T: IntoConnectionInfo>(info: T) -> RedisResult<Self> {
+        Self::open_with(info, ConnectOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with these timeouts, reconnection and retry policy; see
+    /// [`ConnectOptions`].
+    pub async fn open_with<T: IntoConnectionInfo>(
+        info: T,
+        options: ConnectOptions,
+    ) -> RedisResult<Self> {
         let setup = setup(info)?;
-        let stream = match &setup.target {
-            Target::Tcp(host, port) => {
-                let s = TcpStream::connect((host.as_str(), *port)).await?;
-                s.set_nodelay(setup.nodelay)?;
-                Stream::Tcp(s)
-            }
-            #[cfg(unix)]
-            Target::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
-        };
-        let mut conn = DirectAsyncConnection {
+        let (stream, state) = establish(&setup, &options).await?;
+        Ok(DirectAsyncConnection {
             stream,
-            state: WireState::default(),
-        };
-        if !setup.handshake.is_empty() {
-            let replies = conn.exec(&setup.handshake, false).await?;
-            check_handshake(replies)?;
-        }
-        Ok(conn)
+            state,
+            setup,
+            options,
+            reconnect_failures: 0,
+        })
+    }
+
+    /// Sets (or clears, with `None`) the response timeout (see [`ConnectOptions`]).
+    pub fn set_timeout(&mut self, dur: Option<Duration>) {
+        self.options = self.options.clone().with_response_timeout(dur);
+    }
+
+    /// The options the connection was opened with.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
     }
 
     /// `false` once an I/O or protocol error (or a cancelled `exec`) broke the
@@ -149,7 +204,7 @@ impl DirectAsyncConnection {
         cmds: &[F],
         atomic: bool,
     ) -> RedisResult<Vec<Value>> {
-        self.begin()?;
+        self.begin().await?;
         let n = self.send(cmds, atomic).await?;
         if n == 0 {
             return Ok(Vec::new());
@@ -157,10 +212,34 @@ impl DirectAsyncConnection {
         self.recv(n).await
     }
 
-    /// Start a call: fails (and marks the connection broken) if an earlier call
-    /// broke the stream, left replies unread or was cancelled.
-    pub(crate) fn begin(&mut self) -> RedisResult<()> {
+    /// Start a call. When an earlier call broke the stream, left replies unread or
+    /// was cancelled, connect again first (unless reconnection is off: then fail);
+    /// consecutive failed attempts wait the retry policy's backoff first.
+    pub(crate) async fn begin(&mut self) -> RedisResult<()> {
+        if !self.state.is_open() && self.options.reconnect {
+            self.reconnect().await?;
+        }
         self.state.begin()
+    }
+
+    /// Replace the stream and the protocol state with a new connection. Cancelled, it
+    /// leaves the connection as it was (broken): the next call tries again.
+    async fn reconnect(&mut self) -> RedisResult<()> {
+        if let Some(n) = self.reconnect_failures.checked_sub(1) {
+            ::tokio::time::sleep(self.options.retry.backoff(n)).await;
+        }
+        match establish(&self.setup, &self.options).await {
+            Ok((stream, state)) => {
+                self.stream = stream;
+                self.state = state;
+                self.reconnect_failures = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.reconnect_failures = self.reconnect_failures.saturating_add(1);
+                Err(e)
+            }
+        }
     }
 
     /// Writes `cmds` (wrapped in `MULTI`/`EXEC` if `atomic`) without reading any
@@ -175,13 +254,14 @@ impl DirectAsyncConnection {
         let Some((n, encoded)) = self.state.start_write(cmds, atomic)? else {
             return Ok(0);
         };
+        let timeout = self.options.response_timeout;
         if encoded.is_contiguous() {
-            self.stream.write_all(encoded.scratch()).await?;
+            within(timeout, WAITING, self.stream.write_all(encoded.scratch())).await?;
         } else {
             let mut slices = encoded.io_slices();
             let mut bufs: &mut [IoSlice<'_>] = &mut slices;
             while !bufs.is_empty() {
-                let n = self.stream.write_vectored(bufs).await?;
+                let n = within(timeout, WAITING, self.stream.write_vectored(bufs)).await?;
                 if n == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
@@ -192,7 +272,7 @@ impl DirectAsyncConnection {
                 IoSlice::advance_slices(&mut bufs, n);
             }
         }
-        self.stream.flush().await?;
+        within(timeout, WAITING, self.stream.flush()).await?;
         self.state.written(n);
         Ok(n)
     }
@@ -229,11 +309,12 @@ impl DirectAsyncConnection {
     }
 
     async fn read_reply(&mut self) -> RedisResult<Value> {
+        let timeout = self.options.response_timeout;
         loop {
             match self.state.poll_reply()? {
                 Need::Reply(v) => return Ok(v),
                 Need::Bytes(spare) => {
-                    let n = self.stream.read(spare).await?;
+                    let n = within(timeout, WAITING, self.stream.read(spare)).await?;
                     self.state.filled(n)?;
                 }
                 Need::Direct(vec, remaining) => {
@@ -245,7 +326,7 @@ impl DirectAsyncConnection {
                     let mut limited = (&mut self.stream).take(remaining as u64);
                     let mut got = 0;
                     while vec.len() < target {
-                        let n = limited.read_buf(vec).await?;
+                        let n = within(timeout, WAITING, limited.read_buf(vec)).await?;
                         if n == 0 {
                             break;
                         }
@@ -263,7 +344,8 @@ impl AsyncConnection for DirectAsyncConnection {
     /// oldest ones while newer ones are written once a window of requests is in flight;
     /// see [`DirectConnection`](super::DirectConnection)'s `run_requests`.
     async fn run_requests(&mut self, reqs: Requests<'_>) -> Delivered {
-        let mut run = PipelinedRun::start(reqs, self.begin())?;
+        let begun = self.begin().await;
+        let mut run = PipelinedRun::start(reqs, begun)?;
         loop {
             match run.next() {
                 Next::Write(r) => {
@@ -282,11 +364,49 @@ impl AsyncConnection for DirectAsyncConnection {
         }
     }
 
+    /// Sends the request, again when the retry policy allows it (see
+    /// [`ConnectOptions`]), pausing its backoff first.
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
-        let raw = self
-            .exec_raw(req.commands(), req.is_atomic())
-            .await
-            .map_err(|e| req.error(e))?;
-        req.finish(raw)
+        let policy = self.options.retry;
+        let mut retries = 0;
+        loop {
+            let result = self
+                .exec_raw(req.commands(), req.is_atomic())
+                .await
+                .map_err(|e| req.error(e))
+                .and_then(|raw| req.finish(raw));
+            let again = match &result {
+                Err(e) => policy.allows(retries, e, req.is_idempotent()),
+                Ok(replies) => policy.allows_replies(retries, replies, req.is_idempotent()),
+            };
+            if !again {
+                return result;
+            }
+            ::tokio::time::sleep(policy.backoff(retries)).await;
+            retries += 1;
+        }
     }
+}
+
+/// A new connection: the stream (connected within the connect timeout), the handshake
+/// (`AUTH`, `SELECT`) within the same timeout.
+async fn establish(setup: &Setup, options: &ConnectOptions) -> RedisResult<(Stream, WireState)> {
+    let stream = Stream::connect(setup, options.connect_timeout).await?;
+    let mut conn = DirectAsyncConnection {
+        stream,
+        state: WireState::default(),
+        setup: setup.clone(),
+        options: options
+            .clone()
+            .with_reconnect(false)
+            .with_response_timeout(options.connect_timeout),
+        reconnect_failures: 0,
+    };
+    if !setup.handshake.is_empty() {
+        // Not `exec`: a handshake never reconnects.
+        conn.state.begin()?;
+        let n = conn.send(&setup.handshake, false).await?;
+        check_handshake(conn.recv(n).await?)?;
+    }
+    Ok((conn.stream, conn.state))
 }

@@ -72,7 +72,9 @@ impl Interrupted {
 /// be in flight), rather than the server refusing the request as a whole.
 pub(crate) fn is_connection_failure(e: &Error) -> bool {
     match e {
-        Error::Redis { kind, .. } => *kind == RedisErrorKind::Connection,
+        Error::Redis { kind, .. } => {
+            matches!(kind, RedisErrorKind::Connection | RedisErrorKind::Timeout)
+        }
         // A reply redstash cannot read (a count mismatch, a malformed EXEC reply): the
         // outcome of the request is not known.
         Error::UnexpectedReply { .. } | Error::Io(_) => true,
