@@ -29,6 +29,8 @@
 mod options;
 mod owed;
 mod pipeline;
+#[cfg(feature = "pool")]
+pub mod pool;
 mod state;
 mod sync;
 #[cfg(feature = "tokio")]
