@@ -35,7 +35,8 @@ pub(crate) enum Aborted {
     /// command, `OOM`, `NOPERM`...), so the server discarded the transaction.
     Queued {
         /// The command's position in the transaction (for a bulk write to name the
-        /// item it belongs to).
+        /// item it belongs to; read by the feature store's bulk writes).
+        #[cfg_attr(not(feature = "ndarray"), allow(dead_code))]
         index: usize,
         /// Its error.
         error: RedisError,
