@@ -61,6 +61,8 @@ mod retry;
 mod scan;
 mod step;
 mod sync;
+#[cfg(feature = "tracing")]
+pub(crate) mod trace;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncConnection, run_async};

@@ -50,6 +50,13 @@ macro_rules! sync_and_async {
             con: &mut Con,
             $($arg: $ty),*
         ) -> $crate::Result<$ret> {
+            #[cfg(feature = "tracing")]
+            return $crate::exec::trace::run_traced(
+                $crate::exec::trace::span(std::any::type_name::<Self>(), stringify!($name)),
+                con,
+                || self.$plan($($arg),*),
+            );
+            #[cfg(not(feature = "tracing"))]
             $crate::exec::run(con, self.$plan($($arg),*)?)
         }
 
@@ -62,8 +69,18 @@ macro_rules! sync_and_async {
             con: &mut Con,
             $($arg: $ty),*
         ) -> $crate::Result<$ret> {
-            let step = self.$plan($($arg),*)?;
-            $crate::exec::run_async(con, step).await
+            #[cfg(feature = "tracing")]
+            return $crate::exec::trace::run_traced_async(
+                $crate::exec::trace::span(std::any::type_name::<Self>(), stringify!($name_async)),
+                con,
+                || self.$plan($($arg),*),
+            )
+            .await;
+            #[cfg(not(feature = "tracing"))]
+            {
+                let step = self.$plan($($arg),*)?;
+                $crate::exec::run_async(con, step).await
+            }
         }
     )*};
 }
