@@ -498,6 +498,13 @@ pub enum RedisErrorKind {
     Transient,
     /// `READONLY`: the command hit a replica.
     ReadOnly,
+    /// A write ran on a Redis Cluster primary, but fewer replicas than asked
+    /// acknowledged it within the timeout of a cluster connection's
+    /// `with_wait` (feature `cluster`; Redis's `WAIT`): it is
+    /// stored on the primary, not proven replicated, so a failover before it reaches a
+    /// replica can lose it. Not retryable as such (the write did run); the error's code
+    /// is `NOTREPLICATED`.
+    NotReplicated,
     /// Any other error.
     Other,
 }
@@ -557,6 +564,7 @@ impl RedisErrorKind {
             "MOVED" | "ASK" => Self::Redirect,
             "TRYAGAIN" | "LOADING" | "BUSY" | "MASTERDOWN" | "CLUSTERDOWN" => Self::Transient,
             "READONLY" => Self::ReadOnly,
+            "NOTREPLICATED" => Self::NotReplicated,
             _ => {
                 let msg = message.to_ascii_uppercase();
                 if msg.contains("WRONGPASS") || msg.contains("NOAUTH") || msg.contains("NOPERM") {

@@ -187,6 +187,77 @@ pub(super) fn route(args: &(impl Args + ?Sized)) -> Result<Route> {
     })
 }
 
+/// Whether a command only reads: it writes nothing, so it may run on a replica (when
+/// its key has a slot), needs no `WAIT`, and may be sent again after a connection
+/// failure. Any command not known to be a read counts as a write.
+pub(super) fn is_read_only(args: &(impl Args + ?Sized)) -> bool {
+    let Some(name) = args.at(0) else {
+        return true;
+    };
+    let mut buf = [0u8; 16];
+    matches!(
+        upper(&name, &mut buf),
+        b"GET"
+            | b"MGET"
+            | b"STRLEN"
+            | b"GETRANGE"
+            | b"SUBSTR"
+            | b"GETBIT"
+            | b"BITCOUNT"
+            | b"BITPOS"
+            | b"EXISTS"
+            | b"TYPE"
+            | b"TTL"
+            | b"PTTL"
+            | b"EXPIRETIME"
+            | b"PEXPIRETIME"
+            | b"DUMP"
+            | b"HGET"
+            | b"HMGET"
+            | b"HGETALL"
+            | b"HEXISTS"
+            | b"HLEN"
+            | b"HKEYS"
+            | b"HVALS"
+            | b"HSTRLEN"
+            | b"HSCAN"
+            | b"LRANGE"
+            | b"LLEN"
+            | b"LINDEX"
+            | b"LPOS"
+            | b"SMEMBERS"
+            | b"SISMEMBER"
+            | b"SMISMEMBER"
+            | b"SCARD"
+            | b"SSCAN"
+            | b"ZRANGE"
+            | b"ZRANGEBYSCORE"
+            | b"ZREVRANGE"
+            | b"ZSCORE"
+            | b"ZMSCORE"
+            | b"ZCARD"
+            | b"ZCOUNT"
+            | b"ZRANK"
+            | b"ZREVRANK"
+            | b"ZSCAN"
+            | b"XRANGE"
+            | b"XREVRANGE"
+            | b"XLEN"
+            | b"SCAN"
+            | b"KEYS"
+            | b"DBSIZE"
+            | b"RANDOMKEY"
+            | b"EVAL_RO"
+            | b"EVALSHA_RO"
+            | b"FCALL_RO"
+            | b"PING"
+            | b"ECHO"
+            | b"TIME"
+            | b"INFO"
+            | b"LASTSAVE"
+    )
+}
+
 /// The route of a command given by its pieces or as a redis-rs command.
 pub(super) fn route_command(c: &Command<'_>) -> Result<Route> {
     match c {
@@ -247,5 +318,34 @@ mod tests {
         assert_eq!(r(&["DISCARD"]), Route::Exec);
         let a: Vec<&[u8]> = vec![b"SCAN", b"x"];
         assert!(route(&a[..]).is_err());
+    }
+
+    #[test]
+    fn tells_reads_from_writes() {
+        let ro = |args: &[&str]| {
+            let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+            is_read_only(&a[..])
+        };
+        for read in [
+            &["get", "k"][..],
+            &["MGET", "a", "b"],
+            &["HGETALL", "h"],
+            &["getrange", "k", "0", "9"],
+            &["SCAN", "0"],
+            &["PING"],
+        ] {
+            assert!(ro(read), "{read:?}");
+        }
+        for write in [
+            &["SET", "k", "v"][..],
+            &["HSET", "h", "f", "v"],
+            &["DEL", "k"],
+            &["MULTI"],
+            &["EVAL", "s", "0"],
+            &["SOMETHINGNEW", "k"],
+            &["GETDEL", "k"],
+        ] {
+            assert!(!ro(write), "{write:?}");
+        }
     }
 }

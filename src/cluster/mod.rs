@@ -3,7 +3,7 @@
 //! [`ClusterConnection`] is a [`SyncConnection`](crate::exec::SyncConnection) (and, with
 //! the feature `tokio`, `ClusterAsyncConnection` an `AsyncConnection`): every store
 //! operation runs on it unchanged, as it runs on a single server. It holds one redstash
-//! [`DirectConnection`](crate::direct::DirectConnection) per primary (the same fast, vectored, pipelining connection as
+//! [`DirectConnection`](crate::direct::DirectConnection) per node it talks to (the same fast, vectored, pipelining connection as
 //! the single-server bulk path) and the slot map (`CLUSTER SLOTS`), and executes each
 //! request like this:
 //!
@@ -27,16 +27,59 @@
 //!   `FUNCTION LOAD`/`FLUSH`/`DELETE`/`RESTORE` and `CONFIG SET`/`RESETSTAT` go to every
 //!   primary; other keyless commands (`PING`, `INFO`, `TIME`, ...) go to one primary;
 //! * a `MOVED` reply (a resharding or a failover) refreshes the slot map and sends the
-//!   redirected commands again (a redirected command was not executed); `ASK` sends
-//!   them to the importing node after `ASKING`; `TRYAGAIN`/`CLUSTERDOWN` retry after a
-//!   pause. After [`with_max_redirects`](ClusterConnection::with_max_redirects) rounds the
-//!   redirection is returned as an [`Error::Redis`](crate::Error::Redis) of kind
-//!   [`RedisErrorKind::Redirect`](crate::RedisErrorKind::Redirect) (or `Transient`).
+//!   redirected commands again, to the node `MOVED` named (a redirected command was not
+//!   executed); `ASK` sends them to the importing node after `ASKING`. After
+//!   [`with_max_redirects`](ClusterConnection::with_max_redirects) such rounds (the
+//!   second and later after a short pause) the redirection is returned as an
+//!   [`Error::Redis`](crate::Error::Redis) of kind
+//!   [`RedisErrorKind::Redirect`](crate::RedisErrorKind::Redirect);
+//! * `TRYAGAIN`, `CLUSTERDOWN`, `LOADING` and `MASTERDOWN` (nothing ran) are sent again
+//!   after a pause, with exponential backoff, as the [`RetryPolicy`](crate::exec::RetryPolicy) says (default:
+//!   pauses from 20 ms up to 1 s, 5 s of pauses per call at most), then returned
+//!   (kind `Transient`).
 //!
-//! Replicas are not used (reads and writes go to primaries). A connection error
-//! (a node restarted or unreachable) fails the call, drops that node's connection and
-//! makes the next call refresh the slot map and reconnect; the failed call is not
-//! retried because its writes may have been executed.
+//! # Failover
+//!
+//! A connection error (a node killed, restarted or unreachable) drops that node's
+//! connection and reads the slot map again, from any node the connection knows
+//! (primaries, their replicas, then the seeds). What the failed node was sent is then
+//! handled by what it is:
+//!
+//! * not written yet (the node could not be reached): sent again, after a pause, as the
+//!   [`RetryPolicy`](crate::exec::RetryPolicy) says, so a call waits for the promotion of a dead primary's
+//!   replica (as long as the retry budget lasts);
+//! * only reads (`GET`, `MGET`, `HGETALL`, `EXISTS`, ...), or of a request marked
+//!   [idempotent](crate::exec::Request::idempotent): sent again likewise;
+//! * anything else (a write that may have run): not sent again. The call fails with
+//!   an [`Error::Redis`](crate::Error::Redis) of kind `Connection`; in a `SendAll`, that
+//!   request is [in flight](crate::exec::Delivery::InFlight) and every other one as it
+//!   went (answered, refused, or not sent), so a bulk write reports it `unknown`. The
+//!   next call reads the slot map again.
+//!
+//! A manual failover (`CLUSTER FAILOVER`) is followed through `MOVED`. Reads may go to
+//! replicas with [`with_replica_reads`](ClusterConnection::with_replica_reads) (off by
+//! default: every command goes to a primary).
+//!
+//! # Durability: when an acknowledged write can be lost
+//!
+//! Redis replicates asynchronously: a primary acknowledges a write once it ran in its
+//! memory, and streams it to its replicas afterwards. A write acknowledged to this
+//! connection is lost when its primary stops (a crash, a kill, a machine lost, or a
+//! network partition that leaves it on the minority side, where it keeps acknowledging
+//! writes for up to `cluster-node-timeout`) before the write reached the replica that
+//! is then promoted in its place. A manual `CLUSTER FAILOVER` (without `FORCE` or
+//! `TAKEOVER`) loses nothing: the replica catches up first. A primary restarted
+//! without persistence loses everything it held, whatever its replicas have.
+//!
+//! [`with_wait(n, timeout)`](ClusterConnection::with_wait) follows the writes sent to
+//! each node with `WAIT n timeout` in the same pipeline: a write is reported written
+//! only once `n` replicas have it; otherwise it is an error of kind
+//! [`NotReplicated`](crate::RedisErrorKind::NotReplicated) (in a `SendAll`, the request
+//! is in flight: it ran on the primary, and may or may not survive a failover). With
+//! `n` replicas acknowledging, a write survives the loss of its primary when one of
+//! those replicas is promoted (Redis promotes the replica with the most data first,
+//! but `WAIT` does not make a cluster strongly consistent: a replica that lags, alone
+//! in a partition with the majority, may still win).
 
 mod classify;
 mod merge;

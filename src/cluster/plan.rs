@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use redis::{Cmd, Value};
 
-use super::classify::{Args, PiecesArgs, Route, cmd_args, route, route_command};
+use super::classify::{Args, PiecesArgs, Route, cmd_args, is_read_only, route, route_command};
 use super::merge::{Merge, fold};
 use super::scan::scan_start;
 use super::topology::Topology;
@@ -63,6 +63,8 @@ pub(crate) struct Unit {
     pub(crate) sink: Sink,
     /// Send `ASKING` first, to this address (after an `ASK` redirection).
     pub(crate) asking: Option<String>,
+    /// Every command of the unit only reads (see `classify::is_read_only`).
+    pub(crate) read_only: bool,
 }
 
 /// Requests turned into units.
@@ -80,6 +82,14 @@ pub(crate) struct Plan {
     pub(crate) states: Vec<UnitState>,
     /// Transactions refused as a whole (request index, why): none of their commands ran.
     pub(crate) refused: Vec<(usize, Error)>,
+    /// Requests whose writes ran but fewer replicas than asked acknowledged them
+    /// (request index, why): reported as in flight, not answered.
+    pub(crate) unreplicated: Vec<(usize, Error)>,
+    /// Per request: whether it may be sent again ([`Request::is_idempotent`]).
+    idempotent: Vec<bool>,
+    /// Per unit: written once to a node that then failed, and scheduled again: it may
+    /// have run even while its state says not sent.
+    pub(crate) maybe_ran: Vec<bool>,
 }
 
 /// What became of a unit: never written (or redirected, so not executed), written
@@ -97,6 +107,7 @@ struct Block {
     first_part: usize,
     at: usize,
     slots: Vec<u16>,
+    read_only: bool,
 }
 
 fn cross_slot(req: &Request<'_>, mut slots: Vec<u16>) -> Error {
@@ -113,6 +124,7 @@ impl Plan {
     pub(crate) fn new(reqs: &[Request<'_>], topology: &Topology) -> Result<Plan> {
         let mut plan = Plan {
             primaries: topology.primaries().len(),
+            idempotent: reqs.iter().map(Request::is_idempotent).collect(),
             ..Plan::default()
         };
         for (r, req) in reqs.iter().enumerate() {
@@ -125,7 +137,29 @@ impl Plan {
             }
         }
         plan.states = vec![UnitState::NotSent; plan.units.len()];
+        plan.maybe_ran = vec![false; plan.units.len()];
         Ok(plan)
+    }
+
+    /// The request unit `u` belongs to.
+    pub(crate) fn request_of(&self, u: usize) -> Option<usize> {
+        match self.units.get(u)?.sink {
+            Sink::Replies { req, .. } | Sink::Scan { req, .. } | Sink::Transaction { req } => {
+                Some(req)
+            }
+            Sink::Merge { merge, .. } => self.merges.get(merge).map(|m| m.req),
+        }
+    }
+
+    /// Whether unit `u` may be written again after its node failed while it was
+    /// written: it only reads, or its request is idempotent.
+    pub(crate) fn may_resend(&self, u: usize) -> bool {
+        self.units.get(u).is_some_and(|unit| unit.read_only)
+            || self
+                .request_of(u)
+                .and_then(|r| self.idempotent.get(r))
+                .copied()
+                .unwrap_or(false)
     }
 
     /// What became of each request when the plan was cut short, from the replies
@@ -133,7 +167,7 @@ impl Plan {
     pub(crate) fn deliveries(mut self, mut out: Vec<Vec<Value>>) -> Vec<Delivery> {
         let mut known: Vec<Vec<bool>> = self.lens.iter().map(|&n| vec![true; n]).collect();
         let mut touched = vec![false; self.lens.len()];
-        for (unit, state) in self.units.iter().zip(&self.states) {
+        for ((unit, state), maybe_ran) in self.units.iter().zip(&self.states).zip(&self.maybe_ran) {
             let (req, range) = match unit.sink {
                 Sink::Replies { req, at } => (req, at..at + unit.parts.len()),
                 Sink::Scan { req, at, .. } => (req, at..at + 1),
@@ -152,7 +186,7 @@ impl Plan {
                     }
                 }
             }
-            if *state != UnitState::NotSent
+            if (*state != UnitState::NotSent || *maybe_ran)
                 && let Some(t) = touched.get_mut(req)
             {
                 *t = true;
@@ -170,6 +204,15 @@ impl Plan {
         for (req, e) in std::mem::take(&mut self.refused) {
             if let Some(slot) = refused.get_mut(req) {
                 *slot = Some(e);
+            }
+        }
+        // Written on a primary, not proven replicated: not known to be stored.
+        for (req, _) in std::mem::take(&mut self.unreplicated) {
+            if let Some(k) = known.get_mut(req) {
+                k.iter_mut().for_each(|b| *b = false);
+            }
+            if let Some(t) = touched.get_mut(req) {
+                *t = true;
             }
         }
         out.into_iter()
@@ -199,7 +242,9 @@ impl Plan {
     /// A `MULTI`/`EXEC` request: sent whole to the node of its one slot.
     fn add_transaction(&mut self, r: usize, req: &Request<'_>) -> Result<()> {
         let mut slots: Vec<u16> = Vec::new();
-        let mut check = |route: Route| -> Result<()> {
+        let mut read_only = true;
+        let mut check = |route: Route, ro: bool| -> Result<()> {
+            read_only &= ro;
             match route {
                 Route::Any => Ok(()),
                 Route::Slot(s) => {
@@ -218,9 +263,12 @@ impl Plan {
         for c in req.commands() {
             match c {
                 Command::Packed(p) => {
-                    walk_packed(p.as_bytes(), |_, args| check(route(args)?))?;
+                    walk_packed(p.as_bytes(), |_, args| {
+                        check(route(args)?, is_read_only(args))
+                    })?;
                 }
-                other => check(route_command(other)?)?,
+                Command::Cmd(cmd) => check(route_command(c)?, is_read_only(&cmd_args(cmd)[..]))?,
+                Command::Pieces(p) => check(route_command(c)?, is_read_only(&PiecesArgs(p)))?,
             }
         }
         let first = slots.first().copied();
@@ -234,6 +282,7 @@ impl Plan {
             target: first.map_or(Target::Any, Target::Slot),
             sink: Sink::Transaction { req: r },
             asking: None,
+            read_only,
         });
         self.lens.push(req.len());
         Ok(())
@@ -283,7 +332,7 @@ impl Plan {
         Ok(())
     }
 
-    fn unit(&mut self, part: Part, target: Target, sink: Sink) {
+    fn unit(&mut self, part: Part, target: Target, sink: Sink, read_only: bool) {
         let start = self.parts.len();
         self.parts.push(part);
         self.units.push(Unit {
@@ -291,6 +340,7 @@ impl Plan {
             target,
             sink,
             asking: None,
+            read_only,
         });
     }
 
@@ -305,9 +355,13 @@ impl Plan {
         part: Part,
         args: &(impl Args + ?Sized),
     ) -> Result<()> {
+        let ro = is_read_only(args);
         if let Some(b) = block {
             // Inside MULTI ... EXEC: every command goes with the block.
             let exec = route == Route::Exec;
+            if !exec {
+                b.read_only &= ro;
+            }
             match route {
                 Route::Any | Route::Exec => {}
                 Route::Slot(s) => b.slots.push(s),
@@ -333,19 +387,21 @@ impl Plan {
                     target: first.map_or(Target::Any, Target::Slot),
                     sink: Sink::Replies { req: r, at: b.at },
                     asking: None,
+                    read_only: b.read_only,
                 });
             }
             return Ok(());
         }
         let here = Sink::Replies { req: r, at: *at };
         match route {
-            Route::Any | Route::Exec => self.unit(part, Target::Any, here),
-            Route::Slot(s) => self.unit(part, Target::Slot(s), here),
+            Route::Any | Route::Exec => self.unit(part, Target::Any, here, ro),
+            Route::Slot(s) => self.unit(part, Target::Slot(s), here, ro),
             Route::Multi => {
                 *block = Some(Block {
                     first_part: self.parts.len(),
                     at: *at,
                     slots: Vec::new(),
+                    read_only: true,
                 });
                 self.parts.push(part);
             }
@@ -366,6 +422,7 @@ impl Plan {
                         target: Target::Node(node),
                         sink: Sink::Merge { merge, part: node },
                         asking: None,
+                        read_only: ro,
                     });
                 }
             }
@@ -391,7 +448,8 @@ impl Plan {
                     }
                     self.owned.push(c);
                     let owned = Part::Owned(self.owned.len() - 1);
-                    self.unit(owned, Target::Slot(slot), Sink::Merge { merge, part: g });
+                    let sink = Sink::Merge { merge, part: g };
+                    self.unit(owned, Target::Slot(slot), sink, ro);
                 }
             }
             Route::Scan(cursor) => {
@@ -414,6 +472,7 @@ impl Plan {
                         at: *at,
                         node,
                     },
+                    ro,
                 );
             }
         }

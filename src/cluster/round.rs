@@ -7,9 +7,9 @@ use std::time::Duration;
 use redis::Value;
 
 use super::plan::{Part, Plan, Sink, UnitState};
-use super::router::Router;
+use super::router::{Router, wait_cmd};
 use super::window::{Answers, Cut};
-use crate::error::{Error, Result};
+use crate::error::{Error, RedisErrorKind, Result};
 use crate::exec::{Command, Request};
 use crate::resp::transaction::expected_replies;
 use crate::resp::{Frame, Framer};
@@ -78,6 +78,7 @@ fn absorb(
     raw: Vec<Value>,
     outcome: &mut Outcome,
     out: &mut [Vec<Value>],
+    wrote: &mut Vec<usize>,
 ) -> Result<()> {
     let mut it = raw.into_iter();
     for &u in units {
@@ -93,10 +94,11 @@ fn absorb(
         if let Some(redirect) = redirection(&replies) {
             let unit = &mut plan.units[u];
             match redirect {
-                Redirect::Moved(e) => {
+                Redirect::Moved(e, to) => {
                     unit.asking = None;
                     outcome.refresh = true;
                     outcome.last = Some(e);
+                    outcome.moved.extend(to);
                 }
                 Redirect::Ask(addr, e) => {
                     unit.asking = Some(addr);
@@ -128,6 +130,11 @@ fn absorb(
             },
             _ => replies,
         };
+        // A unit that may write and was not refused command by command: its writes
+        // ran (what `WAIT` is about).
+        if !unit.read_only && !replies.iter().all(|v| matches!(v, Value::ServerError(_))) {
+            wrote.push(u);
+        }
         plan.deliver(sink, replies, out)?;
         plan.states[u] = UnitState::Answered;
     }
@@ -140,6 +147,11 @@ pub(super) struct Round {
     /// Per node: its address and the units bound for it.
     by_node: Vec<(String, Vec<usize>)>,
     asking: redis::Cmd,
+    /// `WAIT` after the writes, when the connection asks for it: the command, the
+    /// replicas wanted and the timeout.
+    wait: Option<(redis::Cmd, u32, Duration)>,
+    /// Per node: whether `WAIT` follows its units.
+    waited: Vec<bool>,
     outcome: Outcome,
     failed: Option<Error>,
 }
@@ -147,9 +159,17 @@ pub(super) struct Round {
 impl Round {
     /// Group the `pending` units of `plan` by node.
     pub(super) fn start(router: &Router, plan: &Plan, pending: &[usize]) -> Result<Self> {
+        let by_node = router.group(plan, pending)?;
+        let wait = router.wait.map(|(n, t)| (wait_cmd(n, t), n, t));
+        let waited = by_node
+            .iter()
+            .map(|(_, units)| wait.is_some() && units.iter().any(|&u| !plan.units[u].read_only))
+            .collect();
         Ok(Round {
-            by_node: router.group(plan, pending)?,
+            by_node,
             asking: asking_cmd(),
+            wait,
+            waited,
             outcome: Outcome::default(),
             failed: None,
         })
@@ -165,14 +185,22 @@ impl Round {
         &self.by_node[i].0
     }
 
-    /// What to write to node `i`: its units as batches (see [`batches`]).
+    /// What to write to node `i`: its units as batches (see [`batches`]), then `WAIT`
+    /// when they may write and the connection asks for it.
     pub(super) fn batches<'r>(
         &'r self,
         plan: &'r Plan,
         reqs: &'r [Request<'r>],
         i: usize,
     ) -> Result<Vec<(Vec<Outgoing<'r>>, bool)>> {
-        batches(plan, reqs, &self.by_node[i].1, &self.asking)
+        let mut out = batches(plan, reqs, &self.by_node[i].1, &self.asking)?;
+        if let (Some((wait, ..)), true) = (&self.wait, self.waited[i]) {
+            match out.last_mut() {
+                Some((frames, false)) => frames.push(Outgoing::Cmd(wait)),
+                _ => out.push((vec![Outgoing::Cmd(wait)], false)),
+            }
+        }
+        Ok(out)
     }
 
     /// The write to node `i` started (`writing`): its units may run from now on.
@@ -185,9 +213,10 @@ impl Round {
     }
 
     /// Take one node's raw replies, or the error writing to or reading from it. Returns
-    /// `false` when the node's connection must be dropped: its writes may have been
-    /// executed, so they are not retried, and the slot map is read again on the next
-    /// call.
+    /// `false` when the node's connection must be dropped (and the slot map read
+    /// again). After a connection failure, the node's units are scheduled again when
+    /// every one of them may be (not written yet, only reads, or of an idempotent
+    /// request: see [`RetryPolicy`](crate::exec::RetryPolicy)); otherwise the round fails, since writes may have run.
     pub(super) fn replied(
         &mut self,
         router: &mut Router,
@@ -197,15 +226,57 @@ impl Round {
         raw: Result<Vec<Value>>,
         out: &mut [Vec<Value>],
     ) -> Result<bool> {
+        let units = &self.by_node[i].1;
         match raw {
-            Ok(raw) => {
-                let units = &self.by_node[i].1;
-                absorb(plan, reqs, units, raw, &mut self.outcome, out)?;
+            Ok(mut raw) => {
+                let wait = match (&self.wait, self.waited[i]) {
+                    (Some((_, wanted, timeout)), true) => Some((raw.pop(), *wanted, *timeout)),
+                    _ => None,
+                };
+                let mut wrote = Vec::new();
+                absorb(plan, reqs, units, raw, &mut self.outcome, out, &mut wrote)?;
+                if let Some((reply, wanted, timeout)) = wait
+                    && !wrote.is_empty()
+                {
+                    let acked = match &reply {
+                        Some(Value::Int(n)) => *n,
+                        _ => 0,
+                    };
+                    if acked < i64::from(wanted) {
+                        for u in wrote {
+                            if let Some(r) = plan.request_of(u)
+                                && !plan.unreplicated.iter().any(|(q, _)| *q == r)
+                            {
+                                let key = reqs.get(r).and_then(Request::key);
+                                let e = not_replicated(acked, wanted, timeout, &reply, key);
+                                plan.unreplicated.push((r, e));
+                            }
+                        }
+                    }
+                }
                 Ok(true)
             }
             Err(e) => {
-                router.stale = true;
-                self.failed.get_or_insert(e);
+                router.failed(&self.by_node[i].0);
+                let again = e.redis_kind() == Some(RedisErrorKind::Connection)
+                    && units
+                        .iter()
+                        .all(|&u| plan.states[u] == UnitState::NotSent || plan.may_resend(u));
+                if again {
+                    for &u in units {
+                        if plan.states[u] == UnitState::Sent {
+                            plan.maybe_ran[u] = true;
+                        }
+                        plan.states[u] = UnitState::NotSent;
+                        plan.units[u].asking = None;
+                        self.outcome.retry.push(u);
+                    }
+                    self.outcome.pause = true;
+                    self.outcome.refresh = true;
+                    self.outcome.last = Some(e);
+                } else {
+                    self.failed.get_or_insert(e);
+                }
                 Ok(false)
             }
         }
@@ -250,6 +321,29 @@ impl Frame for Outgoing<'_> {
     }
 }
 
+/// The error of writes that ran but that fewer than `wanted` replicas acknowledged
+/// (`acked`) within `timeout`.
+fn not_replicated(
+    acked: i64,
+    wanted: u32,
+    timeout: Duration,
+    reply: &Option<Value>,
+    key: Option<&str>,
+) -> Error {
+    let detail = match reply {
+        Some(Value::Int(_)) => String::new(),
+        other => format!(" (WAIT replied {other:?})"),
+    };
+    let e = redis::make_extension_error(
+        "NOTREPLICATED".into(),
+        Some(format!(
+            "{acked} of {wanted} replicas acknowledged the write within {} ms{detail}",
+            timeout.as_millis()
+        )),
+    );
+    Error::redis(e, key)
+}
+
 /// What a round left to do.
 #[derive(Default)]
 pub(super) struct Outcome {
@@ -258,22 +352,33 @@ pub(super) struct Outcome {
     pause: bool,
     /// The last redirection, returned when there are too many.
     last: Option<Error>,
+    /// Where `MOVED` replies said slots are now served.
+    moved: Vec<(u16, String)>,
 }
 
 /// The rounds of a plan: which units to send next, until every unit is answered, too
 /// many redirections, or a failure.
 pub(super) struct Rounds {
     pending: Vec<usize>,
-    rounds: usize,
+    /// Rounds of `MOVED`/`ASK` redirections so far.
+    redirects: usize,
+    /// Retries so far (after a pause), and their pauses added up.
+    retries: u32,
+    paused: Duration,
     done: bool,
 }
 
 /// What to do before the next round.
 pub(super) struct Between {
-    /// Wait this long first (`TRYAGAIN`, `CLUSTERDOWN`).
+    /// Wait this long first (`TRYAGAIN`, `CLUSTERDOWN`, a connection failure).
     pub(super) pause: Option<Duration>,
-    /// Read the slot map again (`MOVED`, `TRYAGAIN`, `CLUSTERDOWN`).
+    /// Read the slot map again (`MOVED`, `TRYAGAIN`, `CLUSTERDOWN`, a connection
+    /// failure).
     pub(super) refresh: bool,
+    /// Then send these slots to these primaries, as `MOVED` said (a node whose own
+    /// slot map lags behind a failover must not send the units back where they came
+    /// from).
+    pub(super) moved: Vec<(u16, String)>,
 }
 
 impl Rounds {
@@ -281,7 +386,9 @@ impl Rounds {
     pub(super) fn new(plan: &Plan) -> Self {
         Rounds {
             pending: (0..plan.units.len()).collect(),
-            rounds: 0,
+            redirects: 0,
+            retries: 0,
+            paused: Duration::ZERO,
             done: false,
         }
     }
@@ -292,7 +399,9 @@ impl Rounds {
     }
 
     /// After a round that left `outcome`: what to do before the next one (`None`: every
-    /// unit is answered), or the last redirection when there were too many.
+    /// unit is answered), or the last error when the rounds must stop: too many
+    /// `MOVED`/`ASK` rounds (`max_redirects`), or a retry whose pause would exceed the
+    /// [`RetryPolicy`](crate::exec::RetryPolicy)'s retries or budget.
     pub(super) fn after(
         &mut self,
         router: &Router,
@@ -302,26 +411,45 @@ impl Rounds {
             self.done = true;
             return Ok(None);
         }
-        self.rounds += 1;
-        if self.rounds > router.max_redirects {
+        let pause = if outcome.pause {
+            match router.retry.next_pause(self.retries, self.paused) {
+                None => None,
+                Some(pause) => {
+                    self.retries += 1;
+                    self.paused = self.paused.saturating_add(pause);
+                    Some(Some(pause))
+                }
+            }
+        } else {
+            // MOVED/ASK: at once the first time; then the nodes may disagree for a
+            // moment (a failover spreading): short pauses, as the retry policy says.
+            self.redirects += 1;
+            let n = u32::try_from(self.redirects).unwrap_or(u32::MAX);
+            (self.redirects <= router.max_redirects).then(|| {
+                (n > 1 && router.retry.max_retries() > 0)
+                    .then(|| router.retry.backoff(n - 2))
+                    .filter(|p| !p.is_zero())
+            })
+        };
+        let Some(pause) = pause else {
             self.done = true;
             return Err(outcome
                 .last
                 .take()
                 .unwrap_or_else(|| Error::unexpected("too many redirections", None)));
-        }
+        };
         self.pending = std::mem::take(&mut outcome.retry);
         Ok(Some(Between {
-            pause: outcome
-                .pause
-                .then(|| Duration::from_millis(20 * self.rounds as u64)),
+            pause,
             refresh: outcome.refresh,
+            moved: std::mem::take(&mut outcome.moved),
         }))
     }
 }
 
-/// The end of a plan's rounds (`result`): the replies per request, folded, and the
-/// requests refused as a whole; or the error and what became of each request.
+/// The end of a plan's rounds (`result`): the replies per request, folded, the
+/// requests refused as a whole and those not proven replicated; or the error and what
+/// became of each request.
 pub(super) fn conclude(
     mut plan: Plan,
     mut out: Vec<Vec<Value>>,
@@ -330,10 +458,12 @@ pub(super) fn conclude(
     match result {
         Ok(()) => {
             let refused = std::mem::take(&mut plan.refused);
+            let unreplicated = std::mem::take(&mut plan.unreplicated);
             match plan.finish(&mut out) {
                 Ok(()) => Ok(Answers {
                     replies: out,
                     refused,
+                    unreplicated,
                 }),
                 Err(error) => Err(Cut::nothing_sent(error)),
             }
@@ -346,7 +476,8 @@ pub(super) fn conclude(
 }
 
 enum Redirect {
-    Moved(Error),
+    /// `MOVED`, and the slot and address it names.
+    Moved(Error, Option<(u16, String)>),
     Ask(String, Error),
     Wait(Error),
 }
@@ -357,16 +488,25 @@ fn redirection(replies: &[Value]) -> Option<Redirect> {
         let Value::ServerError(e) = v else { continue };
         let err = || Error::redis(e.clone().into(), None);
         match e.code() {
-            "MOVED" => return Some(Redirect::Moved(err())),
+            "MOVED" => {
+                let to = e.details().and_then(|d| {
+                    let mut it = d.split_whitespace();
+                    let slot = it.next()?.parse().ok()?;
+                    Some((slot, it.next()?.to_owned()))
+                });
+                return Some(Redirect::Moved(err(), to));
+            }
             "ASK" => {
                 return Some(
                     match e.details().and_then(|d| d.split_whitespace().last()) {
                         Some(addr) => Redirect::Ask(addr.to_owned(), err()),
-                        None => Redirect::Moved(err()),
+                        None => Redirect::Moved(err(), None),
                     },
                 );
             }
-            "TRYAGAIN" | "CLUSTERDOWN" => return Some(Redirect::Wait(err())),
+            "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" => {
+                return Some(Redirect::Wait(err()));
+            }
             _ => {}
         }
     }

@@ -6,7 +6,7 @@ use redis::{IntoConnectionInfo, Value};
 
 use super::plan::Plan;
 use super::round::{Outcome, Outgoing, Round, Rounds, conclude};
-use super::router::{Router, slots_cmd};
+use super::router::{Router, readonly_cmd, slots_cmd};
 use super::window::{Answers, Cut, Windows};
 use crate::direct::DirectAsyncConnection;
 use crate::error::{Error, Result};
@@ -55,6 +55,50 @@ impl ClusterAsyncConnection {
         self
     }
 
+    /// Retry what may be sent again after a connection failure or a `TRYAGAIN` /
+    /// `CLUSTERDOWN` / `LOADING` / `MASTERDOWN` reply, with exponential backoff, as
+    /// `retry` says (default [`RetryPolicy::failover()`](crate::exec::RetryPolicy::failover):
+    /// pauses from 20 ms doubling up to 1 s, at most 5 s of pauses per call;
+    /// [`RetryPolicy::none()`](crate::exec::RetryPolicy::none) turns it off). This is what lets a connection ride out a failover: the node
+    /// that is gone makes the slot map be read again from any other known node, until
+    /// its replica is promoted. Only units that are not written yet, that only read, or
+    /// whose request is [idempotent](crate::exec::Request::idempotent) are sent again;
+    /// a write in flight to a node that failed fails the call with a `Connection` error
+    /// (in a `SendAll`, that request is in flight, the others as they went).
+    pub fn with_retry(mut self, retry: crate::exec::RetryPolicy) -> Self {
+        self.router.retry = retry;
+        self
+    }
+
+    /// Send read-only commands (`GET`, `MGET`, `HGET`, `HGETALL`, `EXISTS`, `GETRANGE`,
+    /// `STRLEN`, ...: the commands that only read) of a slot to a replica of the slot's
+    /// primary, after `READONLY` on that replica's connection (default: off, every
+    /// command goes to the primary). Writes, transactions, keyless commands and `SCAN`
+    /// still go to the primaries. A replica is chosen by slot among those of the
+    /// primary; a replica whose connection failed is left out until the slot map
+    /// changes. Replication is asynchronous: a read from a replica may not see a write
+    /// the primary already acknowledged.
+    pub fn with_replica_reads(mut self, on: bool) -> Self {
+        self.router.replica_reads = on;
+        self
+    }
+
+    /// Follow the writes sent to each node in a round with `WAIT replicas timeout` on
+    /// the same connection, in the same pipeline (default: no `WAIT`). When fewer than
+    /// `replicas` replicas acknowledged the writes within `timeout` (at least 1 ms),
+    /// the writes ran on the primary but are not proven replicated: a single request
+    /// fails with an [`Error::Redis`](crate::Error::Redis) of kind
+    /// [`NotReplicated`](crate::RedisErrorKind::NotReplicated), and in a `SendAll` such
+    /// requests are in flight ([`Delivery::InFlight`](crate::exec::Delivery::InFlight),
+    /// so a bulk write reports their items `unknown`, not `written`). See the
+    /// [module docs](super) for when an acknowledged write can be lost without it.
+    /// `replicas = 0` turns it off.
+    pub fn with_wait(mut self, replicas: u32, timeout: std::time::Duration) -> Self {
+        self.router.wait =
+            (replicas > 0).then(|| (replicas, timeout.max(std::time::Duration::from_millis(1))));
+        self
+    }
+
     /// The addresses (`host:port`) of the primaries, sorted (as of the last slot map).
     pub fn primaries(&self) -> &[String] {
         self.router.topology.primaries()
@@ -96,7 +140,11 @@ impl ClusterAsyncConnection {
             .get(addr)
             .is_some_and(DirectAsyncConnection::is_open)
         {
-            let con = DirectAsyncConnection::open(self.router.node_info(addr)?).await?;
+            let mut con = DirectAsyncConnection::open(self.router.node_info(addr)?).await?;
+            if self.router.replica_reads {
+                // A replica serves reads of its primary's slots; a primary ignores it.
+                con.exec(&[readonly_cmd()], false).await?;
+            }
             self.cons.insert(addr.to_owned(), con);
         }
         self.cons
@@ -150,6 +198,7 @@ impl ClusterAsyncConnection {
                 if next.refresh {
                     self.refresh().await?;
                 }
+                self.router.follow_moved(&next.moved);
             }
         }
         Ok(())

@@ -8,14 +8,40 @@ use crate::resp::slot::SLOTS;
 /// Marks a slot no primary serves.
 const UNSERVED: u16 = u16::MAX;
 
-/// Which primary serves each hash slot.
-#[derive(Debug, Clone)]
+/// Which primary serves each hash slot, and the replicas of each primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Topology {
     /// Addresses (`host:port`) of the primaries, sorted: a primary's index is stable
     /// while the set of primaries does not change (SCAN cursors carry it).
     primaries: Vec<String>,
+    /// Per primary (same index), the addresses of its replicas, sorted.
+    replicas: Vec<Vec<String>>,
     /// Per slot, the index of its primary in `primaries` (or [`UNSERVED`]).
     slots: Vec<u16>,
+}
+
+/// `host:port` of a node entry of `CLUSTER SLOTS` (`[host, port, id, ...]`); a node
+/// that announces no host (empty or `?`) is at `default_host`.
+fn node_addr(node: Value, default_host: &str) -> std::result::Result<String, String> {
+    let Value::Array(node) = node else {
+        return Err(format!("node {node:?}"));
+    };
+    let mut node = node.into_iter();
+    let host = match node.next() {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Some(Value::SimpleString(s)) => s,
+        other => return Err(format!("node host {other:?}")),
+    };
+    let port = match node.next() {
+        Some(Value::Int(p)) => u16::try_from(p).map_err(|_| format!("port {p}"))?,
+        other => return Err(format!("node port {other:?}")),
+    };
+    let host = if host.is_empty() || host == "?" {
+        default_host.to_owned()
+    } else {
+        host
+    };
+    Ok(format!("{host}:{port}"))
 }
 
 impl Topology {
@@ -23,6 +49,7 @@ impl Topology {
     pub(crate) fn empty() -> Self {
         Topology {
             primaries: Vec::new(),
+            replicas: Vec::new(),
             slots: vec![UNSERVED; usize::from(SLOTS)],
         }
     }
@@ -35,6 +62,7 @@ impl Topology {
             return Err(bad(format!("replied {reply:?}")));
         };
         let mut owners: Vec<(u16, u16, String)> = Vec::with_capacity(ranges.len());
+        let mut followers: Vec<(String, String)> = Vec::new();
         for range in ranges {
             let Value::Array(items) = range else {
                 return Err(bad(format!("range {range:?}")));
@@ -47,28 +75,20 @@ impl Topology {
             let (Some(start), Some(end)) = (int(it.next()), int(it.next())) else {
                 return Err(bad("slot range bounds".into()));
             };
-            let Some(Value::Array(node)) = it.next() else {
+            let Some(node) = it.next() else {
                 return Err(bad(format!("no primary for slots {start}-{end}")));
             };
-            let mut node = node.into_iter();
-            let host = match node.next() {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
-                Some(Value::SimpleString(s)) => s,
-                other => return Err(bad(format!("node host {other:?}"))),
-            };
-            let port = match node.next() {
-                Some(Value::Int(p)) => u16::try_from(p).map_err(|_| bad(format!("port {p}")))?,
-                other => return Err(bad(format!("node port {other:?}"))),
-            };
-            let host = if host.is_empty() || host == "?" {
-                default_host.to_owned()
-            } else {
-                host
-            };
+            let primary = node_addr(node, default_host).map_err(bad)?;
             if start > end {
                 return Err(bad(format!("slot range {start}-{end}")));
             }
-            owners.push((start, end, format!("{host}:{port}")));
+            for replica in it {
+                followers.push((
+                    primary.clone(),
+                    node_addr(replica, default_host).map_err(bad)?,
+                ));
+            }
+            owners.push((start, end, primary));
         }
         let mut primaries: Vec<String> = owners.iter().map(|o| o.2.clone()).collect();
         primaries.sort();
@@ -84,12 +104,52 @@ impl Topology {
         if primaries.is_empty() {
             return Err(bad("no slot is served".into()));
         }
-        Ok(Topology { primaries, slots })
+        let mut replicas = vec![Vec::new(); primaries.len()];
+        for (primary, replica) in followers {
+            if let Ok(i) = primaries.binary_search(&primary) {
+                replicas[i].push(replica);
+            }
+        }
+        for r in &mut replicas {
+            r.sort();
+            r.dedup();
+        }
+        Ok(Topology {
+            primaries,
+            replicas,
+            slots,
+        })
+    }
+
+    /// The replicas of primary `i` (as `CLUSTER SLOTS` lists them: failed ones are
+    /// left out by the server once it marks them failed).
+    pub(crate) fn replicas(&self, i: usize) -> &[String] {
+        self.replicas.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every node: the primaries, then the replicas.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &String> {
+        self.primaries.iter().chain(self.replicas.iter().flatten())
     }
 
     /// The primaries' addresses, sorted.
     pub(crate) fn primaries(&self) -> &[String] {
         &self.primaries
+    }
+
+    /// `slot` is served by the primary at `addr` (as a `MOVED` reply said), when it is a
+    /// known primary; returns whether it is.
+    pub(crate) fn set_owner(&mut self, slot: u16, addr: &str) -> bool {
+        let Ok(i) = self.primaries.binary_search_by(|p| p.as_str().cmp(addr)) else {
+            return false;
+        };
+        match (u16::try_from(i), self.slots.get_mut(usize::from(slot))) {
+            (Ok(i), Some(s)) => {
+                *s = i;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Index (into [`primaries`](Self::primaries)) of the primary serving `slot`.
@@ -135,6 +195,27 @@ mod tests {
         assert_eq!(t.owner(5000), Some(0));
         assert_eq!(t.owner(16383), Some(1));
         assert_eq!(t.owner(16384), None);
+        assert!(t.replicas(0).is_empty());
+    }
+
+    #[test]
+    fn keeps_the_replicas_of_each_primary() {
+        let mut r = range(0, 99, "h", 7000);
+        if let Value::Array(items) = &mut r {
+            items.push(Value::Array(vec![
+                Value::BulkString(b"h".to_vec()),
+                Value::Int(7003),
+                Value::BulkString(b"id3".to_vec()),
+            ]));
+            items.push(Value::Array(vec![
+                Value::BulkString(b"".to_vec()),
+                Value::Int(7004),
+            ]));
+        }
+        let t = Topology::parse(Value::Array(vec![r, range(100, 16383, "h", 7001)]), "d").unwrap();
+        assert_eq!(t.replicas(0), ["d:7004", "h:7003"]);
+        assert!(t.replicas(1).is_empty());
+        assert_eq!(t.nodes().count(), 4);
     }
 
     #[test]

@@ -28,20 +28,26 @@ impl Cut {
     }
 }
 
-/// The requests of a plan run to the end: the replies of each, and the transactions
-/// refused as a whole (request index, why; their replies are empty).
+/// The requests of a plan run to the end: the replies of each, the transactions
+/// refused as a whole (request index, why; their replies are empty), and the requests
+/// whose writes fewer replicas acknowledged than `WAIT` asked (request index, why).
 pub(super) struct Answers {
     pub(super) replies: Vec<Vec<Value>>,
     pub(super) refused: Vec<(usize, Error)>,
+    pub(super) unreplicated: Vec<(usize, Error)>,
 }
 
 impl Answers {
-    /// The replies of every request, or the first refusal.
+    /// The replies of every request, or the first refusal, or the first request not
+    /// proven replicated.
     pub(super) fn into_replies(mut self) -> crate::error::Result<Vec<Vec<Value>>> {
-        match self.refused.is_empty() {
-            true => Ok(self.replies),
-            false => Err(self.refused.swap_remove(0).1),
+        if !self.refused.is_empty() {
+            return Err(self.refused.swap_remove(0).1);
         }
+        if !self.unreplicated.is_empty() {
+            return Err(self.unreplicated.swap_remove(0).1);
+        }
+        Ok(self.replies)
     }
 }
 
@@ -53,6 +59,10 @@ pub(super) struct Windows<'a> {
     answered: Vec<Vec<Value>>,
     /// Requests refused as a whole so far (index among all requests, why).
     refused: Vec<(usize, Error)>,
+    /// Requests not proven replicated so far (index among all requests, why): in
+    /// flight, since their writes ran on a primary that may fail before a replica has
+    /// them.
+    unreplicated: Vec<(usize, Error)>,
 }
 
 impl<'a> Windows<'a> {
@@ -60,12 +70,14 @@ impl<'a> Windows<'a> {
         Windows {
             answered: Vec::with_capacity(reqs.len()),
             refused: Vec::new(),
+            unreplicated: Vec::new(),
             reqs,
         }
     }
 
-    /// What became of the requests answered so far: answered, or refused.
-    fn deliveries_so_far(&mut self) -> Vec<Delivery> {
+    /// What became of the requests answered so far: answered, refused, or in flight
+    /// (not proven replicated); and the first of the latter's errors.
+    fn deliveries_so_far(&mut self) -> (Vec<Delivery>, Option<Error>) {
         let mut requests: Vec<Delivery> = std::mem::take(&mut self.answered)
             .into_iter()
             .map(Delivery::Answered)
@@ -75,7 +87,18 @@ impl<'a> Windows<'a> {
                 *d = Delivery::Refused(e);
             }
         }
-        requests
+        let mut first = None;
+        for (i, e) in std::mem::take(&mut self.unreplicated) {
+            if let Some(d) = requests.get_mut(i) {
+                let n = match d {
+                    Delivery::Answered(r) => r.len(),
+                    _ => continue,
+                };
+                *d = Delivery::InFlight(vec![None; n]);
+                first.get_or_insert(e);
+            }
+        }
+        (requests, first)
     }
 
     /// The next window: requests (built now) up to [`WINDOW_COMMANDS`] commands.
@@ -98,16 +121,22 @@ impl<'a> Windows<'a> {
         result: std::result::Result<Answers, Box<Cut>>,
     ) -> std::result::Result<(), Box<Interrupted>> {
         match result {
-            Ok(Answers { replies, refused }) => {
+            Ok(Answers {
+                replies,
+                refused,
+                unreplicated,
+            }) => {
                 let base = self.answered.len();
                 self.refused
                     .extend(refused.into_iter().map(|(i, e)| (base + i, e)));
+                self.unreplicated
+                    .extend(unreplicated.into_iter().map(|(i, e)| (base + i, e)));
                 self.answered.extend(replies);
                 Ok(())
             }
             Err(cut) => {
                 let Cut { error, deliveries } = *cut;
-                let mut requests = self.deliveries_so_far();
+                let (mut requests, _) = self.deliveries_so_far();
                 match deliveries {
                     Some(d) if d.len() == window.len() => requests.extend(d),
                     Some(_) => requests.extend(
@@ -126,15 +155,14 @@ impl<'a> Windows<'a> {
         }
     }
 
-    /// Every request answered, or (when some were refused as a whole) what became of
-    /// each, with no connection failure.
+    /// Every request answered, or (when some were refused as a whole or not proven
+    /// replicated) what became of each; the failure is then the first
+    /// [`NotReplicated`](crate::RedisErrorKind::NotReplicated) error, if any.
     pub(super) fn finish(mut self) -> Delivered {
-        if self.refused.is_empty() {
+        if self.refused.is_empty() && self.unreplicated.is_empty() {
             return Ok(self.answered);
         }
-        Err(Box::new(Interrupted {
-            requests: self.deliveries_so_far(),
-            failure: None,
-        }))
+        let (requests, failure) = self.deliveries_so_far();
+        Err(Box::new(Interrupted { requests, failure }))
     }
 }

@@ -335,6 +335,7 @@ impl SyncConnection for DirectConnection {
     fn run_request(&mut self, req: &Request<'_>) -> Result<Vec<Value>> {
         let policy = self.options.retry;
         let mut retries = 0;
+        let mut paused = std::time::Duration::ZERO;
         loop {
             let result = self
                 .exec_raw(req.commands(), req.is_atomic())
@@ -344,10 +345,12 @@ impl SyncConnection for DirectConnection {
                 Err(e) => policy.allows(retries, e, req.is_idempotent()),
                 Ok(replies) => policy.allows_replies(retries, replies, req.is_idempotent()),
             };
-            if !again {
-                return result;
-            }
-            std::thread::sleep(policy.backoff(retries));
+            let pause = match policy.next_pause(retries, paused) {
+                Some(pause) if again => pause,
+                _ => return result,
+            };
+            std::thread::sleep(pause);
+            paused += pause;
             retries += 1;
         }
     }

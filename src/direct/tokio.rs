@@ -369,6 +369,7 @@ impl AsyncConnection for DirectAsyncConnection {
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
         let policy = self.options.retry;
         let mut retries = 0;
+        let mut paused = std::time::Duration::ZERO;
         loop {
             let result = self
                 .exec_raw(req.commands(), req.is_atomic())
@@ -379,10 +380,12 @@ impl AsyncConnection for DirectAsyncConnection {
                 Err(e) => policy.allows(retries, e, req.is_idempotent()),
                 Ok(replies) => policy.allows_replies(retries, replies, req.is_idempotent()),
             };
-            if !again {
-                return result;
-            }
-            ::tokio::time::sleep(policy.backoff(retries)).await;
+            let pause = match policy.next_pause(retries, paused) {
+                Some(pause) if again => pause,
+                _ => return result,
+            };
+            ::tokio::time::sleep(pause).await;
+            paused += pause;
             retries += 1;
         }
     }

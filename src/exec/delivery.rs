@@ -36,8 +36,10 @@ pub enum Delivery {
 pub struct Interrupted {
     /// One entry per request, in the order they were given.
     pub requests: Vec<Delivery>,
-    /// The connection failure that left requests in flight or unsent, if there was one
-    /// (else some request was [`Refused`](Delivery::Refused)).
+    /// The connection failure that left requests in flight or unsent, if there was one,
+    /// or the error of writes that ran but were not proven replicated (a cluster
+    /// connection's `with_wait`: those requests are in flight); else some request was
+    /// [`Refused`](Delivery::Refused).
     pub failure: Option<Error>,
 }
 

@@ -20,7 +20,10 @@ use crate::error::{Error, RedisErrorKind, Retry};
 /// half of that and all of it) so that clients do not retry in step.
 ///
 /// The default: 3 retries, 50 ms first pause, 2 s at most, with jitter: a call gives up
-/// after about 350 ms of pauses plus its attempts.
+/// after about 350 ms of pauses plus its attempts. [`RetryPolicy::failover`] (the cluster
+/// connections' default) retries for as long as a failover takes instead: pauses from
+/// 20 ms doubling to 1 s, as many as fit in 5 s. A budget
+/// ([`with_budget`](Self::with_budget)) bounds the pauses of one call in all.
 ///
 /// ```
 /// use std::time::Duration;
@@ -39,6 +42,7 @@ pub struct RetryPolicy {
     first_backoff: Duration,
     max_backoff: Duration,
     jitter: bool,
+    budget: Option<Duration>,
 }
 
 /// Retries of [`RetryPolicy::default`].
@@ -51,6 +55,7 @@ impl Default for RetryPolicy {
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             jitter: true,
+            budget: None,
         }
     }
 }
@@ -62,6 +67,31 @@ impl RetryPolicy {
             max_retries: 0,
             ..RetryPolicy::default()
         }
+    }
+
+    /// Retries for as long as a Redis Cluster failover takes (a replica is promoted a
+    /// few seconds after its primary fails): pauses from 20 ms doubling to 1 s, with
+    /// jitter, as many as fit in 5 s of pauses per call.
+    pub fn failover() -> Self {
+        RetryPolicy {
+            max_retries: u32::MAX,
+            first_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(1),
+            jitter: true,
+            budget: Some(Duration::from_secs(5)),
+        }
+    }
+
+    /// At most this much pausing in all for one call (`None`: only the number of
+    /// retries bounds it).
+    pub fn with_budget(mut self, budget: Option<Duration>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The bound on one call's pauses in all.
+    pub fn budget(&self) -> Option<Duration> {
+        self.budget
     }
 
     /// At most `n` retries after the first attempt.
@@ -103,6 +133,19 @@ impl RetryPolicy {
         let half = full / 2;
         let span = u64::try_from((full - half).as_nanos()).unwrap_or(u64::MAX);
         half + Duration::from_nanos(random_u64() % span.max(1))
+    }
+
+    /// The pause before retry `retries` (0 for the first) of a call that has paused
+    /// `paused` in all so far, if retries and the budget allow one more.
+    pub fn next_pause(&self, retries: u32, paused: Duration) -> Option<Duration> {
+        if retries >= self.max_retries {
+            return None;
+        }
+        let pause = self.backoff(retries);
+        match self.budget {
+            Some(b) if paused.saturating_add(pause) > b => None,
+            _ => Some(pause),
+        }
     }
 
     /// Whether the `retries`-th retry (0 for the first) of a request that failed with
@@ -181,5 +224,26 @@ mod tests {
         assert!(!p.allows_replies(0, std::slice::from_ref(&loading), false));
         assert!(!p.allows_replies(0, &[wrongtype], true));
         assert!(!p.allows_replies(3, &[loading], true));
+    }
+
+    #[test]
+    fn the_budget_bounds_the_pauses_of_a_call() {
+        let p = RetryPolicy::failover().with_jitter(false);
+        let mut paused = Duration::ZERO;
+        let mut retries = 0;
+        while let Some(d) = p.next_pause(retries, paused) {
+            paused += d;
+            retries += 1;
+        }
+        assert!(paused <= Duration::from_secs(5), "{paused:?}");
+        assert!(paused > Duration::from_secs(4), "{paused:?}");
+        assert_eq!(retries, 9, "20+40+...+640 ms, then three 1 s pauses");
+        assert_eq!(RetryPolicy::none().next_pause(0, Duration::ZERO), None);
+        let d = RetryPolicy::default().with_jitter(false);
+        assert_eq!(
+            d.next_pause(2, Duration::from_secs(100)),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(d.next_pause(3, Duration::ZERO), None);
     }
 }

@@ -38,8 +38,9 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     acl_users: Vec<(String, String, String)>,
     args: Vec<String>,
-    /// Cluster node: the cluster bus port (`port + 10000`) must be free too.
-    cluster: bool,
+    /// Cluster node with this `cluster-node-timeout` (ms): the cluster bus port
+    /// (`port + 10000`) must be free too.
+    cluster: Option<u64>,
     /// Append-only file with `appendfsync always`.
     durable: bool,
 }
@@ -98,9 +99,10 @@ impl RedisServerBuilder {
         self
     }
 
-    /// Makes the server a Redis Cluster node (used by [`RedisCluster`]).
-    pub(super) fn cluster_node(mut self) -> Self {
-        self.cluster = true;
+    /// Makes the server a Redis Cluster node whose `cluster-node-timeout` is
+    /// `node_timeout_ms` (used by [`RedisCluster`]).
+    pub(super) fn cluster_node(mut self, node_timeout_ms: u64) -> Self {
+        self.cluster = Some(node_timeout_ms);
         self
     }
 
@@ -130,7 +132,7 @@ impl RedisServerBuilder {
 
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port(self.cluster)?;
+            let port = free_port(self.cluster.is_some())?;
             let args = self.server_args(port, dir.path(), acl_file.as_deref());
             let mut process = Watched::spawn(&binary, &args, &log_path)?;
             match process.wait_ready(port, &log_path) {
@@ -210,10 +212,10 @@ impl RedisServerBuilder {
             push("--maxmemory", &bytes.to_string());
             push("--maxmemory-policy", "noeviction");
         }
-        if self.cluster {
+        if let Some(timeout) = self.cluster {
             push("--cluster-enabled", "yes");
             push("--cluster-config-file", "nodes.conf");
-            push("--cluster-node-timeout", "5000");
+            push("--cluster-node-timeout", &timeout.to_string());
         }
         match (acl_file, &self.password) {
             // The ACL file also sets the default user's password.

@@ -217,8 +217,8 @@ pub enum BulkConnection {
     Direct(DirectConnection),
     /// redis-rs.
     Redis(redis::Connection),
-    /// A Redis Cluster (one direct connection per primary).
-    Cluster(ClusterConnection),
+    /// A Redis Cluster (one direct connection per node); boxed, it is the largest.
+    Cluster(Box<ClusterConnection>),
 }
 
 /// Whether a `--cluster` flag says `on`.
@@ -232,7 +232,9 @@ impl BulkConnection {
     pub fn open(url: &str, cluster: bool) -> Result<Self, Fail> {
         if cluster {
             let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
-            return Ok(BulkConnection::Cluster(ClusterConnection::open(seeds)?));
+            return Ok(BulkConnection::Cluster(Box::new(ClusterConnection::open(
+                seeds,
+            )?)));
         }
         if url.starts_with("rediss:") {
             return Ok(BulkConnection::Redis(connect(url)?));
