@@ -7,7 +7,7 @@ use bytes::Bytes;
 use redis::{Cmd, Value};
 
 use crate::array::{AsArray, RawArray};
-use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
+use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces_split};
 use crate::error::{Error, RedisErrorKind, Result, ValueProblem};
 use crate::exec::{Command, Request, Step, reply_bytes, reply_ok};
 use crate::store::chunked::{ChunkCutter, MANIFEST_LEN, Manifest};
@@ -227,13 +227,14 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     /// The encoded value of `array` as pieces, borrowing the array's memory where the
-    /// codec allows (see [`encode_pieces`]).
+    /// codec allows (see [`encode_pieces`]); an encoding the codec makes is written in
+    /// chunk-sized buffers, each handed as it is to its chunk if the value is chunked.
     fn encode<'a, A: AsArray + ?Sized>(&self, array: &'a A) -> Result<Vec<Cow<'a, [u8]>>> {
-        encode_pieces(&self.codec, array)
+        encode_pieces_split(&self.codec, array, self.chunk_size)
     }
 
     /// `SET key <value> [PX ttl]`, the value borrowing the array's memory where the
-    /// codec allows (see [`encode_pieces`]).
+    /// codec allows (see [`encode`](Self::encode)).
     fn set_for<'a, A: AsArray + ?Sized>(&self, key: &str, array: &'a A) -> Result<Command<'a>> {
         Ok(set_command(key, self.encode(array)?, self.ttl))
     }
