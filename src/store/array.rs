@@ -137,9 +137,10 @@ struct ChunkedWrite<'a> {
     generation: u64,
 }
 
-/// The `SET` requests of the chunks of a value, in order, each built (from the pieces
-/// of the value it spans: the array's own memory where the codec borrows it) only when
-/// it is asked for, so that a chunked write holds at most the chunk being sent.
+/// The `SET` requests of the chunks of a value, in order, each built only when it is
+/// asked for from the pieces of the value it spans (see [`ChunkCutter`]): a chunked
+/// write makes no copy of the value (the array's own memory where the codec borrows it,
+/// else the codec's chunk-sized buffers, each freed once its chunk is sent).
 struct ChunkSets<'a> {
     /// The main key (the requests are about it).
     key: String,
@@ -227,8 +228,9 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     /// The encoded value of `array` as pieces, borrowing the array's memory where the
-    /// codec allows (see [`encode_pieces`]); an encoding the codec makes is written in
-    /// chunk-sized buffers, each handed as it is to its chunk if the value is chunked.
+    /// codec allows (see [`encode_pieces`](crate::codec::encode_pieces)); an encoding
+    /// the codec makes is written in chunk-sized buffers, each handed as it is to its
+    /// chunk if the value is chunked.
     fn encode<'a, A: AsArray + ?Sized>(&self, array: &'a A) -> Result<Vec<Cow<'a, [u8]>>> {
         encode_pieces_split(&self.codec, array, self.chunk_size)
     }
@@ -278,8 +280,8 @@ impl<C: ArrayCodec> ArrayStore<C> {
     }
 
     /// The requests writing `value` (encoded, as pieces) as chunks: one `SET` per chunk,
-    /// each built as it is sent from the pieces it spans (no copy of the array's memory:
-    /// one request per chunk, so a write holds at most the chunk being sent), then the
+    /// each built as it is sent from the pieces it spans (no copy of the value, see
+    /// [`ChunkSets`]), then the
     /// request of `GETRANGE` (the old value) + the manifest's `SET`. The manifest's
     /// length and checksum are read from the pieces. What a reader would refuse (too
     /// many or too big chunks) is refused here already.
