@@ -997,6 +997,68 @@ fn put_many_of_many_small_arrays_keeps_client_memory_bounded() {
     assert_eq!(dbsize, n as i64);
 }
 
+/// `VmHWM` (peak RSS) of this process, in KiB, after resetting it to the current RSS
+/// when the kernel allows it (`/proc/self/clear_refs`).
+fn reset_peak_rss_kib() -> u64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    peak_rss_kib()
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Run the test `name` of this binary alone in a child process (so that the peak RSS it
+/// measures is its own whatever runs the tests); `true` in that child.
+fn in_a_process_of_its_own(name: &str) -> bool {
+    const CHILD: &str = "REDSTASH_TEST_ALONE";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{name} failed in its own process");
+    false
+}
+
+/// A chunked `put` sends each chunk from the array's own memory: putting a 256 MiB array
+/// in 16 MiB chunks raises the client's peak RSS by far less than one copy of the array
+/// (concatenating the value, then building every chunk's command up front, took two).
+#[test]
+fn chunked_put_streams_chunks_from_the_arrays_memory() {
+    if !in_a_process_of_its_own("chunked_put_streams_chunks_from_the_arrays_memory") {
+        return;
+    }
+    let srv = RedisServer::start().unwrap();
+    let mut con = redstash::direct::DirectConnection::open(srv.url().as_str()).unwrap();
+    let n = 64 << 20;
+    let a = ndarray::Array1::<f32>::from_shape_fn(n, |i| i as f32);
+    let store = ArrayStore::new("stream").with_chunk_bytes(16 << 20);
+    let before = reset_peak_rss_kib();
+    store.put(&mut con, "a", &a).unwrap();
+    let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    eprintln!("chunked put of a 256 MiB array: peak RSS grew by {grown_mib} MiB");
+    assert!(
+        grown_mib < 64,
+        "peak RSS grew by {grown_mib} MiB putting a 256 MiB array"
+    );
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("{stream:a}:chunk:*")
+        .query(&mut srv.client().unwrap().get_connection().unwrap())
+        .unwrap();
+    assert_eq!(keys.len(), 17, "256 MiB plus the header in 16 MiB chunks");
+    let back: ndarray::Array1<f32> = store.get_as(&mut con, "a").unwrap().unwrap();
+    assert!(back == a);
+}
+
 backend_tests!(
     out_of_memory_mid_put_many_is_reported_exactly,
     single_server

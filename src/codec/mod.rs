@@ -369,6 +369,89 @@ pub fn encode_pieces<'a, C: ArrayCodec + ?Sized>(
     Ok(vec![Cow::Owned(out)])
 }
 
+/// [`encode_pieces`], except that an encoding the codec makes (compressed, or of a
+/// non-contiguous array) is written in buffers of `piece_len` bytes (the last one
+/// shorter): a value cut in chunks of `piece_len` bytes hands each buffer to its chunk
+/// as it is, without copying it. A value of at most `piece_len` bytes is one buffer, as
+/// with [`encode_pieces`].
+pub(crate) fn encode_pieces_split<'a, C: ArrayCodec + ?Sized>(
+    codec: &C,
+    array: &'a (impl DynArray + ?Sized),
+    piece_len: usize,
+) -> Result<Vec<Cow<'a, [u8]>>> {
+    let encode = |r: &ArrayRef<'_>| -> Result<Vec<Cow<'a, [u8]>>> {
+        let hint = codec.exact_len(r).unwrap_or_else(|| r.nbytes() / 2 + 256);
+        let mut out = SplitWriter::new(piece_len, hint);
+        codec.write_to(r, &mut out)?;
+        Ok(out.bufs.into_iter().map(Cow::Owned).collect())
+    };
+    if let Some(r) = array.dyn_array_ref() {
+        if let Some(parts) = codec.encode_parts(&r) {
+            return Ok(parts);
+        }
+        return encode(&r);
+    }
+    let mut out = Vec::new();
+    array.dyn_with_array_ref(&mut |r| {
+        out = encode(&r)?;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A writer into buffers of `piece_len` bytes each (the last one shorter), the first
+/// sized from a hint of the total.
+struct SplitWriter {
+    bufs: Vec<Vec<u8>>,
+    piece_len: usize,
+    /// Bytes still expected (the hint less what was written), for the next buffer's size.
+    expected: usize,
+}
+
+impl SplitWriter {
+    fn new(piece_len: usize, hint: usize) -> Self {
+        SplitWriter {
+            bufs: Vec::new(),
+            piece_len: piece_len.max(1),
+            expected: hint,
+        }
+    }
+}
+
+impl Write for SplitWriter {
+    fn write(&mut self, mut data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len();
+        while !data.is_empty() {
+            let full = self.bufs.last().is_none_or(|b| b.len() == self.piece_len);
+            if full {
+                let cap = self
+                    .expected
+                    .clamp(data.len().min(self.piece_len), self.piece_len);
+                self.bufs.push(Vec::with_capacity(cap));
+            }
+            let Some(buf) = self.bufs.last_mut() else {
+                break;
+            };
+            let take = (self.piece_len - buf.len()).min(data.len());
+            if buf.capacity() - buf.len() < take {
+                // Grow as a `Vec` would, but never past one piece.
+                let want = (buf.capacity() * 2)
+                    .max(buf.len() + take)
+                    .min(self.piece_len);
+                buf.reserve_exact(want - buf.len());
+            }
+            buf.extend_from_slice(&data[..take]);
+            self.expected = self.expected.saturating_sub(take);
+            data = &data[take..];
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A codec chosen at run time from a compression setting: plain `.npy` for
 /// [`Compression::None`], else `.npy` in that compression.
 pub fn codec_for(compression: Compression) -> Compressed<Npy> {
@@ -457,4 +540,48 @@ pub fn inspect(value: &[u8], limits: &Limits) -> Result<ValueInfo> {
         "array",
         "too many nested compression layers",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::chunked::ChunkCutter;
+
+    #[test]
+    fn encodings_split_in_pieces_are_the_encoding_and_move_into_chunks() {
+        // Bytes lz4 cannot shrink much, so that the value spans several pieces.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let data: Vec<u8> = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let a = RawArray::from_vec(vec![data.len()], data).unwrap();
+        let codec = Compressed::lz4();
+        let whole = codec.encode(&a.as_array_ref()).unwrap();
+        let pieces = encode_pieces_split(&codec, &a, 1000).unwrap();
+        assert!(pieces.len() > 10);
+        assert!(pieces[..pieces.len() - 1].iter().all(|p| p.len() == 1000));
+        assert!(
+            pieces
+                .iter()
+                .all(|p| matches!(p, Cow::Owned(v) if v.capacity() <= 1000))
+        );
+        assert_eq!(pieces.concat(), whole);
+        // Each piece is handed to its chunk as it is: no copy.
+        let addresses: Vec<*const u8> = pieces.iter().map(|p| p.as_ptr()).collect();
+        let chunks: Vec<_> = ChunkCutter::new(pieces, 1000).collect();
+        assert_eq!(chunks.len(), addresses.len());
+        for (c, p) in chunks.iter().zip(addresses) {
+            assert!(matches!(&c[..], [Cow::Owned(v)] if v.as_ptr() == p));
+        }
+        // A value within one piece is one buffer; plain `.npy` borrows the data.
+        let one = encode_pieces_split(&codec, &a, 1 << 20).unwrap();
+        assert!(matches!(&one[..], [Cow::Owned(v)] if *v == whole));
+        let npy = encode_pieces_split(&Npy, &a, 1000).unwrap();
+        assert!(matches!(&npy[..], [Cow::Owned(_), Cow::Borrowed(_)]));
+    }
 }

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use redis::{Cmd, Value};
 
 use crate::array::{AsArray, RawArray};
-use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
+use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces_split};
 use crate::error::{Error, RedisErrorKind, Result, ValueProblem};
 use crate::exec::{Command, Request, Step, reply_bytes, reply_ok};
-use crate::store::chunked::{MANIFEST_LEN, Manifest};
+use crate::store::chunked::{ChunkCutter, MANIFEST_LEN, Manifest};
 use crate::store::{join_key, sync_and_async, ttl_millis};
 
 mod put_many;
@@ -107,16 +107,66 @@ fn del_cmd(keys: &[String]) -> Cmd {
     c
 }
 
-/// The commands of a chunked write ([`ArrayStore::chunked_write`]).
-struct ChunkedWrite {
+/// `SET key <value> [PX ttl]`, the value given as pieces (borrowed where they can be).
+fn set_command<'a>(key: &str, value: Vec<Cow<'a, [u8]>>, ttl: Option<Duration>) -> Command<'a> {
+    let mut args: Vec<Vec<Cow<'a, [u8]>>> = vec![
+        vec![Cow::Borrowed(b"SET")],
+        vec![Cow::Owned(key.as_bytes().to_vec())],
+        value,
+    ];
+    if let Some(ttl) = ttl {
+        args.push(vec![Cow::Borrowed(b"PX")]);
+        args.push(vec![Cow::Owned(ttl_millis(ttl).to_string().into_bytes())]);
+    }
+    Command::Pieces(args)
+}
+
+/// Bytes of a value given as pieces.
+fn value_len(value: &[Cow<'_, [u8]>]) -> usize {
+    value.iter().map(|p| p.len()).sum()
+}
+
+/// The requests of a chunked write ([`ArrayStore::chunked_write`]).
+struct ChunkedWrite<'a> {
     /// The chunk keys.
     keys: Vec<String>,
-    /// One `SET` per chunk.
-    chunks: Vec<Cmd>,
+    /// One `SET` per chunk, each built when it is asked for.
+    chunks: ChunkSets<'a>,
     /// `GETRANGE` of the old value, then the manifest's `SET`.
     fin: Request<'static>,
     generation: u64,
 }
+
+/// The `SET` requests of the chunks of a value, in order, each built only when it is
+/// asked for from the pieces of the value it spans (see [`ChunkCutter`]): a chunked
+/// write makes no copy of the value (the array's own memory where the codec borrows it,
+/// else the codec's chunk-sized buffers, each freed once its chunk is sent).
+struct ChunkSets<'a> {
+    /// The main key (the requests are about it).
+    key: String,
+    keys: std::vec::IntoIter<String>,
+    values: ChunkCutter<'a>,
+    ttl: Option<Duration>,
+}
+
+impl<'a> Iterator for ChunkSets<'a> {
+    type Item = Request<'a>;
+
+    fn next(&mut self) -> Option<Request<'a>> {
+        let (chunk_key, value) = (self.keys.next()?, self.values.next()?);
+        Some(Request::single(
+            set_command(&chunk_key, value, self.ttl),
+            Some(&self.key),
+        ))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.keys.len().min(self.values.len());
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for ChunkSets<'_> {}
 
 fn getrange_cmd(key: &str) -> Cmd {
     let mut c = redis::cmd("GETRANGE");
@@ -184,19 +234,18 @@ impl<C: ArrayCodec> ArrayStore<C> {
         }
     }
 
+    /// The encoded value of `array` as pieces, borrowing the array's memory where the
+    /// codec allows (see [`encode_pieces`](crate::codec::encode_pieces)); an encoding
+    /// the codec makes is written in chunk-sized buffers, each handed as it is to its
+    /// chunk if the value is chunked.
+    fn encode<'a, A: AsArray + ?Sized>(&self, array: &'a A) -> Result<Vec<Cow<'a, [u8]>>> {
+        encode_pieces_split(&self.codec, array, self.chunk_size)
+    }
+
     /// `SET key <value> [PX ttl]`, the value borrowing the array's memory where the
-    /// codec allows (see [`encode_pieces`]).
+    /// codec allows (see [`encode`](Self::encode)).
     fn set_for<'a, A: AsArray + ?Sized>(&self, key: &str, array: &'a A) -> Result<Command<'a>> {
-        let mut args: Vec<Vec<Cow<'a, [u8]>>> = vec![
-            vec![Cow::Borrowed(b"SET")],
-            vec![Cow::Owned(key.as_bytes().to_vec())],
-            encode_pieces(&self.codec, array)?,
-        ];
-        if let Some(ttl) = self.ttl {
-            args.push(vec![Cow::Borrowed(b"PX")]);
-            args.push(vec![Cow::Owned(ttl_millis(ttl).to_string().into_bytes())]);
-        }
-        Ok(Command::Pieces(args))
+        Ok(set_command(key, self.encode(array)?, self.ttl))
     }
 
     /// Plan of [`put`](Self::put).
@@ -207,10 +256,11 @@ impl<C: ArrayCodec> ArrayStore<C> {
     ) -> Result<Step<'a, ()>> {
         let chunk_bytes = self.chunk_bytes()?;
         let key = self.key(name);
-        let set = self.set_for(&key, array)?;
-        if set.arg_len(2) > chunk_bytes {
-            return self.plan_put_chunked(key, set);
+        let value = self.encode(array)?;
+        if value_len(&value) > chunk_bytes {
+            return self.plan_put_chunked(key, value);
         }
+        let set = set_command(&key, value, self.ttl);
         let mut req = Request::new(Some(&key));
         req.push(getrange_cmd(&key));
         req.push(set);
@@ -223,42 +273,36 @@ impl<C: ArrayCodec> ArrayStore<C> {
         }))
     }
 
-    /// Write the value of `set` (an encoded `SET`) as chunks, then the manifest.
-    fn plan_put_chunked<'a>(&self, key: String, set: Command<'_>) -> Result<Step<'a, ()>> {
-        let w = self.chunked_write(&key, set)?;
+    /// Write `value` (encoded, as pieces) as chunks, then the manifest.
+    fn plan_put_chunked<'a>(&self, key: String, value: Vec<Cow<'a, [u8]>>) -> Result<Step<'a, ()>> {
+        let w = self.chunked_write(&key, value)?;
         Ok(write_chunks(
             key,
             w.keys,
-            w.chunks.into_iter(),
+            w.chunks,
             0,
             w.fin,
             w.generation,
             self.limits,
-        )
-        .narrow())
+        ))
     }
 
-    /// The commands writing the value of `set` (an encoded `SET`) as chunks: one `SET`
-    /// per chunk, then the request of `GETRANGE` (the old value) + the manifest's `SET`.
-    /// What a reader would refuse (too many or too big chunks) is refused here already.
-    fn chunked_write(&self, key: &str, set: Command<'_>) -> Result<ChunkedWrite> {
-        let value = set
-            .arg(2)
-            .ok_or_else(|| Error::InvalidArgument("no value to chunk".into()))?;
-        let manifest = Manifest::for_value(&value, self.chunk_size)?;
+    /// The requests writing `value` (encoded, as pieces) as chunks: one `SET` per chunk,
+    /// each built as it is sent from the pieces it spans (no copy of the value, see
+    /// [`ChunkSets`]), then the
+    /// request of `GETRANGE` (the old value) + the manifest's `SET`. The manifest's
+    /// length and checksum are read from the pieces. What a reader would refuse (too
+    /// many or too big chunks) is refused here already.
+    fn chunked_write<'a>(&self, key: &str, value: Vec<Cow<'a, [u8]>>) -> Result<ChunkedWrite<'a>> {
+        let manifest = Manifest::for_pieces(&value, self.chunk_size)?;
         manifest.check(key, &self.limits)?;
         let keys = manifest.chunk_keys(key);
-        // One request per chunk bounds the memory to one extra chunk.
-        let chunks: Vec<Cmd> = value
-            .chunks(self.chunk_size)
-            .zip(&keys)
-            .map(|(c, k)| {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(k).arg(c);
-                self.push_ttl(&mut cmd);
-                cmd
-            })
-            .collect();
+        let chunks = ChunkSets {
+            key: key.to_owned(),
+            keys: keys.clone().into_iter(),
+            values: ChunkCutter::new(value, self.chunk_size),
+            ttl: self.ttl,
+        };
         let mut fin = Request::new(Some(key));
         fin.push(getrange_cmd(key));
         let mut mset = redis::cmd("SET");
@@ -630,19 +674,20 @@ fn cleanup_step(key: &str, stale: Vec<String>) -> Step<'static, ()> {
     Step::then(Request::single(del_cmd(&stale), key), |mut r| r.skip(1))
 }
 
-/// Write chunk commands one request at a time, then the final manifest request. On a
-/// server error the chunks written so far are deleted and the old value stays intact.
-fn write_chunks(
+/// Write the chunks one request at a time (each built just before it is sent), then the
+/// final manifest request. On a server error the chunks written so far are deleted and
+/// the old value stays intact.
+fn write_chunks<'a>(
     key: String,
     keys: Vec<String>,
-    mut chunks: std::vec::IntoIter<Cmd>,
+    mut chunks: ChunkSets<'a>,
     written: usize,
     fin: Request<'static>,
     generation: u64,
     limits: Limits,
-) -> Step<'static, ()> {
+) -> Step<'a, ()> {
     match chunks.next() {
-        Some(cmd) => Step::send(Request::single(cmd, Some(&key)), move |mut r| {
+        Some(req) => Step::send(req, move |mut r| {
             match r.next_ok().and_then(|()| r.finish()) {
                 Ok(()) => Ok(write_chunks(
                     key,
@@ -678,6 +723,7 @@ fn write_chunks(
                 &key,
                 stale_chunks(&key, old, Some(generation), &limits)?,
             ))
-        }),
+        })
+        .narrow(),
     }
 }

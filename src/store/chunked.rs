@@ -12,6 +12,7 @@
 //! key `k` lives at `{k}:chunk:<g hex>:<i>` (or `k:chunk:..` when `k` already has a hash
 //! tag, which the chunk keys then share).
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,10 +45,26 @@ pub(crate) struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest of `value` cut in chunks of `chunk_len` bytes, with its checksum.
+    /// The manifest of `value` cut in chunks of `chunk_len` bytes, with its checksum
+    /// (of the whole buffer at once: what [`for_pieces`](Self::for_pieces) must match).
+    #[cfg(test)]
     pub fn for_value(value: &[u8], chunk_len: usize) -> Result<Self> {
         let mut m = Self::new(value.len(), chunk_len)?;
         m.checksum = Some(xxhash_rust::xxh3::xxh3_64(value));
+        Ok(m)
+    }
+
+    /// The manifest of the value made of `pieces` (concatenated) cut in chunks of
+    /// `chunk_len` bytes, with its checksum, read piece by piece (the value is never
+    /// assembled).
+    pub fn for_pieces<P: AsRef<[u8]>>(pieces: &[P], chunk_len: usize) -> Result<Self> {
+        let total = pieces.iter().map(|p| p.as_ref().len()).sum();
+        let mut m = Self::new(total, chunk_len)?;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for p in pieces {
+            hasher.update(p.as_ref());
+        }
+        m.checksum = Some(hasher.digest());
         Ok(m)
     }
 
@@ -148,6 +165,79 @@ impl Manifest {
     }
 }
 
+/// A value given as pieces (its encoding: pieces borrowed from the caller's array, or
+/// owned), cut into the values of its chunks one chunk at a time, in order. A chunk is
+/// the sub-slices of the pieces it spans: borrowed pieces are not copied, an owned
+/// piece the chunk holds whole is moved into it, and only the part of an owned piece
+/// that a chunk shares with others is copied (at most one chunk at a time). An owned
+/// piece is freed once its last byte is cut.
+pub(crate) struct ChunkCutter<'a> {
+    pieces: Vec<Cow<'a, [u8]>>,
+    /// The piece the next chunk starts in, and the offset in it.
+    piece: usize,
+    offset: usize,
+    chunk_len: usize,
+    /// Bytes not cut yet.
+    remaining: usize,
+}
+
+impl<'a> ChunkCutter<'a> {
+    /// Cut `pieces` (concatenated) in chunks of `chunk_len` bytes (at least 1).
+    pub fn new(pieces: Vec<Cow<'a, [u8]>>, chunk_len: usize) -> Self {
+        ChunkCutter {
+            remaining: pieces.iter().map(|p| p.len()).sum(),
+            pieces,
+            piece: 0,
+            offset: 0,
+            chunk_len: chunk_len.max(1),
+        }
+    }
+}
+
+impl<'a> Iterator for ChunkCutter<'a> {
+    type Item = Vec<Cow<'a, [u8]>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let mut want = self.chunk_len.min(self.remaining);
+        self.remaining -= want;
+        let mut out = Vec::with_capacity(2);
+        while want > 0 {
+            let Some(p) = self.pieces.get_mut(self.piece) else {
+                break;
+            };
+            let len = p.len();
+            let (start, n) = (self.offset, (len - self.offset).min(want));
+            if n > 0 {
+                out.push(match p {
+                    // A sub-slice of the caller's memory, for as long as it lives.
+                    Cow::Borrowed(b) => Cow::Borrowed(&b[start..start + n]),
+                    Cow::Owned(v) if n == len => Cow::Owned(std::mem::take(v)),
+                    Cow::Owned(v) => Cow::Owned(v[start..start + n].to_vec()),
+                });
+            }
+            want -= n;
+            self.offset += n;
+            if self.offset == len {
+                // Done with this piece: an owned one is freed now.
+                *p = Cow::Borrowed(&[]);
+                self.piece += 1;
+                self.offset = 0;
+            }
+        }
+        Some(out)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.remaining.div_ceil(self.chunk_len);
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for ChunkCutter<'_> {}
+
 /// The key of chunk `i` of generation `generation`; same hash slot as `key`.
 pub(crate) fn chunk_key(key: &str, generation: u64, i: u32) -> String {
     if hash_tag(key).is_some() {
@@ -208,6 +298,79 @@ mod tests {
             Manifest::new(1, 1).unwrap().generation,
             Manifest::new(1, 1).unwrap().generation
         );
+    }
+
+    /// `value` cut at `cuts` (offsets, any order, out-of-range ones clamped) into
+    /// pieces, borrowed or owned (alternating from `owned_first`).
+    fn split<'v>(value: &'v [u8], cuts: &[usize], owned_first: bool) -> Vec<Cow<'v, [u8]>> {
+        let mut at: Vec<usize> = cuts.iter().map(|&c| c.min(value.len())).collect();
+        at.push(0);
+        at.push(value.len());
+        at.sort_unstable();
+        at.windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let part = &value[w[0]..w[1]];
+                if (i % 2 == 0) == owned_first {
+                    Cow::Owned(part.to_vec())
+                } else {
+                    Cow::Borrowed(part)
+                }
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The manifest computed piece by piece is the one of the whole buffer (same
+        /// length, chunk count and checksum), and the chunks cut from the pieces are
+        /// the whole buffer's chunks.
+        #[test]
+        fn pieces_give_the_manifest_and_chunks_of_the_whole_value(
+            value in proptest::collection::vec(proptest::num::u8::ANY, 0..20_000),
+            cuts in proptest::collection::vec(0usize..20_000, 0..8),
+            chunk_len in 1usize..5000,
+            owned_first: bool,
+        ) {
+            let pieces = split(&value, &cuts, owned_first);
+            let streamed = Manifest::for_pieces(&pieces, chunk_len).unwrap();
+            let whole = Manifest::for_value(&value, chunk_len).unwrap();
+            proptest::prop_assert_eq!(streamed.checksum, whole.checksum);
+            proptest::prop_assert_eq!(
+                (streamed.chunks, streamed.total_len, streamed.chunk_len),
+                (whole.chunks, whole.total_len, whole.chunk_len)
+            );
+            let cutter = ChunkCutter::new(pieces, chunk_len);
+            proptest::prop_assert_eq!(cutter.len(), whole.chunks as usize);
+            let chunks: Vec<Vec<u8>> = cutter.map(|c| c.concat()).collect();
+            let expected: Vec<Vec<u8>> = value.chunks(chunk_len).map(<[u8]>::to_vec).collect();
+            proptest::prop_assert_eq!(chunks, expected);
+        }
+    }
+
+    #[test]
+    fn borrowed_pieces_are_cut_without_copies() {
+        let data: Vec<u8> = (0..=255).collect();
+        let header = b"head".to_vec();
+        let pieces = vec![Cow::Owned(header.clone()), Cow::Borrowed(&data[..])];
+        let chunks: Vec<_> = ChunkCutter::new(pieces, 100).collect();
+        assert_eq!(chunks.len(), 3);
+        // The header moved whole into the first chunk, then the array's own bytes.
+        assert!(matches!(&chunks[0][0], Cow::Owned(h) if *h == header));
+        for c in chunks.iter().flatten().skip(1) {
+            let Cow::Borrowed(b) = c else {
+                panic!("a borrowed piece was copied")
+            };
+            assert!(data.as_ptr_range().contains(&b.as_ptr()));
+        }
+        let spans: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(spans, [2, 1, 1]);
+        assert_eq!(chunks.concat().concat(), [&header[..], &data[..]].concat());
+        // An owned piece shared by chunks is copied one chunk at a time.
+        let mut one = ChunkCutter::new(vec![Cow::Owned(data.clone())], 200);
+        assert!(matches!(one.next().as_deref(), Some([Cow::Owned(c)]) if c[..] == data[..200]));
+        assert!(matches!(one.next().as_deref(), Some([Cow::Owned(c)]) if c[..] == data[200..]));
+        assert!(one.next().is_none());
+        assert_eq!(ChunkCutter::new(Vec::new(), 10).count(), 0);
     }
 
     #[test]

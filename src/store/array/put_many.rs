@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use redis::Value;
 
-use super::{ArrayStore, del_cmd, getrange_cmd, stale_chunks};
+use super::{ArrayStore, del_cmd, getrange_cmd, set_command, stale_chunks, value_len};
 use crate::array::AsArray;
 use crate::codec::{ArrayCodec, Limits};
 use crate::error::{Error, Result};
@@ -112,19 +112,19 @@ impl<C: ArrayCodec> ArrayStore<C> {
             return done(tally, None, stale);
         };
         let key = self.key(items[item].0.as_ref());
-        let set = match self.set_for(&key, &items[item].1) {
-            Ok(s) => s,
+        let value = match self.encode(&items[item].1) {
+            Ok(v) => v,
             Err(e) => {
                 tally.refused(item, e);
                 return self.put_big(items, big, pos + 1, tally, stale);
             }
         };
         let limits = self.limits;
-        if set.arg_len(2) <= self.chunk_size {
+        if value_len(&value) <= self.chunk_size {
             // Smaller once compressed than its raw size suggested: one SET.
             let mut req = Request::new(Some(&key));
             req.push(getrange_cmd(&key));
-            req.push(set);
+            req.push(set_command(&key, value, self.ttl));
             return Ok(Step::send_tracked(req, move |d| {
                 let mut stale = stale;
                 match single_outcome(d) {
@@ -144,7 +144,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
                 self.put_big(items, big, pos + 1, tally, stale)
             }));
         }
-        let w = match self.chunked_write(&key, set) {
+        let w = match self.chunked_write(&key, value) {
             Ok(w) => w,
             Err(e) => {
                 tally.refused(item, e);
@@ -152,13 +152,9 @@ impl<C: ArrayCodec> ArrayStore<C> {
             }
         };
         let (chunk_keys, fin, generation) = (w.keys, w.fin, w.generation);
-        let chunks: Vec<Request<'static>> = w
-            .chunks
-            .into_iter()
-            .map(|cmd| Request::single(cmd, Some(&key)))
-            .collect();
+        // Each chunk's request is built (from the array's memory) as it is sent.
         Ok(Step::SendAll(
-            Requests::from(chunks),
+            Requests::new(w.chunks),
             Box::new(move |d| {
                 match d {
                     Ok(r)
