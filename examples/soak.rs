@@ -1,6 +1,6 @@
 //! Soak test (run by `scripts/soak`, not by the test suite): a bounded mixed workload on
 //! every store, sync and async, against a local durable redis-server that is killed and
-//! restarted every 30 s. Every value is self-checking (its version and a pattern derived
+//! restarted every 30 s, and against a Redis Cluster with replicas failed over once. Every value is self-checking (its version and a pattern derived
 //! from key and version), and the workload keeps, per key, the last version the server
 //! acknowledged and the versions whose outcome is unknown (in flight at a failure), so a
 //! read proves the value is one the server may hold. It prints a summary table and exits
@@ -9,7 +9,7 @@
 //! memory that keeps growing.
 //!
 //! ```text
-//! scripts/soak [--seconds 300] [--tasks 64] [--restart-every 30]
+//! scripts/soak [--seconds 300] [--tasks 64] [--restart-every 30] [--cluster-tasks 8]
 //! ```
 
 use std::collections::BTreeMap;
@@ -18,8 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2};
+use redstash::cluster::ClusterAsyncConnection;
 use redstash::direct::pool::{DirectManager, DirectPool};
 use redstash::direct::{ConnectOptions, DirectConnection};
+use redstash::exec::AsyncConnection;
+use redstash::testkit::RedisCluster;
 use redstash::testkit::RedisServer;
 use redstash::{ArrayStore, BatchStore, DataMetaStore, Error, FeatureStore, RedisErrorKind, View};
 
@@ -141,54 +144,65 @@ fn may_have_run(e: &Error) -> bool {
     ) || matches!(e, Error::UnexpectedReply { .. })
 }
 
-/// One async task: arrays, a feature view and batches of its own, through the pool.
-async fn async_worker(t: usize, pool: DirectPool, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
-    let arrays = ArrayStore::new(format!("soak:a{t}"));
-    let batches = BatchStore::new(format!("soak:b{t}"));
-    let features = FeatureStore::new(format!("soak:f{t}"));
-    let view = format!("v{t}");
-    let mut array_allowed: BTreeMap<u64, Allowed> = BTreeMap::new();
-    let mut batch_allowed: BTreeMap<u64, Allowed> = BTreeMap::new();
-    let mut entity_allowed = vec![Allowed::default(); ENTITIES];
-    let ids: Vec<String> = (0..ENTITIES).map(|i| format!("e{i}")).collect();
-    let mut registered = false;
-    let mut version = 0u64;
-    let mut step = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        step += 1;
-        version += 1;
+/// What one async task writes and reads: arrays, a feature view and batches of its own,
+/// and what each of its keys may hold.
+struct Worker {
+    arrays: ArrayStore,
+    batches: BatchStore,
+    features: FeatureStore,
+    view: String,
+    array_allowed: BTreeMap<u64, Allowed>,
+    batch_allowed: BTreeMap<u64, Allowed>,
+    entity_allowed: Vec<Allowed>,
+    ids: Vec<String>,
+    registered: bool,
+    version: u64,
+    step: u64,
+}
+
+impl Worker {
+    fn new(name: &str) -> Self {
+        Worker {
+            arrays: ArrayStore::new(format!("soak:a{name}")),
+            batches: BatchStore::new(format!("soak:b{name}")),
+            features: FeatureStore::new(format!("soak:f{name}")),
+            view: format!("v{name}"),
+            array_allowed: BTreeMap::new(),
+            batch_allowed: BTreeMap::new(),
+            entity_allowed: vec![Allowed::default(); ENTITIES],
+            ids: (0..ENTITIES).map(|i| format!("e{i}")).collect(),
+            registered: false,
+            version: 0,
+            step: 0,
+        }
+    }
+
+    /// One operation (they rotate), checked.
+    async fn op<C: AsyncConnection + ?Sized>(&mut self, con: &mut C, stats: &Stats) {
+        self.step += 1;
+        self.version += 1;
+        let (step, version) = (self.step, self.version);
         let k = step % KEYS;
-        let mut con = match pool.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                stats.error("pool.get", &e, None);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let con = &mut *con;
+        let name = k.to_string();
         match step % 6 {
             0 => {
-                let key = arrays.key(&k.to_string());
+                let key = self.arrays.key(&name);
                 let a = Array1::from(value(&key, version, ARRAY_LEN));
-                match arrays.put_async(con, &k.to_string(), &a).await {
-                    Ok(()) => array_allowed.entry(k).or_default().written(version),
+                match self.arrays.put_async(con, &name, &a).await {
+                    Ok(()) => self.array_allowed.entry(k).or_default().written(version),
                     Err(e) => {
                         if may_have_run(&e) {
-                            array_allowed.entry(k).or_default().unknown(version);
+                            self.array_allowed.entry(k).or_default().unknown(version);
                         }
                         stats.error("array put", &e, e.redis_kind());
                     }
                 }
             }
-            1 => match arrays.get_async(con, &k.to_string()).await {
+            1 => match self.arrays.get_async(con, &name).await {
                 Ok(got) => {
-                    let key = arrays.key(&k.to_string());
-                    let v = got.map(|a| {
-                        let vals: Vec<u32> = bytemuck::cast_slice(a.data()).to_vec();
-                        version_of(&key, &vals)
-                    });
-                    let allowed = array_allowed.entry(k).or_default();
+                    let key = self.arrays.key(&name);
+                    let v = got.map(|a| version_of(&key, bytemuck::cast_slice(a.data())));
+                    let allowed = self.array_allowed.entry(k).or_default();
                     match v {
                         Some(None) => stats.mismatch(format!("{key}: corrupt value")),
                         v if !allowed.allows(v.flatten()) => {
@@ -201,108 +215,53 @@ async fn async_worker(t: usize, pool: DirectPool, stats: Arc<Stats>, stop: Arc<A
                 Err(e) => stats.error("array get", &e, e.redis_kind()),
             },
             2 | 3 => {
-                if !registered {
-                    match features
-                        .register_view_async(con, &View::of::<i64>(&view, DIM))
-                        .await
-                    {
-                        Ok(()) => registered = true,
+                if !self.registered {
+                    let view = View::of::<i64>(&self.view, DIM);
+                    match self.features.register_view_async(con, &view).await {
+                        Ok(()) => self.registered = true,
                         Err(e) => {
                             stats.error("register", &e, e.redis_kind());
-                            continue;
+                            return;
                         }
                     }
                 }
                 if step % 6 == 2 {
-                    let values = Array2::from_shape_fn((ENTITIES, DIM), |(i, j)| {
-                        if j == 0 {
-                            version as i64
-                        } else {
-                            (seed(&ids[i], version) ^ j as u64) as i64
-                        }
-                    });
-                    match features.write_many_async(con, &view, &ids, &values).await {
-                        Ok(_) => entity_allowed.iter_mut().for_each(|a| a.written(version)),
-                        Err(Error::PartialWrite {
-                            written,
-                            unknown,
-                            ref source,
-                            ..
-                        }) => {
-                            written
-                                .iter()
-                                .for_each(|&i| entity_allowed[i].written(version));
-                            unknown
-                                .iter()
-                                .for_each(|&i| entity_allowed[i].unknown(version));
-                            stats.error("write_many", source, source.redis_kind());
-                        }
-                        Err(e) => {
-                            if may_have_run(&e) {
-                                entity_allowed.iter_mut().for_each(|a| a.unknown(version));
-                            }
-                            stats.error("write_many", &e, e.redis_kind());
-                        }
-                    }
+                    self.write_features(con, version, stats).await;
                 } else {
-                    match features
-                        .read_many_async::<i64, _, _>(con, &view, &ids)
-                        .await
-                    {
-                        Ok(rows) => {
-                            for (i, row) in rows.values.outer_iter().enumerate() {
-                                let v = rows.present[i].then(|| row[0] as u64);
-                                let ok = match v {
-                                    Some(v) => (1..DIM)
-                                        .all(|j| row[j] == (seed(&ids[i], v) ^ j as u64) as i64),
-                                    None => true,
-                                };
-                                if !ok || !entity_allowed[i].allows(v) {
-                                    stats.mismatch(format!("view {view} entity {i}: {v:?}"));
-                                }
-                            }
-                            stats.reads_checked.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => stats.error("read_many", &e, e.redis_kind()),
-                    }
+                    self.read_features(con, stats).await;
                 }
             }
             4 => {
-                let key = batches.key(&k.to_string());
+                let key = self.batches.key(&name);
                 let a = Array1::from(value(&key, version, 256));
-                match batches.put_async(con, &k.to_string(), &[("x", &a)]).await {
-                    Ok(()) => batch_allowed.entry(k).or_default().written(version),
+                match self.batches.put_async(con, &name, &[("x", &a)]).await {
+                    Ok(()) => self.batch_allowed.entry(k).or_default().written(version),
                     Err(e) => {
                         if may_have_run(&e) {
-                            batch_allowed.entry(k).or_default().unknown(version);
+                            self.batch_allowed.entry(k).or_default().unknown(version);
                         }
                         stats.error("batch put", &e, e.redis_kind());
                     }
                 }
             }
-            _ => match batches.get_async(con, &k.to_string()).await {
+            _ => match self.batches.get_async(con, &name).await {
                 Ok(got) => {
-                    let key = batches.key(&k.to_string());
-                    let v = match got {
+                    let key = self.batches.key(&name);
+                    let v = match got.as_ref().map(|b| b.get("x")) {
                         None => None,
-                        Some(b) => match b.get("x") {
-                            Some(a) => {
-                                let vals: Vec<u32> = bytemuck::cast_slice(a.data()).to_vec();
-                                match version_of(&key, &vals) {
-                                    Some(v) => Some(v),
-                                    None => {
-                                        stats.mismatch(format!("{key}: corrupt batch"));
-                                        continue;
-                                    }
-                                }
-                            }
+                        Some(None) => {
+                            stats.mismatch(format!("{key}: batch without its array"));
+                            return;
+                        }
+                        Some(Some(a)) => match version_of(&key, bytemuck::cast_slice(a.data())) {
+                            Some(v) => Some(v),
                             None => {
-                                stats.mismatch(format!("{key}: batch without its array"));
-                                continue;
+                                stats.mismatch(format!("{key}: corrupt batch"));
+                                return;
                             }
                         },
                     };
-                    if !batch_allowed.entry(k).or_default().allows(v) {
+                    if !self.batch_allowed.entry(k).or_default().allows(v) {
                         stats.mismatch(format!("{key}: batch version {v:?} not written"));
                     }
                     stats.reads_checked.fetch_add(1, Ordering::Relaxed);
@@ -312,6 +271,108 @@ async fn async_worker(t: usize, pool: DirectPool, stats: Arc<Stats>, stop: Arc<A
         }
         stats.ops.fetch_add(1, Ordering::Relaxed);
     }
+
+    async fn write_features<C: AsyncConnection + ?Sized>(
+        &mut self,
+        con: &mut C,
+        version: u64,
+        stats: &Stats,
+    ) {
+        let ids = &self.ids;
+        let values = Array2::from_shape_fn((ENTITIES, DIM), |(i, j)| {
+            if j == 0 {
+                version as i64
+            } else {
+                (seed(&ids[i], version) ^ j as u64) as i64
+            }
+        });
+        match self
+            .features
+            .write_many_async(con, &self.view, &self.ids, &values)
+            .await
+        {
+            Ok(_) => self
+                .entity_allowed
+                .iter_mut()
+                .for_each(|a| a.written(version)),
+            Err(Error::PartialWrite {
+                written,
+                unknown,
+                ref source,
+                ..
+            }) => {
+                written
+                    .iter()
+                    .for_each(|&i| self.entity_allowed[i].written(version));
+                unknown
+                    .iter()
+                    .for_each(|&i| self.entity_allowed[i].unknown(version));
+                stats.error("write_many", source, source.redis_kind());
+            }
+            Err(e) => {
+                if may_have_run(&e) {
+                    self.entity_allowed
+                        .iter_mut()
+                        .for_each(|a| a.unknown(version));
+                }
+                stats.error("write_many", &e, e.redis_kind());
+            }
+        }
+    }
+
+    async fn read_features<C: AsyncConnection + ?Sized>(&mut self, con: &mut C, stats: &Stats) {
+        match self
+            .features
+            .read_many_async::<i64, _, _>(con, &self.view, &self.ids)
+            .await
+        {
+            Ok(rows) => {
+                for (i, row) in rows.values.outer_iter().enumerate() {
+                    let v = rows.present[i].then(|| row[0] as u64);
+                    let ok = match v {
+                        Some(v) => {
+                            (1..DIM).all(|j| row[j] == (seed(&self.ids[i], v) ^ j as u64) as i64)
+                        }
+                        None => true,
+                    };
+                    if !ok || !self.entity_allowed[i].allows(v) {
+                        stats.mismatch(format!("view {} entity {i}: {v:?}", self.view));
+                    }
+                }
+                stats.reads_checked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => stats.error("read_many", &e, e.redis_kind()),
+        }
+    }
+}
+
+/// One async task through the pool.
+async fn pool_worker(t: usize, pool: DirectPool, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    let mut w = Worker::new(&t.to_string());
+    while !stop.load(Ordering::Relaxed) {
+        match pool.get().await {
+            Ok(mut con) => w.op(&mut *con, &stats).await,
+            Err(e) => {
+                stats.error("pool.get", &e, None);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One async task on its own Redis Cluster connection.
+async fn cluster_worker(
+    t: usize,
+    seeds: Vec<String>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) -> Res<()> {
+    let mut con = ClusterAsyncConnection::open(seeds).await?;
+    let mut w = Worker::new(&format!("c{t}"));
+    while !stop.load(Ordering::Relaxed) {
+        w.op(&mut con, &stats).await;
+    }
+    Ok(())
 }
 
 /// One thread on a sync direct connection: arrays in the data/meta layout.
@@ -394,6 +455,7 @@ fn main() -> Res<()> {
     let seconds = arg("--seconds", 300);
     let tasks = arg("--tasks", 64) as usize;
     let restart_every = Duration::from_secs(arg("--restart-every", 30));
+    let cluster_tasks = arg("--cluster-tasks", 8) as usize;
     let mut server = RedisServer::builder().durable().start()?;
     let url = server.url();
     let stats = Arc::new(Stats::default());
@@ -413,13 +475,26 @@ fn main() -> Res<()> {
         .build()?;
     let mut handles = Vec::new();
     for t in 0..tasks {
-        handles.push(rt.spawn(async_worker(
+        handles.push(rt.spawn(pool_worker(
             t,
             pool.clone(),
             Arc::clone(&stats),
             Arc::clone(&stop),
         )));
     }
+    // A Redis Cluster (3 primaries, a replica each), failed over once half-way.
+    let cluster = match cluster_tasks {
+        0 => None,
+        _ => Some(RedisCluster::start_with_replicas(1)?),
+    };
+    let mut cluster_handles = Vec::new();
+    if let Some(c) = &cluster {
+        for t in 0..cluster_tasks {
+            let (seeds, stats, stop) = (c.nodes(), Arc::clone(&stats), Arc::clone(&stop));
+            cluster_handles.push(rt.spawn(cluster_worker(t, seeds, stats, stop)));
+        }
+    }
+    let mut failed_over = false;
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let (url, stats, stop) = (url.clone(), Arc::clone(&stats), Arc::clone(&stop));
@@ -438,6 +513,17 @@ fn main() -> Res<()> {
         if (now - start).as_secs().is_multiple_of(5) {
             rss.push(((now - start).as_secs(), rss_mib()));
         }
+        if let Some(c) = cluster.as_ref().filter(|_| !failed_over)
+            && now >= start + Duration::from_secs(seconds / 2)
+        {
+            failed_over = true;
+            stats.faults.lock().unwrap().push((Instant::now(), None));
+            let replica = *c.replicas().first().ok_or("no replica")?;
+            c.failover(replica)?;
+            if let Some(last) = stats.faults.lock().unwrap().last_mut() {
+                last.1 = Some(Instant::now());
+            }
+        }
         if now >= next_restart && now + Duration::from_secs(5) < end {
             stats.faults.lock().unwrap().push((Instant::now(), None));
             server.kill();
@@ -453,6 +539,9 @@ fn main() -> Res<()> {
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         rt.block_on(h)?;
+    }
+    for h in cluster_handles {
+        rt.block_on(h)??;
     }
     for t in threads {
         t.join().map_err(|_| "a sync worker panicked")?;
@@ -475,7 +564,9 @@ fn main() -> Res<()> {
         settled.iter().copied().fold(0.0, f64::max),
     );
     let growth = last - first;
-    println!("| soak ({seconds} s, {tasks} async tasks + 4 sync threads) | |");
+    println!(
+        "| soak ({seconds} s: {tasks} async tasks on a pool + 4 sync threads on one server, {cluster_tasks} async tasks on a 3+3 Redis Cluster) | |"
+    );
     println!("|---|---|");
     println!(
         "| operations | {ops} ({:.0}/s) |",
@@ -486,6 +577,10 @@ fn main() -> Res<()> {
         stats.reads_checked.load(Ordering::Relaxed)
     );
     println!("| server restarts (SIGKILL, durable) | {restarts} |");
+    println!(
+        "| cluster failovers (`CLUSTER FAILOVER`) | {} |",
+        u8::from(failed_over)
+    );
     println!(
         "| errors seen | {} |",
         errors
