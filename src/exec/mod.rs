@@ -32,7 +32,7 @@ pub(crate) use replies::{describe, reply_bytes, reply_ok};
 pub(crate) use request::ReplyCheck;
 pub use request::{Request, Requests};
 pub use scan::{DEFAULT_SCAN_COUNT, Scan, ScanPage};
-pub use step::{Continuation, ContinuationAll, Step};
+pub use step::{Compute, Continuation, ContinuationAll, OFFLOAD_THRESHOLD, Step};
 pub use sync::{SyncConnection, run};
 
 pub use crate::resp::Packed;
