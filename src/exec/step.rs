@@ -10,12 +10,13 @@ use crate::error::{Error, Result};
 /// [`Step::Compute`] on tokio's blocking threads (`spawn_blocking`) instead of the
 /// runtime thread that polls it; [`run`](super::run) always runs it in place.
 ///
-/// 1 MiB: an lz4 array decode of 1 MiB takes 0.3 to 2 ms on a 2-core machine (about
-/// 250 us for 256 KiB, 22 ms for 16 MiB), so a decode below it blocks a runtime thread
-/// for about a millisecond at most, while moving one to a blocking thread costs an
-/// empty `spawn_blocking` round trip (about 7 us there), under 3 % of such a decode.
-/// `examples/async_decode.rs` measures both.
-pub const OFFLOAD_THRESHOLD: usize = 1 << 20;
+/// 512 KiB, from `examples/async_decode.rs` on a 2-core machine: an lz4 array decode
+/// takes about 95 us for 64 KiB, 0.25 ms for 256 KiB, 0.43 ms for 512 KiB, 2 ms for
+/// 1 MiB and 15 to 30 ms for 16 MiB, while moving work to a blocking thread costs an
+/// empty `spawn_blocking` round trip of 7 to 14 us. Below the threshold a decode blocks
+/// a runtime thread for under half a millisecond; from it, the move costs at most about
+/// 3 % of the work it moves.
+pub const OFFLOAD_THRESHOLD: usize = 512 << 10;
 
 /// What parses the replies of a [`Step::Send`]: it reads them with a [`Replies`] cursor
 /// and returns the next step.
