@@ -114,7 +114,9 @@ fn main() -> redstash::Result<()> {
         );
     });
 
-    println!("| decoded size | lz4 decode (us, median) |\n|---|---:|");
+    println!(
+        "| decoded size | lz4 decode in place (us, median) | the same in spawn_blocking, awaited (us, median) |\n|---|---:|---:|"
+    );
     for (label, n) in [
         ("64 KiB", 16 << 10),
         ("256 KiB", 64 << 10),
@@ -127,14 +129,29 @@ fn main() -> redstash::Result<()> {
     ] {
         let value = bytes::Bytes::from(lz4.encode(&values(n).as_array_ref())?);
         let limits = redstash::codec::Limits::default();
-        let times = (0..(400_000_000 / (n * 4)).clamp(5, 2000))
+        let runs = (400_000_000 / (n * 4)).clamp(5, 2000);
+        let here = (0..runs)
             .map(|_| {
                 let t = Instant::now();
                 std::hint::black_box(decode_array(value.clone(), &limits).expect("decode"));
                 t.elapsed()
             })
             .collect();
-        println!("| {label} | {} |", us(median(times)));
+        let moved = rt.block_on(async {
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let v = value.clone();
+                let t = Instant::now();
+                let a = tokio::task::spawn_blocking(move || decode_array(v, &limits))
+                    .await
+                    .expect("spawn_blocking")
+                    .expect("decode");
+                times.push(t.elapsed());
+                drop(std::hint::black_box(a));
+            }
+            times
+        });
+        println!("| {label} | {} | {} |", us(median(here)), us(median(moved)));
     }
 
     rt.block_on(async {

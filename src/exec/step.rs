@@ -10,13 +10,14 @@ use crate::error::{Error, Result};
 /// [`Step::Compute`] on tokio's blocking threads (`spawn_blocking`) instead of the
 /// runtime thread that polls it; [`run`](super::run) always runs it in place.
 ///
-/// 512 KiB, from `examples/async_decode.rs` on a 2-core machine: an lz4 array decode
-/// takes about 95 us for 64 KiB, 0.25 ms for 256 KiB, 0.43 ms for 512 KiB, 2 ms for
-/// 1 MiB and 15 to 30 ms for 16 MiB, while moving work to a blocking thread costs an
-/// empty `spawn_blocking` round trip of 7 to 14 us. Below the threshold a decode blocks
-/// a runtime thread for under half a millisecond; from it, the move costs at most about
-/// 3 % of the work it moves.
-pub const OFFLOAD_THRESHOLD: usize = 512 << 10;
+/// 1 MiB, from `examples/async_decode.rs` on a loaded 2-core machine: an lz4 array
+/// decode in place takes about 0.1 ms for 64 KiB, 0.25 ms for 256 KiB, 0.43 ms for
+/// 512 KiB, 1.8 to 2.2 ms from 768 KiB to 1 MiB and 17 ms for 16 MiB. The same decode
+/// awaited through `spawn_blocking` took 1.05 to 4 times as long up to 512 KiB (the
+/// blocking thread has to be woken and scheduled, its caches are cold), and as long or
+/// less from 768 KiB on. From 1 MiB moving the work costs no latency and frees the
+/// runtime thread; below it a decode blocks the runtime thread for at most about 2 ms.
+pub const OFFLOAD_THRESHOLD: usize = 1 << 20;
 
 /// What parses the replies of a [`Step::Send`]: it reads them with a [`Replies`] cursor
 /// and returns the next step.
