@@ -97,6 +97,7 @@ fn packed_commands<T>(mut step: Step<'_, T>) -> Res<Vec<u8>> {
                 }
                 step = k(Ok(replies))?;
             }
+            Step::Compute(work) => step = work.run()?,
         }
     }
 }

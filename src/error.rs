@@ -184,9 +184,11 @@ pub enum Error {
         /// The key the command was about, when there was a single one.
         key: Option<String>,
     },
-    /// A worker of a parallel operation panicked (a bug in redstash or in a callback it
-    /// ran): the operation did not finish. What was written before is as the operation's
-    /// docs say for an interrupted run (e.g. an interrupted split).
+    /// A worker of a parallel operation, or the work of a
+    /// [`Step::compute`](crate::exec::Step::compute) step (e.g. a decode), panicked (a bug
+    /// in redstash or in a callback it ran): the operation did not finish. What was
+    /// written before is as the operation's docs say for an interrupted run (e.g. an
+    /// interrupted split).
     Panicked {
         /// What the worker was doing.
         task: String,

@@ -1133,3 +1133,121 @@ fn a_zero_chunk_size_is_refused() {
             .is_ok()
     );
 }
+
+/// An async connection that says when the replies of its last request arrived.
+struct Watched<C> {
+    inner: C,
+    replied: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<C: redstash::exec::AsyncConnection> redstash::exec::AsyncConnection for Watched<C> {
+    async fn run_request(
+        &mut self,
+        req: redstash::exec::Request<'_>,
+    ) -> redstash::Result<Vec<redis::Value>> {
+        let replies = self.inner.run_request(req).await;
+        self.replied
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        replies
+    }
+
+    async fn run_requests(
+        &mut self,
+        reqs: redstash::exec::Requests<'_>,
+    ) -> redstash::exec::Delivered {
+        self.inner.run_requests(reqs).await
+    }
+}
+
+/// Run `get` on the only thread of the runtime next to a task ticking every millisecond;
+/// the ticks seen once the replies of the get had arrived (while it decoded), and the
+/// longest time between two ticks (or the get's start and end).
+async fn ticks_while_decoding<F: std::future::Future>(
+    replied: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    get: F,
+) -> (usize, Duration, F::Output) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let done = Arc::new(AtomicBool::new(false));
+    replied.store(false, SeqCst);
+    let ticker = tokio::spawn({
+        let (done, replied) = (Arc::clone(&done), Arc::clone(replied));
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let (mut decoding, mut last, mut gap) = (0, std::time::Instant::now(), Duration::ZERO);
+            while !done.load(SeqCst) {
+                tick.tick().await;
+                gap = gap.max(last.elapsed());
+                last = std::time::Instant::now();
+                if replied.load(SeqCst) && !done.load(SeqCst) {
+                    decoding += 1;
+                }
+            }
+            (decoding, gap)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let out = get.await;
+    done.store(true, SeqCst);
+    let (decoding, gap) = ticker.await.expect("ticker");
+    (decoding, gap, out)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn large_async_gets_decode_off_the_runtime_thread() {
+    let srv = server();
+    let replied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = ArrayStore::new("offload").with_codec(Compressed::lz4());
+    // 16 MB (a decode of tens of ms in a release build, far more in a debug one). Not
+    // larger: under `cargo test` the tests share one process, whose peak memory
+    // `put_many_of_many_small_arrays_keeps_client_memory_bounded` measures.
+    let n = 4 << 20;
+    let a = ndarray::Array1::from_shape_fn(n, |i| ((i as f32) * 0.001).sin());
+    let mut direct = Watched {
+        inner: redstash::direct::DirectAsyncConnection::open(srv.url())
+            .await
+            .unwrap(),
+        replied: replied.clone(),
+    };
+    let mut mux = Watched {
+        inner: srv
+            .client()
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap(),
+        replied: replied.clone(),
+    };
+    store.put_async(&mut direct, "a", &a).await.unwrap();
+
+    let (ticks, gap, raw) = ticks_while_decoding(&replied, store.get_async(&mut direct, "a")).await;
+    eprintln!("get_async: {ticks} ticks while decoding, longest gap {gap:?}");
+    assert_eq!(raw.unwrap().unwrap().shape(), &[n]);
+    assert!(
+        ticks >= 2,
+        "the runtime thread was blocked: {ticks} ticks while decoding"
+    );
+
+    get_as_while_ticking(&store, &mut direct, &replied, &a).await;
+    get_as_while_ticking(&store, &mut mux, &replied, &a).await;
+}
+
+async fn get_as_while_ticking<C: redstash::exec::AsyncConnection>(
+    store: &ArrayStore<Compressed>,
+    con: &mut C,
+    replied: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    a: &ndarray::Array1<f32>,
+) {
+    let (ticks, gap, back) = ticks_while_decoding(
+        replied,
+        store.get_as_async::<f32, ndarray::Ix1, _>(con, "a"),
+    )
+    .await;
+    eprintln!("get_as_async: {ticks} ticks while decoding, longest gap {gap:?}");
+    assert_eq!(back.unwrap().as_ref(), Some(a));
+    assert!(
+        ticks >= 2,
+        "the runtime thread was blocked: {ticks} ticks while decoding"
+    );
+}

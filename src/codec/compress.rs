@@ -228,6 +228,19 @@ fn lz4_declared_size(input: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
+/// The decompressed size a frame of `format` declares in its header (lz4 and zstd frames
+/// as redstash writes them; a zlib stream declares none). Not checked: an estimate.
+pub(crate) fn declared_len(format: Format, input: &[u8]) -> Option<u64> {
+    match format {
+        Format::Lz4Frame => lz4_declared_size(input),
+        #[cfg(feature = "zstd")]
+        Format::Zstd => zstd::zstd_safe::get_frame_content_size(input)
+            .ok()
+            .flatten(),
+        _ => None,
+    }
+}
+
 /// Decompress one layer of `format` (`Lz4Frame`, `Zlib` or `Zstd`), refusing to produce
 /// more than `cap` bytes. A frame header declaring more than `cap` is rejected before
 /// anything is allocated.

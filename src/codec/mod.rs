@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::array::{ArrayRef, DynArray, Order, RawArray};
-use crate::dtype::DType;
+use crate::dtype::{ByteOrder, DType};
 use crate::error::{Error, Result, ValueProblem};
 
 #[cfg(feature = "arrow")]
@@ -484,6 +484,36 @@ pub fn decode_array(value: Bytes, limits: &Limits) -> Result<RawArray> {
     }
 }
 
+/// How many times its stored length a zlib value is assumed to decompress to, for
+/// [`decode_cost`] (zlib declares no size).
+const ZLIB_RATIO_GUESS: usize = 4;
+
+/// An estimate of the work of decoding `value` ([`decode_array`]), in bytes produced or
+/// scanned, for [`Step::compute`](crate::exec::Step::compute): the size a compressed
+/// frame declares (lz4 and zstd as redstash writes them; zlib declares none, its stored
+/// length times 4 is assumed); for `.npy`, its length when its data must be copied
+/// (byte-swapped) or checked (bool), 0 when the data is used in place; the stored length
+/// of anything else (e.g. a recipe array's raw data).
+pub(crate) fn decode_cost(value: &[u8], limits: &Limits) -> usize {
+    let format = Format::sniff(value);
+    match format {
+        Format::Npy => match npy::parse_header(value, limits) {
+            Ok(h)
+                if h.dtype == DType::Bool
+                    || !matches!(h.byte_order, ByteOrder::NotApplicable)
+                        && h.byte_order != ByteOrder::NATIVE =>
+            {
+                value.len()
+            }
+            _ => 0,
+        },
+        Format::Lz4Frame | Format::Zstd => compress::declared_len(format, value)
+            .map_or(value.len(), |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        Format::Zlib => value.len().saturating_mul(ZLIB_RATIO_GUESS),
+        _ => value.len(),
+    }
+}
+
 /// What [`inspect`] finds in a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueInfo {
@@ -583,5 +613,42 @@ mod tests {
         assert!(matches!(&one[..], [Cow::Owned(v)] if *v == whole));
         let npy = encode_pieces_split(&Npy, &a, 1000).unwrap();
         assert!(matches!(&npy[..], [Cow::Owned(_), Cow::Borrowed(_)]));
+    }
+
+    #[test]
+    fn decode_costs_count_what_a_decode_produces_or_scans() {
+        let limits = Limits::default();
+        let n = 1 << 16;
+        let floats = RawArray::from_vec(vec![n], vec![0.5f64; n]).unwrap();
+        let npy = Npy.encode(&floats.as_array_ref()).unwrap();
+        // Used in place.
+        assert_eq!(decode_cost(&npy, &limits), 0);
+        // Copied (byte-swapped) or scanned (bool).
+        let (native, foreign): (&[u8], &[u8]) = if cfg!(target_endian = "little") {
+            (b"'<f8'", b"'>f8'")
+        } else {
+            (b"'>f8'", b"'<f8'")
+        };
+        let mut swapped = npy.clone();
+        let at = swapped.windows(5).position(|w| w == native).unwrap();
+        swapped[at..at + 5].copy_from_slice(foreign);
+        assert_eq!(decode_cost(&swapped, &limits), swapped.len());
+        let bools = RawArray::from_vec(vec![n], vec![1u8; n])
+            .and_then(|a| RawArray::new(DType::Bool, vec![n], Order::C, a.data().clone()))
+            .unwrap();
+        let bool_npy = Npy.encode(&bools.as_array_ref()).unwrap();
+        assert_eq!(decode_cost(&bool_npy, &limits), bool_npy.len());
+        // Compressed: the size the frame declares, whatever it is stored in.
+        let lz4 = Compressed::lz4().encode(&floats.as_array_ref()).unwrap();
+        assert!(lz4.len() < npy.len() / 10);
+        assert_eq!(decode_cost(&lz4, &limits), npy.len());
+        #[cfg(feature = "zstd")]
+        {
+            let zstd = Compressed::zstd(3).encode(&floats.as_array_ref()).unwrap();
+            assert_eq!(decode_cost(&zstd, &limits), npy.len());
+        }
+        let zlib = Compressed::zlib(6).encode(&floats.as_array_ref()).unwrap();
+        assert_eq!(decode_cost(&zlib, &limits), zlib.len() * ZLIB_RATIO_GUESS);
+        assert_eq!(decode_cost(b"not a value", &limits), 11);
     }
 }

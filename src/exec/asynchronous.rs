@@ -6,8 +6,9 @@ use std::task::Poll;
 
 use redis::Value;
 
+use super::step::{Compute, OFFLOAD_THRESHOLD};
 use super::{Delivered, Replies, ReplyCheck, Request, Requests, Sequential, Step};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// An asynchronous connection redstash can run requests on: every
 /// `redis::aio::ConnectionLike` (`MultiplexedConnection`, `ConnectionManager`, ...) and
@@ -108,7 +109,29 @@ async fn while_in_flight<F: Future, R>(call: F, work: impl FnOnce() -> R) -> (F:
     }
 }
 
-/// Drive an operation to its end on an asynchronous connection.
+/// Run the work of a [`Step::Compute`] on tokio's blocking threads when it costs at
+/// least [`OFFLOAD_THRESHOLD`] and a tokio runtime is current (so that it does not block
+/// the thread polling this task), else in place; then its continuation, here.
+async fn compute<'a, T>(c: Compute<'a, T>) -> Result<Step<'a, T>> {
+    let handle = (c.cost() >= OFFLOAD_THRESHOLD)
+        .then(tokio::runtime::Handle::try_current)
+        .and_then(std::result::Result::ok);
+    let Some(handle) = handle else {
+        return c.run();
+    };
+    let task = c.task().to_owned();
+    let (work, then) = c.detach();
+    // The work catches its own panic: the join fails only when the runtime shuts down.
+    let out = handle
+        .spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(Error::panicked(format!("{task} ({e})"))));
+    then(out)
+}
+
+/// Drive an operation to its end on an asynchronous connection. The work of a
+/// [`Step::Compute`] of at least [`OFFLOAD_THRESHOLD`] bytes runs on tokio's blocking
+/// threads (see [`Step::compute`]).
 pub async fn run_async<T>(
     con: &mut (impl AsyncConnection + ?Sized),
     mut step: Step<'_, T>,
@@ -126,6 +149,7 @@ pub async fn run_async<T>(
                 let replies = con.run_requests(reqs).await;
                 step = next(replies)?;
             }
+            Step::Compute(work) => step = compute(work).await?,
         }
     }
 }

@@ -75,7 +75,7 @@ pub(crate) use request::ReplyCheck;
 pub use request::{Request, Requests};
 pub use retry::{DEFAULT_MAX_RETRIES, RetryPolicy};
 pub use scan::{DEFAULT_SCAN_COUNT, Scan, ScanPage};
-pub use step::{Continuation, ContinuationAll, Step};
+pub use step::{Compute, Continuation, ContinuationAll, OFFLOAD_THRESHOLD, Step};
 pub use sync::{SyncConnection, run};
 
 pub use crate::resp::Packed;

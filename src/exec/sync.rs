@@ -50,6 +50,7 @@ pub fn run<T>(con: &mut (impl SyncConnection + ?Sized), mut step: Step<'_, T>) -
                 let replies = con.run_requests(reqs);
                 step = next(replies)?;
             }
+            Step::Compute(work) => step = work.run()?,
         }
     }
 }

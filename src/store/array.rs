@@ -7,7 +7,7 @@ use bytes::Bytes;
 use redis::{Cmd, Value};
 
 use crate::array::{AsArray, RawArray};
-use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces_split};
+use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, decode_cost, encode_pieces_split};
 use crate::error::{Error, RedisErrorKind, Result, ValueProblem};
 use crate::exec::{Command, Request, Step, reply_bytes, reply_ok};
 use crate::store::chunked::{ChunkCutter, MANIFEST_LEN, Manifest};
@@ -328,10 +328,10 @@ impl<C: ArrayCodec> ArrayStore<C> {
             move |mut r| {
                 let value = r.next_bytes()?;
                 r.finish()?;
-                match value {
-                    None => Ok(Step::Done(None)),
+                Ok(match value {
+                    None => Step::Done(None),
                     Some(v) => decode_or_follow(key, v, limits),
-                }
+                })
             },
         ))
     }
@@ -357,32 +357,56 @@ impl<C: ArrayCodec> ArrayStore<C> {
         Ok(Step::send(req, move |mut r| {
             let values = r.next_array_of(keys.len())?;
             r.finish()?;
-            let mut budget = CallBudget::new(&limits);
-            let mut out: Vec<Option<RawArray>> = Vec::with_capacity(keys.len());
-            let mut chunked: Vec<Pending> = Vec::new();
-            for (index, (v, key)) in values.into_iter().zip(keys).enumerate() {
-                out.push(None);
-                let Some(bytes) = reply_bytes(v, &key)? else {
-                    continue;
-                };
-                match classify(&key, bytes, &limits, &mut budget)? {
-                    Item::Value(a) => out[index] = Some(a),
-                    Item::Chunked(manifest) => chunked.push(Pending {
-                        index,
-                        key,
-                        manifest,
-                    }),
-                }
-            }
-            // One more round trip fetches the chunks of every chunked array (and more
-            // only if some were replaced meanwhile).
-            Ok(fetch_chunks(
-                out,
-                chunked,
-                budget,
-                limits,
-                REPLACED_CHUNKS_RETRIES,
-                None,
+            // The values as bytes, each one's error kept for its turn in the decode (the
+            // first bad value in order is the error).
+            let values: Vec<(String, Result<Option<Bytes>>)> = keys
+                .into_iter()
+                .zip(values)
+                .map(|(key, v)| {
+                    let bytes = reply_bytes(v, &key);
+                    (key, bytes)
+                })
+                .collect();
+            let cost = values
+                .iter()
+                .filter_map(|(_, v)| v.as_ref().ok()?.as_ref())
+                .fold(0usize, |n, b| n.saturating_add(decode_cost(b, &limits)));
+            let task = format!("the decode of {} values of an MGET", values.len());
+            Ok(Step::compute(
+                task,
+                cost,
+                move || {
+                    let mut budget = CallBudget::new(&limits);
+                    let mut out: Vec<Option<RawArray>> = Vec::with_capacity(values.len());
+                    let mut chunked: Vec<Pending> = Vec::new();
+                    for (index, (key, bytes)) in values.into_iter().enumerate() {
+                        out.push(None);
+                        let Some(bytes) = bytes? else {
+                            continue;
+                        };
+                        match classify(&key, bytes, &limits, &mut budget)? {
+                            Item::Value(a) => out[index] = Some(a),
+                            Item::Chunked(manifest) => chunked.push(Pending {
+                                index,
+                                key,
+                                manifest,
+                            }),
+                        }
+                    }
+                    Ok((out, chunked, budget))
+                },
+                // One more round trip fetches the chunks of every chunked array (and
+                // more only if some were replaced meanwhile).
+                move |(out, chunked, budget)| {
+                    Ok(fetch_chunks(
+                        out,
+                        chunked,
+                        budget,
+                        limits,
+                        REPLACED_CHUNKS_RETRIES,
+                        None,
+                    ))
+                },
             ))
         }))
     }
@@ -423,9 +447,17 @@ impl<C: ArrayCodec> ArrayStore<C> {
         name: &str,
     ) -> Result<Step<'static, Option<ndarray::Array<T, D>>>> {
         let key = self.key(name);
-        Ok(self.plan_get(name)?.try_map(move |a| {
-            a.map(|a| a.to_ndarray::<T, D>().map_err(|e| e.at_key(&key)))
-                .transpose()
+        Ok(self.plan_get(name)?.and_then(move |a| {
+            let Some(a) = a else {
+                return Ok(Step::Done(None));
+            };
+            // A copy of the whole array: on a blocking thread too when it is large.
+            Ok(Step::compute(
+                format!("the conversion of {key:?} to an ndarray"),
+                a.nbytes(),
+                move || a.to_ndarray::<T, D>().map_err(|e| e.at_key(&key)),
+                |a| Ok(Step::Done(Some(a))),
+            ))
         }))
     }
 
@@ -511,35 +543,43 @@ fn classify(key: &str, value: Bytes, limits: &Limits, budget: &mut CallBudget) -
     }
 }
 
-/// Decode the value of `get`, or follow its manifest to its chunks.
-fn decode_or_follow(
-    key: String,
-    value: Bytes,
-    limits: Limits,
-) -> Result<Step<'static, Option<RawArray>>> {
-    let mut budget = CallBudget::new(&limits);
-    let manifest = match classify(&key, value, &limits, &mut budget)? {
-        Item::Value(a) => return Ok(Step::Done(Some(a))),
-        Item::Chunked(m) => m,
-    };
-    let pending = vec![Pending {
-        index: 0,
-        key: key.clone(),
-        manifest,
-    }];
-    Ok(fetch_chunks(
-        vec![None],
-        pending,
-        budget,
-        limits,
-        REPLACED_CHUNKS_RETRIES,
-        Some(key),
+/// Decode the value of `get` (a [`Step::compute`] of its decode cost), or follow its
+/// manifest to its chunks.
+fn decode_or_follow(key: String, value: Bytes, limits: Limits) -> Step<'static, Option<RawArray>> {
+    Step::compute(
+        format!("the decode of {key:?}"),
+        decode_cost(&value, &limits),
+        move || {
+            let mut budget = CallBudget::new(&limits);
+            let item = classify(&key, value, &limits, &mut budget)?;
+            Ok((key, item, budget))
+        },
+        move |(key, item, budget)| {
+            let manifest = match item {
+                Item::Value(a) => return Ok(Step::Done(Some(a))),
+                Item::Chunked(m) => m,
+            };
+            let pending = vec![Pending {
+                index: 0,
+                key: key.clone(),
+                manifest,
+            }];
+            Ok(fetch_chunks(
+                vec![None],
+                pending,
+                budget,
+                limits,
+                REPLACED_CHUNKS_RETRIES,
+                Some(key),
+            )
+            .map(|mut out| out.pop().flatten()))
+        },
     )
-    .map(|mut out| out.pop().flatten()))
 }
 
 /// Fetch the chunks of the `pending` arrays (one request: an MGET of each array's chunks,
-/// then a GET of its key), assemble, verify and decode them into `out`. When an array's
+/// then a GET of its key), assemble, verify and decode them into `out` (a
+/// [`Step::compute`] of their total size). When an array's
 /// chunks are missing and its key now holds another value, a writer replaced it between
 /// the reads: the new value is read instead (its chunks in another round trip, up to
 /// `retries` times). Chunks missing under an unchanged manifest are
@@ -568,43 +608,61 @@ fn fetch_chunks(
             replies.push((r.next_raw()?, r.next_raw()?));
         }
         r.finish()?;
-        let mut again: Vec<Pending> = Vec::new();
-        for (p, (chunks, current)) in pending.into_iter().zip(replies) {
-            // The declared total was counted before the fetch; the decoded value
-            // counts instead.
-            budget.refund(p.manifest.total_len);
-            match assemble(&p.key, &p.manifest, chunks).map_err(|e| e.at_key(&p.key)) {
-                Ok(bytes) => {
-                    out[p.index] = Some(
-                        budget
-                            .decode(|l| decode_value(&p.key, bytes, l), RawArray::nbytes)
-                            .map_err(|e| e.at_key(&p.key))?,
-                    );
-                }
-                Err(e @ Error::MissingChunks { .. }) if retries > 0 => {
-                    // A writer replaced (or deleted) the array between our reads: read
-                    // what is there now.
-                    match reply_bytes(current, &p.key)? {
-                        None => {}
-                        Some(v) if v[..] != p.manifest.to_bytes()[..] => {
-                            match classify(&p.key, v, &limits, &mut budget)? {
-                                Item::Value(a) => out[p.index] = Some(a),
-                                Item::Chunked(manifest) => again.push(Pending { manifest, ..p }),
+        let cost = pending.iter().fold(0usize, |n, p| {
+            n.saturating_add(usize::try_from(p.manifest.total_len).unwrap_or(usize::MAX))
+        });
+        let task = match pending.as_slice() {
+            [p] => format!("the assembly and decode of chunked {:?}", p.key),
+            many => format!("the assembly and decode of {} chunked arrays", many.len()),
+        };
+        Ok(Step::compute(
+            task,
+            cost,
+            move || {
+                let mut again: Vec<Pending> = Vec::new();
+                for (p, (chunks, current)) in pending.into_iter().zip(replies) {
+                    // The declared total was counted before the fetch; the decoded value
+                    // counts instead.
+                    budget.refund(p.manifest.total_len);
+                    match assemble(&p.key, &p.manifest, chunks).map_err(|e| e.at_key(&p.key)) {
+                        Ok(bytes) => {
+                            out[p.index] = Some(
+                                budget
+                                    .decode(|l| decode_value(&p.key, bytes, l), RawArray::nbytes)
+                                    .map_err(|e| e.at_key(&p.key))?,
+                            );
+                        }
+                        Err(e @ Error::MissingChunks { .. }) if retries > 0 => {
+                            // A writer replaced (or deleted) the array between our reads:
+                            // read what is there now.
+                            match reply_bytes(current, &p.key)? {
+                                None => {}
+                                Some(v) if v[..] != p.manifest.to_bytes()[..] => {
+                                    match classify(&p.key, v, &limits, &mut budget)? {
+                                        Item::Value(a) => out[p.index] = Some(a),
+                                        Item::Chunked(manifest) => {
+                                            again.push(Pending { manifest, ..p })
+                                        }
+                                    }
+                                }
+                                Some(_) => return Err(e),
                             }
                         }
-                        Some(_) => return Err(e),
+                        Err(e) => return Err(e),
                     }
                 }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(fetch_chunks(
-            out,
-            again,
-            budget,
-            limits,
-            retries.saturating_sub(1),
-            req_key,
+                Ok((out, again, budget))
+            },
+            move |(out, again, budget)| {
+                Ok(fetch_chunks(
+                    out,
+                    again,
+                    budget,
+                    limits,
+                    retries.saturating_sub(1),
+                    req_key,
+                ))
+            },
         ))
     })
 }

@@ -9,7 +9,7 @@ use redis::Value;
 
 pub use crate::array::DynArray;
 use crate::array::{AsArray, RawArray};
-use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, encode_pieces};
+use crate::codec::{ArrayCodec, CallBudget, Limits, Npy, decode_cost, encode_pieces};
 use crate::error::{Error, Origin, Result};
 use crate::exec::{Command, Replies, Request, Scan, Step, reply_bytes};
 use crate::store::{join_key, sync_and_async, ttl_millis};
@@ -231,6 +231,14 @@ fn field_name(v: Value, key: &str) -> Result<String> {
     }
 }
 
+/// The decode cost (see [`Step::compute`]) of the field values of a reply.
+fn fields_cost<'v>(values: impl Iterator<Item = &'v Value>, limits: &Limits) -> usize {
+    values.fold(0usize, |n, v| match v {
+        Value::BulkString(b) => n.saturating_add(decode_cost(b, limits)),
+        _ => n,
+    })
+}
+
 /// Decode one field of a batch against the call's budget (the fields of one batch
 /// together are at most [`Limits::max_call_bytes`]).
 fn decode_field(
@@ -358,29 +366,36 @@ impl<C: ArrayCodec> BatchStore<C> {
         let limits = self.limits;
         let mut c = redis::cmd("HGETALL");
         c.arg(&key);
-        Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
+        Ok(Step::send(Request::single(c, Some(&key)), move |mut r| {
             let pairs = r.next_pairs()?;
             r.finish()?;
             if pairs.is_empty() {
-                return Ok(None);
+                return Ok(Step::Done(None));
             }
-            let mut arrays = BTreeMap::new();
-            let mut budget = CallBudget::new(&limits);
-            for (f, v) in pairs {
-                let name = field_name(f, &key)?;
-                match decode_field(&key, &name, v, &mut budget)? {
-                    Some(a) => {
-                        arrays.insert(name, a);
+            Ok(Step::compute(
+                format!("the decode of batch {key:?}"),
+                fields_cost(pairs.iter().map(|(_, v)| v), &limits),
+                move || {
+                    let mut arrays = BTreeMap::new();
+                    let mut budget = CallBudget::new(&limits);
+                    for (f, v) in pairs {
+                        let name = field_name(f, &key)?;
+                        match decode_field(&key, &name, v, &mut budget)? {
+                            Some(a) => {
+                                arrays.insert(name, a);
+                            }
+                            None => {
+                                return Err(Error::unexpected(
+                                    format!("HGETALL gave no value for field {name:?}"),
+                                    Some(key),
+                                ));
+                            }
+                        }
                     }
-                    None => {
-                        return Err(Error::unexpected(
-                            format!("HGETALL gave no value for field {name:?}"),
-                            Some(key),
-                        ));
-                    }
-                }
-            }
-            Ok(Some(Batch { key, arrays }))
+                    Ok(Some(Batch { key, arrays }))
+                },
+                |batch| Ok(Step::Done(batch)),
+            ))
         }))
     }
 
@@ -406,39 +421,48 @@ impl<C: ArrayCodec> BatchStore<C> {
         Ok(Step::send(Request::single(c, Some(&key)), move |mut r| {
             let values = r.next_array_of(names.len())?;
             r.finish()?;
-            let mut arrays = BTreeMap::new();
-            let mut missing = None;
-            let mut budget = CallBudget::new(&limits);
-            for (name, v) in names.into_iter().zip(values) {
-                match decode_field(&key, &name, v, &mut budget)? {
-                    Some(a) => {
-                        arrays.insert(name, a);
-                    }
-                    None => {
-                        if missing.is_none() {
-                            missing = Some(name);
+            Ok(Step::compute(
+                format!("the decode of batch {key:?}"),
+                fields_cost(values.iter(), &limits),
+                move || {
+                    let mut arrays = BTreeMap::new();
+                    let mut missing = None;
+                    let mut budget = CallBudget::new(&limits);
+                    for (name, v) in names.into_iter().zip(values) {
+                        match decode_field(&key, &name, v, &mut budget)? {
+                            Some(a) => {
+                                arrays.insert(name, a);
+                            }
+                            None => {
+                                if missing.is_none() {
+                                    missing = Some(name);
+                                }
+                            }
                         }
                     }
-                }
-            }
-            let Some(field) = missing else {
-                return Ok(Step::Done(Some(Batch { key, arrays })));
-            };
-            if !arrays.is_empty() {
-                return Err(Error::MissingField { key, field });
-            }
-            // Nothing found: a missing batch (None) or missing names (an error)?
-            let mut c = redis::cmd("EXISTS");
-            c.arg(&key);
-            Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
-                let exists = r.next_int()? > 0;
-                r.finish()?;
-                if exists {
-                    Err(Error::MissingField { key, field })
-                } else {
-                    Ok(None)
-                }
-            }))
+                    Ok((key, arrays, missing))
+                },
+                |(key, arrays, missing)| {
+                    let Some(field) = missing else {
+                        return Ok(Step::Done(Some(Batch { key, arrays })));
+                    };
+                    if !arrays.is_empty() {
+                        return Err(Error::MissingField { key, field });
+                    }
+                    // Nothing found: a missing batch (None) or missing names (an error)?
+                    let mut c = redis::cmd("EXISTS");
+                    c.arg(&key);
+                    Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
+                        let exists = r.next_int()? > 0;
+                        r.finish()?;
+                        if exists {
+                            Err(Error::MissingField { key, field })
+                        } else {
+                            Ok(None)
+                        }
+                    }))
+                },
+            ))
         }))
     }
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::array::{AsArray, Order, RawArray, c_order_bytes};
-use crate::codec::{Compression, Format, Limits, compress};
+use crate::codec::{Compression, Format, Limits, compress, decode_cost};
 use crate::dtype::{ByteOrder, DType, swap_bytes_in_place};
 use crate::error::{Error, Result};
 use crate::exec::{Replies, Request, Step, reply_bytes};
@@ -128,14 +128,25 @@ impl DataMetaStore {
         let mut c = redis::cmd("MGET");
         c.arg(&mkey).arg(&dkey);
         let limits = self.limits;
-        Ok(Step::then(Request::single(c, Some(&mkey)), move |mut r| {
+        Ok(Step::send(Request::single(c, Some(&mkey)), move |mut r| {
             let [meta, data] = r.next_array_n()?;
             r.finish()?;
             let meta = reply_bytes(meta, &mkey)?;
             let data = reply_bytes(data, &dkey)?;
             match (meta, data) {
-                (None, None) => Ok(None),
-                (Some(meta), Some(data)) => decode(&mkey, &dkey, &meta, data, &limits).map(Some),
+                (None, None) => Ok(Step::Done(None)),
+                (Some(meta), Some(data)) => {
+                    let (meta, dtype, order) = parse_meta(&mkey, &meta)?;
+                    Ok(Step::compute(
+                        format!("the decode of {dkey:?}"),
+                        data_cost(&meta, dtype, order, &data),
+                        move || {
+                            decode_data(&meta, dtype, order, data, &limits)
+                                .map_err(|e| e.at_key(&dkey))
+                        },
+                        |a| Ok(Step::Done(Some(a))),
+                    ))
+                }
                 (None, Some(_)) => Err(Error::corrupt(
                     "recipe array",
                     "the data key exists but the meta key does not",
@@ -186,14 +197,36 @@ impl DataMetaStore {
     }
 }
 
-/// Decode a recipe array: errors of its meta name the meta key `mkey`, errors of its
-/// data the data key `dkey`.
-fn decode(mkey: &str, dkey: &str, meta: &[u8], data: Bytes, limits: &Limits) -> Result<RawArray> {
+/// The meta of a recipe array, its dtype and byte order (errors name the meta key
+/// `mkey`).
+fn parse_meta(mkey: &str, meta: &[u8]) -> Result<(Meta, DType, ByteOrder)> {
     let meta: Meta = serde_json::from_slice(meta).map_err(|e| {
         Error::corrupt("recipe meta", format!("not the recipe's JSON: {e}")).at_key(mkey)
     })?;
     let (dtype, order) = DType::parse_any(&meta.dtype).map_err(|e| e.at_key(mkey))?;
-    decode_data(&meta, dtype, order, data, limits).map_err(|e| e.at_key(dkey))
+    Ok((meta, dtype, order))
+}
+
+/// The decode cost (see [`Step::compute`]) of a recipe array's data: what a compressed
+/// one decompresses to, the length of data that must be byte-swapped or checked (bool),
+/// 0 for data used in place.
+fn data_cost(meta: &Meta, dtype: DType, order: ByteOrder, data: &[u8]) -> usize {
+    match meta.compression.as_deref() {
+        None | Some("none") | Some("None") | Some("") => {
+            if dtype == DType::Bool || needs_swap(order) {
+                data.len()
+            } else {
+                0
+            }
+        }
+        _ => decode_cost(data, &Limits::default()),
+    }
+}
+
+/// Whether data of byte order `order` must be swapped on this machine.
+fn needs_swap(order: ByteOrder) -> bool {
+    order == ByteOrder::Big && ByteOrder::NATIVE == ByteOrder::Little
+        || order == ByteOrder::Little && ByteOrder::NATIVE == ByteOrder::Big
 }
 
 fn decode_data(
@@ -224,9 +257,7 @@ fn decode_data(
     if let Some(n) = meta.original_size.filter(|&n| n != data.len() as u64) {
         return Err(Error::truncated("recipe data", n, data.len() as u64));
     }
-    let data = if order == ByteOrder::Big && ByteOrder::NATIVE == ByteOrder::Little
-        || order == ByteOrder::Little && ByteOrder::NATIVE == ByteOrder::Big
-    {
+    let data = if needs_swap(order) {
         let mut v = data.to_vec();
         swap_bytes_in_place(&mut v, dtype.swap_unit());
         Bytes::from(v)
