@@ -126,7 +126,8 @@ impl Scan {
 
     /// The plan of one `SCAN` call: the page at `cursor` (0 for the first).
     pub fn page(&self, cursor: u64) -> Step<'static, ScanPage> {
-        let req = Request::single(self.command(cursor), self.pattern.as_deref());
+        // The same cursor gives the same page (or a superset): safe to send again.
+        let req = Request::single(self.command(cursor), self.pattern.as_deref()).idempotent();
         Step::then(req, |mut r| {
             let page = parse_page(&mut r)?;
             r.finish()?;

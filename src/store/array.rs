@@ -265,7 +265,8 @@ impl<C: ArrayCodec> ArrayStore<C> {
         req.push(getrange_cmd(&key));
         req.push(set);
         let limits = self.limits;
-        Ok(Step::send(req, move |mut r| {
+        // The same whole value again: writing it twice is writing it once.
+        Ok(Step::send(req.idempotent(), move |mut r| {
             let old = r.next_raw()?;
             r.next_ok()?;
             r.finish()?;
@@ -309,6 +310,9 @@ impl<C: ArrayCodec> ArrayStore<C> {
         mset.arg(key).arg(&manifest.to_bytes()[..]);
         self.push_ttl(&mut mset);
         fin.push(mset);
+        // Sent again, its GETRANGE reads this very manifest (same generation: nothing
+        // to clean) and the SET writes it again.
+        let fin = fin.idempotent();
         Ok(ChunkedWrite {
             keys,
             chunks,
@@ -324,7 +328,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let mut get = redis::cmd("GET");
         get.arg(&key);
         Ok(Step::send(
-            Request::single(get, Some(&key)),
+            Request::single(get, Some(&key)).idempotent(),
             move |mut r| {
                 let value = r.next_bytes()?;
                 r.finish()?;
@@ -353,7 +357,8 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let req = Request::single(
             mget,
             keys.first().map(String::as_str).filter(|_| keys.len() == 1),
-        );
+        )
+        .idempotent();
         Ok(Step::send(req, move |mut r| {
             let values = r.next_array_of(keys.len())?;
             r.finish()?;
@@ -433,11 +438,14 @@ impl<C: ArrayCodec> ArrayStore<C> {
         let key = self.key(name);
         let mut c = redis::cmd("EXISTS");
         c.arg(&key);
-        Ok(Step::then(Request::single(c, Some(&key)), |mut r| {
-            let n = r.next_int()?;
-            r.finish()?;
-            Ok(n > 0)
-        }))
+        Ok(Step::then(
+            Request::single(c, Some(&key)).idempotent(),
+            |mut r| {
+                let n = r.next_int()?;
+                r.finish()?;
+                Ok(n > 0)
+            },
+        ))
     }
 
     /// Plan of [`get_as`](Self::get_as).
@@ -602,7 +610,7 @@ fn fetch_chunks(
         get.arg(&p.key);
         req.push(get);
     }
-    Step::send(req, move |mut r| {
+    Step::send(req.idempotent(), move |mut r| {
         let mut replies = Vec::with_capacity(pending.len());
         for _ in 0..pending.len() {
             replies.push((r.next_raw()?, r.next_raw()?));
@@ -745,7 +753,8 @@ fn write_chunks<'a>(
     limits: Limits,
 ) -> Step<'a, ()> {
     match chunks.next() {
-        Some(req) => Step::send(req, move |mut r| {
+        // A chunk is a whole value under a key of its own generation: idempotent.
+        Some(req) => Step::send(req.idempotent(), move |mut r| {
             match r.next_ok().and_then(|()| r.finish()) {
                 Ok(()) => Ok(write_chunks(
                     key,

@@ -366,37 +366,40 @@ impl<C: ArrayCodec> BatchStore<C> {
         let limits = self.limits;
         let mut c = redis::cmd("HGETALL");
         c.arg(&key);
-        Ok(Step::send(Request::single(c, Some(&key)), move |mut r| {
-            let pairs = r.next_pairs()?;
-            r.finish()?;
-            if pairs.is_empty() {
-                return Ok(Step::Done(None));
-            }
-            Ok(Step::compute(
-                format!("the decode of batch {key:?}"),
-                fields_cost(pairs.iter().map(|(_, v)| v), &limits),
-                move || {
-                    let mut arrays = BTreeMap::new();
-                    let mut budget = CallBudget::new(&limits);
-                    for (f, v) in pairs {
-                        let name = field_name(f, &key)?;
-                        match decode_field(&key, &name, v, &mut budget)? {
-                            Some(a) => {
-                                arrays.insert(name, a);
-                            }
-                            None => {
-                                return Err(Error::unexpected(
-                                    format!("HGETALL gave no value for field {name:?}"),
-                                    Some(key),
-                                ));
+        Ok(Step::send(
+            Request::single(c, Some(&key)).idempotent(),
+            move |mut r| {
+                let pairs = r.next_pairs()?;
+                r.finish()?;
+                if pairs.is_empty() {
+                    return Ok(Step::Done(None));
+                }
+                Ok(Step::compute(
+                    format!("the decode of batch {key:?}"),
+                    fields_cost(pairs.iter().map(|(_, v)| v), &limits),
+                    move || {
+                        let mut arrays = BTreeMap::new();
+                        let mut budget = CallBudget::new(&limits);
+                        for (f, v) in pairs {
+                            let name = field_name(f, &key)?;
+                            match decode_field(&key, &name, v, &mut budget)? {
+                                Some(a) => {
+                                    arrays.insert(name, a);
+                                }
+                                None => {
+                                    return Err(Error::unexpected(
+                                        format!("HGETALL gave no value for field {name:?}"),
+                                        Some(key),
+                                    ));
+                                }
                             }
                         }
-                    }
-                    Ok(Some(Batch { key, arrays }))
-                },
-                |batch| Ok(Step::Done(batch)),
-            ))
-        }))
+                        Ok(Some(Batch { key, arrays }))
+                    },
+                    |batch| Ok(Step::Done(batch)),
+                ))
+            },
+        ))
     }
 
     /// Plan of [`get_some`](Self::get_some).
@@ -418,52 +421,58 @@ impl<C: ArrayCodec> BatchStore<C> {
         for n in &names {
             c.arg(n);
         }
-        Ok(Step::send(Request::single(c, Some(&key)), move |mut r| {
-            let values = r.next_array_of(names.len())?;
-            r.finish()?;
-            Ok(Step::compute(
-                format!("the decode of batch {key:?}"),
-                fields_cost(values.iter(), &limits),
-                move || {
-                    let mut arrays = BTreeMap::new();
-                    let mut missing = None;
-                    let mut budget = CallBudget::new(&limits);
-                    for (name, v) in names.into_iter().zip(values) {
-                        match decode_field(&key, &name, v, &mut budget)? {
-                            Some(a) => {
-                                arrays.insert(name, a);
-                            }
-                            None => {
-                                if missing.is_none() {
-                                    missing = Some(name);
+        Ok(Step::send(
+            Request::single(c, Some(&key)).idempotent(),
+            move |mut r| {
+                let values = r.next_array_of(names.len())?;
+                r.finish()?;
+                Ok(Step::compute(
+                    format!("the decode of batch {key:?}"),
+                    fields_cost(values.iter(), &limits),
+                    move || {
+                        let mut arrays = BTreeMap::new();
+                        let mut missing = None;
+                        let mut budget = CallBudget::new(&limits);
+                        for (name, v) in names.into_iter().zip(values) {
+                            match decode_field(&key, &name, v, &mut budget)? {
+                                Some(a) => {
+                                    arrays.insert(name, a);
+                                }
+                                None => {
+                                    if missing.is_none() {
+                                        missing = Some(name);
+                                    }
                                 }
                             }
                         }
-                    }
-                    Ok((key, arrays, missing))
-                },
-                |(key, arrays, missing)| {
-                    let Some(field) = missing else {
-                        return Ok(Step::Done(Some(Batch { key, arrays })));
-                    };
-                    if !arrays.is_empty() {
-                        return Err(Error::MissingField { key, field });
-                    }
-                    // Nothing found: a missing batch (None) or missing names (an error)?
-                    let mut c = redis::cmd("EXISTS");
-                    c.arg(&key);
-                    Ok(Step::then(Request::single(c, Some(&key)), move |mut r| {
-                        let exists = r.next_int()? > 0;
-                        r.finish()?;
-                        if exists {
-                            Err(Error::MissingField { key, field })
-                        } else {
-                            Ok(None)
+                        Ok((key, arrays, missing))
+                    },
+                    |(key, arrays, missing)| {
+                        let Some(field) = missing else {
+                            return Ok(Step::Done(Some(Batch { key, arrays })));
+                        };
+                        if !arrays.is_empty() {
+                            return Err(Error::MissingField { key, field });
                         }
-                    }))
-                },
-            ))
-        }))
+                        // Nothing found: a missing batch (None) or missing names (an error)?
+                        let mut c = redis::cmd("EXISTS");
+                        c.arg(&key);
+                        Ok(Step::then(
+                            Request::single(c, Some(&key)).idempotent(),
+                            move |mut r| {
+                                let exists = r.next_int()? > 0;
+                                r.finish()?;
+                                if exists {
+                                    Err(Error::MissingField { key, field })
+                                } else {
+                                    Ok(None)
+                                }
+                            },
+                        ))
+                    },
+                ))
+            },
+        ))
     }
 
     /// Plan of [`delete`](Self::delete).
@@ -483,11 +492,14 @@ impl<C: ArrayCodec> BatchStore<C> {
         let key = self.key(batch_id);
         let mut c = redis::cmd("EXISTS");
         c.arg(&key);
-        Ok(Step::then(Request::single(c, Some(&key)), |mut r| {
-            let n = r.next_int()?;
-            r.finish()?;
-            Ok(n > 0)
-        }))
+        Ok(Step::then(
+            Request::single(c, Some(&key)).idempotent(),
+            |mut r| {
+                let n = r.next_int()?;
+                r.finish()?;
+                Ok(n > 0)
+            },
+        ))
     }
 
     /// Plan of [`list`](Self::list).

@@ -128,37 +128,40 @@ impl DataMetaStore {
         let mut c = redis::cmd("MGET");
         c.arg(&mkey).arg(&dkey);
         let limits = self.limits;
-        Ok(Step::send(Request::single(c, Some(&mkey)), move |mut r| {
-            let [meta, data] = r.next_array_n()?;
-            r.finish()?;
-            let meta = reply_bytes(meta, &mkey)?;
-            let data = reply_bytes(data, &dkey)?;
-            match (meta, data) {
-                (None, None) => Ok(Step::Done(None)),
-                (Some(meta), Some(data)) => {
-                    let (meta, dtype, order) = parse_meta(&mkey, &meta)?;
-                    Ok(Step::compute(
-                        format!("the decode of {dkey:?}"),
-                        data_cost(&meta, dtype, order, &data),
-                        move || {
-                            decode_data(&meta, dtype, order, data, &limits)
-                                .map_err(|e| e.at_key(&dkey))
-                        },
-                        |a| Ok(Step::Done(Some(a))),
-                    ))
+        Ok(Step::send(
+            Request::single(c, Some(&mkey)).idempotent(),
+            move |mut r| {
+                let [meta, data] = r.next_array_n()?;
+                r.finish()?;
+                let meta = reply_bytes(meta, &mkey)?;
+                let data = reply_bytes(data, &dkey)?;
+                match (meta, data) {
+                    (None, None) => Ok(Step::Done(None)),
+                    (Some(meta), Some(data)) => {
+                        let (meta, dtype, order) = parse_meta(&mkey, &meta)?;
+                        Ok(Step::compute(
+                            format!("the decode of {dkey:?}"),
+                            data_cost(&meta, dtype, order, &data),
+                            move || {
+                                decode_data(&meta, dtype, order, data, &limits)
+                                    .map_err(|e| e.at_key(&dkey))
+                            },
+                            |a| Ok(Step::Done(Some(a))),
+                        ))
+                    }
+                    (None, Some(_)) => Err(Error::corrupt(
+                        "recipe array",
+                        "the data key exists but the meta key does not",
+                    )
+                    .at_key(&mkey)),
+                    (Some(_), None) => Err(Error::corrupt(
+                        "recipe array",
+                        "the meta key exists but the data key does not",
+                    )
+                    .at_key(&dkey)),
                 }
-                (None, Some(_)) => Err(Error::corrupt(
-                    "recipe array",
-                    "the data key exists but the meta key does not",
-                )
-                .at_key(&mkey)),
-                (Some(_), None) => Err(Error::corrupt(
-                    "recipe array",
-                    "the meta key exists but the data key does not",
-                )
-                .at_key(&dkey)),
-            }
-        }))
+            },
+        ))
     }
 
     /// Plan of [`delete`](Self::delete).
@@ -178,11 +181,14 @@ impl DataMetaStore {
         let (_, mkey) = self.keys(name);
         let mut c = redis::cmd("EXISTS");
         c.arg(&mkey);
-        Ok(Step::then(Request::single(c, Some(&mkey)), |mut r| {
-            let n = r.next_int()?;
-            r.finish()?;
-            Ok(n > 0)
-        }))
+        Ok(Step::then(
+            Request::single(c, Some(&mkey)).idempotent(),
+            |mut r| {
+                let n = r.next_int()?;
+                r.finish()?;
+                Ok(n > 0)
+            },
+        ))
     }
 
     sync_and_async! {

@@ -188,7 +188,7 @@ impl FeatureStore {
             keys.push(ks);
         }
         let max_age = self.max_age;
-        Ok(Step::send(req, move |mut r| {
+        Ok(Step::send(req.idempotent(), move |mut r| {
             let mut out = Vec::with_capacity(views.len());
             // Keys read as missing that may be of another type: checked below.
             let mut nil_keys: Vec<String> = Vec::new();
@@ -262,39 +262,42 @@ fn check_not_wrong_type(nil_keys: Vec<String>, out: Vec<RawRows>) -> Step<'stati
         c.arg(k);
     }
     let key = nil_keys.first().filter(|_| nil_keys.len() == 1).cloned();
-    Step::send(Request::single(c, key.as_deref()), move |mut r| {
-        let existing = r.next_int()?;
-        r.finish()?;
-        if existing == 0 {
-            return Ok(Step::Done(out));
-        }
-        let mut req = Request::new(None);
-        for k in &nil_keys {
-            let mut c = redis::cmd("TYPE");
-            c.arg(k);
-            req.push(c);
-        }
-        Ok(Step::then(req, move |mut types| {
-            for k in &nil_keys {
-                let t = match reply_ok(types.next_raw()?, k)? {
-                    Value::SimpleString(s) => s,
-                    Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
-                    Value::Okay => "string".into(),
-                    _ => continue,
-                };
-                // "string": written since the MGET, so it was missing then.
-                if t != "none" && t != "string" {
-                    let e = redis::make_extension_error(
-                        "WRONGTYPE".into(),
-                        Some(format!(
-                            "Operation against a key holding the wrong kind of value ({t})"
-                        )),
-                    );
-                    return Err(Error::redis(e, Some(k)));
-                }
+    Step::send(
+        Request::single(c, key.as_deref()).idempotent(),
+        move |mut r| {
+            let existing = r.next_int()?;
+            r.finish()?;
+            if existing == 0 {
+                return Ok(Step::Done(out));
             }
-            types.finish()?;
-            Ok(out)
-        }))
-    })
+            let mut req = Request::new(None);
+            for k in &nil_keys {
+                let mut c = redis::cmd("TYPE");
+                c.arg(k);
+                req.push(c);
+            }
+            Ok(Step::then(req.idempotent(), move |mut types| {
+                for k in &nil_keys {
+                    let t = match reply_ok(types.next_raw()?, k)? {
+                        Value::SimpleString(s) => s,
+                        Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                        Value::Okay => "string".into(),
+                        _ => continue,
+                    };
+                    // "string": written since the MGET, so it was missing then.
+                    if t != "none" && t != "string" {
+                        let e = redis::make_extension_error(
+                            "WRONGTYPE".into(),
+                            Some(format!(
+                                "Operation against a key holding the wrong kind of value ({t})"
+                            )),
+                        );
+                        return Err(Error::redis(e, Some(k)));
+                    }
+                }
+                types.finish()?;
+                Ok(out)
+            }))
+        },
+    )
 }

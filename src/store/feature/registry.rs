@@ -80,7 +80,7 @@ impl FeatureStore {
         for n in &missing {
             c.arg(n);
         }
-        Step::then(Request::single(c, Some(&reg)), move |mut r| {
+        Step::then(Request::single(c, Some(&reg)).idempotent(), move |mut r| {
             let values = r.next_array_of(missing.len())?;
             r.finish()?;
             for (name, v) in missing.iter().zip(values) {
@@ -157,23 +157,26 @@ impl FeatureStore {
         let mut c = redis::cmd("HGETALL");
         c.arg(&reg);
         let views = Arc::clone(&self.views);
-        Ok(Step::then(Request::single(c, Some(&reg)), move |mut r| {
-            let pairs = r.next_pairs()?;
-            r.finish()?;
-            let mut out = Vec::with_capacity(pairs.len());
-            for (k, v) in &pairs {
-                let name = bytes_of(k, &reg, "a view name")?.unwrap_or_default();
-                let name = String::from_utf8_lossy(name).into_owned();
-                let json = bytes_of(v, &reg, "a view definition")?.unwrap_or_default();
-                out.push(View::from_json(&name, json, &limits)?);
-            }
-            let mut map = views.write().unwrap_or_else(|e| e.into_inner());
-            map.clear();
-            for v in &out {
-                map.insert(v.name.clone(), v.clone());
-            }
-            out.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(out)
-        }))
+        Ok(Step::then(
+            Request::single(c, Some(&reg)).idempotent(),
+            move |mut r| {
+                let pairs = r.next_pairs()?;
+                r.finish()?;
+                let mut out = Vec::with_capacity(pairs.len());
+                for (k, v) in &pairs {
+                    let name = bytes_of(k, &reg, "a view name")?.unwrap_or_default();
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    let json = bytes_of(v, &reg, "a view definition")?.unwrap_or_default();
+                    out.push(View::from_json(&name, json, &limits)?);
+                }
+                let mut map = views.write().unwrap_or_else(|e| e.into_inner());
+                map.clear();
+                for v in &out {
+                    map.insert(v.name.clone(), v.clone());
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            },
+        ))
     }
 }

@@ -319,13 +319,16 @@ impl TableStore {
         let splitter = self.splitter(table, source)?;
         let mut c = redis::cmd("GET");
         c.arg(&mkey);
-        Ok(Step::send(Request::single(c, Some(&mkey)), move |mut r| {
-            let old = r.next_bytes()?;
-            r.finish()?;
-            let mut s = splitter;
-            s.adopt_old(old, &limits);
-            s.step()
-        }))
+        Ok(Step::send(
+            Request::single(c, Some(&mkey)).idempotent(),
+            move |mut r| {
+                let old = r.next_bytes()?;
+                r.finish()?;
+                let mut s = splitter;
+                s.adopt_old(old, &limits);
+                s.step()
+            },
+        ))
     }
 
     fn splitter<S: Pieces>(&self, table: &str, source: S) -> Result<Splitter<S>> {

@@ -406,7 +406,7 @@ impl Fetch {
         let Some((req, groups)) = self.next_request() else {
             return self.finish().map(Step::Done);
         };
-        Ok(Step::send(req, move |replies| {
+        Ok(Step::send(req.idempotent(), move |replies| {
             for f in self.values(groups, replies)? {
                 let d = decode_value(
                     &f.key,
