@@ -276,3 +276,27 @@ fn a_cancelled_async_call_then_a_good_one() {
         }
     });
 }
+
+/// The stores' reads and whole-value writes are idempotent requests: after the server
+/// closed the connection, `get` and `put` succeed (sent again on a new connection);
+/// `delete`, whose result says whether the key existed, is not sent again.
+#[test]
+fn store_reads_and_puts_are_retried_deletes_are_not() {
+    let srv = server();
+    let store = redstash::ArrayStore::new("r");
+    let a = ndarray::Array1::<f32>::ones(16);
+    let mut con = DirectConnection::open(srv.url().as_str()).unwrap();
+    store.put(&mut con, "a", &a).unwrap();
+
+    kill_client(&srv, client_id_sync(&mut con));
+    let back = store.get(&mut con, "a").expect("get is sent again");
+    assert_eq!(back.map(|b| b.shape().to_vec()), Some(vec![16]));
+
+    kill_client(&srv, client_id_sync(&mut con));
+    store.put(&mut con, "b", &a).expect("put is sent again");
+
+    kill_client(&srv, client_id_sync(&mut con));
+    let e = store.delete(&mut con, "b").unwrap_err();
+    assert_eq!(kind(&e), Some(RedisErrorKind::Connection), "{e}");
+    assert!(store.exists(&mut con, "b").unwrap(), "the DEL did not run");
+}
