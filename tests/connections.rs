@@ -300,3 +300,58 @@ fn store_reads_and_puts_are_retried_deletes_are_not() {
     assert_eq!(kind(&e), Some(RedisErrorKind::Connection), "{e}");
     assert!(store.exists(&mut con, "b").unwrap(), "the DEL did not run");
 }
+
+/// An ACL user restricted to a key prefix: a write outside it is a typed `Auth`
+/// (`NOPERM`) error, and a bulk write that mixes keys reports the refused items as
+/// refused (never as written), on the sync and async direct connections.
+#[test]
+fn an_acl_user_restricted_to_a_prefix_gets_typed_refusals() {
+    let srv = RedisServer::builder()
+        .acl_user("svc", "pw", "~ok:* +@all")
+        .start()
+        .unwrap();
+    let url = srv.url_for("svc", "pw");
+    let allowed = redstash::ArrayStore::new("ok");
+    let denied = redstash::ArrayStore::new("no");
+    let a = ndarray::Array1::<u8>::ones(8);
+    let mut con = DirectConnection::open(url.as_str()).unwrap();
+    allowed.put(&mut con, "a", &a).unwrap();
+    let e = denied.put(&mut con, "a", &a).unwrap_err();
+    assert_eq!(kind(&e), Some(RedisErrorKind::Auth), "{e}");
+
+    // put_many through a store without prefix: keys ok:* are allowed, no:* are not.
+    let open = redstash::ArrayStore::new("");
+    let items: Vec<(String, ndarray::Array1<u8>)> = (0..6)
+        .map(|i| {
+            (
+                format!("{}:{i}", if i % 2 == 0 { "ok" } else { "no" }),
+                a.clone(),
+            )
+        })
+        .collect();
+    let check = |e: Error| match e {
+        Error::PartialWrite {
+            written,
+            refused,
+            unknown,
+            not_sent,
+            source,
+        } => {
+            assert_eq!(written, [0, 2, 4]);
+            assert_eq!(refused, [1, 3, 5]);
+            assert!(unknown.is_empty() && not_sent.is_empty());
+            assert_eq!(source.redis_kind(), Some(RedisErrorKind::Auth), "{source}");
+        }
+        other => panic!("not a partial write: {other}"),
+    };
+    check(open.put_many(&mut con, &items).unwrap_err());
+    rt().block_on(async {
+        let mut acon = DirectAsyncConnection::open(url.as_str()).await.unwrap();
+        check(open.put_many_async(&mut acon, &items).await.unwrap_err());
+    });
+    let mut admin = admin(&srv);
+    for (i, (k, _)) in items.iter().enumerate() {
+        let exists: bool = cmd(&["EXISTS", k]).query(&mut admin).unwrap();
+        assert_eq!(exists, i % 2 == 0, "{k}");
+    }
+}
