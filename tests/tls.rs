@@ -1,7 +1,8 @@
 //! TLS (`rediss://`, feature `tls`) against real redis-servers with a TLS port and
 //! certificates made here: arrays stored and read on every connection kind, mutual TLS,
 //! the failures that must be quick typed errors (a wrong CA, a plain client on the TLS
-//! port, a TLS client on the plain port), insecure mode, and reconnection.
+//! port, a TLS client on the plain port), insecure mode, the response timeout over TLS,
+//! and reconnection.
 
 mod common;
 
@@ -418,5 +419,53 @@ fn tls_connections_reconnect_after_a_kill() {
         let new_id = client_id(con.run_request(req(&["CLIENT", "ID"])).await.unwrap());
         assert_ne!(new_id, id);
         assert_eq!(store().get_async(&mut con, "a").await.unwrap(), Some(a));
+    });
+}
+
+/// A paused server over TLS: a call times out within the response timeout (rustls
+/// reports the socket's timeout as such), and the next call after the pause succeeds on
+/// a new TLS connection, sync and async.
+#[test]
+fn a_stalled_tls_server_times_out_and_the_next_call_succeeds() {
+    let pki = Pki::new();
+    let srv = tls_server(&pki, false);
+    let url = tls_url(&srv);
+    let short = Duration::from_millis(300);
+    let options = trusting(&pki)
+        .with_response_timeout(Some(short))
+        .with_retry(RetryPolicy::none());
+    let pause = || {
+        let _: () = cmd(&["CLIENT", "PAUSE", "1500", "ALL"])
+            .query(&mut srv.client().unwrap().get_connection().unwrap())
+            .unwrap();
+    };
+
+    let mut con = DirectConnection::open_with(url.as_str(), options.clone()).unwrap();
+    con.run_request(&req(&["SET", "k", "v"])).unwrap();
+    pause();
+    let t = Instant::now();
+    let e = con.run_request(&req(&["GET", "k"])).unwrap_err();
+    assert!(t.elapsed() < short + QUICK, "{:?}", t.elapsed());
+    assert_eq!(e.redis_kind(), Some(RedisErrorKind::Timeout), "{e}");
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(
+        con.run_request(&req(&["GET", "k"])).unwrap(),
+        vec![Value::BulkString(b"v".to_vec())]
+    );
+
+    rt().block_on(async {
+        let mut con = DirectAsyncConnection::open_with(url.as_str(), options)
+            .await
+            .unwrap();
+        pause();
+        let t = Instant::now();
+        let e = con.run_request(req(&["GET", "k"])).await.unwrap_err();
+        assert!(t.elapsed() < short + QUICK, "{:?}", t.elapsed());
+        assert_eq!(e.redis_kind(), Some(RedisErrorKind::Timeout), "{e}");
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert_eq!(
+            con.run_request(req(&["GET", "k"])).await.unwrap(),
+            vec![Value::BulkString(b"v".to_vec())]
+        );
     });
 }

@@ -77,6 +77,7 @@ pub(crate) struct TlsSetup {
 }
 
 /// `host:port`, for messages.
+#[cfg(feature = "tls")]
 pub(crate) fn peer(host: &str, port: u16) -> String {
     format!("{host}:{port}")
 }

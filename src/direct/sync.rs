@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
 use super::options::{ConnectOptions, socket_error, timed_out};
+#[cfg(feature = "tls")]
+use super::peer;
 use super::pipeline::{Next, PipelinedRun};
 use super::state::{Need, WireState, direct_filled, exec_replies};
 #[cfg(feature = "tls")]
 use super::tls::{failure, stream_error};
-use super::{Frame, Setup, Target, check_handshake, peer, setup};
+use super::{Frame, Setup, Target, check_handshake, setup};
 use crate::error::Result;
 use crate::exec::{Delivered, Request, Requests, SyncConnection};
 
