@@ -494,6 +494,15 @@ pub enum RedisErrorKind {
     /// connection was not made within the connect timeout: a request in flight may or
     /// may not have run. The connection reconnects at its next call.
     Timeout,
+    /// The TLS handshake (or a TLS record) failed: the server's certificate is not
+    /// signed by a trusted CA or not for this host, the server refused the client's
+    /// certificate (or its absence, with mutual TLS), or the peer does not speak TLS.
+    /// Sending the request again does not help: fix the TLS settings (feature `tls`:
+    /// [`TlsOptions`](crate::direct::TlsOptions)). A plain `redis://` client on a TLS
+    /// port is [`Connection`](Self::Connection) (the server resets it), and a `rediss://`
+    /// client on a plain port is [`Timeout`](Self::Timeout) (a plain server never
+    /// answers a TLS hello).
+    Tls,
     /// Cluster redirection (`MOVED`/`ASK`): retry on the right node.
     Redirect,
     /// `TRYAGAIN`, `LOADING`, `BUSY`, `MASTERDOWN`: transient, retry after a pause.
@@ -518,6 +527,9 @@ impl RedisErrorKind {
     pub fn classify(err: &redis::RedisError) -> Self {
         if err.is_timeout() {
             return Self::Timeout;
+        }
+        if is_tls_failure(err) {
+            return Self::Tls;
         }
         if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
             return Self::Connection;
@@ -599,6 +611,86 @@ impl RedisErrorKind {
         }
     }
 }
+
+/// Whether `err` is a TLS failure: an I/O error carrying a rustls error (what redis-rs's
+/// and redstash's TLS connections report), or the direct connections' [`TlsFailure`].
+#[cfg(feature = "tls")]
+fn is_tls_failure(err: &redis::RedisError) -> bool {
+    use std::error::Error as _;
+    let is_tls =
+        |e: &(dyn std::error::Error + 'static)| e.is::<TlsFailure>() || e.is::<rustls::Error>();
+    let in_io = |io: &std::io::Error| io.get_ref().is_some_and(|inner| is_tls(inner));
+    let Some(source) = err.source() else {
+        return false;
+    };
+    // redis-rs keeps the I/O error behind an `Arc`.
+    if let Some(arc) = source.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+    {
+        let inner: &(dyn std::error::Error + 'static) = &**arc;
+        return inner.downcast_ref::<std::io::Error>().is_some_and(in_io) || is_tls(inner);
+    }
+    source.downcast_ref::<std::io::Error>().is_some_and(in_io) || is_tls(source)
+}
+
+#[cfg(not(feature = "tls"))]
+fn is_tls_failure(_: &redis::RedisError) -> bool {
+    false
+}
+
+/// A failed TLS handshake or TLS record on a direct connection: where, what rustls
+/// said, and what to check. Carried inside an I/O error of kind `InvalidData`, so
+/// that it classifies as [`RedisErrorKind::Tls`].
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+pub(crate) struct TlsFailure {
+    /// Where: `"TLS handshake with HOST:PORT"`, `"TLS with HOST:PORT"`.
+    pub(crate) context: String,
+    /// What rustls reported.
+    pub(crate) source: rustls::Error,
+}
+
+#[cfg(feature = "tls")]
+impl TlsFailure {
+    /// What to check, for the failures with a usual cause.
+    fn hint(&self) -> Option<&'static str> {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+        Some(match &self.source {
+            E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+                "the server's certificate is not signed by a CA this client trusts: give \
+                 its CA with TlsOptions::with_ca_file or --tls-cacert"
+            }
+            E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+                "the server's certificate is not for this host name or address"
+            }
+            E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+                "the server's certificate has expired"
+            }
+            E::AlertReceived(A::CertificateRequired | A::HandshakeFailure) => {
+                "the server refused the handshake: it may require a client certificate, \
+                 given with TlsOptions::with_client_cert_files or --tls-cert and --tls-key"
+            }
+            E::AlertReceived(A::UnknownCA | A::BadCertificate | A::CertificateUnknown) => {
+                "the server does not accept the client certificate"
+            }
+            E::InvalidMessage(_) => "the server does not speak TLS on this port",
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(feature = "tls")]
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}", self.context, self.source)?;
+        if let Some(hint) = self.hint() {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tls")]
+impl std::error::Error for TlsFailure {}
 
 /// What a retry policy may do after a failure ([`RedisErrorKind::retry`],
 /// [`Error::retry`]).
@@ -800,6 +892,34 @@ mod tests {
         let reset =
             redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert_eq!(RedisErrorKind::classify(&reset), RedisErrorKind::Connection);
+    }
+
+    /// A rustls error inside an I/O error (as redis-rs's and the direct connections'
+    /// TLS streams report it) is `Tls`, never retried; other I/O errors stay what they
+    /// were.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn classifies_tls_failures() {
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let e = redis::RedisError::from(io(unknown.clone()));
+        assert_eq!(RedisErrorKind::classify(&e), RedisErrorKind::Tls);
+        assert_eq!(RedisErrorKind::Tls.retry(), Retry::Never);
+        let failure = TlsFailure {
+            context: "TLS handshake with h:1".into(),
+            source: unknown,
+        };
+        assert!(failure.to_string().contains("--tls-cacert"), "{failure}");
+        let e = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            failure,
+        ));
+        assert_eq!(RedisErrorKind::classify(&e), RedisErrorKind::Tls);
+        let e = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not TLS",
+        ));
+        assert_eq!(RedisErrorKind::classify(&e), RedisErrorKind::Connection);
     }
 
     /// The chain as `anyhow`'s `{:#}` prints it: each level's `Display`, joined by ": ".

@@ -41,6 +41,7 @@
 //! | `zstd` | zstd compression |
 //! | `arrow` | `TableStore`: partitioned Arrow tables (ArrowRedis layout); `arrowgen`: its benchmark dataset; includes `zstd` |
 //! | `testkit` | [`testkit`]: start real `redis-server`s for tests |
+//! | `tls` | `rediss://` (TLS, rustls with ring) on the [`direct`] connections (`direct::TlsOptions`) and on redis-rs's |
 //! | `cli` | the `redstash` command-line tool |
 //! | `fuzzing` | entry points for the fuzz targets in `fuzz/`; not a stable API |
 

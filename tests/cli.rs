@@ -775,3 +775,113 @@ fn inspect_recognises_every_redstash_value() {
     assert_eq!(code, 1);
     assert!(err.contains("hash"), "{err}");
 }
+
+/// Run the binary with `args` and these environment variables.
+fn redstash_env(envs: &[(&str, &std::path::Path)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_redstash"))
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_os_str())))
+        .args(args)
+        .output()
+        .expect("run redstash");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `rediss://` URLs with the TLS flags, against a server that requires a client
+/// certificate: `array put`/`get` (redis-rs) and `table list` (redstash's direct
+/// connection) with `--tls-cacert`, `--tls-cert`, `--tls-key`; the same through the
+/// `REDSTASH_TLS_*` variables; without the CA, a failure that says what is wrong; with
+/// `--tls-insecure`, no CA needed.
+#[test]
+fn tls_flags_reach_every_connection() {
+    use common::tls::{CA, CLIENT_CERT, CLIENT_KEY, Pki};
+    let pki = Pki::new();
+    let srv = redstash::testkit::RedisServer::builder()
+        .tls(pki.server_files(true))
+        .start()
+        .unwrap();
+    let url = srv.tls_url().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = sample(DType::F64, &[300, 40], Order::C);
+    let input = dir.path().join("in.npy");
+    std::fs::write(&input, Npy.encode(&a.as_array_ref()).unwrap()).unwrap();
+    let output = dir.path().join("out.npy");
+    let (ca, cert, key) = (pki.path(CA), pki.path(CLIENT_CERT), pki.path(CLIENT_KEY));
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let tls_flags = [
+        "--url".to_owned(),
+        url.clone(),
+        "--tls-cacert".to_owned(),
+        path(&ca),
+        "--tls-cert".to_owned(),
+        path(&cert),
+        "--tls-key".to_owned(),
+        path(&key),
+    ];
+    let with_flags = |args: &[&str]| {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(tls_flags.iter().map(String::as_str));
+        redstash_env(&[], &v)
+    };
+
+    let (code, out, err) = with_flags(&["array", "put", "a", input.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = with_flags(&["array", "get", "a", "-o", output.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let back =
+        redstash::codec::decode_array(std::fs::read(&output).unwrap().into(), &Default::default())
+            .unwrap();
+    assert_eq!(back, a);
+    let (code, out, err) = with_flags(&["--json", "table", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["tables"], serde_json::json!([]));
+    // The value went over the TLS port: the plain port sees it too (same server).
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    let stored: Vec<u8> = redis::cmd("GET").arg("a").query(&mut con).unwrap();
+    assert!(!stored.is_empty());
+
+    // The same through the environment.
+    let url_path = std::path::PathBuf::from(&url);
+    let envs = [
+        ("REDIS_URL", url_path.as_path()),
+        ("REDSTASH_TLS_CACERT", ca.as_path()),
+        ("REDSTASH_TLS_CERT", cert.as_path()),
+        ("REDSTASH_TLS_KEY", key.as_path()),
+    ];
+    let (code, out, err) = redstash_env(&envs, &["--json", "inspect", "a"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["dtype"], "float64");
+    let (code, out, err) = redstash_env(&envs, &["--json", "table", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Without the CA (the system's roots do not know it): a TLS error, exit code 1, on
+    // the redis-rs and on the direct path.
+    let (cert_s, key_s) = (path(&cert), path(&key));
+    for args in [&["array", "get", "a", "-o", "-"][..], &["table", "list"]] {
+        let mut v = args.to_vec();
+        v.extend(["--url", &url, "--tls-cert", &cert_s, "--tls-key", &key_s]);
+        let (code, _, err) = redstash_env(&[], &v);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.to_lowercase().contains("unknownissuer"),
+            "{args:?}: {err}"
+        );
+    }
+    // --tls-insecure (or its variable) needs no CA.
+    let insecure = [("REDSTASH_TLS_INSECURE", std::path::Path::new("true"))];
+    for args in [&["array", "get", "a", "-o", "-"][..], &["table", "list"]] {
+        let mut v = args.to_vec();
+        v.extend(["--url", &url, "--tls-cert", &cert_s, "--tls-key", &key_s]);
+        let (code, _, err) = redstash_env(&insecure, &v);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        v.push("--tls-insecure");
+        let (code, _, err) = redstash_env(&[], &v);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    }
+    // --tls-cert without --tls-key is a usage error.
+    let (code, _, err) = redstash_env(&[], &["table", "list", "--url", &url, "--tls-cert", "c"]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -15,8 +15,10 @@
 //!
 //! [`DirectConnection`] is blocking; `DirectAsyncConnection` (feature
 //! `tokio`) has the same semantics on tokio. Both speak RESP2 only, support
-//! TCP and Unix sockets (no TLS), and perform `AUTH` / `SELECT` from the
-//! connection info when opening.
+//! TCP and Unix sockets, TLS (`rediss://`, feature `tls`: rustls, configured with
+//! `TlsOptions`), and perform `AUTH` / `SELECT` from the connection info when
+//! opening. Without the feature a `rediss://` address fails to open with
+//! [`redis::ErrorKind::InvalidClientConfig`].
 //!
 //! Every wait is bounded ([`ConnectOptions`]: connect and response timeouts). After
 //! an I/O error, a timeout, a protocol error, or (async) a cancelled call in the
@@ -33,11 +35,15 @@ mod pipeline;
 pub mod pool;
 mod state;
 mod sync;
+#[cfg(feature = "tls")]
+mod tls;
 #[cfg(feature = "tokio")]
 mod tokio;
 
 pub use self::options::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT};
 pub use self::sync::DirectConnection;
+#[cfg(feature = "tls")]
+pub use self::tls::TlsOptions;
 #[cfg(feature = "tokio")]
 pub use self::tokio::DirectAsyncConnection;
 pub use crate::resp::{Frame, Framer};
@@ -59,17 +65,51 @@ pub(crate) struct Setup {
     pub(crate) nodelay: bool,
     /// `AUTH` / `SELECT` commands to send after connecting (may be empty).
     pub(crate) handshake: Vec<Cmd>,
+    /// TLS over the TCP connection (`rediss://`).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<TlsSetup>,
 }
 
-pub(crate) fn setup<T: IntoConnectionInfo>(info: T) -> RedisResult<Setup> {
-    let info = info.into_connection_info()?;
+/// How a `rediss://` connection does its TLS handshake.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+pub(crate) struct TlsSetup {
+    pub(crate) config: std::sync::Arc<rustls::ClientConfig>,
+    pub(crate) server_name: rustls::pki_types::ServerName<'static>,
+}
+
+/// `host:port`, for messages.
+#[cfg(feature = "tls")]
+pub(crate) fn peer(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+pub(crate) fn setup<T: IntoConnectionInfo>(
+    info: T,
+    options: &ConnectOptions,
+) -> RedisResult<Setup> {
+    let info = info.into_connection_info().map_err(needs_tls_feature)?;
+    #[cfg(feature = "tls")]
+    let mut tls = None;
     let target = match info.addr() {
         ConnectionAddr::Tcp(host, port) => Target::Tcp(host.clone(), *port),
+        #[cfg(feature = "tls")]
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            ..
+        } => {
+            tls = Some(TlsSetup {
+                config: options.tls.client_config(*insecure)?,
+                server_name: self::tls::server_name(host)?,
+            });
+            Target::Tcp(host.clone(), *port)
+        }
+        #[cfg(not(feature = "tls"))]
         ConnectionAddr::TcpTls { .. } => {
-            return Err(RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "TLS is not supported on the direct path",
-            )));
+            let _ = options;
+            return Err(tls_feature_error());
         }
         #[cfg(unix)]
         ConnectionAddr::Unix(path) => Target::Unix(path.clone()),
@@ -101,7 +141,28 @@ pub(crate) fn setup<T: IntoConnectionInfo>(info: T) -> RedisResult<Setup> {
         target,
         nodelay: true,
         handshake,
+        #[cfg(feature = "tls")]
+        tls,
     })
+}
+
+/// The error of a `rediss://` address without the feature `tls`.
+#[cfg(not(feature = "tls"))]
+fn tls_feature_error() -> RedisError {
+    RedisError::from((
+        ErrorKind::InvalidClientConfig,
+        "rediss:// (TLS) needs redstash's cargo feature `tls`",
+    ))
+}
+
+/// redis-rs's refusal of a `rediss://` URL when built without TLS ("the feature is not
+/// enabled": its own), as the error that names redstash's feature.
+fn needs_tls_feature(e: RedisError) -> RedisError {
+    #[cfg(not(feature = "tls"))]
+    if e.kind() == ErrorKind::InvalidClientConfig && e.to_string().contains("TLS") {
+        return tls_feature_error();
+    }
+    e
 }
 
 /// Checks the replies to the handshake commands, in order (the first failure,
@@ -121,4 +182,32 @@ pub(crate) fn check_handshake(replies: Vec<redis::Value>) -> RedisResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the feature `tls`, a `rediss://` URL fails to open, saying which feature
+    /// to enable; with it, its setup is TLS.
+    #[test]
+    fn rediss_is_tls_or_names_the_feature() {
+        let setup = setup("rediss://127.0.0.1:6380/", &ConnectOptions::default());
+        #[cfg(not(feature = "tls"))]
+        {
+            let e = setup.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidClientConfig);
+            assert!(e.to_string().contains("feature `tls`"), "{e}");
+        }
+        #[cfg(feature = "tls")]
+        {
+            let setup = setup.unwrap();
+            assert!(setup.tls.is_some());
+            assert!(matches!(setup.target, Target::Tcp(ref h, 6380) if h == "127.0.0.1"));
+        }
+        let plain = super::setup("redis://127.0.0.1:6380/", &ConnectOptions::default()).unwrap();
+        #[cfg(feature = "tls")]
+        assert!(plain.tls.is_none());
+        assert!(plain.handshake.is_empty());
+    }
 }

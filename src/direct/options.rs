@@ -4,6 +4,8 @@
 use std::io;
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
+use super::TlsOptions;
 use crate::exec::RetryPolicy;
 
 /// Default [`ConnectOptions::with_connect_timeout`]: 5 s.
@@ -15,7 +17,8 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `DirectAsyncConnection`) connects, waits and recovers.
 ///
 /// * **Connect timeout** (default [`DEFAULT_CONNECT_TIMEOUT`], 5 s): the longest a
-///   connection attempt may take, TCP connect and handshake (`AUTH`, `SELECT`) each.
+///   connection attempt may take, TCP connect (with the TLS handshake, for `rediss://`)
+///   and handshake (`AUTH`, `SELECT`) each.
 /// * **Response timeout** (default [`DEFAULT_RESPONSE_TIMEOUT`], 10 s): the longest a
 ///   call waits for the server to accept more bytes of a request or send more bytes of
 ///   a reply. A call that waits longer fails with an error of kind
@@ -34,6 +37,9 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 ///   `split`) are not retried: they report exactly what was stored
 ///   ([`Error::PartialWrite`](crate::Error::PartialWrite)) and the caller sends again what
 ///   needs it.
+/// * **TLS** (feature `tls`; default: the system's root certificates): how a
+///   `rediss://` address is connected to, see [`TlsOptions`](super::TlsOptions) and
+///   [`with_tls`](Self::with_tls).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -53,6 +59,8 @@ pub struct ConnectOptions {
     pub(crate) response_timeout: Option<Duration>,
     pub(crate) reconnect: bool,
     pub(crate) retry: RetryPolicy,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: TlsOptions,
 }
 
 impl Default for ConnectOptions {
@@ -62,6 +70,8 @@ impl Default for ConnectOptions {
             response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
             reconnect: true,
             retry: RetryPolicy::default(),
+            #[cfg(feature = "tls")]
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -91,6 +101,21 @@ impl ConnectOptions {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// How `rediss://` addresses are connected to (feature `tls`): trusted CAs, client
+    /// certificate, insecure mode. Without, the system's root certificates are trusted
+    /// and no client certificate is presented. A `redis://` address ignores it.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS settings (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> &TlsOptions {
+        &self.tls
     }
 
     /// The connect timeout.

@@ -4,13 +4,17 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{IntoConnectionInfo, RedisResult, Value};
 
 use super::options::{ConnectOptions, socket_error, timed_out};
+#[cfg(feature = "tls")]
+use super::peer;
 use super::pipeline::{Next, PipelinedRun};
 use super::state::{Need, WireState, direct_filled, exec_replies};
+#[cfg(feature = "tls")]
+use super::tls::{failure, stream_error};
 use super::{Frame, Setup, Target, check_handshake, setup};
 use crate::error::Result;
 use crate::exec::{Delivered, Request, Requests, SyncConnection};
@@ -18,13 +22,21 @@ use crate::exec::{Delivered, Request, Requests, SyncConnection};
 #[derive(Debug)]
 enum Stream {
     Tcp(TcpStream),
+    /// TLS over TCP (`rediss://`); `peer` (`host:port`) names it in errors.
+    #[cfg(feature = "tls")]
+    Tls {
+        tls: Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+        peer: String,
+    },
     #[cfg(unix)]
     Unix(UnixStream),
 }
 
 impl Stream {
-    /// Connect to `target` within `timeout` (each resolved address in turn).
+    /// Connect to `target` within `timeout` (each resolved address in turn; with TLS,
+    /// the TLS handshake within the same `timeout` as the TCP connect).
     fn connect(setup: &Setup, timeout: Option<Duration>) -> io::Result<Self> {
+        let started = Instant::now();
         match &setup.target {
             Target::Tcp(host, port) => {
                 let s = match timeout {
@@ -57,6 +69,12 @@ impl Stream {
                     }
                 };
                 s.set_nodelay(setup.nodelay)?;
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &setup.tls {
+                    let deadline = timeout.map(|t| started + t);
+                    return tls_handshake(s, tls, peer(host, *port), deadline, timeout);
+                }
+                let _ = started;
                 Ok(Stream::Tcp(s))
             }
             #[cfg(unix)]
@@ -67,6 +85,8 @@ impl Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => tls.read(buf).map_err(|e| stream_error(e, "TLS", peer)),
             #[cfg(unix)]
             Stream::Unix(s) => s.read(buf),
         }
@@ -76,18 +96,31 @@ impl Stream {
     /// into its spare capacity. Goes through the concrete socket types so that
     /// std's `read_buf` specialisation is used and the spare capacity is not
     /// zero-filled first; `take` guarantees not a byte past the bulk string
-    /// is consumed even if `vec` has more capacity.
+    /// is consumed even if `vec` has more capacity. (Over TLS, rustls decrypts into its
+    /// own buffer and copies the plaintext into `vec`'s spare capacity.)
     fn read_exact_into_vec(&mut self, vec: &mut Vec<u8>, n: usize) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => Read::by_ref(s).take(n as u64).read_to_end(vec),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => Read::by_ref(&mut **tls)
+                .take(n as u64)
+                .read_to_end(vec)
+                .map_err(|e| stream_error(e, "TLS", peer)),
             #[cfg(unix)]
             Stream::Unix(s) => Read::by_ref(s).take(n as u64).read_to_end(vec),
         }
     }
 
+    /// Writes `buf` whole (over TLS: encrypted and handed to the socket, nothing left
+    /// in rustls's buffer).
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.write_all(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => tls
+                .write_all(buf)
+                .and_then(|()| tls.flush())
+                .map_err(|e| stream_error(e, "TLS", peer)),
             #[cfg(unix)]
             Stream::Unix(s) => s.write_all(buf),
         }
@@ -96,6 +129,13 @@ impl Stream {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => {
+                let tls = &mut **tls;
+                rustls::Stream::new(&mut tls.conn, &mut tls.sock)
+                    .write_vectored(bufs)
+                    .map_err(|e| stream_error(e, "TLS", peer))
+            }
             #[cfg(unix)]
             Stream::Unix(s) => s.write_vectored(bufs),
         }
@@ -106,6 +146,11 @@ impl Stream {
             Stream::Tcp(s) => {
                 s.set_read_timeout(dur)?;
                 s.set_write_timeout(dur)
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, .. } => {
+                tls.sock.set_read_timeout(dur)?;
+                tls.sock.set_write_timeout(dur)
             }
             #[cfg(unix)]
             Stream::Unix(s) => {
@@ -130,8 +175,80 @@ impl Stream {
                 Err(e) => return Err(e),
             }
         }
+        #[cfg(feature = "tls")]
+        if let Stream::Tls { tls, peer } = self {
+            tls.flush().map_err(|e| stream_error(e, "TLS", peer))?;
+        }
         Ok(())
     }
+}
+
+/// The TLS handshake over the connected socket `sock`, done by the deadline (the same
+/// as the TCP connect's). A failure is a [`TlsFailure`](crate::error::TlsFailure)
+/// (the alert rustls queued for the server is sent first, best effort); no answer by
+/// the deadline (a plain Redis port never answers a TLS hello) is a timeout.
+#[cfg(feature = "tls")]
+fn tls_handshake(
+    mut sock: TcpStream,
+    tls: &super::TlsSetup,
+    peer: String,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> io::Result<Stream> {
+    let mut conn = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+        .map_err(|e| failure(format!("TLS handshake with {peer}"), e))?;
+    let no_answer = || {
+        timed_out(
+            &format!(
+                "TLS handshake with {peer} (a plain, non-TLS Redis port never answers a \
+                 TLS client: check the port)"
+            ),
+            timeout,
+        )
+    };
+    while conn.is_handshaking() || conn.wants_write() {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(no_answer());
+            }
+            sock.set_read_timeout(Some(left))?;
+            sock.set_write_timeout(Some(left))?;
+        }
+        let step = if conn.wants_write() {
+            conn.write_tls(&mut sock).map(|_| ())
+        } else {
+            match conn.read_tls(&mut sock) {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("TLS handshake with {peer}: the server closed the connection"),
+                )),
+                Ok(_) => conn.process_new_packets().map(|_| ()).map_err(|e| {
+                    // Tell the server why (best effort: the handshake failed anyway).
+                    let _ = conn.write_tls(&mut sock);
+                    failure(format!("TLS handshake with {peer}"), e)
+                }),
+                Err(e) => Err(e),
+            }
+        };
+        match step {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(no_answer());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Stream::Tls {
+        tls: Box::new(rustls::StreamOwned::new(conn, sock)),
+        peer,
+    })
 }
 
 /// Blocking direct connection to one Redis server.
@@ -155,10 +272,11 @@ impl DirectConnection {
     /// as `"redis://[user:pass@]host:port/db"` or `"redis+unix:///path"`, a
     /// [`redis::ConnectionInfo`], ...).
     ///
-    /// TCP and Unix sockets are supported; a TLS address fails with
-    /// [`redis::ErrorKind::InvalidClientConfig`]. When the info carries a
-    /// password, `AUTH [username] password` is sent; when `db != 0`, `SELECT db`.
-    /// A rejected `AUTH` (e.g. `WRONGPASS`) is returned as the server error.
+    /// TCP and Unix sockets are supported, and TLS (`rediss://`, a
+    /// [`redis::ConnectionAddr::TcpTls`]) with the feature `tls` (without it, a TLS
+    /// address fails with [`redis::ErrorKind::InvalidClientConfig`]). When the info
+    /// carries a password, `AUTH [username] password` is sent; when `db != 0`,
+    /// `SELECT db`. A rejected `AUTH` (e.g. `WRONGPASS`) is returned as the server error.
     ///
     /// The connection has the default [`ConnectOptions`]: 5 s connect timeout, 10 s
     /// response timeout, reconnection at the next call once broken, and retries of
@@ -167,9 +285,34 @@ impl DirectConnection {
         Self::open_with(info, ConnectOptions::default())
     }
 
-    /// [`open`](Self::open) with these timeouts, reconnection and retry policy.
+    /// [`open`](Self::open) with these timeouts, reconnection and retry policy (and,
+    /// feature `tls`, TLS settings: [`ConnectOptions::with_tls`]).
+    ///
+    /// A `rediss://` address always does TLS (the TLS handshake counts within the
+    /// connect timeout); its failures are errors of kind
+    /// [`Tls`](crate::RedisErrorKind::Tls). To open a connection to one node of a
+    /// deployment (e.g. a cluster node named by a redirection) with the settings of the
+    /// others, give its address and the same options:
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "tls")] {
+    /// use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+    /// use redstash::direct::{ConnectOptions, DirectConnection, TlsOptions};
+    ///
+    /// let options = ConnectOptions::default().with_tls(TlsOptions::default().with_ca_file("ca.pem")?);
+    /// let seed: ConnectionInfo = "rediss://:pw@10.0.0.1:6380/".into_connection_info()?;
+    /// let node = seed.clone().set_addr(ConnectionAddr::TcpTls {
+    ///     host: "10.0.0.2".into(),
+    ///     port: 6380,
+    ///     insecure: false,
+    ///     tls_params: None,
+    /// });
+    /// let con = DirectConnection::open_with(node, options.clone())?; // same CA, same password
+    /// # }
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn open_with<T: IntoConnectionInfo>(info: T, options: ConnectOptions) -> RedisResult<Self> {
-        let setup = setup(info)?;
+        let setup = setup(info, &options)?;
         let (stream, state) = establish(&setup, &options)?;
         Ok(DirectConnection {
             stream,

@@ -15,6 +15,8 @@ use redis::{IntoConnectionInfo, RedisResult, Value};
 use super::options::{ConnectOptions, timed_out};
 use super::pipeline::{Next, PipelinedRun};
 use super::state::{Need, WireState, direct_filled, exec_replies};
+#[cfg(feature = "tls")]
+use super::tls::stream_error;
 use super::{Frame, Setup, Target, check_handshake, setup};
 use crate::error::Result;
 use crate::exec::{AsyncConnection, Delivered, Request, Requests};
@@ -22,13 +24,42 @@ use crate::exec::{AsyncConnection, Delivered, Request, Requests};
 #[derive(Debug)]
 enum Stream {
     Tcp(TcpStream),
+    /// TLS over TCP (`rediss://`); `peer` (`host:port`) names it in errors.
+    #[cfg(feature = "tls")]
+    Tls {
+        tls: Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        peer: String,
+    },
     #[cfg(unix)]
     Unix(UnixStream),
 }
 
 impl Stream {
-    /// Connect to `target` within `timeout`.
+    /// Connect to `target` within `timeout` (with TLS, the TLS handshake within the
+    /// same `timeout`: no answer, as from a plain Redis port, is a timeout).
     async fn connect(setup: &Setup, timeout: Option<Duration>) -> io::Result<Self> {
+        #[cfg(feature = "tls")]
+        if let (Some(tls), Target::Tcp(host, port)) = (&setup.tls, &setup.target) {
+            let peer = super::peer(host, *port);
+            let what = format!(
+                "connecting to {peer} with TLS (a plain, non-TLS Redis port never answers \
+                 a TLS client: check the port)"
+            );
+            return within(timeout, &what, async {
+                let s = TcpStream::connect((host.as_str(), *port)).await?;
+                s.set_nodelay(setup.nodelay)?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let tls = connector
+                    .connect(tls.server_name.clone(), s)
+                    .await
+                    .map_err(|e| stream_error(e, "TLS handshake", &peer))?;
+                Ok(Stream::Tls {
+                    tls: Box::new(tls),
+                    peer: peer.clone(),
+                })
+            })
+            .await;
+        }
         within(timeout, "connecting", async {
             match &setup.target {
                 Target::Tcp(host, port) => {
@@ -71,6 +102,10 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => Pin::new(&mut **tls)
+                .poll_read(cx, buf)
+                .map_err(|e| stream_error(e, "TLS", peer)),
             #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
@@ -85,6 +120,10 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => Pin::new(&mut **tls)
+                .poll_write(cx, buf)
+                .map_err(|e| stream_error(e, "TLS", peer)),
             #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
@@ -97,6 +136,10 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => Pin::new(&mut **tls)
+                .poll_write_vectored(cx, bufs)
+                .map_err(|e| stream_error(e, "TLS", peer)),
             #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
@@ -105,6 +148,8 @@ impl AsyncWrite for Stream {
     fn is_write_vectored(&self) -> bool {
         match self {
             Stream::Tcp(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, .. } => tls.is_write_vectored(),
             #[cfg(unix)]
             Stream::Unix(s) => s.is_write_vectored(),
         }
@@ -113,6 +158,10 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => Pin::new(&mut **tls)
+                .poll_flush(cx)
+                .map_err(|e| stream_error(e, "TLS", peer)),
             #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
@@ -121,6 +170,10 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls { tls, peer } => Pin::new(&mut **tls)
+                .poll_shutdown(cx)
+                .map_err(|e| stream_error(e, "TLS", peer)),
             #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
@@ -146,19 +199,20 @@ pub struct DirectAsyncConnection {
 impl DirectAsyncConnection {
     /// Connects using anything redis-rs accepts as connection info; see
     /// [`DirectConnection::open`](super::DirectConnection::open) (TCP and Unix
-    /// sockets, no TLS; `AUTH` and `SELECT` from the info).
+    /// sockets, TLS with the feature `tls`; `AUTH` and `SELECT` from the info).
     /// With the default [`ConnectOptions`] (timeouts, reconnection, retries).
     pub async fn open<T: IntoConnectionInfo>(info: T) -> RedisResult<Self> {
         Self::open_with(info, ConnectOptions::default()).await
     }
 
-    /// [`open`](Self::open) with these timeouts, reconnection and retry policy; see
-    /// [`ConnectOptions`].
+    /// [`open`](Self::open) with these timeouts, reconnection and retry policy (and TLS
+    /// settings, feature `tls`); see [`ConnectOptions`] and
+    /// [`DirectConnection::open_with`](super::DirectConnection::open_with).
     pub async fn open_with<T: IntoConnectionInfo>(
         info: T,
         options: ConnectOptions,
     ) -> RedisResult<Self> {
-        let setup = setup(info)?;
+        let setup = setup(info, &options)?;
         let (stream, state) = establish(&setup, &options).await?;
         Ok(DirectAsyncConnection {
             stream,

@@ -53,7 +53,7 @@ mod tests;
 mod watchdog;
 
 pub use cluster::RedisCluster;
-pub use server::{RedisServer, RedisServerBuilder};
+pub use server::{RedisServer, RedisServerBuilder, TlsFiles};
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -43,6 +43,24 @@ pub struct RedisServerBuilder {
     cluster: Option<u64>,
     /// Append-only file with `appendfsync always`.
     durable: bool,
+    /// A TLS port too, with these certificates.
+    tls: Option<TlsFiles>,
+}
+
+/// The certificate files of a server's TLS port ([`RedisServerBuilder::tls`]), all PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate (`--tls-cert-file`), for `127.0.0.1` to be verifiable
+    /// by clients connecting to [`RedisServer::tls_url`].
+    pub cert: PathBuf,
+    /// Its private key (`--tls-key-file`).
+    pub key: PathBuf,
+    /// The CA certificates that client certificates are checked against
+    /// (`--tls-ca-cert-file`; Redis requires one even when clients present none).
+    pub ca: PathBuf,
+    /// Whether clients must present a certificate signed by `ca`
+    /// (`--tls-auth-clients yes`: mutual TLS) or need none (`no`).
+    pub auth_clients: bool,
 }
 
 impl RedisServerBuilder {
@@ -99,6 +117,16 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Listens with TLS too, on a second port ([`RedisServer::tls_port`],
+    /// [`RedisServer::tls_url`]) with these certificates; the plain port stays (the
+    /// readiness probe and [`RedisServer::url`] use it). Needs a `redis-server` built
+    /// with TLS (Debian's is).
+    #[must_use]
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
+        self
+    }
+
     /// Makes the server a Redis Cluster node whose `cluster-node-timeout` is
     /// `node_timeout_ms` (used by [`RedisCluster`]).
     pub(super) fn cluster_node(mut self, node_timeout_ms: u64) -> Self {
@@ -133,13 +161,18 @@ impl RedisServerBuilder {
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port(self.cluster.is_some())?;
-            let args = self.server_args(port, dir.path(), acl_file.as_deref());
+            let tls_port = match self.tls {
+                Some(_) => Some(free_port_but(port)?),
+                None => None,
+            };
+            let args = self.server_args(port, tls_port, dir.path(), acl_file.as_deref());
             let mut process = Watched::spawn(&binary, &args, &log_path)?;
             match process.wait_ready(port, &log_path) {
                 Ok(()) => {
                     return Ok(RedisServer {
                         process,
                         port,
+                        tls_port,
                         password: self.password.clone(),
                         log_path,
                         dir,
@@ -192,7 +225,13 @@ impl RedisServerBuilder {
         s
     }
 
-    fn server_args(&self, port: u16, dir: &Path, acl_file: Option<&Path>) -> Vec<OsString> {
+    fn server_args(
+        &self,
+        port: u16,
+        tls_port: Option<u16>,
+        dir: &Path,
+        acl_file: Option<&Path>,
+    ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |k: &str, v: &str| {
             a.push(k.into());
@@ -222,6 +261,20 @@ impl RedisServerBuilder {
             (Some(_), _) => {}
             (None, Some(pw)) => push("--requirepass", pw),
             (None, None) => {}
+        }
+        if let (Some(files), Some(tls_port)) = (&self.tls, tls_port) {
+            a.push("--tls-port".into());
+            a.push(tls_port.to_string().into());
+            for (flag, path) in [
+                ("--tls-cert-file", &files.cert),
+                ("--tls-key-file", &files.key),
+                ("--tls-ca-cert-file", &files.ca),
+            ] {
+                a.push(flag.into());
+                a.push(path.into());
+            }
+            a.push("--tls-auth-clients".into());
+            a.push(if files.auth_clients { "yes" } else { "no" }.into());
         }
         a.push("--dir".into());
         a.push(dir.into());
@@ -260,6 +313,20 @@ fn free_port(cluster: bool) -> io::Result<u16> {
     ))
 }
 
+/// A free port on 127.0.0.1 other than `taken`.
+fn free_port_but(taken: u16) -> io::Result<u16> {
+    for _ in 0..100 {
+        let port = free_port(false)?;
+        if port != taken {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no second free port found on 127.0.0.1",
+    ))
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub(super) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -281,6 +348,8 @@ pub(super) fn url_encode(s: &str) -> String {
 pub struct RedisServer {
     process: Watched,
     port: u16,
+    /// The TLS port, when [`RedisServerBuilder::tls`] was given.
+    tls_port: Option<u16>,
     password: Option<String>,
     log_path: PathBuf,
     dir: tempfile::TempDir,
@@ -318,6 +387,23 @@ impl RedisServer {
             Some(pw) => format!("redis://:{}@127.0.0.1:{}/", url_encode(pw), self.port),
             None => format!("redis://127.0.0.1:{}/", self.port),
         }
+    }
+
+    /// The TLS port (on 127.0.0.1), when started with [`RedisServerBuilder::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// Connection URL of the TLS port, when started with [`RedisServerBuilder::tls`]:
+    /// `rediss://127.0.0.1:TLS_PORT/`, or `rediss://:PW@127.0.0.1:TLS_PORT/` if a
+    /// [password](RedisServerBuilder::password) was set. The client must trust the CA
+    /// that signed the server's certificate.
+    pub fn tls_url(&self) -> Option<String> {
+        let port = self.tls_port?;
+        Some(match &self.password {
+            Some(pw) => format!("rediss://:{}@127.0.0.1:{port}/", url_encode(pw)),
+            None => format!("rediss://127.0.0.1:{port}/"),
+        })
     }
 
     /// Connection URL for the given user and password:

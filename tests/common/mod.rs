@@ -3,6 +3,8 @@
 //! interop scripts.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use half::f16;
 use num_complex::Complex;
 use redstash::testkit::RedisServer;

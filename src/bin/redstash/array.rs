@@ -72,7 +72,7 @@ pub fn run(cli: &Cli, cmd: &ArrayCmd) -> Result<(), Fail> {
             if let Some(c) = opts.chunk_size {
                 store = store.with_chunk_bytes(usize::try_from(c).unwrap_or(usize::MAX));
             }
-            let mut con = connect(&connection.url)?;
+            let mut con = connect(connection)?;
             store.put(&mut con, key, &array)?;
             report(
                 cli,
@@ -93,7 +93,7 @@ pub fn run(cli: &Cli, cmd: &ArrayCmd) -> Result<(), Fail> {
             output,
             connection,
         } => {
-            let mut con = connect(&connection.url)?;
+            let mut con = connect(connection)?;
             let array = ArrayStore::new("")
                 .get(&mut con, key)?
                 .ok_or_else(|| Fail(3, format!("key {key:?} not found")))?;

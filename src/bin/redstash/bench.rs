@@ -134,7 +134,7 @@ pub fn run(cli: &Cli, a: &BenchArgs) -> Result<(), Fail> {
             ));
         }
         if !a.keep {
-            let mut con = crate::connect(&a.connection.url)?;
+            let mut con = crate::connect(&a.connection)?;
             redstash::TableStore::new("").delete(&mut con, &prefix)?;
             std::fs::remove_file(&file)?;
         }

@@ -94,7 +94,7 @@ impl Description {
 /// `redstash inspect KEY`.
 pub fn inspect(cli: &Cli, a: &InspectArgs) -> Result<(), Fail> {
     let key = a.key.as_str();
-    let mut con = connect(&a.connection.url)?;
+    let mut con = connect(&a.connection)?;
     let kind: String = redis::cmd("TYPE").arg(key).query(&mut con)?;
     let mut d = match kind.as_str() {
         "none" => return Err(Fail(3, format!("key {key:?} not found"))),

@@ -9,13 +9,14 @@ mod bench;
 mod inspect;
 mod table;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use redis::Value;
 use redstash::Error;
 use redstash::cluster::ClusterConnection;
-use redstash::direct::DirectConnection;
+use redstash::direct::{ConnectOptions, DirectConnection, TlsOptions};
 use redstash::exec::{Request, Requests, SyncConnection};
 
 /// Keep NumPy arrays and Arrow tables in Redis.
@@ -51,11 +52,13 @@ const SUBCOMMAND_NOTE: &str =
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Connection")]
 pub struct Connection {
-    /// Redis URL: redis://[user:pass@]host:port/db or redis+unix:///path.
+    /// Redis URL: redis://[user:pass@]host:port/db, rediss://... (TLS) or
+    /// redis+unix:///path.
     ///
-    /// rediss:// (TLS) is not supported by this build yet. `--redis-url`, as in
-    /// ArrowRedis, works too. With `--cluster on` (split, read, table): one or more
-    /// comma-separated seed nodes of a Redis Cluster.
+    /// rediss:// connects with TLS, verifying the server's certificate against the
+    /// system's root certificates or --tls-cacert. `--redis-url`, as in ArrowRedis,
+    /// works too. With `--cluster on` (split, read, table): one or more comma-separated
+    /// seed nodes of a Redis Cluster (plain TCP only).
     #[arg(
         long,
         alias = "redis-url",
@@ -63,6 +66,88 @@ pub struct Connection {
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub url: String,
+    /// CA certificate(s), PEM, to verify a rediss:// server with (instead of the
+    /// system's root certificates).
+    #[arg(long, env = "REDSTASH_TLS_CACERT", value_name = "FILE")]
+    pub tls_cacert: Option<PathBuf>,
+    /// Client certificate, PEM, for a server that requires one (mutual TLS; with
+    /// --tls-key).
+    #[arg(
+        long,
+        env = "REDSTASH_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    #[arg(
+        long,
+        env = "REDSTASH_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Accept any server certificate on rediss:// (dangerous: the server is not
+    /// authenticated; for tests and self-signed servers on a trusted network).
+    #[arg(long, env = "REDSTASH_TLS_INSECURE")]
+    pub tls_insecure: bool,
+}
+
+impl Connection {
+    /// Whether the URL asks for TLS.
+    fn is_tls(&self) -> bool {
+        self.url.starts_with("rediss:")
+    }
+
+    /// The TLS settings of the flags (used for rediss:// URLs only).
+    fn tls(&self) -> Result<TlsOptions, Fail> {
+        let mut tls = TlsOptions::default().with_insecure(self.tls_insecure);
+        if let Some(ca) = &self.tls_cacert {
+            tls = tls.with_ca_file(ca)?;
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.with_client_cert_files(cert, key)?;
+        }
+        Ok(tls)
+    }
+
+    /// The direct connections' options: the defaults, with the TLS flags.
+    pub fn options(&self) -> Result<ConnectOptions, Fail> {
+        let options = ConnectOptions::default();
+        if !self.is_tls() {
+            return Ok(options);
+        }
+        Ok(options.with_tls(self.tls()?))
+    }
+
+    /// A redis-rs client for the URL, with the TLS flags for a rediss:// one.
+    fn client(&self) -> Result<redis::Client, Fail> {
+        if !self.is_tls() {
+            return Ok(redis::Client::open(self.url.as_str())?);
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| Fail(1, format!("{}: {e}", path.display())))
+        };
+        let root_cert = self.tls_cacert.as_ref().map(read).transpose()?;
+        let client_tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            _ => None,
+        };
+        let mut url = self.url.clone();
+        if self.tls_insecure && !url.contains('#') {
+            url.push_str("#insecure");
+        }
+        Ok(redis::Client::build_with_tls(
+            url.as_str(),
+            redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )?)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,20 +290,18 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// A redis-rs connection (every URL redis-rs takes).
-pub fn connect(url: &str) -> Result<redis::Connection, Fail> {
-    Ok(redis::Client::open(url)?.get_connection()?)
+/// A redis-rs connection (every URL redis-rs takes; rediss:// with the TLS flags).
+pub fn connect(connection: &Connection) -> Result<redis::Connection, Fail> {
+    Ok(connection.client()?.get_connection()?)
 }
 
-/// The fastest connection for bulk data: redstash's direct connection, or redis-rs for
-/// what it does not speak (TLS), or a Redis Cluster connection (`--cluster on`).
+/// The fastest connection for bulk data: redstash's direct connection (TLS included),
+/// or a Redis Cluster connection (`--cluster on`).
 pub enum BulkConnection {
     /// redstash's RESP2 fast path.
     Direct(DirectConnection),
-    /// redis-rs.
-    Redis(redis::Connection),
-    /// A Redis Cluster (one direct connection per node); boxed, it is the largest.
-    Cluster(Box<ClusterConnection>),
+    /// A Redis Cluster (one direct connection per node).
+    Cluster(ClusterConnection),
 }
 
 /// Whether a `--cluster` flag says `on`.
@@ -229,22 +312,32 @@ pub fn cluster_on(flag: &str) -> bool {
 impl BulkConnection {
     /// Open one; with `cluster`, `url` is one or more comma-separated seed nodes of a
     /// Redis Cluster.
-    pub fn open(url: &str, cluster: bool) -> Result<Self, Fail> {
+    pub fn open(connection: &Connection, cluster: bool) -> Result<Self, Fail> {
+        let url = connection.url.as_str();
         if cluster {
             let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
-            return Ok(BulkConnection::Cluster(Box::new(ClusterConnection::open(
-                seeds,
-            )?)));
+            return Ok(BulkConnection::Cluster(ClusterConnection::open(seeds)?));
         }
-        if url.starts_with("rediss:") {
-            return Ok(BulkConnection::Redis(connect(url)?));
-        }
-        Ok(BulkConnection::Direct(DirectConnection::open(url)?))
+        Ok(BulkConnection::Direct(DirectConnection::open_with(
+            url,
+            connection.options()?,
+        )?))
     }
 
-    /// Open `n` (at least one).
-    pub fn open_many(url: &str, n: usize, cluster: bool) -> Result<Vec<Self>, Fail> {
-        (0..n.max(1)).map(|_| Self::open(url, cluster)).collect()
+    /// Open `n` (at least one), with the same settings (TLS configured once).
+    pub fn open_many(connection: &Connection, n: usize, cluster: bool) -> Result<Vec<Self>, Fail> {
+        let options = connection.options()?;
+        (0..n.max(1))
+            .map(|_| {
+                if cluster {
+                    return Self::open(connection, true);
+                }
+                Ok(BulkConnection::Direct(DirectConnection::open_with(
+                    connection.url.as_str(),
+                    options.clone(),
+                )?))
+            })
+            .collect()
     }
 }
 
@@ -252,7 +345,6 @@ impl SyncConnection for BulkConnection {
     fn run_request(&mut self, req: &Request<'_>) -> redstash::Result<Vec<Value>> {
         match self {
             BulkConnection::Direct(c) => c.run_request(req),
-            BulkConnection::Redis(c) => c.run_request(req),
             BulkConnection::Cluster(c) => c.run_request(req),
         }
     }
@@ -260,7 +352,6 @@ impl SyncConnection for BulkConnection {
     fn run_requests(&mut self, reqs: Requests<'_>) -> redstash::exec::Delivered {
         match self {
             BulkConnection::Direct(c) => c.run_requests(reqs),
-            BulkConnection::Redis(c) => c.run_requests(reqs),
             BulkConnection::Cluster(c) => c.run_requests(reqs),
         }
     }

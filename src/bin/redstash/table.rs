@@ -302,8 +302,7 @@ pub fn split_cmd(cli: &Cli, a: &SplitArgs) -> Result<SplitReport, Fail> {
         .with_pipeline_bytes(a.pipeline_mb.max(1) << 20)
         .with_pipeline_batches(a.max_inflight.div_ceil(connections).max(1))
         .with_verify_input(!a.trust_input);
-    let mut cons =
-        BulkConnection::open_many(&a.connection.url, connections, cluster_on(&a.cluster))?;
+    let mut cons = BulkConnection::open_many(&a.connection, connections, cluster_on(&a.cluster))?;
     let bar = progress(cli, input.num_batches().map(|n| n as u64), "split");
     let b2 = bar.clone();
     let input = input.on_progress(move |n, b| {
@@ -376,11 +375,8 @@ pub fn read_cmd(cli: &Cli, a: &ReadArgs) -> Result<ReadReport, Fail> {
     let mut options = ReadOptions::all();
     options.partitions = a.partitions.clone().and_then(|p| p.0);
     options.columns = a.columns.clone();
-    let mut cons = BulkConnection::open_many(
-        &a.connection.url,
-        a.concurrency.max(1),
-        cluster_on(&a.cluster),
-    )?;
+    let mut cons =
+        BulkConnection::open_many(&a.connection, a.concurrency.max(1), cluster_on(&a.cluster))?;
     if let Some(out) = &a.out {
         return read_to_file(cli, a, &store, &mut cons, &options, out);
     }
@@ -532,7 +528,7 @@ pub fn table_cmd(cli: &Cli, cmd: &TableCmd) -> Result<(), Fail> {
         connection,
         ..
     }) = cmd;
-    let mut con = BulkConnection::open(&connection.url, cluster_on(cluster))?;
+    let mut con = BulkConnection::open(connection, cluster_on(cluster))?;
     match cmd {
         TableCmd::Info { prefix, .. } => {
             let info = TableStore::new("")
