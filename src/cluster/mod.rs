@@ -38,6 +38,22 @@
 //!   pauses from 20 ms up to 1 s, 5 s of pauses per call at most), then returned
 //!   (kind `Transient`).
 //!
+//! # Connection options and TLS
+//!
+//! [`ClusterConnection::open_with`] (and `ClusterAsyncConnection::open_with`) opens
+//! every node connection with the given [`ConnectOptions`](crate::direct::ConnectOptions):
+//! connect and response timeouts (a node that stops answering fails a call with an
+//! error of kind [`Timeout`](crate::RedisErrorKind::Timeout) after the response
+//! timeout, and counts as failed: see below) and, feature `tls`, the TLS settings. The
+//! seeds' scheme is every node's: with `rediss://` seeds every node, replicas
+//! included, is connected to with TLS, as a cluster of servers with `tls-cluster yes`
+//! expects (such a server names its nodes' TLS ports in `CLUSTER SLOTS` and `MOVED`
+//! replies to TLS clients, their plain ports to plain ones); the TLS server name is the
+//! host the slot map gives, usually an IP address, which the nodes' certificates must
+//! then name. Seeds that mix `redis://` and `rediss://` are refused. The options'
+//! retry policy is not used: the cluster connection retries under its own
+//! ([`with_retry`](ClusterConnection::with_retry)).
+//!
 //! # Failover
 //!
 //! A connection error (a node killed, restarted or unreachable) drops that node's

@@ -9,17 +9,46 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
 use super::DEFAULT_MAX_REDIRECTS;
 use super::plan::{Plan, Sink, Target, Unit};
 use super::topology::Topology;
+use crate::direct::ConnectOptions;
 use crate::error::{Error, Result};
 use crate::exec::RetryPolicy;
 
-/// `host:port` of a TCP address.
+/// `host:port` of a TCP address, plain (`redis://`) or TLS (`rediss://`).
 fn tcp_addr(info: &ConnectionInfo) -> Result<String> {
     match info.addr() {
-        ConnectionAddr::Tcp(host, port) => Ok(format!("{host}:{port}")),
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            Ok(format!("{host}:{port}"))
+        }
         other => Err(Error::InvalidArgument(format!(
-            "a Redis Cluster node must be a plain TCP address, not {other:?}"
+            "a Redis Cluster node must be a TCP address (redis:// or rediss://), not {other:?}"
         ))),
     }
+}
+
+/// How an address is connected to: `None` for plain TCP, `Some(insecure)` for TLS
+/// (`insecure`: any certificate is accepted, a `rediss://...#insecure` URL).
+fn scheme(addr: &ConnectionAddr) -> Option<bool> {
+    match addr {
+        ConnectionAddr::TcpTls { insecure, .. } => Some(*insecure),
+        _ => None,
+    }
+}
+
+/// A scheme as the message of a refusal says it.
+fn scheme_name(scheme: Option<bool>) -> &'static str {
+    match scheme {
+        None => "redis://",
+        Some(false) => "rediss://",
+        Some(true) => "rediss://...#insecure",
+    }
+}
+
+/// The options of the node connections: `options` without its retry policy, which the
+/// cluster connection never uses (it drives each node connection's `begin`/`send`/
+/// `recv` itself and retries under its own policy, `with_retry`), so that nothing is
+/// ever sent again by both.
+fn node_options(options: ConnectOptions) -> ConnectOptions {
+    options.with_retry(RetryPolicy::none())
 }
 
 /// `(host, port)` of `host:port`.
@@ -38,9 +67,12 @@ fn split_addr(addr: &str) -> Result<(&str, u16)> {
 /// map and the routing of units to nodes.
 #[derive(Debug)]
 pub(super) struct Router {
-    /// Connection settings (auth, database) shared by every node; the address of the
-    /// first seed.
+    /// Connection settings (auth, database, TLS or not) shared by every node; the
+    /// address of the first seed.
     base: ConnectionInfo,
+    /// How every node connection is opened (timeouts, TLS settings); its retry policy is
+    /// [`RetryPolicy::none`]: see [`node_options`].
+    pub(super) options: ConnectOptions,
     /// The seed nodes' addresses (`host:port`).
     seeds: Vec<String>,
     pub(super) topology: Topology,
@@ -59,10 +91,20 @@ pub(super) struct Router {
 }
 
 impl Router {
-    pub(super) fn new<T: IntoConnectionInfo>(seeds: impl IntoIterator<Item = T>) -> Result<Self> {
+    /// The router of a connection through `seeds`, whose node connections are opened
+    /// with `options`. Every seed must be a TCP address of the same scheme: all
+    /// `redis://`, or all `rediss://` (with the same `#insecure` or none); every node
+    /// is then connected to with that scheme.
+    pub(super) fn new<T: IntoConnectionInfo>(
+        seeds: impl IntoIterator<Item = T>,
+        options: ConnectOptions,
+    ) -> Result<Self> {
         let infos = seeds
             .into_iter()
-            .map(|s| s.into_connection_info().map_err(Error::from))
+            .map(|s| {
+                s.into_connection_info()
+                    .map_err(|e| Error::from(crate::direct::needs_tls_feature(e)))
+            })
             .collect::<Result<Vec<_>>>()?;
         let Some(base) = infos.first().cloned() else {
             return Err(Error::InvalidArgument(
@@ -70,8 +112,24 @@ impl Router {
             ));
         };
         let seeds = infos.iter().map(tcp_addr).collect::<Result<Vec<_>>>()?;
+        let first = scheme(base.addr());
+        if let Some((other, addr)) = infos
+            .iter()
+            .map(|i| scheme(i.addr()))
+            .zip(&seeds)
+            .find(|(s, _)| *s != first)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "the seeds of a cluster connection mix schemes: {} for {}, {} for {addr} \
+                 (every node is connected to with the same one)",
+                scheme_name(first),
+                seeds[0],
+                scheme_name(other),
+            )));
+        }
         Ok(Router {
             base,
+            options: node_options(options),
             seeds,
             topology: Topology::empty(),
             stale: true,
@@ -103,13 +161,31 @@ impl Router {
         self.down.insert(addr.to_owned());
     }
 
-    /// The connection info of the node at `addr`.
+    /// The connection info of the node at `addr`: the first seed's credentials and
+    /// database, and its scheme (a TLS cluster is TLS to every node, the server name
+    /// checked being the host the slot map gives).
     pub(super) fn node_info(&self, addr: &str) -> Result<ConnectionInfo> {
         let (host, port) = split_addr(addr)?;
-        Ok(self
-            .base
-            .clone()
-            .set_addr(ConnectionAddr::Tcp(host.to_owned(), port)))
+        let host = host.to_owned();
+        let addr = match self.base.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        Ok(self.base.clone().set_addr(addr))
+    }
+
+    /// Sets the response timeout of the node connections opened from now on.
+    pub(super) fn set_response_timeout(&mut self, timeout: Option<Duration>) {
+        self.options = self.options.clone().with_response_timeout(timeout);
     }
 
     /// Take the `CLUSTER SLOTS` reply of the node at `addr` as the slot map; an error
@@ -227,4 +303,102 @@ pub(super) fn slots_cmd() -> redis::Cmd {
     let mut c = redis::cmd("CLUSTER");
     c.arg("SLOTS");
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `redis://` info with its address made TLS (as a `rediss://` URL gives, also
+    /// without the feature `tls`).
+    fn tls(host: &str, port: u16, insecure: bool) -> ConnectionInfo {
+        "redis://:pw@127.0.0.1/2"
+            .into_connection_info()
+            .unwrap()
+            .set_addr(ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure,
+                tls_params: None,
+            })
+    }
+
+    fn plain(port: u16) -> ConnectionInfo {
+        format!("redis://127.0.0.1:{port}/")
+            .into_connection_info()
+            .unwrap()
+    }
+
+    #[test]
+    fn tls_seeds_make_every_node_tls_with_the_seed_settings() {
+        for insecure in [false, true] {
+            let r = Router::new(
+                [
+                    tls("10.0.0.1", 7000, insecure),
+                    tls("10.0.0.2", 7001, insecure),
+                ],
+                ConnectOptions::default(),
+            )
+            .unwrap();
+            assert_eq!(r.seeds, ["10.0.0.1:7000", "10.0.0.2:7001"]);
+            let info = r.node_info("10.0.0.9:7005").unwrap();
+            match info.addr() {
+                ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: i,
+                    ..
+                } => assert_eq!((host.as_str(), *port, *i), ("10.0.0.9", 7005, insecure)),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(info.redis_settings().password(), Some("pw"));
+            assert_eq!(info.redis_settings().db(), 2);
+        }
+    }
+
+    #[test]
+    fn plain_seeds_make_every_node_plain() {
+        let r = Router::new([plain(7000)], ConnectOptions::default()).unwrap();
+        assert_eq!(
+            r.node_info("127.0.0.1:7002").unwrap().addr(),
+            &ConnectionAddr::Tcp("127.0.0.1".into(), 7002)
+        );
+    }
+
+    #[test]
+    fn mixed_schemes_and_non_tcp_seeds_are_refused() {
+        let mixed = [
+            vec![plain(7000), tls("127.0.0.1", 7001, false)],
+            vec![tls("127.0.0.1", 7001, false), plain(7000)],
+            vec![tls("127.0.0.1", 7001, false), tls("127.0.0.1", 7002, true)],
+        ];
+        for seeds in mixed {
+            let e = Router::new(seeds, ConnectOptions::default()).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidArgument(m) if m.contains("mix schemes")),
+                "{e}"
+            );
+        }
+        let unix = plain(7000).set_addr(ConnectionAddr::Unix("/tmp/redis.sock".into()));
+        let e = Router::new([unix], ConnectOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    }
+
+    /// The node connections never retry on their own: the cluster connection does,
+    /// under its policy. The other options are kept.
+    #[test]
+    fn node_connections_have_the_options_but_no_retry_policy() {
+        let options = ConnectOptions::default()
+            .with_response_timeout(Some(Duration::from_millis(300)))
+            .with_retry(RetryPolicy::default().with_max_retries(9));
+        let mut r = Router::new([plain(7000)], options).unwrap();
+        assert_eq!(r.options.retry(), &RetryPolicy::none());
+        assert_eq!(
+            r.options.response_timeout(),
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(r.retry, RetryPolicy::failover());
+        r.set_response_timeout(None);
+        assert_eq!(r.options.response_timeout(), None);
+    }
 }

@@ -9,7 +9,7 @@ use super::plan::Plan;
 use super::round::{Outcome, Round, Rounds, conclude};
 use super::router::{Router, readonly_cmd, slots_cmd};
 use super::window::{Answers, Cut, Windows};
-use crate::direct::DirectConnection;
+use crate::direct::{ConnectOptions, DirectConnection};
 use crate::error::{Error, Result};
 use crate::exec::{Delivered, Request, Requests, SyncConnection};
 
@@ -34,21 +34,66 @@ use crate::exec::{Delivered, Request, Requests, SyncConnection};
 pub struct ClusterConnection {
     router: Router,
     cons: HashMap<String, DirectConnection>,
-    timeout: Option<Duration>,
 }
 
 impl ClusterConnection {
     /// Connect to a cluster through any of `seeds` (URLs such as `redis://host:port`,
     /// with `redis://user:password@host:port` for ACL/password auth, which every node
-    /// gets; or [`redis::ConnectionInfo`]s), and read its slot map.
+    /// gets; `rediss://host:port` for TLS, feature `tls`; or
+    /// [`redis::ConnectionInfo`]s), and read its slot map. The node connections have
+    /// the default [`ConnectOptions`] (5 s connect timeout, 10 s response timeout, the
+    /// system's root certificates for TLS); see [`open_with`](Self::open_with).
     ///
-    /// Fails if no seed is given, a seed is not a TCP address, or no seed answers
-    /// `CLUSTER SLOTS` (the error of the last one).
+    /// Fails if no seed is given, a seed is not a TCP address, the seeds mix `redis://`
+    /// and `rediss://`, or no seed answers `CLUSTER SLOTS` (the error of the last one).
     pub fn open<T: IntoConnectionInfo>(seeds: impl IntoIterator<Item = T>) -> Result<Self> {
+        Self::open_with(seeds, ConnectOptions::default())
+    }
+
+    /// [`open`](Self::open) with every node connection (to the seeds, and to every
+    /// primary and replica the slot map names) opened with `options`: its connect and
+    /// response timeouts and, feature `tls`, its TLS settings
+    /// ([`ConnectOptions::with_tls`]: trusted CAs, client certificate, insecure mode).
+    ///
+    /// The seeds' scheme is every node's: with `rediss://` seeds, every node is
+    /// connected to with TLS (as servers with `tls-cluster yes` expect, which announce
+    /// their TLS ports to TLS clients), the server name checked being the host the slot
+    /// map gives (an IP address, usually: the nodes' certificates must be for it), and a
+    /// `#insecure` seed makes every node connection insecure.
+    ///
+    /// The options' retry policy is not used: the cluster connection sends and
+    /// retries itself, under its own policy ([`with_retry`](Self::with_retry), default
+    /// [`RetryPolicy::failover`](crate::exec::RetryPolicy::failover)), so nothing is
+    /// sent again twice over. Nor is reconnection: a node connection that broke is
+    /// dropped, the slot map read again, and a new connection opened at the node's
+    /// next use.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "tls")] {
+    /// use std::time::Duration;
+    /// use redstash::cluster::ClusterConnection;
+    /// use redstash::direct::{ConnectOptions, TlsOptions};
+    ///
+    /// let options = ConnectOptions::default()
+    ///     .with_response_timeout(Some(Duration::from_secs(2)))
+    ///     .with_tls(TlsOptions::default().with_ca_file("ca.pem")?);
+    /// let con = ClusterConnection::open_with(["rediss://10.0.0.1:6380", "rediss://10.0.0.2:6380"], options)?;
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); a failed TLS handshake is an error of kind
+    /// [`Tls`](crate::RedisErrorKind::Tls), a seed that does not answer within the
+    /// response timeout one of kind [`Timeout`](crate::RedisErrorKind::Timeout).
+    pub fn open_with<T: IntoConnectionInfo>(
+        seeds: impl IntoIterator<Item = T>,
+        options: ConnectOptions,
+    ) -> Result<Self> {
         let mut con = ClusterConnection {
-            router: Router::new(seeds)?,
+            router: Router::new(seeds, options)?,
             cons: HashMap::new(),
-            timeout: None,
         };
         con.refresh()?;
         Ok(con)
@@ -105,14 +150,22 @@ impl ClusterConnection {
         self
     }
 
-    /// Sets (or clears, with `None`) the read and write timeout of every node
-    /// connection, now and for those opened later.
+    /// Sets (or clears, with `None`) the response timeout of every node connection, now
+    /// and for those opened later (see
+    /// [`ConnectOptions::with_response_timeout`]).
     pub fn set_timeout(&mut self, dur: Option<Duration>) -> Result<()> {
-        self.timeout = dur;
+        self.router.set_response_timeout(dur);
         for con in self.cons.values_mut() {
             con.set_timeout(dur)?;
         }
         Ok(())
+    }
+
+    /// The options the node connections are opened with (those of
+    /// [`open_with`](Self::open_with), without their retry policy, which the cluster
+    /// connection does not use: see there).
+    pub fn options(&self) -> &ConnectOptions {
+        &self.router.options
     }
 
     /// The addresses (`host:port`) of the primaries, sorted (as of the last slot map).
@@ -147,10 +200,8 @@ impl ClusterConnection {
     /// The connection to `addr`, opened if needed (again if it broke).
     fn connection(&mut self, addr: &str) -> Result<&mut DirectConnection> {
         if !self.cons.get(addr).is_some_and(DirectConnection::is_open) {
-            let mut con = DirectConnection::open(self.router.node_info(addr)?)?;
-            if self.timeout.is_some() {
-                con.set_timeout(self.timeout)?;
-            }
+            let info = self.router.node_info(addr)?;
+            let mut con = DirectConnection::open_with(info, self.router.options.clone())?;
             if self.router.replica_reads {
                 // A replica serves reads of its primary's slots; a primary ignores it.
                 con.exec(&[readonly_cmd()], false)?;

@@ -8,7 +8,7 @@ use super::plan::Plan;
 use super::round::{Outcome, Outgoing, Round, Rounds, conclude};
 use super::router::{Router, readonly_cmd, slots_cmd};
 use super::window::{Answers, Cut, Windows};
-use crate::direct::DirectAsyncConnection;
+use crate::direct::{ConnectOptions, DirectAsyncConnection};
 use crate::error::{Error, Result};
 use crate::exec::{AsyncConnection, Delivered, Request, Requests};
 
@@ -35,17 +35,47 @@ pub struct ClusterAsyncConnection {
 impl ClusterAsyncConnection {
     /// Connect to a cluster through any of `seeds` (URLs such as `redis://host:port`,
     /// with `redis://user:password@host:port` for ACL/password auth, which every node
-    /// gets; or [`redis::ConnectionInfo`]s), and read its slot map.
+    /// gets; `rediss://host:port` for TLS, feature `tls`; or
+    /// [`redis::ConnectionInfo`]s), and read its slot map. The node connections have
+    /// the default [`ConnectOptions`]; see [`open_with`](Self::open_with).
     ///
-    /// Fails if no seed is given, a seed is not a TCP address, or no seed answers
-    /// `CLUSTER SLOTS` (the error of the last one).
+    /// Fails if no seed is given, a seed is not a TCP address, the seeds mix `redis://`
+    /// and `rediss://`, or no seed answers `CLUSTER SLOTS` (the error of the last one).
     pub async fn open<T: IntoConnectionInfo>(seeds: impl IntoIterator<Item = T>) -> Result<Self> {
+        Self::open_with(seeds, ConnectOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with every node connection (to the seeds, and to every
+    /// primary and replica the slot map names) opened with `options`: connect and
+    /// response timeouts and, feature `tls`, TLS settings, as
+    /// [`ClusterConnection::open_with`](super::ClusterConnection::open_with) says (a
+    /// `rediss://` seed makes every node connection TLS; the options' retry policy and
+    /// reconnection are not used: the cluster connection retries under its own policy,
+    /// [`with_retry`](Self::with_retry), and opens a new connection to a node whose
+    /// connection broke).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); a failed TLS handshake is an error of kind
+    /// [`Tls`](crate::RedisErrorKind::Tls), a seed that does not answer within the
+    /// response timeout one of kind [`Timeout`](crate::RedisErrorKind::Timeout).
+    pub async fn open_with<T: IntoConnectionInfo>(
+        seeds: impl IntoIterator<Item = T>,
+        options: ConnectOptions,
+    ) -> Result<Self> {
         let mut con = ClusterAsyncConnection {
-            router: Router::new(seeds)?,
+            router: Router::new(seeds, options)?,
             cons: HashMap::new(),
         };
         con.refresh().await?;
         Ok(con)
+    }
+
+    /// The options the node connections are opened with (those of
+    /// [`open_with`](Self::open_with), without their retry policy, which the cluster
+    /// connection does not use).
+    pub fn options(&self) -> &ConnectOptions {
+        &self.router.options
     }
 
     /// Fail a call after `n` rounds of redirections (`MOVED`, `ASK`, `TRYAGAIN`,
@@ -140,7 +170,9 @@ impl ClusterAsyncConnection {
             .get(addr)
             .is_some_and(DirectAsyncConnection::is_open)
         {
-            let mut con = DirectAsyncConnection::open(self.router.node_info(addr)?).await?;
+            let info = self.router.node_info(addr)?;
+            let mut con =
+                DirectAsyncConnection::open_with(info, self.router.options.clone()).await?;
             if self.router.replica_reads {
                 // A replica serves reads of its primary's slots; a primary ignores it.
                 con.exec(&[readonly_cmd()], false).await?;

@@ -157,7 +157,7 @@ fn tls_feature_error() -> RedisError {
 
 /// redis-rs's refusal of a `rediss://` URL when built without TLS ("the feature is not
 /// enabled": its own), as the error that names redstash's feature.
-fn needs_tls_feature(e: RedisError) -> RedisError {
+pub(crate) fn needs_tls_feature(e: RedisError) -> RedisError {
     #[cfg(not(feature = "tls"))]
     if e.kind() == ErrorKind::InvalidClientConfig && e.to_string().contains("TLS") {
         return tls_feature_error();
