@@ -4,7 +4,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::probe::ping;
-use super::server::{RedisServer, RedisServerBuilder};
+use super::server::{BUS_PORT_OFFSET, RedisServer, RedisServerBuilder};
 use crate::resp::slot::key_slot;
 
 /// How long [`RedisCluster::start`] (and every wait of the failover helpers) waits for the
@@ -68,7 +68,17 @@ impl RedisCluster {
     /// [`start`](Self::start) with every node configured by `node`: its
     /// [`maxmemory`](RedisServerBuilder::maxmemory), [ACL users](RedisServerBuilder::acl_user)
     /// (connect as one with [`nodes_for`](Self::nodes_for)),
-    /// [password](RedisServerBuilder::password) and [arguments](RedisServerBuilder::arg).
+    /// [password](RedisServerBuilder::password), [arguments](RedisServerBuilder::arg)
+    /// and [TLS](RedisServerBuilder::tls).
+    ///
+    /// With [`tls`](RedisServerBuilder::tls), each node listens on a TLS port too, and
+    /// the cluster bus and replication run over TLS (`tls-cluster yes`,
+    /// `tls-replication yes`): the nodes' `CLUSTER SLOTS` and `MOVED` replies then name
+    /// the TLS ports to TLS clients ([`tls_nodes`](Self::tls_nodes): a cluster
+    /// connection through them is TLS to every node) and the plain ports to plain
+    /// clients ([`nodes`](Self::nodes), which the testkit itself uses). The
+    /// certificate must name `127.0.0.1` and be good for client authentication too
+    /// (the nodes present it to each other).
     ///
     /// ```no_run
     /// # use redstash::testkit::{RedisCluster, RedisServer};
@@ -109,8 +119,22 @@ impl RedisCluster {
     ///
     /// As [`start`](Self::start), or the replicas are not in sync in time.
     pub fn start_with_replicas(replicas_per_primary: usize) -> io::Result<Self> {
+        Self::start_replicated_with(RedisServer::builder(), replicas_per_primary)
+    }
+
+    /// [`start_with_replicas`](Self::start_with_replicas) with every node configured by
+    /// `node`, as [`start_with`](Self::start_with) says (e.g. a TLS cluster with
+    /// replicas, replicating over TLS).
+    ///
+    /// # Errors
+    ///
+    /// As [`start_with_replicas`](Self::start_with_replicas).
+    pub fn start_replicated_with(
+        node: RedisServerBuilder,
+        replicas_per_primary: usize,
+    ) -> io::Result<Self> {
         let timeout = Self::FAILOVER_NODE_TIMEOUT.as_millis();
-        let node = RedisServer::builder()
+        let node = node
             .cluster_node(u64::try_from(timeout).unwrap_or(NODE_TIMEOUT_MS))
             .arg("--cluster-allow-replica-migration")
             .arg("no")
@@ -152,13 +176,15 @@ impl RedisCluster {
             )?;
         }
         for s in &self.servers[1..] {
-            query::<()>(
-                &mut cons[0],
-                redis::cmd("CLUSTER")
-                    .arg("MEET")
-                    .arg("127.0.0.1")
-                    .arg(s.port()),
-            )?;
+            let mut meet = redis::cmd("CLUSTER");
+            meet.arg("MEET").arg("127.0.0.1");
+            match s.tls_port() {
+                // With `tls-cluster yes` a node's own port is its TLS port, and its bus
+                // port is set apart (`--cluster-port`).
+                Some(tls) => meet.arg(tls).arg(s.port().saturating_add(BUS_PORT_OFFSET)),
+                None => meet.arg(s.port()),
+            };
+            query::<()>(&mut cons[0], &meet)?;
         }
         let known = |info: &str| has(info, &format!("cluster_known_nodes:{n}"));
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
@@ -240,9 +266,12 @@ impl RedisCluster {
         self.servers.get(i).is_some_and(|s| ping(s.port()).is_ok())
     }
 
-    /// The index of the node listening on `port`.
+    /// The index of the node listening on `port` (its plain or its TLS port: a replica
+    /// of a TLS cluster names its primary's TLS port).
     fn index_of(&self, port: u16) -> Option<usize> {
-        self.servers.iter().position(|s| s.port() == port)
+        self.servers
+            .iter()
+            .position(|s| s.port() == port || s.tls_port() == Some(port))
     }
 
     /// The role of node `i` (`ROLE`): `Some(None)` for a primary, `Some(Some(port))`
@@ -285,8 +314,10 @@ impl RedisCluster {
 
     /// A live replica of node `primary` (the first by index), if it has one.
     pub fn replica_of(&self, primary: usize) -> Option<usize> {
-        let port = self.servers.get(primary).map(RedisServer::port)?;
-        (0..self.servers.len()).find(|&i| self.role(i) == Some(Some(port)))
+        self.servers.get(primary)?;
+        (0..self.servers.len()).find(
+            |&i| matches!(self.role(i), Some(Some(port)) if self.index_of(port) == Some(primary)),
+        )
     }
 
     /// The node serving hash `slot` as its primary, as the first live node's
@@ -495,6 +526,23 @@ impl RedisCluster {
     /// replicas, in the order they were started).
     pub fn nodes(&self) -> Vec<String> {
         self.servers.iter().map(RedisServer::url).collect()
+    }
+
+    /// The URLs of the nodes' TLS ports, `rediss://127.0.0.1:TLS_PORT/` (with the
+    /// [password](RedisServerBuilder::password), if one was set), one per node in the
+    /// order of [`nodes`](Self::nodes), when the cluster was started with
+    /// [`tls`](RedisServerBuilder::tls) (else `None`). The client must trust the CA
+    /// that signed the nodes' certificate.
+    ///
+    /// ```no_run
+    /// # use redstash::testkit::{RedisCluster, RedisServer, TlsFiles};
+    /// # fn files() -> TlsFiles { unimplemented!() }
+    /// let cluster = RedisCluster::start_with(RedisServer::builder().tls(files()))?;
+    /// let seeds = cluster.tls_nodes().expect("a TLS cluster"); // ["rediss://127.0.0.1:PORT/", ...]
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn tls_nodes(&self) -> Option<Vec<String>> {
+        self.servers.iter().map(RedisServer::tls_url).collect()
     }
 
     /// The nodes' URLs for an [ACL user](RedisServerBuilder::acl_user) of

@@ -17,6 +17,8 @@ pub(super) const START_TIMEOUT: Duration = Duration::from_secs(10);
 const PORT_ATTEMPTS: usize = 5;
 /// Name of the generated ACL file inside [`RedisServer::dir`].
 const ACL_FILE: &str = "users.acl";
+/// A cluster node's bus port is its (plain) port plus this.
+pub(super) const BUS_PORT_OFFSET: u16 = 10000;
 
 /// Builder for a real `redis-server` running in a temporary directory.
 ///
@@ -121,6 +123,12 @@ impl RedisServerBuilder {
     /// [`RedisServer::tls_url`]) with these certificates; the plain port stays (the
     /// readiness probe and [`RedisServer::url`] use it). Needs a `redis-server` built
     /// with TLS (Debian's is).
+    ///
+    /// A node of a [`RedisCluster`](super::RedisCluster) started with such a builder
+    /// also runs its cluster bus and its replication over TLS (`tls-cluster yes`,
+    /// `tls-replication yes`, the bus on the plain port + 10000), so the nodes present
+    /// `cert` to each other as a client certificate too: it must be good for client
+    /// authentication as well as for the server (both extended key usages, or none).
     #[must_use]
     pub fn tls(mut self, files: TlsFiles) -> Self {
         self.tls = Some(files);
@@ -265,6 +273,21 @@ impl RedisServerBuilder {
         if let (Some(files), Some(tls_port)) = (&self.tls, tls_port) {
             a.push("--tls-port".into());
             a.push(tls_port.to_string().into());
+            if self.cluster.is_some() {
+                // The bus and replication over TLS; with `tls-cluster`, the bus port
+                // would follow the TLS port: keep it where `free_port` found room.
+                for (flag, value) in [
+                    ("--tls-cluster", "yes".to_owned()),
+                    ("--tls-replication", "yes".to_owned()),
+                    (
+                        "--cluster-port",
+                        (u32::from(port) + u32::from(BUS_PORT_OFFSET)).to_string(),
+                    ),
+                ] {
+                    a.push(flag.into());
+                    a.push(value.into());
+                }
+            }
             for (flag, path) in [
                 ("--tls-cert-file", &files.cert),
                 ("--tls-key-file", &files.key),
@@ -301,7 +324,7 @@ fn free_port(cluster: bool) -> io::Result<u16> {
         if !cluster {
             return Ok(port);
         }
-        if let Some(bus) = port.checked_add(10000)
+        if let Some(bus) = port.checked_add(BUS_PORT_OFFSET)
             && bind(bus).is_ok()
         {
             return Ok(port);

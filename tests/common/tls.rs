@@ -1,6 +1,8 @@
 //! Certificates for TLS tests, made with rcgen: a CA, a server certificate for
 //! `127.0.0.1` and `localhost` and a client certificate signed by it, and an unrelated
 //! second CA (for "wrong CA" tests). Written as PEM files in a temporary directory.
+//! The server certificate is good for client authentication too: the nodes of a TLS
+//! cluster present it to each other (cluster bus, replication).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -43,7 +45,7 @@ fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
 fn leaf(
     issuer: &Issuer<'_, &KeyPair>,
     name: &str,
-    usage: ExtendedKeyUsagePurpose,
+    usages: &[ExtendedKeyUsagePurpose],
 ) -> (String, String) {
     let key = KeyPair::generate().expect("leaf key");
     let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
@@ -55,7 +57,7 @@ fn leaf(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages.to_vec();
     let cert = params.signed_by(&key, issuer).expect("sign the leaf");
     (cert.pem(), key.serialize_pem())
 }
@@ -69,12 +71,15 @@ impl Pki {
         let (server_cert, server_key) = leaf(
             &issuer,
             "redis test server",
-            ExtendedKeyUsagePurpose::ServerAuth,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         );
         let (client_cert, client_key) = leaf(
             &issuer,
             "redis test client",
-            ExtendedKeyUsagePurpose::ClientAuth,
+            &[ExtendedKeyUsagePurpose::ClientAuth],
         );
         let (_, _, other_ca) = ca("unrelated CA");
         for (name, pem) in [
