@@ -885,3 +885,145 @@ fn tls_flags_reach_every_connection() {
     let (code, _, err) = redstash_env(&[], &["table", "list", "--url", &url, "--tls-cert", "c"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `CLIENT PAUSE` of `ms` milliseconds on `srv`.
+fn pause(srv: &redstash::testkit::RedisServer, ms: u64) {
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query::<()>(&mut srv.client().unwrap().get_connection().unwrap())
+        .unwrap();
+}
+
+/// `--timeout` bounds the waits of every connection: against a server paused for 2 s,
+/// `array get` and `inspect` (redis-rs) fail in well under 2 s with exit code 1 and an
+/// error saying it timed out; `table list` (redstash's direct connection, which sends
+/// its read again up to 3 times) fails within a few timeouts, far below its default
+/// 10 s. `REDSTASH_TIMEOUT` works too; zero, negative or not a number is a usage error.
+#[test]
+fn timeout_bounds_every_connection() {
+    let srv = server();
+    let paused_long = server();
+    let url = srv.url();
+    let mut con = srv.client().unwrap().get_connection().unwrap();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query::<()>(&mut con)
+        .unwrap();
+    drop(con);
+
+    pause(&srv, 2000);
+    pause(&paused_long, 6000);
+    for args in [
+        &["array", "get", "k", "-o", "-", "--timeout", "0.3"][..],
+        &["--json", "inspect", "k", "--timeout", "0.3"],
+    ] {
+        let t = std::time::Instant::now();
+        let (code, out, err) = redstash(&url, args);
+        let took = t.elapsed();
+        assert!(
+            took < std::time::Duration::from_millis(1300),
+            "{args:?}: {took:?}"
+        );
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        let msg = format!("{out}{err}");
+        assert!(
+            msg.contains("Timeout") && msg.contains("--timeout"),
+            "{args:?}: {msg}"
+        );
+    }
+    let t = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_redstash"))
+        .env("REDIS_URL", paused_long.url())
+        .env("REDSTASH_TIMEOUT", "0.3")
+        .args(["table", "list"])
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    assert!(err.contains("no progress within 300ms"), "{err}");
+
+    for bad in ["0", "-1", "abc", "0.0"] {
+        let (code, _, err) = redstash(&url, &["table", "list", "--timeout", bad]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("--timeout"), "{bad}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_redstash"))
+        .env("REDIS_URL", &url)
+        .env("REDSTASH_TIMEOUT", "0")
+        .args(["table", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--cluster on` with `rediss://` seeds of a TLS cluster: `split`, `read` and `table
+/// list` connect to every node with TLS and the `--tls-*` flags; without the CA, a TLS
+/// error.
+#[test]
+fn tables_on_a_tls_redis_cluster() {
+    use common::tls::{CA, Pki};
+    let pki = Pki::new();
+    let c = redstash::testkit::RedisCluster::start_with(
+        redstash::testkit::RedisServer::builder().tls(pki.server_files(false)),
+    )
+    .expect("start a TLS Redis Cluster");
+    let seeds = c.tls_nodes().unwrap().join(",");
+    let ca = pki.path(CA);
+    let ca = ca.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.arrow");
+    let f = file.to_str().unwrap();
+    let (code, _, err) = redstash(
+        "redis://127.0.0.1:1/",
+        &[
+            "gen",
+            "--out",
+            f,
+            "--partitions",
+            "3",
+            "--batches",
+            "1",
+            "--rows",
+            "200",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let tls = ["--cluster", "on", "--tls-cacert", ca, "--timeout", "5"];
+    let with = |args: &[&str]| {
+        let mut v = args.to_vec();
+        v.extend(tls);
+        redstash(&seeds, &v)
+    };
+    let (code, out, err) = with(&["--json", "split", "--inp", f, "--prefix", "t:v1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["batches"], 3);
+    let (code, out, err) = with(&["--json", "read", "--prefix", "t:v1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["rows"], 3 * 200);
+    let (code, out, err) = with(&["--json", "table", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["tables"], serde_json::json!(["t:v1"]));
+    // The keys are spread over the primaries.
+    let per_node: Vec<usize> = c
+        .servers()
+        .iter()
+        .map(|s| {
+            redis::cmd("DBSIZE")
+                .query(&mut s.client().unwrap().get_connection().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        per_node.iter().filter(|&&n| n > 0).count() > 1,
+        "{per_node:?}"
+    );
+    // Without the CA, the system's roots do not know the nodes' certificate.
+    let (code, _, err) = redstash(&seeds, &["table", "list", "--cluster", "on"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.to_lowercase().contains("unknownissuer"), "{err}");
+}

@@ -11,6 +11,7 @@ mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use redis::Value;
@@ -58,7 +59,8 @@ pub struct Connection {
     /// rediss:// connects with TLS, verifying the server's certificate against the
     /// system's root certificates or --tls-cacert. `--redis-url`, as in ArrowRedis,
     /// works too. With `--cluster on` (split, read, table): one or more comma-separated
-    /// seed nodes of a Redis Cluster (plain TCP only).
+    /// seed nodes of a Redis Cluster, all redis:// or all rediss:// (TLS to every node,
+    /// with the --tls-* flags).
     #[arg(
         long,
         alias = "redis-url",
@@ -66,6 +68,22 @@ pub struct Connection {
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub url: String,
+    /// The longest wait for the server, in seconds (e.g. 0.5): to connect, and for each
+    /// reply (a stalled server fails the command with a timeout error).
+    ///
+    /// Applies to every connection (cluster nodes included). Without it, redstash's own
+    /// connections (split, read, table) wait 5 s to connect and 10 s for a reply, and
+    /// redis-rs's (array, inspect) as long as the operating system does. On one server,
+    /// redstash's own connections send a read that timed out again (up to 3 times, after
+    /// short pauses), so a read may wait a few timeouts before it fails.
+    #[arg(
+        long,
+        env = "REDSTASH_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = parse_timeout,
+        allow_negative_numbers = true
+    )]
+    pub timeout: Option<Duration>,
     /// CA certificate(s), PEM, to verify a rediss:// server with (instead of the
     /// system's root certificates).
     #[arg(long, env = "REDSTASH_TLS_CACERT", value_name = "FILE")]
@@ -93,6 +111,18 @@ pub struct Connection {
     pub tls_insecure: bool,
 }
 
+/// A `--timeout`: a positive number of seconds.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(format!("must be more than 0 seconds, not {s}"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s} seconds: {e}"))
+}
+
 impl Connection {
     /// Whether the URL asks for TLS.
     fn is_tls(&self) -> bool {
@@ -111,9 +141,16 @@ impl Connection {
         Ok(tls)
     }
 
-    /// The direct connections' options: the defaults, with the TLS flags.
+    /// The options of redstash's connections (direct, and every node of a cluster): the
+    /// defaults, with `--timeout` as the connect and response timeouts and the TLS
+    /// flags.
     pub fn options(&self) -> Result<ConnectOptions, Fail> {
-        let options = ConnectOptions::default();
+        let mut options = ConnectOptions::default();
+        if let Some(t) = self.timeout {
+            options = options
+                .with_connect_timeout(Some(t))
+                .with_response_timeout(Some(t));
+        }
         if !self.is_tls() {
             return Ok(options);
         }
@@ -177,7 +214,11 @@ pub struct Fail(u8, String);
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
-        Fail(1, error_chain(&e))
+        let mut msg = error_chain(&e);
+        if e.redis_kind() == Some(redstash::RedisErrorKind::Timeout) {
+            msg.push_str(" (no answer from the server within the timeout; see --timeout)");
+        }
+        Fail(1, msg)
     }
 }
 
@@ -290,9 +331,17 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// A redis-rs connection (every URL redis-rs takes; rediss:// with the TLS flags).
+/// A redis-rs connection (every URL redis-rs takes; rediss:// with the TLS flags), with
+/// `--timeout` as its connect, read and write timeouts.
 pub fn connect(connection: &Connection) -> Result<redis::Connection, Fail> {
-    Ok(connection.client()?.get_connection()?)
+    let client = connection.client()?;
+    let Some(t) = connection.timeout else {
+        return Ok(client.get_connection()?);
+    };
+    let con = client.get_connection_with_timeout(t)?;
+    con.set_read_timeout(Some(t))?;
+    con.set_write_timeout(Some(t))?;
+    Ok(con)
 }
 
 /// The fastest connection for bulk data: redstash's direct connection (TLS included),
@@ -311,16 +360,27 @@ pub fn cluster_on(flag: &str) -> bool {
 
 impl BulkConnection {
     /// Open one; with `cluster`, `url` is one or more comma-separated seed nodes of a
-    /// Redis Cluster.
+    /// Redis Cluster (each node connection with the same options: `--timeout`, TLS).
     pub fn open(connection: &Connection, cluster: bool) -> Result<Self, Fail> {
+        Self::open_with(connection, &connection.options()?, cluster)
+    }
+
+    fn open_with(
+        connection: &Connection,
+        options: &ConnectOptions,
+        cluster: bool,
+    ) -> Result<Self, Fail> {
         let url = connection.url.as_str();
         if cluster {
             let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
-            return Ok(BulkConnection::Cluster(ClusterConnection::open(seeds)?));
+            return Ok(BulkConnection::Cluster(ClusterConnection::open_with(
+                seeds,
+                options.clone(),
+            )?));
         }
         Ok(BulkConnection::Direct(DirectConnection::open_with(
             url,
-            connection.options()?,
+            options.clone(),
         )?))
     }
 
@@ -328,15 +388,7 @@ impl BulkConnection {
     pub fn open_many(connection: &Connection, n: usize, cluster: bool) -> Result<Vec<Self>, Fail> {
         let options = connection.options()?;
         (0..n.max(1))
-            .map(|_| {
-                if cluster {
-                    return Self::open(connection, true);
-                }
-                Ok(BulkConnection::Direct(DirectConnection::open_with(
-                    connection.url.as_str(),
-                    options.clone(),
-                )?))
-            })
+            .map(|_| Self::open_with(connection, &options, cluster))
             .collect()
     }
 }
