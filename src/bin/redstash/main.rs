@@ -346,6 +346,10 @@ pub fn connect(connection: &Connection) -> Result<redis::Connection, Fail> {
 
 /// The fastest connection for bulk data: redstash's direct connection (TLS included),
 /// or a Redis Cluster connection (`--cluster on`).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few connections per process, opened once: a few hundred bytes apart"
+)]
 pub enum BulkConnection {
     /// redstash's RESP2 fast path.
     Direct(DirectConnection),
@@ -373,10 +377,8 @@ impl BulkConnection {
         let url = connection.url.as_str();
         if cluster {
             let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
-            return Ok(BulkConnection::Cluster(ClusterConnection::open_with(
-                seeds,
-                options.clone(),
-            )?));
+            let con = ClusterConnection::open_with(seeds, options.clone())?;
+            return Ok(BulkConnection::Cluster(con));
         }
         Ok(BulkConnection::Direct(DirectConnection::open_with(
             url,
