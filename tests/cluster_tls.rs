@@ -49,7 +49,7 @@ fn names(con: &ClusterConnection) -> Vec<String> {
     let names: Vec<String> = (0..24).map(|i| format!("tls-array-{i}")).collect();
     let owners: BTreeSet<&str> = names
         .iter()
-        .filter_map(|n| con.slot_owner(key_slot(format!("arr:{n}").as_bytes())))
+        .filter_map(|n| con.slot_owner(key_slot(store().key(n).as_bytes())))
         .collect();
     assert_eq!(owners.len(), 3, "names not spread over every primary");
     names
