@@ -487,6 +487,9 @@ pub fn decode_array(value: Bytes, limits: &Limits) -> Result<RawArray> {
 /// How many times its stored length a zlib value is assumed to decompress to, for
 /// [`decode_cost`] (zlib declares no size).
 const ZLIB_RATIO_GUESS: usize = 4;
+/// `.npy` values shorter than this count as free to decode in [`decode_cost`] (any copy
+/// they need is under 64 KiB), so their header is not parsed an extra time.
+const SMALL_NPY: usize = 64 << 10;
 
 /// An estimate of the work of decoding `value` ([`decode_array`]), in bytes produced or
 /// scanned, for [`Step::compute`](crate::exec::Step::compute): the size a compressed
@@ -497,6 +500,10 @@ const ZLIB_RATIO_GUESS: usize = 4;
 pub(crate) fn decode_cost(value: &[u8], limits: &Limits) -> usize {
     let format = Format::sniff(value);
     match format {
+        // A small `.npy` costs little whatever it needs (a copy of under 64 KiB): its
+        // header is not parsed an extra time (a `get_many` of many small arrays would
+        // parse every header twice).
+        Format::Npy if value.len() < SMALL_NPY => 0,
         Format::Npy => match npy::parse_header(value, limits) {
             Ok(h)
                 if h.dtype == DType::Bool
@@ -623,6 +630,12 @@ mod tests {
         let npy = Npy.encode(&floats.as_array_ref()).unwrap();
         // Used in place.
         assert_eq!(decode_cost(&npy, &limits), 0);
+        // Small: free, whatever its byte order (its header is not parsed).
+        let small = RawArray::from_vec(vec![8], vec![0.5f64; 8]).unwrap();
+        let mut small = Npy.encode(&small.as_array_ref()).unwrap();
+        let at = small.windows(3).position(|w| w == b"<f8").unwrap();
+        small[at] = b'>';
+        assert_eq!(decode_cost(&small, &limits), 0);
         // Copied (byte-swapped) or scanned (bool).
         let (native, foreign): (&[u8], &[u8]) = if cfg!(target_endian = "little") {
             (b"'<f8'", b"'>f8'")
