@@ -99,56 +99,7 @@ impl ClusterConnection {
         Ok(con)
     }
 
-    /// Fail a call after `n` rounds of redirections (`MOVED`, `ASK`, `TRYAGAIN`,
-    /// `CLUSTERDOWN`) instead of [`DEFAULT_MAX_REDIRECTS`](super::DEFAULT_MAX_REDIRECTS).
-    pub fn with_max_redirects(mut self, n: usize) -> Self {
-        self.router.max_redirects = n;
-        self
-    }
-
-    /// Retry what may be sent again after a connection failure or a `TRYAGAIN` /
-    /// `CLUSTERDOWN` / `LOADING` / `MASTERDOWN` reply, with exponential backoff, as
-    /// `retry` says (default [`RetryPolicy::failover()`](crate::exec::RetryPolicy::failover):
-    /// pauses from 20 ms doubling up to 1 s, at most 5 s of pauses per call;
-    /// [`RetryPolicy::none()`](crate::exec::RetryPolicy::none) turns it off). This is what lets a connection ride out a failover: the node
-    /// that is gone makes the slot map be read again from any other known node, until
-    /// its replica is promoted. Only units that are not written yet, that only read, or
-    /// whose request is [idempotent](crate::exec::Request::idempotent) are sent again;
-    /// a write in flight to a node that failed fails the call with a `Connection` error
-    /// (in a `SendAll`, that request is in flight, the others as they went).
-    pub fn with_retry(mut self, retry: crate::exec::RetryPolicy) -> Self {
-        self.router.retry = retry;
-        self
-    }
-
-    /// Send read-only commands (`GET`, `MGET`, `HGET`, `HGETALL`, `EXISTS`, `GETRANGE`,
-    /// `STRLEN`, ...: the commands that only read) of a slot to a replica of the slot's
-    /// primary, after `READONLY` on that replica's connection (default: off, every
-    /// command goes to the primary). Writes, transactions, keyless commands and `SCAN`
-    /// still go to the primaries. A replica is chosen by slot among those of the
-    /// primary; a replica whose connection failed is left out until the slot map
-    /// changes. Replication is asynchronous: a read from a replica may not see a write
-    /// the primary already acknowledged.
-    pub fn with_replica_reads(mut self, on: bool) -> Self {
-        self.router.replica_reads = on;
-        self
-    }
-
-    /// Follow the writes sent to each node in a round with `WAIT replicas timeout` on
-    /// the same connection, in the same pipeline (default: no `WAIT`). When fewer than
-    /// `replicas` replicas acknowledged the writes within `timeout` (at least 1 ms),
-    /// the writes ran on the primary but are not proven replicated: a single request
-    /// fails with an [`Error::Redis`](crate::Error::Redis) of kind
-    /// [`NotReplicated`](crate::RedisErrorKind::NotReplicated), and in a `SendAll` such
-    /// requests are in flight ([`Delivery::InFlight`](crate::exec::Delivery::InFlight),
-    /// so a bulk write reports their items `unknown`, not `written`). See the
-    /// [module docs](super) for when an acknowledged write can be lost without it.
-    /// `replicas = 0` turns it off.
-    pub fn with_wait(mut self, replicas: u32, timeout: std::time::Duration) -> Self {
-        self.router.wait =
-            (replicas > 0).then(|| (replicas, timeout.max(std::time::Duration::from_millis(1))));
-        self
-    }
+    cluster_options!();
 
     /// Sets (or clears, with `None`) the response timeout of every node connection, now
     /// and for those opened later (see
