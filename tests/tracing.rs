@@ -143,3 +143,54 @@ fn without_a_subscriber_nothing_changes() {
     let back = store.get(&mut con, "a").unwrap().unwrap();
     assert_eq!(back.shape(), &[3]);
 }
+
+/// The table operations over several connections have a span of their own too (time
+/// and outcome; their requests run on threads of their own).
+#[cfg(feature = "arrow")]
+#[test]
+fn table_operations_over_several_connections_are_spans() {
+    use redstash::TableStore;
+    use redstash::arrowgen::GenSpec;
+    use redstash::store::table::ReadOptions;
+    let srv = RedisServer::start().unwrap();
+    let input: Vec<_> = GenSpec {
+        partitions: 2,
+        batches: 2,
+        rows: 100,
+        ..GenSpec::default()
+    }
+    .iter()
+    .collect::<redstash::Result<_>>()
+    .unwrap();
+    let store = TableStore::new("").with_partition_by("partition");
+    let got = spans(|| {
+        let mut cons: Vec<DirectConnection> = (0..2)
+            .map(|_| DirectConnection::open(srv.url().as_str()).unwrap())
+            .collect();
+        store
+            .split_parallel(&mut cons, "t", input.into_iter())
+            .unwrap();
+        let t = store
+            .read_parallel(&mut cons, "t", &ReadOptions::all())
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.num_rows(), 400);
+        assert!(
+            store
+                .read_parallel(&mut cons, "missing", &ReadOptions::all())
+                .unwrap()
+                .is_none()
+        );
+    });
+    let parallel: Vec<&Fields> = got
+        .iter()
+        .filter(|f| f["op"].ends_with("_parallel"))
+        .collect();
+    assert_eq!(parallel.len(), 3, "{got:?}");
+    assert_eq!(parallel[0]["op"], "split_parallel");
+    assert_eq!(parallel[0]["store"], "TableStore");
+    assert_eq!(parallel[0]["key"], "t");
+    assert_eq!(parallel[1]["op"], "read_parallel");
+    assert_eq!(parallel[1]["outcome"], "ok");
+    assert!(parallel[1].contains_key("elapsed_us"));
+}

@@ -222,3 +222,58 @@ pub(crate) async fn run_traced_async<'a, T, C: super::AsyncConnection + ?Sized>(
     traced.counters.record(&span, start, &result);
     result
 }
+
+/// Record the time and outcome of an operation that runs over several connections (no
+/// counts: its requests go through connections the span does not wrap).
+fn record_timed<T>(span: &Span, key: &str, start: Instant, result: &Result<T>) {
+    span.record("key", key);
+    span.record(
+        "elapsed_us",
+        u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
+    match result {
+        Ok(_) => span.record("outcome", "ok"),
+        Err(e) => {
+            span.record("outcome", "error");
+            span.record("error", tracing::field::display(e.with_causes()))
+        }
+    };
+}
+
+/// Run an operation over several connections inside a span of `store` and `op` about
+/// `key`, recording its time and outcome.
+pub(crate) fn timed<T>(
+    store: &'static str,
+    op: &'static str,
+    key: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let span = self::span(store, op);
+    if span.is_disabled() {
+        return f();
+    }
+    let _entered = span.enter();
+    let start = Instant::now();
+    let result = f();
+    record_timed(&span, key, start, &result);
+    result
+}
+
+/// [`timed`] for an async operation.
+#[cfg(feature = "tokio")]
+pub(crate) async fn timed_async<T>(
+    store: &'static str,
+    op: &'static str,
+    key: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    use tracing::Instrument;
+    let span = self::span(store, op);
+    if span.is_disabled() {
+        return f.await;
+    }
+    let start = Instant::now();
+    let result = f.instrument(span.clone()).await;
+    record_timed(&span, key, start, &result);
+    result
+}

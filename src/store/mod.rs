@@ -34,6 +34,42 @@ pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
 }
 
+/// Run `f`, an operation of `store` over several connections, in a span of its own
+/// (feature `tracing`: time and outcome), or just run it.
+#[allow(dead_code)]
+pub(crate) fn traced<T>(
+    store: &'static str,
+    op: &'static str,
+    key: &str,
+    f: impl FnOnce() -> crate::Result<T>,
+) -> crate::Result<T> {
+    #[cfg(feature = "tracing")]
+    return crate::exec::trace::timed(store, op, key, f);
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = (store, op, key);
+        f()
+    }
+}
+
+/// [`traced`] for an async operation.
+#[cfg(feature = "tokio")]
+#[allow(dead_code)]
+pub(crate) async fn traced_async<T>(
+    store: &'static str,
+    op: &'static str,
+    key: &str,
+    f: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    #[cfg(feature = "tracing")]
+    return crate::exec::trace::timed_async(store, op, key, f).await;
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = (store, op, key);
+        f.await
+    }
+}
+
 /// Generate the `op` (sync) and `op_async` (tokio) methods of a store from its plan
 /// functions, so that no operation is written twice.
 macro_rules! sync_and_async {

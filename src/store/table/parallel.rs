@@ -192,30 +192,38 @@ impl TableStore {
         table: &str,
         options: &ReadOptions,
     ) -> Result<Option<Table>> {
-        let Some(first) = cons.first_mut() else {
-            return Err(Error::InvalidArgument(
-                "read_parallel needs at least one connection".into(),
-            ));
-        };
-        let found = crate::exec::run(first, self.plan_found(table)?)?;
-        let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())? else {
-            return Ok(None);
-        };
-        let results: Vec<Result<Table>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = cons
-                .iter_mut()
-                .zip(fetches)
-                .map(|(con, f)| scope.spawn(move || crate::exec::run(con, f.step()?)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::panicked("a table read thread")))
-                })
-                .collect()
-        });
-        layout.assemble(results).map(Some)
+        crate::store::traced(
+            "TableStore",
+            "read_parallel",
+            &self.prefix(table),
+            move || {
+                let Some(first) = cons.first_mut() else {
+                    return Err(Error::InvalidArgument(
+                        "read_parallel needs at least one connection".into(),
+                    ));
+                };
+                let found = crate::exec::run(first, self.plan_found(table)?)?;
+                let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())?
+                else {
+                    return Ok(None);
+                };
+                let results: Vec<Result<Table>> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = cons
+                        .iter_mut()
+                        .zip(fetches)
+                        .map(|(con, f)| scope.spawn(move || crate::exec::run(con, f.step()?)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err(Error::panicked("a table read thread")))
+                        })
+                        .collect()
+                });
+                layout.assemble(results).map(Some)
+            },
+        )
     }
 
     /// [`read_parallel`](Self::read_parallel) on async connections: the connections
@@ -249,23 +257,32 @@ impl TableStore {
         table: &str,
         options: &ReadOptions,
     ) -> Result<Option<Table>> {
-        let Some(first) = cons.first_mut() else {
-            return Err(Error::InvalidArgument(
-                "read_parallel_async needs at least one connection".into(),
-            ));
-        };
-        let found = crate::exec::run_async(first, self.plan_found(table)?).await?;
-        let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())? else {
-            return Ok(None);
-        };
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
-        let reads = cons
-            .iter_mut()
-            .zip(fetches)
-            .map(|(con, f)| read::fetch_decode_async(con, f, permits.clone()));
-        let results = futures_util::future::join_all(reads).await;
-        layout.assemble(results).map(Some)
+        crate::store::traced_async(
+            "TableStore",
+            "read_parallel_async",
+            &self.prefix(table),
+            async move {
+                let Some(first) = cons.first_mut() else {
+                    return Err(Error::InvalidArgument(
+                        "read_parallel_async needs at least one connection".into(),
+                    ));
+                };
+                let found = crate::exec::run_async(first, self.plan_found(table)?).await?;
+                let Some((fetches, layout)) = self.share_out(table, found, options, cons.len())?
+                else {
+                    return Ok(None);
+                };
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
+                let reads = cons
+                    .iter_mut()
+                    .zip(fetches)
+                    .map(|(con, f)| read::fetch_decode_async(con, f, permits.clone()));
+                let results = futures_util::future::join_all(reads).await;
+                layout.assemble(results).map(Some)
+            },
+        )
+        .await
     }
 
     /// [`split`](Self::split) over several connections at once: batches are taken
@@ -282,7 +299,12 @@ impl TableStore {
         table: &str,
         batches: I,
     ) -> Result<TableInfo> {
-        self.split_parallel_pieces(cons, table, Decoded(batches))
+        crate::store::traced(
+            "TableStore",
+            "split_parallel",
+            &self.prefix(table),
+            move || self.split_parallel_pieces(cons, table, Decoded(batches)),
+        )
     }
 
     /// [`split_ipc`](Self::split_ipc) over several connections at once, as
@@ -296,7 +318,12 @@ impl TableStore {
         table: &str,
         input: IpcInput,
     ) -> Result<TableInfo> {
-        self.split_parallel_pieces(cons, table, input)
+        crate::store::traced(
+            "TableStore",
+            "split_ipc_parallel",
+            &self.prefix(table),
+            move || self.split_parallel_pieces(cons, table, input),
+        )
     }
 
     #[cfg(feature = "sync")]

@@ -169,58 +169,60 @@ impl TableStore {
         Con: SyncConnection + Send,
         F: FnMut(u32, RecordBatch) -> Result<()>,
     {
-        let Some(first) = cons.first_mut() else {
-            return Err(Error::InvalidArgument(
-                "read_each needs at least one connection".into(),
-            ));
-        };
-        let Some(info) = crate::exec::run(first, self.plan_readable_manifest(table)?)? else {
-            let Some(t) = self.read_parallel(cons, table, options)? else {
-                return Ok(None);
+        crate::store::traced("TableStore", "read_each", &self.prefix(table), move || {
+            let Some(first) = cons.first_mut() else {
+                return Err(Error::InvalidArgument(
+                    "read_each needs at least one connection".into(),
+                ));
             };
-            let rows = t.num_rows() as u64;
-            let mut batches = t.batches.into_iter();
-            for &(p, n) in &t.partitions {
-                for b in batches.by_ref().take(n) {
-                    f(p, b)?;
+            let Some(info) = crate::exec::run(first, self.plan_readable_manifest(table)?)? else {
+                let Some(t) = self.read_parallel(cons, table, options)? else {
+                    return Ok(None);
+                };
+                let rows = t.num_rows() as u64;
+                let mut batches = t.batches.into_iter();
+                for &(p, n) in &t.partitions {
+                    for b in batches.by_ref().take(n) {
+                        f(p, b)?;
+                    }
                 }
-            }
-            return Ok(Some(ReadEach {
-                schema: t.schema,
-                partitions: t.partitions,
+                return Ok(Some(ReadEach {
+                    schema: t.schema,
+                    partitions: t.partitions,
+                    rows,
+                }));
+            };
+            let expected = self
+                .reader(info.prefix.clone(), options)
+                .expected_schema(&info)?;
+            let prefix = info.prefix.as_str();
+            let (columns, limits) = (options.columns.as_deref(), self.limits);
+            let mut rows = 0u64;
+            let partitions = self.stream_values(
+                cons,
+                &info,
+                options,
+                // Decoded on the fetching threads: all cores decode.
+                |key, bytes| decode_value(key, bytes, columns, &limits),
+                |part, key, (schema, batches)| {
+                    check_generation(prefix, key, &schema, info.generation)?;
+                    check_fields(key, &expected, &schema)?;
+                    let n = batches.len();
+                    for b in batches {
+                        rows = rows.checked_add(b.num_rows() as u64).ok_or_else(|| {
+                            Error::corrupt("arrow", "row count overflows").at_key(key)
+                        })?;
+                        f(part, with_schema(key, &expected, b)?)?;
+                    }
+                    Ok(n)
+                },
+            )?;
+            Ok(Some(ReadEach {
+                schema: expected,
+                partitions,
                 rows,
-            }));
-        };
-        let expected = self
-            .reader(info.prefix.clone(), options)
-            .expected_schema(&info)?;
-        let prefix = info.prefix.as_str();
-        let (columns, limits) = (options.columns.as_deref(), self.limits);
-        let mut rows = 0u64;
-        let partitions = self.stream_values(
-            cons,
-            &info,
-            options,
-            // Decoded on the fetching threads: all cores decode.
-            |key, bytes| decode_value(key, bytes, columns, &limits),
-            |part, key, (schema, batches)| {
-                check_generation(prefix, key, &schema, info.generation)?;
-                check_fields(key, &expected, &schema)?;
-                let n = batches.len();
-                for b in batches {
-                    rows = rows.checked_add(b.num_rows() as u64).ok_or_else(|| {
-                        Error::corrupt("arrow", "row count overflows").at_key(key)
-                    })?;
-                    f(part, with_schema(key, &expected, b)?)?;
-                }
-                Ok(n)
-            },
-        )?;
-        Ok(Some(ReadEach {
-            schema: expected,
-            partitions,
-            rows,
-        }))
+            }))
+        })
     }
 
     /// Read a table (selected partitions and columns, as [`read`](Self::read)) into an
@@ -268,39 +270,41 @@ impl TableStore {
         format: IpcFormat,
         compression: IpcCompression,
     ) -> Result<Option<(W, IpcWritten)>> {
-        let Some(first) = cons.first_mut() else {
-            return Err(Error::InvalidArgument(
-                "read_ipc needs at least one connection".into(),
-            ));
-        };
-        let info = crate::exec::run(first, self.plan_readable_manifest(table)?)?;
-        let copy = options.columns.is_none()
-            && info.as_ref().is_some_and(|i| i.compression == compression);
-        match info {
-            Some(info) if copy => self.copy_ipc(cons, &info, options, out, format),
-            info => {
-                let Some(t) = self.read_parallel(cons, table, options)? else {
-                    return Ok(None);
-                };
-                let written_bytes = t.write_ipc(&mut out, format, compression)?;
-                let fetched_bytes = info.map(|i| {
-                    i.partitions
-                        .iter()
-                        .filter(|p| t.partitions.iter().any(|(id, _)| *id == p.id))
-                        .map(|p| p.bytes)
-                        .sum()
-                });
-                let written = IpcWritten {
-                    schema: t.schema.clone(),
-                    partitions: t.partitions.clone(),
-                    rows: t.num_rows() as u64,
-                    fetched_bytes,
-                    written_bytes,
-                    copied: false,
-                };
-                Ok(Some((out, written)))
+        crate::store::traced("TableStore", "read_ipc", &self.prefix(table), move || {
+            let Some(first) = cons.first_mut() else {
+                return Err(Error::InvalidArgument(
+                    "read_ipc needs at least one connection".into(),
+                ));
+            };
+            let info = crate::exec::run(first, self.plan_readable_manifest(table)?)?;
+            let copy = options.columns.is_none()
+                && info.as_ref().is_some_and(|i| i.compression == compression);
+            match info {
+                Some(info) if copy => self.copy_ipc(cons, &info, options, out, format),
+                info => {
+                    let Some(t) = self.read_parallel(cons, table, options)? else {
+                        return Ok(None);
+                    };
+                    let written_bytes = t.write_ipc(&mut out, format, compression)?;
+                    let fetched_bytes = info.map(|i| {
+                        i.partitions
+                            .iter()
+                            .filter(|p| t.partitions.iter().any(|(id, _)| *id == p.id))
+                            .map(|p| p.bytes)
+                            .sum()
+                    });
+                    let written = IpcWritten {
+                        schema: t.schema.clone(),
+                        partitions: t.partitions.clone(),
+                        rows: t.num_rows() as u64,
+                        fetched_bytes,
+                        written_bytes,
+                        copied: false,
+                    };
+                    Ok(Some((out, written)))
+                }
             }
-        }
+        })
     }
 
     fn copy_ipc<W: Write, Con: SyncConnection + Send>(
