@@ -838,6 +838,16 @@ fn tls_flags_reach_every_connection() {
     let (code, out, err) = with_flags(&["--json", "table", "list"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(json(&out)["tables"], serde_json::json!([]));
+    // The connection options before the subcommand work too
+    // (`redstash --url rediss://... --tls-cacert ca.pem array get ...`).
+    let mut before: Vec<&str> = tls_flags.iter().map(String::as_str).collect();
+    before.extend(["--json", "inspect", "a"]);
+    let (code, out, err) = redstash_env(&[], &before);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["dtype"], "float64");
+    // A subcommand that does not connect still refuses them.
+    let (code, _, _) = redstash_env(&[], &["--url", "redis://x/", "gen", "--out", "x.arrow"]);
+    assert_eq!(code, 2);
     // The value went over the TLS port: the plain port sees it too (same server).
     let mut con = srv.client().unwrap().get_connection().unwrap();
     let stored: Vec<u8> = redis::cmd("GET").arg("a").query(&mut con).unwrap();

@@ -286,8 +286,51 @@ fn error_json(code: u8, msg: &str) -> serde_json::Value {
 /// The command line, parsed. The global options' help is on the top-level page only;
 /// every subcommand's page points there.
 fn parse_args() -> Result<Cli, clap::Error> {
-    let matches = with_note(Cli::command(), false).try_get_matches()?;
+    let args = connection_options_last(std::env::args_os().collect());
+    let matches = with_note(Cli::command(), false).try_get_matches_from(args)?;
     Cli::from_arg_matches(&matches)
+}
+
+/// The connection options (`--url`, `--timeout`, `--tls-*`) belong to the subcommands
+/// that connect, but may also be given before the subcommand
+/// (`redstash --url rediss://... --tls-cacert ca.pem array get ...`): those are moved to
+/// the end of the command line, where the subcommand reads them (a subcommand that does
+/// not connect then refuses them as it should).
+fn connection_options_last(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const WITH_VALUE: [&str; 6] = [
+        "--url",
+        "--redis-url",
+        "--timeout",
+        "--tls-cacert",
+        "--tls-cert",
+        "--tls-key",
+    ];
+    const FLAGS: [&str; 1] = ["--tls-insecure"];
+    let mut out = Vec::with_capacity(args.len());
+    let mut moved = Vec::new();
+    let mut it = args.into_iter();
+    out.extend(it.next()); // the program name
+    while let Some(a) = it.next() {
+        let text = a.to_string_lossy().into_owned();
+        let name = text.split('=').next().unwrap_or_default();
+        if WITH_VALUE.contains(&name) {
+            let has_value = text.contains('=');
+            moved.push(a);
+            if !has_value {
+                moved.extend(it.next());
+            }
+        } else if FLAGS.contains(&name) {
+            moved.push(a);
+        } else if text.starts_with('-') {
+            out.push(a);
+        } else {
+            // The subcommand: everything from here on is its own.
+            out.push(a);
+            out.extend(it.by_ref());
+        }
+    }
+    out.extend(moved);
+    out
 }
 
 fn with_note(cmd: clap::Command, is_subcommand: bool) -> clap::Command {
