@@ -91,17 +91,7 @@ impl Counters {
         span.record("commands", self.commands.load(Ordering::Relaxed));
         span.record("bytes_out", self.bytes_out.load(Ordering::Relaxed));
         span.record("bytes_in", self.bytes_in.load(Ordering::Relaxed));
-        span.record(
-            "elapsed_us",
-            u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-        );
-        match result {
-            Ok(_) => span.record("outcome", "ok"),
-            Err(e) => {
-                span.record("outcome", "error");
-                span.record("error", tracing::field::display(e.with_causes()))
-            }
-        };
+        record_end(span, start, result);
     }
 }
 
@@ -227,6 +217,11 @@ pub(crate) async fn run_traced_async<'a, T, C: super::AsyncConnection + ?Sized>(
 /// counts: its requests go through connections the span does not wrap).
 fn record_timed<T>(span: &Span, key: &str, start: Instant, result: &Result<T>) {
     span.record("key", key);
+    record_end(span, start, result);
+}
+
+/// Record the time since `start` and the outcome of an operation on its span.
+fn record_end<T>(span: &Span, start: Instant, result: &Result<T>) {
     span.record(
         "elapsed_us",
         u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
