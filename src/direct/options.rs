@@ -118,6 +118,14 @@ impl ConnectOptions {
         &self.tls
     }
 
+    /// The options of a connection being opened: no reconnection (a handshake never
+    /// reconnects), every wait bounded by the connect timeout.
+    pub(crate) fn for_handshake(&self) -> Self {
+        self.clone()
+            .with_reconnect(false)
+            .with_response_timeout(self.connect_timeout)
+    }
+
     /// The connect timeout.
     pub fn connect_timeout(&self) -> Option<Duration> {
         self.connect_timeout

@@ -19,7 +19,7 @@ use super::state::{Need, WireState, direct_filled, exec_replies};
 use super::tls::stream_error;
 use super::{Frame, Setup, Target, check_handshake, setup};
 use crate::error::Result;
-use crate::exec::{AsyncConnection, Delivered, Request, Requests};
+use crate::exec::{AsyncConnection, Attempts, Delivered, Request, Requests};
 
 #[derive(Debug)]
 enum Stream {
@@ -422,25 +422,17 @@ impl AsyncConnection for DirectAsyncConnection {
     /// [`ConnectOptions`]), pausing its backoff first.
     async fn run_request(&mut self, req: Request<'_>) -> Result<Vec<Value>> {
         let policy = self.options.retry;
-        let mut retries = 0;
-        let mut paused = std::time::Duration::ZERO;
+        let mut attempts = Attempts::default();
         loop {
             let result = self
                 .exec_raw(req.commands(), req.is_atomic())
                 .await
                 .map_err(|e| req.error(e))
                 .and_then(|raw| req.finish(raw));
-            let again = match &result {
-                Err(e) => policy.allows(retries, e, req.is_idempotent()),
-                Ok(replies) => policy.allows_replies(retries, replies, req.is_idempotent()),
-            };
-            let pause = match policy.next_pause(retries, paused) {
-                Some(pause) if again => pause,
-                _ => return result,
-            };
-            ::tokio::time::sleep(pause).await;
-            paused += pause;
-            retries += 1;
+            match attempts.pause_after(&policy, &result, req.is_idempotent()) {
+                Some(pause) => ::tokio::time::sleep(pause).await,
+                None => return result,
+            }
         }
     }
 }
@@ -453,10 +445,7 @@ async fn establish(setup: &Setup, options: &ConnectOptions) -> RedisResult<(Stre
         stream,
         state: WireState::default(),
         setup: setup.clone(),
-        options: options
-            .clone()
-            .with_reconnect(false)
-            .with_response_timeout(options.connect_timeout),
+        options: options.for_handshake(),
         reconnect_failures: 0,
     };
     if !setup.handshake.is_empty() {

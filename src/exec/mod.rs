@@ -73,6 +73,7 @@ pub use replies::Replies;
 pub(crate) use replies::{describe, reply_bytes, reply_ok};
 pub(crate) use request::ReplyCheck;
 pub use request::{Request, Requests};
+pub(crate) use retry::Attempts;
 pub use retry::{DEFAULT_MAX_RETRIES, RetryPolicy};
 pub use scan::{DEFAULT_SCAN_COUNT, Scan, ScanPage};
 pub use step::{Compute, Continuation, ContinuationAll, OFFLOAD_THRESHOLD, Step};

@@ -171,6 +171,36 @@ impl RetryPolicy {
     }
 }
 
+/// The retries of one call so far (sans-IO: the connection sends and pauses).
+#[derive(Debug, Default)]
+pub(crate) struct Attempts {
+    retries: u32,
+    paused: Duration,
+}
+
+impl Attempts {
+    /// After an attempt of a request (`idempotent` or not) that gave `result`: the
+    /// pause before sending it again, or `None` when `result` is the call's result.
+    pub(crate) fn pause_after(
+        &mut self,
+        policy: &RetryPolicy,
+        result: &crate::error::Result<Vec<Value>>,
+        idempotent: bool,
+    ) -> Option<Duration> {
+        let again = match result {
+            Err(e) => policy.allows(self.retries, e, idempotent),
+            Ok(replies) => policy.allows_replies(self.retries, replies, idempotent),
+        };
+        if !again {
+            return None;
+        }
+        let pause = policy.next_pause(self.retries, self.paused)?;
+        self.retries += 1;
+        self.paused += pause;
+        Some(pause)
+    }
+}
+
 /// A random number for jitter (no dependency: std's randomly keyed hasher).
 fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
