@@ -436,16 +436,7 @@ impl<C: ArrayCodec> ArrayStore<C> {
     /// Plan of [`exists`](Self::exists).
     pub fn plan_exists(&self, name: &str) -> Result<Step<'static, bool>> {
         let key = self.key(name);
-        let mut c = redis::cmd("EXISTS");
-        c.arg(&key);
-        Ok(Step::then(
-            Request::single(c, Some(&key)).idempotent(),
-            |mut r| {
-                let n = r.next_int()?;
-                r.finish()?;
-                Ok(n > 0)
-            },
-        ))
+        Ok(crate::store::exists_step(&key))
     }
 
     /// Plan of [`get_as`](Self::get_as).

@@ -490,16 +490,7 @@ impl<C: ArrayCodec> BatchStore<C> {
     /// Plan of [`exists`](Self::exists).
     pub fn plan_exists(&self, batch_id: &str) -> Result<Step<'static, bool>> {
         let key = self.key(batch_id);
-        let mut c = redis::cmd("EXISTS");
-        c.arg(&key);
-        Ok(Step::then(
-            Request::single(c, Some(&key)).idempotent(),
-            |mut r| {
-                let n = r.next_int()?;
-                r.finish()?;
-                Ok(n > 0)
-            },
-        ))
+        Ok(crate::store::exists_step(&key))
     }
 
     /// Plan of [`list`](Self::list).

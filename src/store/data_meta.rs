@@ -179,16 +179,7 @@ impl DataMetaStore {
     /// Plan of [`exists`](Self::exists).
     pub fn plan_exists(&self, name: &str) -> Result<Step<'static, bool>> {
         let (_, mkey) = self.keys(name);
-        let mut c = redis::cmd("EXISTS");
-        c.arg(&mkey);
-        Ok(Step::then(
-            Request::single(c, Some(&mkey)).idempotent(),
-            |mut r| {
-                let n = r.next_int()?;
-                r.finish()?;
-                Ok(n > 0)
-            },
-        ))
+        Ok(crate::store::exists_step(&mkey))
     }
 
     sync_and_async! {

@@ -29,6 +29,20 @@ pub(crate) fn join_key(prefix: &str, name: &str) -> String {
 
 pub(crate) use crate::resp::slot::hash_tag;
 
+/// The plan of an `exists`: `EXISTS key` (a read: idempotent), `true` if the key exists.
+pub(crate) fn exists_step(key: &str) -> crate::exec::Step<'static, bool> {
+    let mut c = redis::cmd("EXISTS");
+    c.arg(key);
+    crate::exec::Step::then(
+        crate::exec::Request::single(c, Some(key)).idempotent(),
+        |mut r| {
+            let n = r.next_int()?;
+            r.finish()?;
+            Ok(n > 0)
+        },
+    )
+}
+
 /// TTL as whole milliseconds for `PX` (at least 1).
 pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
