@@ -63,6 +63,9 @@ pub mod exec;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "load")]
+#[cfg_attr(docsrs, doc(cfg(feature = "load")))]
+pub mod load;
 pub(crate) mod resp;
 pub mod store;
 #[cfg(feature = "testkit")]

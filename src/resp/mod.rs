@@ -31,7 +31,7 @@ pub(crate) mod transaction;
 
 pub use self::encode::Packed;
 pub(crate) use self::encode::push_header;
-#[cfg(feature = "cluster")]
+#[cfg(any(feature = "cluster", feature = "load"))]
 pub(crate) use self::encode::walk_packed;
 pub(crate) use self::errors::{eof_error, protocol_error, server_error_value};
 pub(crate) use self::frame::{Encoded, Encoder};
