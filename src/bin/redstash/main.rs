@@ -7,6 +7,7 @@
 mod array;
 mod bench;
 mod inspect;
+mod load;
 mod table;
 
 use std::path::PathBuf;
@@ -207,6 +208,9 @@ enum Command {
     Table(table::TableCmd),
     /// gen + split + read of the ArrowRedis benchmark sizes, with a summary.
     Bench(bench::BenchArgs),
+    /// Bulk-load records (CSV, JSON Lines) into keys, hashes and indexes:
+    /// pipelined, exact, resumable (--checkpoint), shardable (--shard I/N).
+    Load(load::LoadArgs),
 }
 
 /// A failure with its exit code.
@@ -259,6 +263,7 @@ fn main() -> ExitCode {
         Command::Read(args) => table::read_cmd(&cli, args).map(|_| ()),
         Command::Table(cmd) => table::table_cmd(&cli, cmd),
         Command::Bench(args) => bench::run(&cli, args),
+        Command::Load(args) => load::run(&cli, args),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
