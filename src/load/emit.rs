@@ -65,7 +65,7 @@ impl Loader {
                 tally.report.commands += b.slots.iter().map(|s| s.commands as u64).sum::<u64>();
                 tally.report.bytes += bytes.len() as u64;
             }
-            tally.produced(&p);
+            tally.produced(&p, false);
             self.report_progress(&tally, &batcher, &mut last, false);
             if p.ended {
                 ended = true;

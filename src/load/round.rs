@@ -313,13 +313,26 @@ impl Round {
 fn refused(e: &Error, idempotent: bool) -> State {
     let oom = e.redis_kind() == Some(RedisErrorKind::OutOfMemory);
     let failed = State::Failed {
-        error: e.to_string(),
+        error: error_text(e),
         oom,
     };
     if e.retry() == Retry::Always && idempotent {
         return State::Retry(Box::new(failed));
     }
     failed
+}
+
+/// An error's text with its causes (a server error's own message: `WRONGTYPE ...`).
+pub(crate) fn error_text(e: &Error) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The key of a record's first command (for error messages): its second argument, or

@@ -218,7 +218,7 @@ impl Loader {
                     }
                     Ok(Some(mut p)) => {
                         let batch = p.batch.take();
-                        tally.produced(&p);
+                        tally.produced(&p, batch.is_some());
                         if let Some(b) = batch
                             && tx.send(b).is_err()
                         {
@@ -336,10 +336,11 @@ impl Loader {
                         break;
                     }
                     Ok(Some(mut p)) => {
+                        let sent = p.batch.is_some();
                         if let Some(b) = p.batch.take() {
                             batches.push(b);
                         }
-                        tally.produced(&p);
+                        tally.produced(&p, sent);
                         if p.ended {
                             ended = true;
                             break;

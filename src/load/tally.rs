@@ -137,11 +137,15 @@ impl Tally {
 
     /// The source failed (I/O).
     pub(crate) fn stop_source(&mut self, e: Error) {
-        self.stop_with(format!("the source failed: {e}"), Some(e));
+        self.stop_with(
+            format!("the source failed: {}", super::round::error_text(&e)),
+            Some(e),
+        );
     }
 
-    /// A batch's worth of records was read.
-    pub(crate) fn produced(&mut self, p: &Produced) {
+    /// A batch's worth of records was read; `sent`: it has records to send (their
+    /// outcome comes later).
+    pub(crate) fn produced(&mut self, p: &Produced, sent: bool) {
         self.report.read += p.read;
         self.report.other_shards += p.other_shards;
         self.report.skipped += p.skipped.len() as u64;
@@ -160,7 +164,7 @@ impl Tally {
             e.produced = true;
             e.end = p.end;
             e.skipped = ck_skipped;
-            e.awaiting = p.batch.is_some();
+            e.awaiting = sent;
             e.complete = !e.awaiting;
         }
         self.check_max_errors();
@@ -196,7 +200,10 @@ impl Tally {
         }
         if let Some(f) = o.failure {
             let (why, err) = match f {
-                Ok(e) => (format!("the connection failed: {e}"), Some(e)),
+                Ok(e) => (
+                    format!("the connection failed: {}", super::round::error_text(&e)),
+                    Some(e),
+                ),
                 Err(text) => (format!("the connection failed: {text}"), None),
             };
             self.stop_with(why, err);
