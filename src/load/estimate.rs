@@ -34,6 +34,8 @@ const KEY_BATCH: usize = 500;
 const DICT_ENTRY_ALLOC: u64 = 32;
 /// What `MEMORY USAGE` already counts of a dictionary entry.
 const DICT_ENTRY_COUNTED: u64 = 24;
+/// Bytes of a Redis object header (`robj`).
+const OBJECT_HEADER: u64 = 16;
 /// Bytes of one hash table bucket (a pointer).
 const BUCKET: u64 = 8;
 
@@ -357,6 +359,9 @@ struct Scratch {
     ttl: bool,
     /// Its `MEMORY USAGE`.
     usage: u64,
+    /// Whether it is a listpack (`OBJECT ENCODING`), whose `MEMORY USAGE` counts its
+    /// bytes, not its allocation.
+    listpack: bool,
 }
 
 /// Estimate the memory loading `source` under `mapping` takes on the server `con` is
@@ -529,6 +534,7 @@ fn sample_and_measure<C: SyncConnection + ?Sized>(
                     writers: 0,
                     ttl: false,
                     usage: 0,
+                    listpack: false,
                 });
                 keys.len() - 1
             });
@@ -549,25 +555,28 @@ fn sample_and_measure<C: SyncConnection + ?Sized>(
     }
     write_sample(con, cmds)?;
     let after = MemoryInfo::read(con).ok();
-    // MEMORY USAGE of every scratch key.
+    // MEMORY USAGE and the encoding of every scratch key.
     for chunk in keys.chunks_mut(KEY_BATCH) {
-        let cmds = chunk
-            .iter()
-            .map(|k| {
-                let mut c = redis::cmd("MEMORY");
-                c.arg("USAGE").arg(&k.key[..]).arg("SAMPLES").arg(0);
-                c
-            })
-            .collect();
+        let mut cmds = Vec::with_capacity(chunk.len() * 2);
+        for k in chunk.iter() {
+            let mut c = redis::cmd("MEMORY");
+            c.arg("USAGE").arg(&k.key[..]).arg("SAMPLES").arg(0);
+            cmds.push(c);
+            let mut c = redis::cmd("OBJECT");
+            c.arg("ENCODING").arg(&k.key[..]);
+            cmds.push(c);
+        }
         let replies = pipeline(con, cmds)?;
-        for (k, r) in chunk.iter_mut().zip(&replies) {
-            if let Value::ServerError(e) = r {
+        for (k, r) in chunk.iter_mut().zip(replies.chunks_exact(2)) {
+            if let Value::ServerError(e) = &r[0] {
                 return Err(Error::redis(e.clone().into(), None));
             }
             // A key gone already (a short TTL) takes nothing.
-            k.usage = int_reply(r)
+            k.usage = int_reply(&r[0])
                 .and_then(|u| u64::try_from(u).ok())
                 .unwrap_or(0);
+            k.listpack =
+                matches!(&r[1], Value::BulkString(b) if b == b"listpack" || b == b"ziplist");
         }
     }
     // Each record's bytes: its keys' usage (less what the prefix adds to the key, plus
@@ -581,7 +590,17 @@ fn sample_and_measure<C: SyncConnection + ?Sized>(
         let prefix_extra = key_alloc(len) - key_alloc(len - plen);
         let entries =
             DICT_ENTRY_ALLOC - DICT_ENTRY_COUNTED + if k.ttl { DICT_ENTRY_ALLOC } else { 0 };
-        (k.usage + entries).saturating_sub(prefix_extra) as f64
+        // A listpack's allocation: MEMORY USAGE counts its bytes (after the object
+        // header, the key and the entry).
+        let listpack = if k.listpack {
+            let lp = k
+                .usage
+                .saturating_sub(OBJECT_HEADER + key_alloc(len) + DICT_ENTRY_COUNTED);
+            alloc_size(lp) - lp
+        } else {
+            0
+        };
+        (k.usage + entries + listpack).saturating_sub(prefix_extra) as f64
     };
     let xs: Vec<f64> = per_record
         .iter()
