@@ -116,7 +116,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE")]
     pub emit_resp: Option<PathBuf>,
     #[command(flatten)]
-    pub checks: crate::load_checks::CheckArgs,
+    pub checks: Box<crate::load_checks::CheckArgs>,
     #[command(flatten)]
     pub connection: Connection,
 }
