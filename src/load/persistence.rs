@@ -29,8 +29,16 @@ pub struct SavedPersistence {
     pub appendonly: String,
 }
 
-/// Persistence turned off on a server until [`restore`](Self::restore) or drop
-/// (see the [module docs](self)).
+/// Persistence turned off on a server ([`turn_off`](Self::turn_off): `CONFIG SET save ""`
+/// and `CONFIG SET appendonly no`) until [`restore`](Self::restore) or drop, which set
+/// the previous values again exactly.
+///
+/// Until then a crash of the server loses everything written since its last snapshot;
+/// restoring `appendonly yes` makes the server rewrite its AOF from the whole dataset
+/// (a `BGREWRITEAOF`: a fork, memory and disk I/O) right after the load. A server that
+/// refuses `CONFIG` (an ACL, a managed Redis that renames it) is left as it is
+/// ([`skipped`](Self::skipped) says why). On a Redis Cluster only the node `con` is
+/// connected to is changed.
 pub struct PersistenceGuard<C: SyncConnection> {
     con: C,
     saved: Option<SavedPersistence>,

@@ -479,9 +479,15 @@ fn parse_f64(b: &[u8]) -> Option<f64> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }
 
-/// Check that what loading `source` under `mapping` writes is in Redis (see the
-/// [module docs](self)). Sends only reads (`TYPE`, `GET`, `HMGET`, `SISMEMBER`,
-/// `ZSCORE`, `PTTL`).
+/// Check that what loading `source` under `mapping` writes is in Redis: each record's
+/// commands are made again, and for `SET k v` the key must be a string equal to `v`,
+/// for `HSET k f v ...` a hash with those field values, for `SADD s m` a set with member
+/// `m`, for `ZADD z score m` a sorted set where `m` has that score, and a TTL must be
+/// set and no later than the record's (an absolute one within
+/// [`VerifyOptions::ttl_tolerance`]). `RPUSH` and `HINCRBY` are not checked
+/// (`unchecked`). A record overwritten by a later one of the same key is reported as a
+/// wrong value. Sends only reads (`TYPE`, `GET`, `HMGET`, `SISMEMBER`, `ZSCORE`,
+/// `PTTL`), a batch of records per pipelined round trip.
 pub fn verify_load<C: SyncConnection + ?Sized>(
     mapping: &Mapping,
     source: &mut dyn Source,
