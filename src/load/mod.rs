@@ -38,8 +38,10 @@
 mod batch;
 mod checkpoint;
 mod emit;
+mod estimate;
 mod json;
 mod mapping;
+mod persistence;
 mod record;
 mod report;
 mod round;
@@ -47,6 +49,11 @@ mod run;
 pub mod source;
 mod tally;
 mod template;
+mod verify;
+
+pub use self::verify::{
+    MAX_REPORTED_MISMATCHES, Mismatch, MismatchKind, VerifyOptions, VerifyReport, verify_load,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,7 +61,12 @@ use std::sync::atomic::AtomicBool;
 
 pub use self::batch::Shard;
 pub use self::checkpoint::Checkpoint;
+pub use self::estimate::{
+    DEFAULT_ESTIMATE_SAMPLE, EstimateOptions, MemoryCheck, MemoryEstimate, MemoryInfo,
+    PRECHECK_SAMPLE, RecordCount, check_memory, estimate_memory, precheck_memory,
+};
 pub use self::mapping::{Atomicity, FieldFilter, IndexOp, Mapping, Ttl, TtlField, ValueMapping};
+pub use self::persistence::{PersistenceGuard, SavedPersistence};
 pub use self::record::{Position, Record, Value};
 pub use self::report::{LoadReport, MAX_REPORTED_ERRORS, Progress, RecordError, Stage};
 pub use self::source::{

@@ -116,6 +116,8 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE")]
     pub emit_resp: Option<PathBuf>,
     #[command(flatten)]
+    pub checks: Box<crate::load_checks::CheckArgs>,
+    #[command(flatten)]
     pub connection: Connection,
 }
 
@@ -389,6 +391,9 @@ fn progress_bar(cli: &Cli) -> indicatif::ProgressBar {
 pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
     let mapping = mapping(args)?;
     let cluster = cluster_on(&args.cluster);
+    if args.checks.alone() {
+        return crate::load_checks::run_alone(cli, args, &mapping, cluster);
+    }
     let shard = args
         .shard
         .as_deref()
@@ -402,6 +407,7 @@ pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
         // A second Ctrl-C ends the process at once.
         let _ = ctrlc::set_handler(move || {
             if cancel.swap(true, Ordering::SeqCst) {
+                crate::load_checks::on_forced_exit();
                 std::process::exit(130);
             }
         });
@@ -452,8 +458,11 @@ pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
             loader.emit_resp(source.as_mut(), &mut w)?
         }
     } else {
+        let session = crate::load_checks::before_load(cli, args, loader.mapping(), cluster)?;
         let mut cons = BulkConnection::open_many(&args.connection, args.connections, cluster)?;
-        loader.load_parallel(source.as_mut(), &mut cons)?
+        let report = loader.load_parallel(source.as_mut(), &mut cons);
+        session.finish(cli);
+        report?
     };
     bar.finish_and_clear();
     print_report(
@@ -465,7 +474,7 @@ pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
             .is_some_and(|p| p.as_os_str() == "-"),
     );
     match &report.stopped {
-        None => Ok(()),
+        None => crate::load_checks::after_load(cli, args, loader.mapping(), cluster),
         Some(why) => Err(Fail(1, format!("the load stopped: {why}"))),
     }
 }
