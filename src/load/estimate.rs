@@ -716,8 +716,12 @@ pub enum MemoryCheck {
     Unknown(String),
 }
 
-/// Compare an estimate with the room `info` leaves (the estimate plus its error must
-/// fit).
+/// The margin (percent of the estimate) the pre-check adds before comparing with the
+/// room left under `maxmemory`.
+pub const PRECHECK_MARGIN_PERCENT: u64 = 10;
+
+/// Compare an estimate with the room `info` leaves (the estimate plus its error plus
+/// [`PRECHECK_MARGIN_PERCENT`] must fit).
 pub fn check_memory(estimate: &MemoryEstimate, info: &MemoryInfo) -> MemoryCheck {
     let Some(room) = info.room() else {
         return MemoryCheck::NoLimit;
@@ -725,7 +729,11 @@ pub fn check_memory(estimate: &MemoryEstimate, info: &MemoryInfo) -> MemoryCheck
     let Some(total) = estimate.total else {
         return MemoryCheck::Unknown("the number of records is unknown".into());
     };
-    let needed = total + estimate.error.unwrap_or(0);
+    // The statistical error, plus a margin for what a sample of the first records does
+    // not show: small hashes measured about 8% low on Redis 7.0 (their listpack
+    // allocations), and encodings that change as collections grow.
+    let margin = total / 100 * PRECHECK_MARGIN_PERCENT;
+    let needed = total + estimate.error.unwrap_or(0) + margin;
     if needed > room {
         MemoryCheck::TooBig {
             needed,

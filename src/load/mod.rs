@@ -63,7 +63,8 @@ pub use self::batch::Shard;
 pub use self::checkpoint::Checkpoint;
 pub use self::estimate::{
     DEFAULT_ESTIMATE_SAMPLE, EstimateOptions, MemoryCheck, MemoryEstimate, MemoryInfo,
-    PRECHECK_SAMPLE, RecordCount, check_memory, estimate_memory, precheck_memory,
+    PRECHECK_MARGIN_PERCENT, PRECHECK_SAMPLE, RecordCount, check_memory, estimate_memory,
+    precheck_memory,
 };
 pub use self::mapping::{Atomicity, FieldFilter, IndexOp, Mapping, Ttl, TtlField, ValueMapping};
 pub use self::persistence::{PersistenceGuard, SavedPersistence};
