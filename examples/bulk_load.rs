@@ -25,9 +25,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
     writeln!(f, "id,name,email,country,age")?;
     for i in 0..200_000 {
-        let id = if i == 1234 { String::new() } else { i.to_string() };
+        let id = if i == 1234 {
+            String::new()
+        } else {
+            i.to_string()
+        };
         let country = ["fr", "de", "us", "jp"][i % 4];
-        writeln!(f, "{id},user {i},user{i}@example.com,{country},{}", 18 + i % 60)?;
+        writeln!(
+            f,
+            "{id},user {i},user{i}@example.com,{country},{}",
+            18 + i % 60
+        )?;
     }
     drop(f);
 

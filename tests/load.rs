@@ -689,6 +689,25 @@ fn redis_killed_mid_load_keeps_every_record_counted_and_the_resume_completes_it(
 }
 
 #[test]
+fn a_load_rides_over_a_redis_restart_with_its_retries_and_loses_nothing() {
+    let n: u64 = 300_000;
+    let mut srv = RedisServer::builder().durable().start().unwrap();
+    let url = srv.url();
+    let loader_thread = std::thread::spawn(move || {
+        let mut con = DirectConnection::open(url.as_str()).unwrap();
+        Loader::new(item_mapping()).load(&mut items(n, None), &mut con).unwrap()
+    });
+    wait_for_keys(&srv, 50_000);
+    assert!(!loader_thread.is_finished(), "the load must still run at the kill");
+    srv.kill();
+    srv.restart().unwrap();
+    let report = loader_thread.join().unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!((report.read, report.loaded, report.unknown, report.not_sent), (n, n, 0, 0));
+    check_items(&srv, n);
+}
+
+#[test]
 fn out_of_memory_stops_with_an_exact_count_and_a_resumable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ckpt");

@@ -226,3 +226,23 @@ impl Loader {
         &self.mapping
     }
 }
+
+/// A fresh encoder (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn mapping_encoder() -> mapping::Encoder {
+    mapping::Encoder::default()
+}
+
+/// One record's commands as RESP and their number, `None` when it cannot be mapped
+/// (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn encode_for_fuzzing(
+    enc: &mut mapping::Encoder,
+    mapping: &Mapping,
+    record: &Record,
+) -> Option<(Vec<u8>, usize)> {
+    let e = enc.encode(mapping, record).ok()?;
+    let mut p = crate::resp::Packed::default();
+    let n = e.write_resp(&mut p, None);
+    Some((p.as_bytes().to_vec(), n))
+}

@@ -183,6 +183,8 @@ impl Round {
     /// Take what became of the requests of the attempt.
     pub(crate) fn take(&mut self, delivered: crate::Result<Delivered>) {
         let units = std::mem::take(&mut self.units);
+        // The failure of this attempt (an earlier one's no longer decides).
+        self.failure = None;
         let deliveries: Vec<Delivery> = match delivered {
             Ok(Ok(all)) => all.into_iter().map(Delivery::Answered).collect(),
             Ok(Err(interrupted)) => {

@@ -356,6 +356,7 @@ pub fn open_source(args: &LoadArgs) -> Result<Box<dyn Source + Send>, Fail> {
                 delimiter: delimiter(args, path)?,
                 quote: b'"',
                 fields: args.fields.clone(),
+                ..CsvOptions::default()
             },
         )?),
         Format::JsonLines => Box::new(JsonLinesSource::new(input()?)),

@@ -2,7 +2,7 @@
 //! gzip/zstd input detected. Cells are [`Value::Untyped`]: JSON values write them as
 //! numbers when they are numbers.
 
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
 
 use super::{Input, Read, ResumePoint, Source};
@@ -19,7 +19,14 @@ pub struct CsvOptions {
     /// The field names when the input has no header row; `None`: the first row names
     /// the fields.
     pub fields: Option<Vec<String>>,
+    /// The longest record read ([`DEFAULT_MAX_RECORD_BYTES`]): a longer one (an unclosed
+    /// quote that would swallow the rest of the file) stops the load with an error
+    /// instead of growing one record to the size of the input.
+    pub max_record_bytes: u64,
 }
+
+/// The longest CSV record read by default: 256 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 256 << 20;
 
 impl Default for CsvOptions {
     fn default() -> Self {
@@ -27,7 +34,46 @@ impl Default for CsvOptions {
             delimiter: b',',
             quote: b'"',
             fields: None,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
+    }
+}
+
+/// The input, failing a read once more than `limit` bytes were read since the last
+/// record ended (`mark`).
+struct Bounded {
+    inner: Input,
+    since_mark: u64,
+    limit: u64,
+}
+
+impl Bounded {
+    fn mark(&mut self) {
+        self.since_mark = 0;
+    }
+}
+
+impl std::io::Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.since_mark > self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a CSV record longer than {} bytes (an unclosed quote?)",
+                    self.limit
+                ),
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.since_mark += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Bounded {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.since_mark = 0;
+        self.inner.seek(pos)
     }
 }
 
@@ -45,7 +91,7 @@ impl Default for CsvOptions {
 /// # Ok::<(), redstash::Error>(())
 /// ```
 pub struct CsvSource {
-    reader: csv::Reader<Input>,
+    reader: csv::Reader<Bounded>,
     names: Vec<Arc<str>>,
     row: csv::ByteRecord,
     records: u64,
@@ -65,7 +111,11 @@ impl CsvSource {
             .has_headers(options.fields.is_none())
             .flexible(true)
             .buffer_capacity(1 << 16)
-            .from_reader(input);
+            .from_reader(Bounded {
+                inner: input,
+                since_mark: 0,
+                limit: options.max_record_bytes.max(1 << 16),
+            });
         let names: Vec<Arc<str>> = match &options.fields {
             Some(f) => f.iter().map(|n| Arc::from(n.as_str())).collect(),
             None => {
@@ -105,6 +155,7 @@ fn csv_error(e: csv::Error) -> Error {
 
 impl Source for CsvSource {
     fn next_record(&mut self, record: &mut Record) -> Result<Read> {
+        self.reader.get_mut().mark();
         let read = self.reader.read_byte_record(&mut self.row);
         let start_line = self
             .row
@@ -210,11 +261,11 @@ impl Source for CsvSource {
     }
 
     fn bytes_read(&self) -> (u64, Option<u64>) {
-        self.reader.get_ref().bytes_read()
+        self.reader.get_ref().inner.bytes_read()
     }
 
     fn identity(&self) -> String {
-        format!("csv {}", self.reader.get_ref().identity())
+        format!("csv {}", self.reader.get_ref().inner.identity())
     }
 }
 
@@ -243,6 +294,24 @@ mod tests {
         assert_eq!(src.next_record(&mut r).unwrap(), Read::Record);
         assert_eq!(r.position, Position { record: 3, line: 6 });
         assert_eq!(src.next_record(&mut r).unwrap(), Read::End);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_an_error_not_a_record_the_size_of_the_input() {
+        let mut text = b"id,name\n1,\"never closed\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 1 << 20));
+        let options = CsvOptions {
+            max_record_bytes: 1 << 17,
+            ..CsvOptions::default()
+        };
+        let mut src =
+            CsvSource::new(Input::from_reader(std::io::Cursor::new(text), "t"), options).unwrap();
+        let mut r = Record::default();
+        let e = src.next_record(&mut r).unwrap_err();
+        assert!(
+            e.to_string().contains("unclosed quote") || format!("{e:?}").contains("unclosed quote"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::load::record::{Position, Record, Value};
 
 /// Longest line read (a longer one is a malformed record, not an allocation).
-pub const MAX_LINE_BYTES: usize = 512 << 20;
+pub const MAX_LINE_BYTES: usize = 256 << 20;
 
 /// Records of a JSON Lines input.
 ///

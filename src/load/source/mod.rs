@@ -8,7 +8,7 @@ mod jsonl;
 
 use std::path::Path;
 
-pub use self::csv::{CsvOptions, CsvSource};
+pub use self::csv::{CsvOptions, CsvSource, DEFAULT_MAX_RECORD_BYTES};
 pub use self::input::Input;
 pub use self::iter::IterSource;
 pub use self::jsonl::JsonLinesSource;
