@@ -209,8 +209,8 @@ pub fn quiet_panics() {
 #[cfg(feature = "load")]
 pub fn load_records(bytes: &[u8]) -> Result<u64> {
     use crate::load::{
-        CsvOptions, CsvSource, FieldFilter, IndexOp, Input, JsonLinesSource, KeyTemplate,
-        Mapping, Read, Record, Source, Ttl, TtlField, ValueMapping,
+        CsvOptions, CsvSource, FieldFilter, IndexOp, Input, JsonLinesSource, KeyTemplate, Mapping,
+        Read, Record, Source, Ttl, TtlField, ValueMapping,
     };
     let Some((&mode, rest)) = bytes.split_first() else {
         return Ok(0);

@@ -695,15 +695,23 @@ fn a_load_rides_over_a_redis_restart_with_its_retries_and_loses_nothing() {
     let url = srv.url();
     let loader_thread = std::thread::spawn(move || {
         let mut con = DirectConnection::open(url.as_str()).unwrap();
-        Loader::new(item_mapping()).load(&mut items(n, None), &mut con).unwrap()
+        Loader::new(item_mapping())
+            .load(&mut items(n, None), &mut con)
+            .unwrap()
     });
     wait_for_keys(&srv, 50_000);
-    assert!(!loader_thread.is_finished(), "the load must still run at the kill");
+    assert!(
+        !loader_thread.is_finished(),
+        "the load must still run at the kill"
+    );
     srv.kill();
     srv.restart().unwrap();
     let report = loader_thread.join().unwrap();
     assert!(report.is_complete(), "{report:?}");
-    assert_eq!((report.read, report.loaded, report.unknown, report.not_sent), (n, n, 0, 0));
+    assert_eq!(
+        (report.read, report.loaded, report.unknown, report.not_sent),
+        (n, n, 0, 0)
+    );
     check_items(&srv, n);
 }
 

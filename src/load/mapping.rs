@@ -9,7 +9,8 @@ use super::template::{KeyTemplate, MappingProblem};
 use crate::error::{Error, Result};
 
 /// How a record's value is stored at its key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ValueMapping {
     /// `SET key <JSON object of the fields>`: real JSON, numbers as numbers.
     Json(FieldFilter),
@@ -23,7 +24,8 @@ pub enum ValueMapping {
 
 /// Which fields a [`ValueMapping::Json`] or [`ValueMapping::Hash`] keeps: `include`
 /// (all when empty), minus `exclude`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FieldFilter {
     /// The fields to keep (all when empty).
     pub include: Vec<String>,
@@ -44,10 +46,12 @@ impl FieldFilter {
 }
 
 /// When a record's key expires.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Ttl {
-    /// The same TTL for every key, from the time it is written.
-    Fixed(Duration),
+    /// The same TTL for every key, from the time it is written (in a mapping file:
+    /// `{"fixed": 1.5}`, seconds).
+    Fixed(#[serde(with = "seconds")] Duration),
     /// From a numeric field of the record.
     Field {
         /// The field.
@@ -58,7 +62,8 @@ pub enum Ttl {
 }
 
 /// What a TTL field's number means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TtlField {
     /// Seconds from now (`EXPIRE`-like).
     Seconds,
@@ -72,7 +77,8 @@ pub enum TtlField {
 
 /// One index operation per record, keeping a set, a lookup hash, a sorted set, a list
 /// or a counter up to date. A template that is `None` means the record's key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum IndexOp {
     /// `SADD set member`.
     Sadd {
@@ -136,7 +142,8 @@ impl IndexOp {
 }
 
 /// How a record's commands are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Atomicity {
     /// Pipelined one after the other (the fastest).
     #[default]
@@ -155,6 +162,24 @@ pub enum Atomicity {
 /// TTL starts again from the replay); `RPUSH` and `HINCRBY` are not
 /// ([`is_idempotent`](Self::is_idempotent)).
 ///
+/// A mapping is also a JSON document ([`Mapping::from_json`], the CLI's `--mapping
+/// FILE`):
+///
+/// ```
+/// use redstash::load::Mapping;
+/// let m = Mapping::from_json(r#"{
+///     "key": "user:{id}",
+///     "value": {"hash": {"exclude": ["password"]}},
+///     "ttl": {"field": {"field": "expires_at", "kind": "unix_seconds"}},
+///     "indexes": [
+///         {"hset": {"hash": "users:by_email", "field": "{email}"}},
+///         {"zadd": {"zset": "users:by_age", "score": "age"}}
+///     ]
+/// }"#)?;
+/// assert_eq!(m.indexes().len(), 2);
+/// # Ok::<(), redstash::Error>(())
+/// ```
+///
 /// ```
 /// use redstash::load::{FieldFilter, IndexOp, KeyTemplate, Mapping, ValueMapping};
 /// let m = Mapping::new(KeyTemplate::parse("user:{id}")?)
@@ -163,13 +188,43 @@ pub enum Atomicity {
 /// assert!(m.is_idempotent());
 /// # Ok::<(), redstash::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mapping {
     key: KeyTemplate,
+    #[serde(default = "json_value")]
     value: ValueMapping,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     ttl: Option<Ttl>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     indexes: Vec<IndexOp>,
+    #[serde(default)]
     atomicity: Atomicity,
+}
+
+fn json_value() -> ValueMapping {
+    ValueMapping::Json(FieldFilter::all())
+}
+
+/// A `Duration` as a number of seconds (a mapping file's fixed TTL).
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("a TTL of {secs} seconds: more than 0"))
+            })
+    }
 }
 
 /// The Lua script of [`Atomicity::Lua`]: `ARGV` holds the commands, each as its argument
@@ -188,6 +243,17 @@ pub(crate) fn lua_sha() -> String {
 }
 
 impl Mapping {
+    /// A mapping from its JSON form (see the type's docs); an unknown field, a bad
+    /// template or a TTL of 0 is an [`Error::InvalidArgument`].
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::InvalidArgument(format!("mapping: {e}")))
+    }
+
+    /// The mapping as JSON (what [`from_json`](Self::from_json) reads).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
     /// Records stored at `key`, as JSON of every field, no TTL, no index.
     pub fn new(key: KeyTemplate) -> Self {
         Mapping {
@@ -776,6 +842,43 @@ mod tests {
             commands(&m, &rec()),
             Err(MappingProblem::ExpiredTtl(_))
         ));
+    }
+
+    #[test]
+    fn mappings_are_json_documents() {
+        let m = Mapping::new(t("user:{id}"))
+            .with_value(ValueMapping::Hash(FieldFilter {
+                include: vec![],
+                exclude: vec!["pw".into()],
+            }))
+            .with_ttl(Ttl::Fixed(Duration::from_millis(1500)))
+            .with_index(IndexOp::Sadd {
+                set: t("users"),
+                member: None,
+            })
+            .with_index(IndexOp::Zadd {
+                zset: t("z"),
+                score: "age".into(),
+                member: Some(t("{id}")),
+            })
+            .with_index(IndexOp::Hincrby {
+                hash: t("c"),
+                field: t("{country}"),
+                by: 2,
+            })
+            .with_atomicity(Atomicity::Lua);
+        assert_eq!(Mapping::from_json(&m.to_json()).unwrap(), m);
+        let minimal = Mapping::from_json(r#"{"key": "k:{id}"}"#).unwrap();
+        assert_eq!(minimal, Mapping::new(t("k:{id}")));
+        for bad in [
+            r#"{"key": "k:{id"}"#,
+            r#"{"key": "k", "colour": 1}"#,
+            r#"{"key": "k", "ttl": {"fixed": 0}}"#,
+            r#"{"key": "k", "indexes": [{"sadd": {"set": "s", "extra": 1}}]}"#,
+            r#"{"key": "k", "value": "yaml"}"#,
+        ] {
+            assert!(Mapping::from_json(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -175,6 +175,19 @@ impl fmt::Display for KeyTemplate {
     }
 }
 
+impl serde::Serialize for KeyTemplate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyTemplate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        KeyTemplate::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for KeyTemplate {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

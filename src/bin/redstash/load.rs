@@ -32,6 +32,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub delimiter: Option<String>,
 
+    /// The whole mapping as a JSON file (key, value, ttl, indexes, atomicity: see
+    /// `redstash::load::Mapping`), instead of the mapping flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "key", "value", "include", "exclude", "ttl", "ttl_field", "sadd", "hset", "zadd",
+        "rpush", "hincrby", "atomic",
+    ])]
+    pub mapping: Option<PathBuf>,
     /// The key of each record: a template of `{field}`s, e.g. 'user:{id}' (`{{`/`}}`
     /// are literal braces).
     #[arg(long)]
