@@ -35,9 +35,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod arrays;
 mod batch;
 mod checkpoint;
 mod emit;
+#[cfg(feature = "parquet")]
+mod features;
 mod json;
 mod mapping;
 mod record;
@@ -52,11 +55,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+pub use self::arrays::{ArrayFileError, ArrayLoad, ArrayLoadReport};
 pub use self::batch::Shard;
 pub use self::checkpoint::Checkpoint;
+#[cfg(feature = "parquet")]
+pub use self::features::{FeatureLoad, FeatureLoadReport, VectorColumns};
 pub use self::mapping::{Atomicity, FieldFilter, IndexOp, Mapping, Ttl, TtlField, ValueMapping};
 pub use self::record::{Position, Record, Value};
 pub use self::report::{LoadReport, MAX_REPORTED_ERRORS, Progress, RecordError, Stage};
+#[cfg(feature = "parquet")]
+pub use self::source::{ArrowSource, ParquetSource};
 pub use self::source::{
     CsvOptions, CsvSource, Format, Input, IterSource, JsonLinesSource, Read, ResumePoint, Source,
 };
