@@ -91,7 +91,15 @@ pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
     let dtype = a
         .dtype
         .as_deref()
-        .map(|d| DType::parse_any(d).map(|(t, _)| t))
+        .map(|d| {
+            let numpy = match d {
+                "f16" => "float16",
+                "f32" => "float32",
+                "f64" => "float64",
+                other => other,
+            };
+            DType::parse_any(numpy).map(|(t, _)| t)
+        })
         .transpose()
         .map_err(|e| usage(format!("--dtype: {e}")))?;
     let load = FeatureLoad::new(view_name.clone(), id, vector);
