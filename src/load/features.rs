@@ -1,5 +1,5 @@
 //! Loading feature vectors straight from Arrow record batches (an Arrow IPC or Parquet
-//! file) into a [`FeatureStore`] view (feature `parquet`).
+//! file) into a [`FeatureStore`] view (features `parquet` and `ndarray`).
 //!
 //! No record is built: each batch's float buffer is handed to
 //! [`FeatureStore::write_many`] as one slice (a list column of `Float32`/`Float64`/

@@ -39,7 +39,7 @@ mod arrays;
 mod batch;
 mod checkpoint;
 mod emit;
-#[cfg(feature = "parquet")]
+#[cfg(all(feature = "parquet", feature = "ndarray"))]
 mod features;
 mod json;
 mod mapping;
@@ -58,7 +58,7 @@ use std::sync::atomic::AtomicBool;
 pub use self::arrays::{ArrayFileError, ArrayLoad, ArrayLoadReport};
 pub use self::batch::Shard;
 pub use self::checkpoint::Checkpoint;
-#[cfg(feature = "parquet")]
+#[cfg(all(feature = "parquet", feature = "ndarray"))]
 pub use self::features::{FeatureLoad, FeatureLoadReport, VectorColumns};
 pub use self::mapping::{Atomicity, FieldFilter, IndexOp, Mapping, Ttl, TtlField, ValueMapping};
 pub use self::record::{Position, Record, Value};
