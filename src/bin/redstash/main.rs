@@ -209,9 +209,10 @@ enum Command {
     Table(table::TableCmd),
     /// gen + split + read of the ArrowRedis benchmark sizes, with a summary.
     Bench(bench::BenchArgs),
-    /// Bulk-load records (CSV, JSON Lines) into keys, hashes and indexes:
-    /// pipelined, exact, resumable (--checkpoint), shardable (--shard I/N).
-    Load(load::LoadArgs),
+    /// Bulk-load records (CSV, JSON Lines, Arrow, Parquet) into keys, hashes and
+    /// indexes: pipelined, exact, resumable (--checkpoint), shardable (--shard I/N);
+    /// or feature vectors into a view (--feature-view), .npy files into arrays (--arrays).
+    Load(Box<load::LoadArgs>),
 }
 
 /// A failure with its exit code.

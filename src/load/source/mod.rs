@@ -12,7 +12,7 @@ mod parquet;
 
 use std::path::Path;
 
-#[cfg(feature = "parquet")]
+#[cfg(all(feature = "parquet", feature = "ndarray"))]
 pub(crate) use self::arrow::value_at as arrow_value;
 pub use self::csv::{CsvOptions, CsvSource};
 pub use self::input::Input;
