@@ -33,8 +33,9 @@ pub enum VectorColumns {
     Columns(Vec<String>),
 }
 
-/// A load of feature vectors into a view: an id column and the vectors (see the
-/// [module docs](self)).
+/// A load of feature vectors into a view: an id column and the vectors. Each record
+/// batch's float buffer goes to [`FeatureStore::write_many`] as one slice (no record per
+/// row), while the next batch is read and decoded on a second thread.
 ///
 /// ```no_run
 /// use redstash::direct::DirectConnection;

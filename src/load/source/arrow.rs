@@ -6,28 +6,7 @@
 //! [`Limits`], and the `arrow-ipc` decoder runs inside `catch_unwind`), so memory stays
 //! bounded by one batch and a corrupt file is an [`Error`], never a panic.
 //!
-//! # Column types
-//!
-//! | Arrow | [`Value`] |
-//! |---|---|
-//! | null (any type) | `Null` |
-//! | `Boolean` | `Bool` |
-//! | `Int8`..`Int64`, `UInt8`..`UInt32`, `UInt64` up to `i64::MAX` | `Int` |
-//! | `UInt64` above `i64::MAX` | `Json` (an exact JSON number) |
-//! | `Float16`, `Float32` | `Float`: the shortest decimal of the `f32` (`0.1`, not `0.10000000149011612`) |
-//! | `Float64` | `Float` |
-//! | `Utf8`, `LargeUtf8`, `Utf8View` | `Text` |
-//! | `Binary`, `LargeBinary`, `BinaryView`, `FixedSizeBinary` | `Bytes` |
-//! | `Decimal32/64/128/256` | `Text`, exact (`"12.340"`) |
-//! | `Date32`, `Date64` | `Text`, ISO 8601 (`"2024-03-01"`) |
-//! | `Timestamp` | `Text`, ISO 8601 with the unit's fraction digits; with a time zone, the instant in UTC with a `Z` (`"2024-03-01T12:30:00.250Z"`), without one, the wall time as stored |
-//! | `Time32`, `Time64` | `Text` (`"12:30:00.250"`) |
-//! | `Duration` | `Int`, a count of the type's unit |
-//! | `List`, `LargeList`, `FixedSizeList`, `Struct`, `Map` | `Json` (arrays, objects; a map with string keys as an object, else an array of `{"key", "value"}`) |
-//! | `Dictionary` | the value it points to |
-//!
-//! Other types (unions, intervals, run-end encoded, list views) are refused when the
-//! source is opened, naming the column.
+//! Column types and their values: see [`ArrowSource`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -44,8 +23,32 @@ use crate::codec::arrow_file::{EncodedBatch, IpcInput};
 use crate::error::{Error, Result};
 use crate::load::record::{Position, Record, Value};
 
-/// Records of an Arrow IPC file or stream, one per row (see the [module docs](self) for
-/// the values of each column type).
+/// Records of an Arrow IPC file or stream, one per row, read one record batch at a time
+/// with the crate's hardened IPC reader (memory bounded by one batch; a corrupt file is
+/// an [`Error`], never a panic). A resume skips whole batches without decoding them.
+///
+/// # Column types
+///
+/// | Arrow | [`Value`] |
+/// |---|---|
+/// | null (any type) | `Null` |
+/// | `Boolean` | `Bool` |
+/// | `Int8`..`Int64`, `UInt8`..`UInt32`, `UInt64` up to `i64::MAX` | `Int` |
+/// | `UInt64` above `i64::MAX` | `Json` (an exact JSON number) |
+/// | `Float16`, `Float32` | `Float`: the shortest decimal of the `f32` (`0.1`, not `0.10000000149011612`) |
+/// | `Float64` | `Float` |
+/// | `Utf8`, `LargeUtf8`, `Utf8View` | `Text` |
+/// | `Binary`, `LargeBinary`, `BinaryView`, `FixedSizeBinary` | `Bytes` |
+/// | `Decimal32/64/128/256` | `Text`, exact (`"12.340"`) |
+/// | `Date32`, `Date64` | `Text`, ISO 8601 (`"2024-03-01"`) |
+/// | `Timestamp` | `Text`, ISO 8601 with the unit's fraction digits; with a time zone, the instant in UTC with a `Z` (`"2024-03-01T12:30:00.250Z"`), without one, the wall time as stored |
+/// | `Time32`, `Time64` | `Text` (`"12:30:00.250"`) |
+/// | `Duration` | `Int`, a count of the type's unit |
+/// | `List`, `LargeList`, `FixedSizeList`, `Struct`, `Map` | `Json` (arrays, objects; a map with string keys as an object, else an array of `{"key", "value"}`) |
+/// | `Dictionary` | the value it points to |
+///
+/// Other types (unions, intervals, run-end encoded, list views) are refused when the
+/// source is opened, naming the column.
 ///
 /// ```no_run
 /// use redstash::load::{ArrowSource, Read, Record, Source};

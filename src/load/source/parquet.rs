@@ -26,7 +26,9 @@ use crate::load::record::{Position, Record};
 /// Rows per decoded batch by default.
 pub const DEFAULT_PARQUET_BATCH_ROWS: usize = 8_192;
 
-/// Records of a Parquet file, one per row (see the [module docs](self)).
+/// Records of a Parquet file, one per row, read one row group at a time; column values
+/// as [`ArrowSource`](super::ArrowSource) gives them. A resume goes straight to its row
+/// group (by the metadata's row counts); a shard takes every N-th row group.
 ///
 /// ```no_run
 /// use redstash::load::{ParquetSource, Read, Record, Source};
