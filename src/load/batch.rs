@@ -101,6 +101,8 @@ impl<'a> Batcher<'a> {
         stop_on_error: bool,
         first_seq: u64,
     ) -> Self {
+        // A source that shards itself (by Parquet row group) gives only its records.
+        let shard = shard.filter(|s| !source.take_shard(*s));
         Batcher {
             source,
             mapping,

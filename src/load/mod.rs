@@ -35,10 +35,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod arrays;
 mod batch;
 mod checkpoint;
 mod emit;
 mod estimate;
+#[cfg(all(feature = "parquet", feature = "ndarray"))]
+mod features;
 mod json;
 mod mapping;
 mod persistence;
@@ -59,6 +62,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+pub use self::arrays::{ArrayFileError, ArrayLoad, ArrayLoadReport};
 pub use self::batch::Shard;
 pub use self::checkpoint::Checkpoint;
 pub use self::estimate::{
@@ -66,10 +70,14 @@ pub use self::estimate::{
     PRECHECK_MARGIN_PERCENT, PRECHECK_SAMPLE, RecordCount, check_memory, estimate_memory,
     precheck_memory,
 };
+#[cfg(all(feature = "parquet", feature = "ndarray"))]
+pub use self::features::{FeatureLoad, FeatureLoadReport, VectorColumns};
 pub use self::mapping::{Atomicity, FieldFilter, IndexOp, Mapping, Ttl, TtlField, ValueMapping};
 pub use self::persistence::{PersistenceGuard, SavedPersistence};
 pub use self::record::{Position, Record, Value};
 pub use self::report::{LoadReport, MAX_REPORTED_ERRORS, Progress, RecordError, Stage};
+#[cfg(feature = "parquet")]
+pub use self::source::{ArrowSource, ParquetSource};
 pub use self::source::{
     CsvOptions, CsvSource, Format, Input, IterSource, JsonLinesSource, Read, ResumePoint, Source,
 };

@@ -20,7 +20,7 @@ use crate::{BulkConnection, Cli, Connection, Fail, cluster_on};
 #[command(after_help = LOAD_EXAMPLES)]
 pub struct LoadArgs {
     /// The input: a file (CSV, JSON Lines; gzip or zstd compressed files are
-    /// detected), or `-` for standard input.
+    /// detected; Arrow IPC, Parquet), or `-` for standard input.
     pub source: PathBuf,
     /// The input's format (default: from the file name; CSV for standard input).
     #[arg(long, value_enum)]
@@ -124,6 +124,8 @@ pub struct LoadArgs {
     pub emit_resp: Option<PathBuf>,
     #[command(flatten)]
     pub checks: Box<crate::load_checks::CheckArgs>,
+    #[command(flatten)]
+    pub store: crate::load_features::StoreLoadArgs,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -339,14 +341,21 @@ fn delimiter(args: &LoadArgs, path: &Path) -> Result<u8, Fail> {
     }
 }
 
+/// The format a `--format` names.
+pub fn format_of(f: FormatArg) -> Format {
+    match f {
+        FormatArg::Csv => Format::Csv,
+        FormatArg::Jsonl => Format::JsonLines,
+        FormatArg::Arrow => Format::Arrow,
+        FormatArg::Parquet => Format::Parquet,
+    }
+}
+
 /// The source the arguments name.
 pub fn open_source(args: &LoadArgs) -> Result<Box<dyn Source + Send>, Fail> {
     let path = &args.source;
     let format = match args.format {
-        Some(FormatArg::Csv) => Format::Csv,
-        Some(FormatArg::Jsonl) => Format::JsonLines,
-        Some(FormatArg::Arrow) => Format::Arrow,
-        Some(FormatArg::Parquet) => Format::Parquet,
+        Some(f) => format_of(f),
         None if path.as_os_str() == "-" => Format::Csv,
         None => Format::from_path(path).ok_or_else(|| {
             usage(format!(
@@ -367,15 +376,11 @@ pub fn open_source(args: &LoadArgs) -> Result<Box<dyn Source + Send>, Fail> {
             },
         )?),
         Format::JsonLines => Box::new(JsonLinesSource::new(input()?)),
-        Format::Arrow | Format::Parquet => {
-            return Err(Fail(
-                1,
-                format!(
-                    "{}: Arrow and Parquet sources need redstash built with the `parquet` feature",
-                    path.display()
-                ),
-            ));
-        }
+        Format::Arrow if path.as_os_str() == "-" => Box::new(
+            redstash::load::ArrowSource::from_stream(std::io::stdin(), "stdin (arrow)")?,
+        ),
+        Format::Arrow => Box::new(redstash::load::ArrowSource::open(path)?),
+        Format::Parquet => Box::new(redstash::load::ParquetSource::open(path)?),
     })
 }
 
@@ -397,6 +402,9 @@ fn progress_bar(cli: &Cli) -> indicatif::ProgressBar {
 
 /// Run `redstash load`.
 pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
+    if args.store.active() {
+        return crate::load_features::run(cli, args);
+    }
     let mapping = mapping(args)?;
     let cluster = cluster_on(&args.cluster);
     if args.checks.alone() {

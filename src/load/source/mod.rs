@@ -1,18 +1,30 @@
 //! Sources of records: any iterator, CSV, JSON Lines (and, with features, Arrow IPC,
 //! Parquet and PostgreSQL), read as a stream: memory stays bounded whatever the input.
 
+#[cfg(feature = "parquet")]
+mod arrow;
 mod csv;
 mod input;
 mod iter;
 mod jsonl;
+#[cfg(feature = "parquet")]
+mod parquet;
 
 use std::path::Path;
 
+#[cfg(all(feature = "parquet", feature = "ndarray"))]
+pub(crate) use self::arrow::value_at as arrow_value;
 pub use self::csv::{CsvOptions, CsvSource, DEFAULT_MAX_RECORD_BYTES};
 pub use self::input::Input;
 pub use self::iter::IterSource;
 pub use self::jsonl::JsonLinesSource;
+#[cfg(feature = "parquet")]
+pub use self::{
+    arrow::ArrowSource,
+    parquet::{DEFAULT_PARQUET_BATCH_ROWS, ParquetSource},
+};
 
+use super::batch::Shard;
 use super::record::{Position, Record};
 use crate::error::{Error, Result};
 
@@ -76,6 +88,14 @@ pub trait Source {
     /// Bytes of the input consumed so far and the total, when known (for progress).
     fn bytes_read(&self) -> (u64, Option<u64>) {
         (0, None)
+    }
+
+    /// Take only `shard`'s part of the input itself (a Parquet source: every N-th row
+    /// group), before any record is read. `false` (the default) when the source does
+    /// not: the loader then takes every N-th batch of records it reads.
+    fn take_shard(&mut self, shard: Shard) -> bool {
+        let _ = shard;
+        false
     }
 
     /// A description of the input that a checkpoint records, so that resuming on a
