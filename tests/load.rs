@@ -777,6 +777,13 @@ fn the_cli_killed_mid_load_resumes_from_its_checkpoint() {
     };
     let mut child = run().stdout(std::process::Stdio::null()).spawn().unwrap();
     wait_for_keys(&srv, 100_000);
+    // Killed once it has written a checkpoint (at most twice a second).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ck.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the load must still run at the kill");
     child.kill().unwrap();
     let _ = child.wait();
     let out = run().output().unwrap();
