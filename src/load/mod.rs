@@ -60,6 +60,8 @@ pub use self::report::{LoadReport, MAX_REPORTED_ERRORS, Progress, RecordError, S
 pub use self::source::{
     CsvOptions, CsvSource, Format, Input, IterSource, JsonLinesSource, Read, ResumePoint, Source,
 };
+#[cfg(feature = "postgres")]
+pub use self::source::{PostgresOptions, PostgresSource};
 pub use self::template::{KeyTemplate, MappingProblem};
 
 use crate::exec::RetryPolicy;

@@ -20,7 +20,7 @@ use crate::{BulkConnection, Cli, Connection, Fail, cluster_on};
 #[command(after_help = LOAD_EXAMPLES)]
 pub struct LoadArgs {
     /// The input: a file (CSV, JSON Lines; gzip or zstd compressed files are
-    /// detected), or `-` for standard input.
+    /// detected), `-` for standard input, or a postgres:// URL with --query.
     pub source: PathBuf,
     /// The input's format (default: from the file name; CSV for standard input).
     #[arg(long, value_enum)]
@@ -116,6 +116,8 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE")]
     pub emit_resp: Option<PathBuf>,
     #[command(flatten)]
+    pub postgres: crate::load_postgres::PostgresArgs,
+    #[command(flatten)]
     pub connection: Connection,
 }
 
@@ -125,7 +127,9 @@ Examples:
       --hset 'users:by_email={email}' --sadd 'users:all' --zadd 'users:by_age=age'
   redstash load events.jsonl.gz --key 'event:{id}' --ttl 86400 --checkpoint events.ckpt
   redstash load items.csv --key 'item:{id}' --emit-resp items.resp && redis-cli --pipe < items.resp
-  redstash load big.csv --key 'k:{id}' --shard 0/4    # on machine 0 of 4";
+  redstash load big.csv --key 'k:{id}' --shard 0/4    # on machine 0 of 4
+  redstash load postgres://app@db/shop --query 'SELECT * FROM users' --pg-key-column id \\
+      --key 'user:{id}' --value hash --checkpoint users.ckpt";
 
 /// `--format`.
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -332,6 +336,9 @@ fn delimiter(args: &LoadArgs, path: &Path) -> Result<u8, Fail> {
 
 /// The source the arguments name.
 pub fn open_source(args: &LoadArgs) -> Result<Box<dyn Source + Send>, Fail> {
+    if let Some(source) = crate::load_postgres::open(args)? {
+        return Ok(source);
+    }
     let path = &args.source;
     let format = match args.format {
         Some(FormatArg::Csv) => Format::Csv,
@@ -414,7 +421,7 @@ pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
             OnErrorArg::Skip => OnError::Skip,
         })
         .with_max_errors(args.max_errors)
-        .with_shard(shard)
+        .with_shard(shard.filter(|_| !crate::load_postgres::shards_in_source(args)))
         .for_cluster(cluster)
         .with_cancel(cancel.clone());
     {
@@ -440,6 +447,9 @@ pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
         loader = loader.with_rejects(r);
     }
     let mut source = open_source(args)?;
+    if crate::load_postgres::is_postgres(&args.source) {
+        crate::load_postgres::rows_bar(&bar);
+    }
     let report = if let Some(out) = &args.emit_resp {
         if out.as_os_str() == "-" {
             let stdout = std::io::stdout();
@@ -477,7 +487,10 @@ fn print_report(cli: &Cli, args: &LoadArgs, r: &LoadReport, resp_on_stdout: bool
     if cli.json {
         let mut v = r.to_json();
         if let Some(o) = v.as_object_mut() {
-            o.insert("source".into(), args.source.display().to_string().into());
+            o.insert(
+                "source".into(),
+                crate::load_postgres::shown_source(&args.source).into(),
+            );
         }
         if resp_on_stdout {
             eprintln!("{v}");

@@ -8,6 +8,7 @@ mod array;
 mod bench;
 mod inspect;
 mod load;
+mod load_postgres;
 mod table;
 
 use std::path::PathBuf;

@@ -5,6 +5,8 @@ mod csv;
 mod input;
 mod iter;
 mod jsonl;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::path::Path;
 
@@ -12,6 +14,8 @@ pub use self::csv::{CsvOptions, CsvSource};
 pub use self::input::Input;
 pub use self::iter::IterSource;
 pub use self::jsonl::JsonLinesSource;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresOptions, PostgresSource};
 
 use super::record::{Position, Record};
 use crate::error::{Error, Result};
