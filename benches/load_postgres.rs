@@ -81,7 +81,10 @@ fn main() {
              ANALYZE t;"
         ))
         .expect("make the table");
-    eprintln!("table of {rows} rows made in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "table of {rows} rows made in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     let url = pg.url();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -127,7 +130,9 @@ fn main() {
 
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let rate = |s: f64| rows as f64 / s;
-    println!("\nPostgreSQL {rows} rows (5 columns) -> Redis hashes (HSET u:{{id}} ...), one redis-server, localhost\n");
+    println!(
+        "\nPostgreSQL {rows} rows (5 columns) -> Redis hashes (HSET u:{{id}} ...), one redis-server, localhost\n"
+    );
     println!("| run | time (s) | rows/s | peak RSS (MiB) |");
     println!("|---|---:|---:|---:|");
     for (name, m) in [

@@ -162,14 +162,7 @@ newline', 'abc', '\\x00ff41', '{\"a\": [1, 2.5, null], \"b\": {\"c\": true}}',
     // Through the CLI into JSON values: they parse back with the right JSON types.
     let run = redstash(
         &srv.url(),
-        &[
-            "load",
-            &pg.url(),
-            "--query",
-            query,
-            "--key",
-            "row:{id}",
-        ],
+        &["load", &pg.url(), "--query", query, "--key", "row:{id}"],
     );
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let mut con = redis(&srv);
@@ -248,6 +241,29 @@ fn a_million_rows_into_hashes_in_bounded_memory() {
     );
 }
 
+/// A source that raises a cancel flag once it has read `after` records.
+struct CancelAfter {
+    inner: PostgresSource,
+    after: u64,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Source for CancelAfter {
+    fn next_record(&mut self, record: &mut Record) -> redstash::Result<Read> {
+        let read = self.inner.next_record(record)?;
+        if self.inner.resume_point().records >= self.after {
+            self.cancel.store(true, Ordering::SeqCst);
+        }
+        Ok(read)
+    }
+    fn resume_point(&self) -> redstash::load::ResumePoint {
+        self.inner.resume_point()
+    }
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
+}
+
 #[test]
 fn a_resumed_load_continues_where_the_checkpoint_is() {
     const N: u64 = 60_000;
@@ -264,22 +280,21 @@ fn a_resumed_load_continues_where_the_checkpoint_is() {
     let mapping = Mapping::new(KeyTemplate::parse("u:{id}").unwrap())
         .with_value(ValueMapping::Hash(Default::default()));
 
-    // A first load, cancelled part of the way.
+    // A first load, cancelled once 20,000 rows are read.
     let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
     let loader = Loader::new(mapping.clone())
         .with_batch_size(1_000)
         .with_window(2)
         .with_checkpoint(&checkpoint)
-        .with_cancel(cancel.clone())
-        .with_progress(move |p| {
-            if p.loaded >= 20_000 {
-                flag.store(true, Ordering::SeqCst);
-            }
-        });
-    let mut src = PostgresSource::connect(&pg.url(), "SELECT * FROM t", options()).unwrap();
+        .with_cancel(cancel.clone());
+    let src = PostgresSource::connect(&pg.url(), "SELECT * FROM t", options()).unwrap();
     assert_eq!(src.total_rows(), Some(N));
-    let mut con = DirectConnection::open(&srv.url()).unwrap();
+    let mut src = CancelAfter {
+        inner: src,
+        after: 20_000,
+        cancel: cancel.clone(),
+    };
+    let mut con = DirectConnection::open(srv.url().as_str()).unwrap();
     let first = loader.load(&mut src, &mut con).unwrap();
     assert!(first.stopped.is_some(), "{first:?}");
     let done = first.checkpoint.unwrap();
@@ -292,7 +307,6 @@ fn a_resumed_load_continues_where_the_checkpoint_is() {
 
     // The resumed load reads only the rows after the checkpoint.
     redis::cmd("FLUSHALL").query::<()>(&mut rcon).unwrap();
-    cancel.store(false, Ordering::SeqCst);
     let loader = Loader::new(mapping)
         .with_batch_size(1_000)
         .with_window(2)
@@ -331,7 +345,10 @@ fn bad_queries_and_connections_are_clean_errors() {
         PostgresOptions::default(),
     )
     .unwrap_err();
-    assert!(matches!(err, redstash::Error::InvalidArgument(_)), "{err:?}");
+    assert!(
+        matches!(err, redstash::Error::InvalidArgument(_)),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("no_such_table"), "{err}");
 
     let err = PostgresSource::connect(
@@ -385,7 +402,14 @@ fn bad_queries_and_connections_are_clean_errors() {
     let dead = format!("postgres://postgres:hunter2@127.0.0.1:{}/postgres", 1);
     let run = redstash(
         &srv.url(),
-        &["load", &dead, "--query", "SELECT 1 AS id", "--key", "k:{id}"],
+        &[
+            "load",
+            &dead,
+            "--query",
+            "SELECT 1 AS id",
+            "--key",
+            "k:{id}",
+        ],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);

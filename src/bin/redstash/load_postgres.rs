@@ -77,7 +77,9 @@ pub fn open(args: &LoadArgs) -> Result<Option<Box<dyn Source + Send>>, Fail> {
         shard,
         count: pg.pg_count,
     };
-    Ok(Some(Box::new(PostgresSource::connect(url, query, options)?)))
+    Ok(Some(Box::new(PostgresSource::connect(
+        url, query, options,
+    )?)))
 }
 
 /// The progress bar of a PostgreSQL load counts rows.

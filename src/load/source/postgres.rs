@@ -450,10 +450,10 @@ enum RowAt {
 /// error. Stops early when the source is dropped.
 fn copy_rows(mut client: Client, sql: &str, tx: &SyncSender<Chunk>) {
     let result = (|| -> Result<()> {
-        let mut reader = client
-            .copy_out(sql)
-            .map_err(|e| pg_error("the query", e))?;
-        loop {
+        let mut reader = client.copy_out(sql).map_err(|e| pg_error("the query", e))?;
+        // The reader must not be read again once it said the end.
+        let mut at_end = false;
+        while !at_end {
             let mut buf = vec![0u8; CHUNK_BYTES];
             let mut filled = 0;
             while filled < CHUNK_BYTES {
@@ -472,19 +472,20 @@ fn copy_rows(mut client: Client, sql: &str, tx: &SyncSender<Chunk>) {
                     }
                 })?;
                 if n == 0 {
+                    at_end = true;
                     break;
                 }
                 filled += n;
             }
-            if filled == 0 {
-                return Ok(());
-            }
-            buf.truncate(filled);
-            if tx.send(Chunk::Data(buf)).is_err() {
-                // The source was dropped.
-                return Ok(());
+            if filled > 0 {
+                buf.truncate(filled);
+                if tx.send(Chunk::Data(buf)).is_err() {
+                    // The source was dropped.
+                    return Ok(());
+                }
             }
         }
+        Ok(())
     })();
     let _ = tx.send(match result {
         Ok(()) => Chunk::End,
@@ -711,10 +712,7 @@ mod tests {
             shown_params("host=db user=ada password='a b' dbname=app"),
             "host=db user=ada dbname=app"
         );
-        assert_eq!(
-            shown_params("host=db password=x"),
-            "host=db"
-        );
+        assert_eq!(shown_params("host=db password=x"), "host=db");
     }
 
     #[test]
@@ -737,7 +735,8 @@ mod tests {
             Kind::Text,
         ];
         let mut r = Record::default();
-        let row = b"-7\t-Infinity\t12345678901234567890.123\tt\t\\\\x00ff\t{\"a\": [1]}\tx\\\\N\t\\N";
+        let row =
+            b"-7\t-Infinity\t12345678901234567890.123\tt\t\\\\x00ff\t{\"a\": [1]}\tx\\\\N\t\\N";
         parse_row(&names, &kinds, &mut out, row, &mut r).unwrap();
         assert_eq!(r.get("i"), Some(&Value::Int(-7)));
         assert_eq!(r.get("f"), Some(&Value::Float(f64::NEG_INFINITY)));
