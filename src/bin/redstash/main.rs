@@ -211,7 +211,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Bulk-load records (CSV, JSON Lines) into keys, hashes and indexes:
     /// pipelined, exact, resumable (--checkpoint), shardable (--shard I/N).
-    Load(load::LoadArgs),
+    Load(Box<load::LoadArgs>),
 }
 
 /// A failure with its exit code.
