@@ -783,7 +783,10 @@ fn the_cli_killed_mid_load_resumes_from_its_checkpoint() {
         assert!(Instant::now() < deadline, "no checkpoint written");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(child.try_wait().unwrap().is_none(), "the load must still run at the kill");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the load must still run at the kill"
+    );
     child.kill().unwrap();
     let _ = child.wait();
     let out = run().output().unwrap();

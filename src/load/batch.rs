@@ -87,6 +87,11 @@ pub(crate) struct Batcher<'a> {
     seq: u64,
     ended: bool,
     key: Vec<u8>,
+    /// The capacity the last batch's buffer grew to: the next one asks for as much, so
+    /// a large buffer comes back from the pool of [`crate::buffers`] (which keeps only
+    /// buffers of at least `MIN_POOLED` bytes and hands them out only for requests that
+    /// large) instead of being allocated anew while idle ones pile up in the pool.
+    packed_capacity: usize,
 }
 
 impl<'a> Batcher<'a> {
@@ -117,6 +122,7 @@ impl<'a> Batcher<'a> {
             seq: first_seq,
             ended: false,
             key: Vec::new(),
+            packed_capacity: batch_size.max(1) * 64,
         }
     }
 
@@ -143,7 +149,7 @@ impl<'a> Batcher<'a> {
             ended: false,
         };
         let mut packed = if mine {
-            Packed::with_capacity(self.batch_size * 64)
+            Packed::with_capacity(self.packed_capacity)
         } else {
             Packed::default()
         };
@@ -224,7 +230,8 @@ impl<'a> Batcher<'a> {
         Ok(Some(self.finish(out, packed, slots)))
     }
 
-    fn finish(&self, mut out: Produced, packed: Packed, slots: Vec<Slot>) -> Produced {
+    fn finish(&mut self, mut out: Produced, packed: Packed, slots: Vec<Slot>) -> Produced {
+        self.packed_capacity = self.packed_capacity.max(packed.resp.capacity());
         if !slots.is_empty() {
             out.batch = Some(Batch {
                 seq: out.seq,

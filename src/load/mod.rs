@@ -81,6 +81,8 @@ pub use self::source::{ArrowSource, ParquetSource};
 pub use self::source::{
     CsvOptions, CsvSource, Format, Input, IterSource, JsonLinesSource, Read, ResumePoint, Source,
 };
+#[cfg(feature = "postgres")]
+pub use self::source::{PostgresOptions, PostgresSource};
 pub use self::template::{KeyTemplate, MappingProblem};
 
 use crate::exec::RetryPolicy;

@@ -46,6 +46,9 @@
 //! ```
 
 mod cluster;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 mod probe;
 mod server;
 #[cfg(test)]

@@ -20,7 +20,8 @@ use crate::{BulkConnection, Cli, Connection, Fail, cluster_on};
 #[command(after_help = LOAD_EXAMPLES)]
 pub struct LoadArgs {
     /// The input: a file (CSV, JSON Lines; gzip or zstd compressed files are
-    /// detected; Arrow IPC, Parquet), or `-` for standard input.
+    /// detected; Arrow IPC, Parquet), `-` for standard input, or a postgres:// URL with
+    /// --query.
     pub source: PathBuf,
     /// The input's format (default: from the file name; CSV for standard input).
     #[arg(long, value_enum)]
@@ -127,6 +128,8 @@ pub struct LoadArgs {
     #[command(flatten)]
     pub store: crate::load_features::StoreLoadArgs,
     #[command(flatten)]
+    pub postgres: crate::load_postgres::PostgresArgs,
+    #[command(flatten)]
     pub connection: Connection,
 }
 
@@ -136,7 +139,9 @@ Examples:
       --hset 'users:by_email={email}' --sadd 'users:all' --zadd 'users:by_age=age'
   redstash load events.jsonl.gz --key 'event:{id}' --ttl 86400 --checkpoint events.ckpt
   redstash load items.csv --key 'item:{id}' --emit-resp items.resp && redis-cli --pipe < items.resp
-  redstash load big.csv --key 'k:{id}' --shard 0/4    # on machine 0 of 4";
+  redstash load big.csv --key 'k:{id}' --shard 0/4    # on machine 0 of 4
+  redstash load postgres://app@db/shop --query 'SELECT * FROM users' --pg-key-column id \\
+      --key 'user:{id}' --value hash --checkpoint users.ckpt";
 
 /// `--format`.
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -353,6 +358,9 @@ pub fn format_of(f: FormatArg) -> Format {
 
 /// The source the arguments name.
 pub fn open_source(args: &LoadArgs) -> Result<Box<dyn Source + Send>, Fail> {
+    if let Some(source) = crate::load_postgres::open(args)? {
+        return Ok(source);
+    }
     let path = &args.source;
     let format = match args.format {
         Some(f) => format_of(f),
@@ -436,7 +444,7 @@ pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
             OnErrorArg::Skip => OnError::Skip,
         })
         .with_max_errors(args.max_errors)
-        .with_shard(shard)
+        .with_shard(shard.filter(|_| !crate::load_postgres::shards_in_source(args)))
         .for_cluster(cluster)
         .with_cancel(cancel.clone());
     {
@@ -462,6 +470,9 @@ pub fn run(cli: &Cli, args: &LoadArgs) -> Result<(), Fail> {
         loader = loader.with_rejects(r);
     }
     let mut source = open_source(args)?;
+    if crate::load_postgres::is_postgres(&args.source) {
+        crate::load_postgres::rows_bar(&bar);
+    }
     let report = if let Some(out) = &args.emit_resp {
         if out.as_os_str() == "-" {
             let stdout = std::io::stdout();
@@ -502,7 +513,10 @@ fn print_report(cli: &Cli, args: &LoadArgs, r: &LoadReport, resp_on_stdout: bool
     if cli.json {
         let mut v = r.to_json();
         if let Some(o) = v.as_object_mut() {
-            o.insert("source".into(), args.source.display().to_string().into());
+            o.insert(
+                "source".into(),
+                crate::load_postgres::shown_source(&args.source).into(),
+            );
         }
         if resp_on_stdout {
             eprintln!("{v}");

@@ -10,6 +10,7 @@ mod inspect;
 mod load;
 mod load_checks;
 mod load_features;
+mod load_postgres;
 mod table;
 
 use std::path::PathBuf;
@@ -210,8 +211,8 @@ enum Command {
     Table(table::TableCmd),
     /// gen + split + read of the ArrowRedis benchmark sizes, with a summary.
     Bench(bench::BenchArgs),
-    /// Bulk-load records (CSV, JSON Lines, Arrow, Parquet) into keys, hashes and
-    /// indexes: pipelined, exact, resumable (--checkpoint), shardable (--shard I/N);
+    /// Bulk-load records (CSV, JSON Lines, Arrow, Parquet, PostgreSQL) into keys, hashes
+    /// and indexes: pipelined, exact, resumable (--checkpoint), shardable (--shard I/N);
     /// or feature vectors into a view (--feature-view), .npy files into arrays (--arrays).
     Load(Box<load::LoadArgs>),
 }

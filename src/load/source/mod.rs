@@ -9,6 +9,8 @@ mod iter;
 mod jsonl;
 #[cfg(feature = "parquet")]
 mod parquet;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::path::Path;
 
@@ -18,6 +20,8 @@ pub use self::csv::{CsvOptions, CsvSource, DEFAULT_MAX_RECORD_BYTES};
 pub use self::input::Input;
 pub use self::iter::IterSource;
 pub use self::jsonl::JsonLinesSource;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresOptions, PostgresSource};
 #[cfg(feature = "parquet")]
 pub use self::{
     arrow::ArrowSource,
