@@ -60,6 +60,9 @@ pub mod direct;
 pub mod dtype;
 pub mod error;
 pub mod exec;
+#[cfg(feature = "export")]
+#[cfg_attr(docsrs, doc(cfg(feature = "export")))]
+pub mod export;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
