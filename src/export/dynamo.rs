@@ -715,7 +715,7 @@ impl<'o> Cx<'o> {
             Format::Zlib => std::str::from_utf8(b).is_err(),
             _ => false,
         };
-        Ok(redstash.then(|| AttrValue::B(Cow::Borrowed(b))))
+        Ok(redstash.then_some(AttrValue::B(Cow::Borrowed(b))))
     }
 
     /// A string declared `t`.

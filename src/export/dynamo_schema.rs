@@ -1,4 +1,4 @@
-//! Declared DynamoDB types per key pattern, for [`Inference::Schema`](super::Inference).
+//! Declared DynamoDB types per key pattern, for [`Inference::Schema`](super::dynamo::Inference).
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,9 +78,9 @@ impl FromStr for DeclaredType {
 /// What to do with attributes a [`Schema`] does not declare (or keys no rule matches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fallback {
-    /// As [`Inference::Off`](super::Inference::Off): `S` or `B`.
+    /// As [`Inference::Off`](super::dynamo::Inference::Off): `S` or `B`.
     Off,
-    /// As [`Inference::Auto`](super::Inference::Auto) (the default).
+    /// As [`Inference::Auto`](super::dynamo::Inference::Auto) (the default).
     #[default]
     Auto,
 }
@@ -93,7 +93,7 @@ pub struct SchemaRule {
     /// is a literal.)
     pub pattern: String,
     /// Attribute name -> declared type. Names are the value attribute
-    /// ([`DynamoOptions::value_attribute`](super::DynamoOptions::value_attribute)) and a
+    /// ([`DynamoOptions::value_attribute`](super::dynamo::DynamoOptions::value_attribute)) and a
     /// hash's field names (inside its `M` or as top-level attributes).
     pub attributes: Vec<(String, DeclaredType)>,
 }
