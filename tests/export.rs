@@ -144,7 +144,7 @@ fn snapshot(urls: &[String]) -> BTreeMap<Vec<u8>, (String, String, bool)> {
 
 fn export_with(
     urls: &[String],
-    encode: &redstash::export::Encode,
+    encode: &redstash::export::Encode<'_>,
     exporter: &Exporter,
 ) -> (redstash::export::ExportReport, Vec<MemorySink>) {
     let mut cons: Vec<DirectConnection> = urls

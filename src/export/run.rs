@@ -28,7 +28,8 @@ pub trait ItemSink: Send {
 
 /// How one key is encoded: `Ok` with the bytes appended to the buffer, or `Err` with
 /// the reason it cannot be (an item over DynamoDB's limits...).
-pub type Encode = dyn Fn(&KeyRecord, &mut Vec<u8>) -> std::result::Result<(), String> + Sync;
+pub type Encode<'a> =
+    dyn Fn(&KeyRecord, &mut Vec<u8>) -> std::result::Result<(), String> + Sync + 'a;
 
 /// A share of the keyspace for one of several exporters: the keys whose hash slot is in
 /// the `index`-th of `count` equal slot ranges (on a cluster or a single server alike:
@@ -144,7 +145,7 @@ impl Exporter {
     pub fn run<C: SyncConnection + Send, S: ItemSink>(
         &self,
         targets: &mut [C],
-        encode: &Encode,
+        encode: &Encode<'_>,
         sinks: &mut [S],
         progress: Option<&(dyn Fn(&ExportProgress) + Sync)>,
         cancel: Option<&AtomicBool>,
@@ -299,7 +300,7 @@ struct Tallies {
 
 fn write_page<S: ItemSink>(
     page: PageRead,
-    encode: &Encode,
+    encode: &Encode<'_>,
     sink: &mut S,
     buf: &mut Vec<u8>,
     t: &mut Tallies,

@@ -6,6 +6,7 @@
 
 mod array;
 mod bench;
+mod export;
 mod inspect;
 mod load;
 mod load_checks;
@@ -215,6 +216,10 @@ enum Command {
     /// and indexes: pipelined, exact, resumable (--checkpoint), shardable (--shard I/N);
     /// or feature vectors into a view (--feature-view), .npy files into arrays (--arrays).
     Load(Box<load::LoadArgs>),
+    /// Export the keyspace (one server or a cluster) to DynamoDB JSON, JSON Lines or
+    /// RESP parts in a directory laid out like DynamoDB's export to S3; `export verify`,
+    /// `export merge`.
+    Export(Box<export::ExportArgs>),
 }
 
 /// A failure with its exit code.
@@ -268,6 +273,7 @@ fn main() -> ExitCode {
         Command::Table(cmd) => table::table_cmd(&cli, cmd),
         Command::Bench(args) => bench::run(&cli, args),
         Command::Load(args) => load::run(&cli, args),
+        Command::Export(args) => export::run(&cli, args),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
