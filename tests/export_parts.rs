@@ -471,6 +471,7 @@ fn writer_throughput() {
     let passes = (256 << 20) / per_pass + 1;
     for c in [
         Compression::Gzip(1),
+        Compression::Gzip(2),
         Compression::Gzip(3),
         Compression::Gzip(6),
         Compression::Zstd(1),
