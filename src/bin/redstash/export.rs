@@ -18,12 +18,15 @@ use crate::{Cli, Connection, Fail, cluster_on, report};
 
 /// `redstash export` arguments.
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true, after_help = EXPORT_EXAMPLES)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = EXPORT_EXAMPLES
+)]
 pub struct ExportArgs {
     #[command(subcommand)]
     pub command: Option<ExportCmd>,
     #[command(flatten)]
-    pub run: Option<Box<RunArgs>>,
+    pub run: RunArgs,
 }
 
 const EXPORT_EXAMPLES: &str = "\
@@ -58,8 +61,9 @@ pub enum ExportCmd {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The output directory (created; an interrupted export in it is resumed).
+    /// Required.
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// dynamodb (DynamoDB JSON, what its import from S3 reads), jsonl (every Redis type,
     /// binary-safe), resp (commands for redis-cli --pipe into another Redis).
     #[arg(long, value_enum, default_value = "dynamodb")]
@@ -207,14 +211,10 @@ fn writer_poisoned() -> redstash::Error {
 
 /// Run `redstash export`.
 pub fn run(cli: &Cli, args: &ExportArgs) -> Result<(), Fail> {
-    match (&args.command, &args.run) {
-        (Some(ExportCmd::Verify { dir }), _) => verify(cli, dir),
-        (Some(ExportCmd::Merge { dirs, out }), _) => merge(cli, dirs, out),
-        (None, Some(run)) => export(cli, run),
-        (None, None) => Err(Fail(
-            2,
-            "redstash export needs --out DIR (or verify/merge)".into(),
-        )),
+    match &args.command {
+        Some(ExportCmd::Verify { dir }) => verify(cli, dir),
+        Some(ExportCmd::Merge { dirs, out }) => merge(cli, dirs, out),
+        None => export(cli, &args.run),
     }
 }
 
@@ -305,6 +305,10 @@ fn dynamo_options(a: &RunArgs) -> DynamoOptions {
 
 fn export(cli: &Cli, a: &RunArgs) -> Result<(), Fail> {
     let usage = |m: String| Fail(2, m);
+    let out = a
+        .out
+        .as_deref()
+        .ok_or_else(|| usage("redstash export needs --out DIR (or verify DIR / merge)".into()))?;
     let shard = match &a.shard {
         None => None,
         Some(s) => {
@@ -333,7 +337,7 @@ fn export(cli: &Cli, a: &RunArgs) -> Result<(), Fail> {
             count: s.count,
         };
     }
-    let writer = PartWriter::open(&a.out, options)?;
+    let writer = PartWriter::open(out, options)?;
     let mapping = DynamoMapping::new(dynamo_options(a))?;
     let encode_dynamo = |rec: &KeyRecord, out: &mut Vec<u8>| match mapping.to_item(rec) {
         Ok(item) => {
@@ -438,11 +442,11 @@ fn export(cli: &Cli, a: &RunArgs) -> Result<(), Fail> {
     writer.add_vanished(r.vanished);
     writer.add_changed(r.changed);
     let summary = writer.finish()?;
-    let parts = summary_parts(&a.out);
+    let parts = summary_parts(out);
     let mut json = serde_json::to_value(&r).unwrap_or_default();
     if let Some(o) = json.as_object_mut() {
         o.insert("parts".into(), parts.into());
-        o.insert("out".into(), a.out.display().to_string().into());
+        o.insert("out".into(), out.display().to_string().into());
         o.insert("item_count".into(), summary.item_count.into());
     }
     report(
@@ -451,7 +455,7 @@ fn export(cli: &Cli, a: &RunArgs) -> Result<(), Fail> {
         format!(
             "exported {} keys to {} ({} parts) in {:.2}s ({:.0}/s); rejected {}, vanished {}, changed {}",
             r.items,
-            a.out.display(),
+            out.display(),
             parts,
             r.elapsed_s,
             r.rate,
