@@ -3,7 +3,12 @@
 //! RESP replayed through the real `redis-cli --pipe` into an empty server (the same
 //! keyspace), a 3-primary cluster exported completely, and slot shards that together
 //! export every key once.
-#![cfg(all(feature = "testkit", feature = "export", feature = "cluster"))]
+#![cfg(all(
+    feature = "testkit",
+    feature = "export",
+    feature = "cluster",
+    feature = "cli"
+))]
 
 use std::collections::BTreeMap;
 
@@ -273,4 +278,204 @@ fn a_cluster_is_exported_completely_and_slot_shards_split_it_once() {
         }
     }
     assert_eq!(total, 5_000);
+}
+
+fn cli() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_redstash"))
+}
+
+fn python() -> std::path::PathBuf {
+    std::env::var("REDSTASH_PYTHON")
+        .map(Into::into)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+        })
+}
+
+/// Reads every part of an export with boto3's TypeDeserializer and compares each item
+/// with the key in Redis (numbers exactly, as Decimal).
+const CHECK_PARTS: &str = r#"
+import base64, gzip, json, os, sys
+from decimal import Decimal
+import redis
+from boto3.dynamodb.types import TypeDeserializer, Binary
+
+out, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+r = redis.Redis(port=port)
+de = TypeDeserializer()
+def undo_b64(v):
+    # The import format carries B and BS as base64 text; boto3's deserializer takes the
+    # bytes (what botocore gives it after decoding a response).
+    (t, x), = v.items()
+    if t == "B":
+        return {"B": base64.b64decode(x, validate=True)}
+    if t == "BS":
+        return {"BS": [base64.b64decode(e, validate=True) for e in x]}
+    if t == "L":
+        return {"L": [undo_b64(e) for e in x]}
+    if t == "M":
+        return {"M": {k: undo_b64(e) for k, e in x.items()}}
+    return v
+def same(rv, dv):
+    if isinstance(dv, Decimal):
+        return Decimal(rv.decode()) == dv
+    if isinstance(dv, Binary):
+        return dv.value == rv
+    if isinstance(dv, str):
+        return rv.decode() == dv
+    raise AssertionError((rv, dv))
+seen = 0
+for line in open(os.path.join(out, "manifest-files.json")):
+    entry = json.loads(line)
+    for raw in gzip.open(os.path.join(out, entry["dataFileS3Key"])):
+        item = json.loads(raw)["Item"]
+        rec = {k: de.deserialize(undo_b64(v)) for k, v in item.items()}
+        key = rec["pk"].value if isinstance(rec["pk"], Binary) else rec["pk"].encode()
+        t = r.type(key).decode()
+        v = rec.get("value")
+        if t == "string":
+            assert same(r.get(key), v), (key, v)
+        elif t == "hash":
+            h = r.hgetall(key)
+            assert set(h) == {f.encode() for f in v}, (key, v)
+            for f, dv in v.items():
+                assert same(h[f.encode()], dv), (key, f, dv)
+        elif t == "list":
+            l = r.lrange(key, 0, -1)
+            assert len(l) == len(v) and all(same(a, b) for a, b in zip(l, v)), (key, v)
+        elif t == "set":
+            members = r.smembers(key)
+            assert len(members) == len(v), (key, v)
+        elif t == "zset":
+            z = r.zrange(key, 0, -1, withscores=True)
+            assert [m for m, _ in z] == [e["member"].encode() for e in v], (key, v)
+            for (m, s), e in zip(z, v):
+                assert float(e["score"]) == s, (key, e, s)
+        elif t == "stream":
+            entries = r.xrange(key)
+            assert [e[0].decode() for e in entries] == [e["id"] for e in v], (key, v)
+        else:
+            raise AssertionError(t)
+        if r.pttl(key) > 0:
+            assert int(rec["ttl"]) * 1000 >= r.pttl(key), (key, rec)
+        seen += 1
+assert seen == n, (seen, n)
+print("ok", seen)
+"#;
+
+#[test]
+fn the_cli_writes_dynamodb_parts_that_boto3_reads_back_as_the_keyspace() {
+    let srv = RedisServer::start().unwrap();
+    let n = fill(&srv.url());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export");
+    let run = cli()
+        .args([
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "dynamodb",
+            "--compression",
+            "gzip",
+            "--part-size",
+            "200000",
+            "--json",
+            "--url",
+            &srv.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    // The big list and hash (20,000 elements) are over DynamoDB's 400 KB item limit.
+    assert_eq!(report["rejected"], 0, "{report}");
+    assert_eq!(report["items"].as_u64().unwrap(), n, "{report}");
+    assert!(report["parts"].as_u64().unwrap() > 1, "{report}");
+    let verify = cli()
+        .args(["export", "verify", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let py = std::process::Command::new(python())
+        .arg("-c")
+        .arg(CHECK_PARTS)
+        .arg(&out)
+        .arg(srv.port().to_string())
+        .arg(n.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+}
+
+#[test]
+fn shards_on_two_machines_merge_into_one_verified_export() {
+    let srv = RedisServer::start().unwrap();
+    let n = fill(&srv.url());
+    let dir = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    let mut items = 0;
+    for i in 0..2 {
+        let d = dir.path().join(format!("shard{i}"));
+        let run = cli()
+            .args([
+                "export",
+                "--out",
+                d.to_str().unwrap(),
+                "--format",
+                "jsonl",
+                "--compression",
+                "zstd",
+                "--shard",
+                &format!("{i}/2"),
+                "--export-id",
+                "nightly-1",
+                "--json",
+                "--url",
+                &srv.url(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        items += r["items"].as_u64().unwrap();
+        dirs.push(d);
+    }
+    assert_eq!(items, n);
+    let merged = dir.path().join("merged");
+    let mut args = vec!["export".to_owned(), "merge".to_owned()];
+    args.extend(dirs.iter().map(|d| d.display().to_string()));
+    args.extend(["--out".to_owned(), merged.display().to_string()]);
+    let m = cli().args(&args).output().unwrap();
+    assert!(
+        m.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&m.stdout),
+        String::from_utf8_lossy(&m.stderr)
+    );
+    let v = cli()
+        .args(["export", "verify", merged.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    let r: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(r["items"].as_u64().unwrap(), n, "{r}");
 }

@@ -84,9 +84,14 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 128 << 20)]
     pub part_size: u64,
     /// Take the I-th of N equal hash-slot ranges (I/N): N exporters on N machines share
-    /// one keyspace, then `export merge`.
-    #[arg(long, value_name = "I/N")]
+    /// one keyspace, then `export merge` (needs --export-id, the same on every machine).
+    #[arg(long, value_name = "I/N", requires = "export_id")]
     pub shard: Option<String>,
+    /// The export's id (letters, digits, `-`, `_`; at most 64), in its part names and
+    /// manifests: give every shard of one export the same. Default: the start time and a
+    /// random suffix.
+    #[arg(long)]
+    pub export_id: Option<String>,
     /// Elements per page of a big hash, set, sorted set, list or stream.
     #[arg(long, default_value_t = 1000)]
     pub page_elements: usize,
@@ -331,6 +336,7 @@ fn export(cli: &Cli, a: &RunArgs) -> Result<(), Fail> {
     options.compression = Compression::from_name(&a.compression)?;
     options.part_size = a.part_size.max(1);
     options.source = shown_url(&a.connection.url);
+    options.export_id = a.export_id.clone();
     if let Some(s) = shard {
         options.shard = redstash::export::manifest::Shard {
             index: s.index,
