@@ -341,18 +341,11 @@ impl PostgresServer {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
+        super::watchdog::wait_or_kill(
+            &mut child,
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+        );
     }
 }
 

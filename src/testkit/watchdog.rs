@@ -110,24 +110,29 @@ impl Watched {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= deadline => {
-                    // Should not happen; make sure at least the shell goes away.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
+        // Should not need the kill; make sure at least the shell goes away.
+        wait_or_kill(&mut child, Duration::from_secs(5), Duration::from_millis(5));
         // The watchdog exits once redis-server is gone, but make sure the port
         // is closed so that callers observe "down" as soon as stop() returns.
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && connect(port, Duration::from_millis(100)).is_ok() {
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Wait up to `limit` for `child` to exit (polling every `poll`), then kill and reap it.
+pub(super) fn wait_or_kill(child: &mut std::process::Child, limit: Duration, poll: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            Ok(None) => std::thread::sleep(poll),
         }
     }
 }

@@ -196,18 +196,9 @@ fn decode(enc: &EncodedBatch, limits: &Limits) -> Result<RecordBatch> {
 impl Source for ArrowSource {
     fn next_record(&mut self, record: &mut Record) -> Result<Read> {
         loop {
-            if let Some(cur) = &mut self.current
-                && cur.row < cur.batch.num_rows()
-            {
-                let position = Position {
-                    record: self.records,
-                    line: 0,
-                };
-                cur.fill(&self.names, position, record);
-                self.records += 1;
+            if BatchRows::next_row(&mut self.current, &self.names, &mut self.records, record) {
                 return Ok(Read::Record);
             }
-            self.current = None;
             let Some(enc) = self.next_encoded()? else {
                 return Ok(Read::End);
             };
@@ -313,6 +304,31 @@ pub(super) struct BatchRows {
 impl BatchRows {
     pub(super) fn new(batch: RecordBatch) -> Self {
         BatchRows { batch, row: 0 }
+    }
+
+    /// Fill `record` with the next row of `current`, if it has one left (counting it in
+    /// `records`, the source's ordinal); `false` when a new batch is needed.
+    pub(super) fn next_row(
+        current: &mut Option<BatchRows>,
+        names: &[Arc<str>],
+        records: &mut u64,
+        record: &mut Record,
+    ) -> bool {
+        match current {
+            Some(cur) if cur.row < cur.batch.num_rows() => {
+                let position = Position {
+                    record: *records,
+                    line: 0,
+                };
+                cur.fill(names, position, record);
+                *records += 1;
+                true
+            }
+            _ => {
+                *current = None;
+                false
+            }
+        }
     }
 
     /// Fill `record` with row `self.row` and move to the next.

@@ -245,18 +245,7 @@ impl Source for CsvSource {
                 self.next_line = point.line;
                 Ok(())
             }
-            _ => {
-                let mut r = Record::default();
-                while self.records < point.records {
-                    if self.next_record(&mut r)? == Read::End {
-                        return Err(Error::InvalidArgument(format!(
-                            "the input ends before the checkpoint's record {}",
-                            point.records
-                        )));
-                    }
-                }
-                Ok(())
-            }
+            _ => super::skip_to(self, point),
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::{Input, Read, ResumePoint, Source};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::load::record::{Position, Record, Value};
 
 /// Longest line read (a longer one is a malformed record, not an allocation).
@@ -202,18 +202,7 @@ impl Source for JsonLinesSource {
                 self.lines = point.line.saturating_sub(1);
                 Ok(())
             }
-            _ => {
-                let mut r = Record::default();
-                while self.records < point.records {
-                    if self.next_record(&mut r)? == Read::End {
-                        return Err(Error::InvalidArgument(format!(
-                            "the input ends before the checkpoint's record {}",
-                            point.records
-                        )));
-                    }
-                }
-                Ok(())
-            }
+            _ => super::skip_to(self, point),
         }
     }
 

@@ -77,16 +77,7 @@ pub trait Source {
     /// Continue from `point` (a [`resume_point`](Self::resume_point) of an earlier run
     /// over the same input). The default reads and drops records until there.
     fn resume_at(&mut self, point: &ResumePoint) -> Result<()> {
-        let mut r = Record::default();
-        while self.resume_point().records < point.records {
-            if self.next_record(&mut r)? == Read::End {
-                return Err(Error::InvalidArgument(format!(
-                    "the source ends before the checkpoint's record {}",
-                    point.records
-                )));
-            }
-        }
-        Ok(())
+        skip_to(self, point)
     }
 
     /// Bytes of the input consumed so far and the total, when known (for progress).
@@ -105,6 +96,21 @@ pub trait Source {
     /// A description of the input that a checkpoint records, so that resuming on a
     /// different input is refused (a path and size, a query).
     fn identity(&self) -> String;
+}
+
+/// Read and drop records until `source` is at `point` (how a source that cannot seek
+/// resumes); an error when the input ends first.
+pub fn skip_to<S: Source + ?Sized>(source: &mut S, point: &ResumePoint) -> Result<()> {
+    let mut r = Record::default();
+    while source.resume_point().records < point.records {
+        if source.next_record(&mut r)? == Read::End {
+            return Err(Error::InvalidArgument(format!(
+                "the input ends before the checkpoint's record {}",
+                point.records
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The formats a path can hold.

@@ -21,7 +21,7 @@ use super::arrow::{BatchRows, check_schema, field_names};
 use super::{Read, ResumePoint, Source};
 use crate::error::{Error, Result};
 use crate::load::batch::Shard;
-use crate::load::record::{Position, Record};
+use crate::load::record::Record;
 
 /// Rows per decoded batch by default.
 pub const DEFAULT_PARQUET_BATCH_ROWS: usize = 8_192;
@@ -243,18 +243,9 @@ impl ParquetSource {
 impl Source for ParquetSource {
     fn next_record(&mut self, record: &mut Record) -> Result<Read> {
         loop {
-            if let Some(cur) = &mut self.current
-                && cur.row < cur.batch.num_rows()
-            {
-                let position = Position {
-                    record: self.records,
-                    line: 0,
-                };
-                cur.fill(&self.names, position, record);
-                self.records += 1;
+            if BatchRows::next_row(&mut self.current, &self.names, &mut self.records, record) {
                 return Ok(Read::Record);
             }
-            self.current = None;
             match self.read_batch()? {
                 Some(b) => self.current = Some(BatchRows::new(b)),
                 None => return Ok(Read::End),
