@@ -207,24 +207,22 @@ impl Loader {
                     break;
                 }
                 self.report_progress(&tally, &batcher, &mut last, false);
-                match batcher.next() {
-                    Err(e) => {
+                match pull(&mut batcher, &mut tally) {
+                    Pulled::Failed(e) => {
                         source_error = Some(e);
                         break;
                     }
-                    Ok(None) => {
+                    Pulled::End => {
                         ended = true;
                         break;
                     }
-                    Ok(Some(mut p)) => {
-                        let batch = p.batch.take();
-                        tally.produced(&p, batch.is_some());
+                    Pulled::Batch(batch, last) => {
                         if let Some(b) = batch
                             && tx.send(b).is_err()
                         {
                             break;
                         }
-                        if p.ended {
+                        if last {
                             ended = true;
                             break;
                         }
@@ -326,22 +324,18 @@ impl Loader {
             }
             let mut batches = Vec::new();
             while batches.len() < self.window && !tally.stop {
-                match batcher.next() {
-                    Err(e) => {
+                match pull(&mut batcher, &mut tally) {
+                    Pulled::Failed(e) => {
                         tally.stop_source(e);
                         break;
                     }
-                    Ok(None) => {
+                    Pulled::End => {
                         ended = true;
                         break;
                     }
-                    Ok(Some(mut p)) => {
-                        let sent = p.batch.is_some();
-                        if let Some(b) = p.batch.take() {
-                            batches.push(b);
-                        }
-                        tally.produced(&p, sent);
-                        if p.ended {
+                    Pulled::Batch(batch, last) => {
+                        batches.extend(batch);
+                        if last {
                             ended = true;
                             break;
                         }
@@ -372,6 +366,30 @@ impl Loader {
         }
         self.report_progress(&tally, &batcher, &mut last, true);
         tally.finish(ended)
+    }
+}
+
+/// What reading the next batch gave.
+enum Pulled {
+    /// A batch's worth of records was read (and tallied): its records to send, if any,
+    /// and whether it ends the source.
+    Batch(Option<Batch>, bool),
+    /// The source was at its end.
+    End,
+    /// The source failed.
+    Failed(Error),
+}
+
+/// Read the next batch and tally what was read.
+fn pull(batcher: &mut Batcher<'_>, tally: &mut Tally) -> Pulled {
+    match batcher.next() {
+        Err(e) => Pulled::Failed(e),
+        Ok(None) => Pulled::End,
+        Ok(Some(mut p)) => {
+            let batch = p.batch.take();
+            tally.produced(&p, batch.is_some());
+            Pulled::Batch(batch, p.ended)
+        }
     }
 }
 
