@@ -479,3 +479,61 @@ fn shards_on_two_machines_merge_into_one_verified_export() {
     let r: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
     assert_eq!(r["items"].as_u64().unwrap(), n, "{r}");
 }
+
+#[test]
+fn a_json_lines_export_restores_the_keyspace() {
+    let src = RedisServer::start().unwrap();
+    let n = fill(&src.url());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("backup");
+    let run = cli()
+        .args([
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--compression",
+            "zstd",
+            "--part-size",
+            "300000",
+            "--url",
+            &src.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dst = RedisServer::start().unwrap();
+    let back = cli()
+        .args([
+            "export",
+            "restore",
+            out.to_str().unwrap(),
+            "--json",
+            "--url",
+            &dst.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        back.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&back.stdout),
+        String::from_utf8_lossy(&back.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&back.stdout).unwrap();
+    assert_eq!(
+        (
+            r["keys"].as_u64(),
+            r["restored"].as_u64(),
+            r["failed"].as_u64()
+        ),
+        (Some(n), Some(n), Some(0)),
+        "{r}"
+    );
+    assert_eq!(snapshot(&[dst.url()]), snapshot(&[src.url()]));
+}

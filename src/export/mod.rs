@@ -12,6 +12,7 @@ mod format;
 pub mod manifest;
 mod parts;
 mod read;
+mod restore;
 mod run;
 mod value;
 mod verify;
@@ -26,6 +27,7 @@ pub use self::parts::{
 pub use self::read::{
     DEFAULT_MAX_VALUE_BYTES, DEFAULT_PAGE_ELEMENTS, PageRead, ReadOptions, read_keys,
 };
+pub use self::restore::{RestoreReport, parse_json_line, restore};
 pub use self::run::{
     Encode, ExportProgress, ExportReport, Exporter, ItemSink, MemorySink, SlotShard,
 };

@@ -160,7 +160,7 @@ impl VerifyReport {
 }
 
 /// Whether `key` is `<folder>/<plain file name>`.
-fn safe_key(key: &str, folder: &str) -> bool {
+pub(crate) fn safe_key(key: &str, folder: &str) -> bool {
     match key.strip_prefix(folder).and_then(|k| k.strip_prefix('/')) {
         Some(name) => {
             !name.is_empty()
@@ -205,7 +205,7 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// A part's decompressed stream, by its file name.
-fn open_part(path: &Path) -> io::Result<Box<dyn Read>> {
+pub(crate) fn open_part(path: &Path) -> io::Result<Box<dyn Read>> {
     let file = BufReader::with_capacity(256 << 10, File::open(path)?);
     let name = path.to_string_lossy();
     Ok(if name.ends_with(".gz") {

@@ -55,7 +55,10 @@ impl Drop for Packed {
 }
 
 // Built by the feature store's bulk writes (feature `ndarray`) and the tests.
-#[cfg_attr(not(any(feature = "ndarray", feature = "load")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "ndarray", feature = "load", feature = "export")),
+    allow(dead_code)
+)]
 impl Packed {
     /// An empty buffer with room for `bytes` bytes of commands (a pooled buffer when
     /// large, see [`buffers`](crate::buffers): the chunks of a bulk write reuse warm

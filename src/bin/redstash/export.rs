@@ -45,6 +45,14 @@ pub enum ExportCmd {
         /// The export directory.
         dir: PathBuf,
     },
+    /// Write a JSON Lines export back into Redis (every key rebuilt: DEL, the value,
+    /// PEXPIREAT), pipelined, each key's replies checked.
+    Restore {
+        /// The export directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Combine the directories of the shards of one export (`--shard I/N` runs) into one
     /// manifest, checking every shard 0..N is there once.
     Merge {
@@ -219,6 +227,7 @@ pub fn run(cli: &Cli, args: &ExportArgs) -> Result<(), Fail> {
     match &args.command {
         Some(ExportCmd::Verify { dir }) => verify(cli, dir),
         Some(ExportCmd::Merge { dirs, out }) => merge(cli, dirs, out),
+        Some(ExportCmd::Restore { dir, connection }) => restore(cli, dir, connection),
         None => export(cli, &args.run),
     }
 }
@@ -255,6 +264,26 @@ fn verify(cli: &Cli, dir: &std::path::Path) -> Result<(), Fail> {
             format!("{}: the export does not verify", dir.display()),
         ))
     }
+}
+
+fn restore(cli: &Cli, dir: &std::path::Path, connection: &Connection) -> Result<(), Fail> {
+    let mut con = redstash::direct::DirectConnection::open_with(
+        connection.url.as_str(),
+        connection.options()?,
+    )?;
+    let r = redstash::export::restore(dir, &mut con)?;
+    let mut text = format!(
+        "restored {} of {} keys ({} commands, {} parts) in {:.2}s; failed {}",
+        r.restored, r.keys, r.commands, r.parts, r.elapsed_s, r.failed
+    );
+    for e in r.errors.iter().take(10) {
+        text.push_str(&format!("\n  {e}"));
+    }
+    report(cli, serde_json::to_value(&r).unwrap_or_default(), text);
+    if r.failed > 0 {
+        return Err(Fail(1, format!("{} keys were not restored", r.failed)));
+    }
+    Ok(())
 }
 
 fn merge(cli: &Cli, dirs: &[PathBuf], out: &std::path::Path) -> Result<(), Fail> {
