@@ -55,10 +55,7 @@ impl Drop for Packed {
 }
 
 // Built by the feature store's bulk writes (feature `ndarray`) and the tests.
-#[cfg_attr(
-    not(any(feature = "ndarray", feature = "load", feature = "export")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(any(feature = "ndarray", feature = "load")), allow(dead_code))]
 impl Packed {
     /// An empty buffer with room for `bytes` bytes of commands (a pooled buffer when
     /// large, see [`buffers`](crate::buffers): the chunks of a bulk write reuse warm
@@ -85,6 +82,7 @@ impl Packed {
     }
 
     /// One argument, the concatenation of `pieces`.
+    #[cfg_attr(not(feature = "ndarray"), allow(dead_code))]
     pub(crate) fn arg_pieces(&mut self, pieces: &[&[u8]]) {
         push_header(&mut self.resp, b'$', pieces.iter().map(|p| p.len()).sum());
         for p in pieces {
