@@ -13,75 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use redstash::exec::Scan;
 use redstash::export::{
-    DynamoMapping, DynamoOptions, Encode, Exporter, ItemSink, KeyRecord, OutputFormat, PartWriter,
+    DynamoMapping, DynamoOptions, Encode, Exporter, KeyRecord, OutputFormat, PartSink, PartWriter,
     PartWriterOptions, manifest,
 };
-
-/// Writer threads share one part writer: each batches its encoded items and writes the
-/// batch under the lock (as the CLI's `redstash export` does).
-struct SharedSink {
-    writer: Arc<Mutex<PartWriter>>,
-    batch: Vec<(Vec<u8>, &'static str)>,
-    bytes: usize,
-}
-
-/// Encoded bytes a sink collects before it takes the lock.
-const BATCH_BYTES: usize = 1 << 20;
-
-impl SharedSink {
-    fn flush(&mut self) -> redstash::Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let mut w = self.writer.lock().map_err(|_| poisoned())?;
-        for (item, ty) in self.batch.drain(..) {
-            w.write_item(&item, ty)?;
-        }
-        self.bytes = 0;
-        Ok(())
-    }
-}
-
-/// The part writer's lock was poisoned by a panicking writer thread.
-fn poisoned() -> redstash::Error {
-    redstash::Error::Io(std::io::Error::other("an export writer thread panicked"))
-}
-
-/// The Redis type names as `'static` strings (the batch outlives the borrowed name).
-fn static_type(t: &str) -> &'static str {
-    match t {
-        "string" => "string",
-        "hash" => "hash",
-        "list" => "list",
-        "set" => "set",
-        "zset" => "zset",
-        "stream" => "stream",
-        _ => "other",
-    }
-}
-
-impl ItemSink for SharedSink {
-    fn item(&mut self, bytes: &[u8], redis_type: &str) -> redstash::Result<()> {
-        self.bytes += bytes.len();
-        self.batch.push((bytes.to_vec(), static_type(redis_type)));
-        if self.bytes >= BATCH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn reject(&mut self, key: &[u8], redis_type: &str, reason: &str) -> redstash::Result<()> {
-        self.flush()?;
-        self.writer
-            .lock()
-            .map_err(|_| poisoned())?
-            .reject(key, redis_type, reason)
-    }
-
-    fn finish(&mut self) -> redstash::Result<()> {
-        self.flush()
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Keep the server (if we started one) alive until the end of main.
@@ -167,21 +101,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(r) => Err(r.reason),
     };
     let encode: &Encode<'_> = &encode;
-    let mut sinks: Vec<SharedSink> = (0..2)
-        .map(|_| SharedSink {
-            writer: writer.clone(),
-            batch: Vec::new(),
-            bytes: 0,
-        })
-        .collect();
+    // Two encoding threads share the part writer.
+    let mut sinks: Vec<PartSink> = (0..2).map(|_| PartSink::new(writer.clone())).collect();
     let mut targets = vec![redstash::direct::DirectConnection::open(url.as_str())?];
     let report = Exporter::new(Scan::all()).run(&mut targets, encode, &mut sinks, None, None)?;
     drop(sinks);
-    let writer = Arc::try_unwrap(writer)
-        .map_err(|_| "the part writer is still shared")?
-        .into_inner()
-        .map_err(|_| poisoned())?;
-    let summary = writer.finish()?;
+    let summary = PartSink::into_writer(writer)?.finish()?;
     println!(
         "exported {} keys ({} rejected) in {:.3}s, by type: {:?}",
         report.items, report.rejected, report.elapsed_s, report.by_type

@@ -10,6 +10,7 @@ mod dynamo_number;
 mod dynamo_schema;
 mod format;
 pub mod manifest;
+mod part_sink;
 mod parts;
 mod read;
 mod restore;
@@ -20,6 +21,7 @@ mod verify;
 pub use self::dynamo::{DynamoMapping, DynamoOptions};
 pub use self::format::{RESP_ELEMENTS_PER_COMMAND, json_line, resp_commands};
 pub use self::manifest::{ManifestFileEntry, ManifestSummary, Shard};
+pub use self::part_sink::PartSink;
 pub use self::parts::{
     Compression, DEFAULT_GZIP_LEVEL, DEFAULT_PART_SIZE, DEFAULT_ZSTD_LEVEL, ExportCounts,
     OutputFormat, PartInfo, PartWriter, PartWriterOptions,

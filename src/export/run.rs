@@ -19,7 +19,7 @@ use crate::exec::{Scan, SyncConnection, run};
 /// Where encoded keys go (a part writer): one per writer thread.
 pub trait ItemSink: Send {
     /// One key, encoded; `redis_type` is its Redis type.
-    fn item(&mut self, bytes: &[u8], redis_type: &str) -> Result<()>;
+    fn item(&mut self, bytes: &[u8], redis_type: &'static str) -> Result<()>;
     /// A key that is not exported, and why.
     fn reject(&mut self, key: &[u8], redis_type: &str, reason: &str) -> Result<()>;
     /// No more keys: close what is open.
@@ -344,7 +344,7 @@ pub struct MemorySink {
 }
 
 impl ItemSink for MemorySink {
-    fn item(&mut self, bytes: &[u8], _redis_type: &str) -> Result<()> {
+    fn item(&mut self, bytes: &[u8], _redis_type: &'static str) -> Result<()> {
         self.items.push(bytes.to_vec());
         Ok(())
     }

@@ -10,8 +10,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use redstash::exec::Scan;
 use redstash::export::dynamo::{HashLayout, Inference, Occurrence, SortKey};
 use redstash::export::{
-    Compression, DynamoMapping, DynamoOptions, Encode, ExportReport, Exporter, ItemSink, KeyRecord,
-    OutputFormat, PartWriter, PartWriterOptions, ReadOptions, SlotShard, json_line, resp_commands,
+    Compression, DynamoMapping, DynamoOptions, Encode, ExportReport, Exporter, KeyRecord,
+    OutputFormat, PartSink, PartWriter, PartWriterOptions, ReadOptions, SlotShard, json_line,
+    resp_commands,
 };
 
 use crate::{Cli, Connection, Fail, cluster_on, report};
@@ -153,73 +154,6 @@ pub enum FormatArg {
     Jsonl,
     /// RESP.
     Resp,
-}
-
-/// Writer threads share one part writer: each batches its encoded items and writes
-/// them under the lock.
-struct SharedSink {
-    writer: Arc<Mutex<Option<PartWriter>>>,
-    batch: Vec<(Vec<u8>, &'static str)>,
-    bytes: usize,
-}
-
-const SINK_BATCH_BYTES: usize = 1 << 20;
-
-impl SharedSink {
-    fn flush(&mut self) -> redstash::Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let mut guard = self.writer.lock().map_err(|_| writer_poisoned())?;
-        if let Some(w) = guard.as_mut() {
-            for (item, ty) in self.batch.drain(..) {
-                w.write_item(&item, ty)?;
-            }
-        }
-        self.bytes = 0;
-        Ok(())
-    }
-}
-
-fn static_type(t: &str) -> &'static str {
-    match t {
-        "string" => "string",
-        "hash" => "hash",
-        "list" => "list",
-        "set" => "set",
-        "zset" => "zset",
-        "stream" => "stream",
-        _ => "other",
-    }
-}
-
-impl ItemSink for SharedSink {
-    fn item(&mut self, bytes: &[u8], redis_type: &str) -> redstash::Result<()> {
-        self.bytes += bytes.len();
-        self.batch.push((bytes.to_vec(), static_type(redis_type)));
-        if self.bytes >= SINK_BATCH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn reject(&mut self, key: &[u8], redis_type: &str, reason: &str) -> redstash::Result<()> {
-        self.flush()?;
-        let mut guard = self.writer.lock().map_err(|_| writer_poisoned())?;
-        if let Some(w) = guard.as_mut() {
-            w.reject(key, redis_type, reason)?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> redstash::Result<()> {
-        self.flush()
-    }
-}
-
-/// A writer thread panicked while it held the part writer.
-fn writer_poisoned() -> redstash::Error {
-    redstash::Error::Io(std::io::Error::other("an export writer thread panicked"))
 }
 
 /// Run `redstash export`.
@@ -438,13 +372,9 @@ fn export(cli: &Cli, a: &RunArgs) -> Result<(), Fail> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let shared = Arc::new(Mutex::new(Some(writer)));
-    let mut sinks: Vec<SharedSink> = (0..threads)
-        .map(|_| SharedSink {
-            writer: shared.clone(),
-            batch: Vec::new(),
-            bytes: 0,
-        })
+    let shared = Arc::new(Mutex::new(writer));
+    let mut sinks: Vec<PartSink> = (0..threads)
+        .map(|_| PartSink::new(shared.clone()))
         .collect();
     let bar = crate::progress(cli, None, "export");
     let cancel = Arc::new(AtomicBool::new(false));
@@ -468,12 +398,8 @@ fn export(cli: &Cli, a: &RunArgs) -> Result<(), Fail> {
     let result = exporter.run(&mut targets, encode, &mut sinks, Some(&show), Some(&cancel));
     bar.finish_and_clear();
     let r: ExportReport = result?;
-    let writer = shared
-        .lock()
-        .map_err(|_| Fail(1, "an export writer panicked".into()))?
-        .take()
-        .ok_or_else(|| Fail(1, "the export writer is gone".into()))?;
-    let mut writer = writer;
+    drop(sinks);
+    let mut writer = PartSink::into_writer(shared)?;
     writer.add_vanished(r.vanished);
     writer.add_changed(r.changed);
     let summary = writer.finish()?;
